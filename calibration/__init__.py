@@ -1,0 +1,1 @@
+"""INT8 calibration and score calibration (filled in by the export issue)."""
