@@ -35,7 +35,7 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     st = require("safetensors.torch")
     try:
         return st.load_file(str(path))
@@ -79,7 +79,7 @@ def _flatten_optimizer(sd: dict) -> tuple[dict[str, torch.Tensor], list]:
 def load_optimizer_state(path: Path, optimizer: torch.optim.Optimizer) -> dict:
     """Restore the optimizer from a checkpoint folder; returns the trainer.json contents."""
     info = json.loads((path / TRAINER_FILE).read_text())
-    flat = _load_tensors(path / OPTIM_FILE)
+    flat = load_tensors(path / OPTIM_FILE)
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, v in flat.items():
         pid, name = key.split(".", 1)
@@ -115,8 +115,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             raise CheckpointError(f"{path} is missing {f}")
     model = get_model_entry(cfg["name"]).build(cfg["model"])
     try:
-        model.load_state_dict(_load_tensors(path / MODEL_FILE))
+        model.load_state_dict(load_tensors(path / MODEL_FILE))
     except RuntimeError as exc:
         raise CheckpointError(f"weights in {path / MODEL_FILE} do not match the config: {exc}") from exc
     model.eval()
-    return Checkpoint(model, _load_tensors(path / STATE_FILE), cfg, path)
+    return Checkpoint(model, load_tensors(path / STATE_FILE), cfg, path)

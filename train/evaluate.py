@@ -36,65 +36,77 @@ class VideoScores:
 
     name: str
     first: int
-    psnr: np.ndarray
-    feature_distance: np.ndarray
+    components: dict[str, np.ndarray]
     labels: Optional[np.ndarray] = None  # labels of the scored frames only
+
+    @property
+    def size(self) -> int:
+        return next(iter(self.components.values())).size
 
 
 @torch.inference_mode()
-def score_frames(model, memory: torch.Tensor, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Run one stream (frames uint8 (N, H, W, C)) from `memory` (M, D); returns PSNR and distance per scored frame."""
-    mem = memory.unsqueeze(0)
+def score_frames(model, state: dict[str, torch.Tensor], frames: np.ndarray) -> dict[str, np.ndarray]:
+    """Run one stream over uint8 frames (N, H, W, C) from an unbatched initial `state`, carrying the state.
+
+    Returns each score component for every frame that has a full clip (from frame clip_length − 1 on).
+    """
+    st = {k: v.unsqueeze(0) for k, v in state.items()}
     n_clip = model.clip_length
     video = torch.from_numpy(frames)
-    psnrs, dists = [], []
+    values: dict[str, list[float]] = {k: [] for k in model.score_components}
     for t in range(n_clip - 1, len(frames)):
-        out = model.stream_step(video[t - n_clip + 1:t + 1].unsqueeze(0), mem)
-        mem = out["memory"]
-        psnrs.append(out["psnr"].item())
-        dists.append(out["feature_distance"].item())
-    return np.asarray(psnrs), np.asarray(dists)
+        out = model.stream_step(video[t - n_clip + 1:t + 1].unsqueeze(0), st)
+        st = out["state"]
+        for k in values:
+            values[k].append(out["scores"][k].item())
+    return {k: np.asarray(v) for k, v in values.items()}
 
 
 def score_split(ckpt: Checkpoint, split: Split, progress: bool = True, desc: str = "scoring") -> list[VideoScores]:
-    """Score every video of a split as its own stream, each starting from the trained memory."""
+    """Score every video of a split as its own stream, each starting from the checkpoint's state."""
     tqdm = require("tqdm").tqdm
-    model, memory = ckpt.model, ckpt.state["memory"]
+    model = ckpt.model
     out = []
     for video in tqdm(split.videos, desc=desc, disable=not progress, file=sys.stderr, leave=False):
         frames = video.load(model.spec)
-        p, d = score_frames(model, memory, frames)
+        comps = score_frames(model, ckpt.state, frames)
         first = model.clip_length - 1
         labels = video.labels[first:] if video.labels is not None else None
-        out.append(VideoScores(video.name, first, p, d, labels))
+        out.append(VideoScores(video.name, first, comps, labels))
     return out
 
 
-def paper_scores(videos: list[VideoScores], weight: float) -> list[np.ndarray]:
-    """S_t = λ(1 − g(PSNR)) + (1 − λ) g(D) with g = per-video min-max (MNAD Eq. 16–17)."""
-    return [weight * (1 - minmax_normalise(v.psnr)) + (1 - weight) * minmax_normalise(v.feature_distance)
-            for v in videos]
+def paper_scores(videos: list[VideoScores], signs: dict[str, int], weights: dict[str, float]) -> list[np.ndarray]:
+    """Σ_c w_c·g(c) with g = per-video min-max, flipped (1 − g) for components where larger = normal.
+
+    For MNAD this is Eq. 16–17: S_t = λ(1 − g(PSNR)) + (1 − λ) g(D).
+    """
+    def oriented(x: np.ndarray, sign: int) -> np.ndarray:
+        g = minmax_normalise(x)
+        return g if sign > 0 else 1.0 - g
+
+    return [sum(w * oriented(v.components[c], signs[c]) for c, w in weights.items() if w) for v in videos]
 
 
 @dataclass
 class Calibration:
     """Robust statistics of each score component on normal footage (used by the streaming protocol)."""
 
-    psnr: RobustStats
-    feature_distance: RobustStats
+    stats: dict[str, RobustStats]
     frames: int
 
-    def fuse(self, v: VideoScores, weight: float) -> np.ndarray:
-        return weight * -self.psnr.z(v.psnr) + (1 - weight) * self.feature_distance.z(v.feature_distance)
+    def fuse(self, v: VideoScores, signs: dict[str, int], weights: dict[str, float]) -> np.ndarray:
+        """Σ_c w_c · sign_c · z_c: larger = more anomalous, causal (fixed statistics)."""
+        return sum(w * signs[c] * self.stats[c].z(v.components[c]) for c, w in weights.items() if w)
 
     def to_dict(self) -> dict:
-        return {"psnr": asdict(self.psnr), "feature_distance": asdict(self.feature_distance), "frames": self.frames}
+        return {"stats": {k: asdict(v) for k, v in self.stats.items()}, "frames": self.frames}
 
 
 def calibrate(videos: list[VideoScores]) -> Calibration:
-    p = np.concatenate([v.psnr for v in videos])
-    d = np.concatenate([v.feature_distance for v in videos])
-    return Calibration(RobustStats.fit(p), RobustStats.fit(d), int(p.size))
+    names = videos[0].components.keys()
+    stats = {c: RobustStats.fit(np.concatenate([v.components[c] for v in videos])) for c in names}
+    return Calibration(stats, int(sum(v.size for v in videos)))
 
 
 def summarise(videos: list[VideoScores], scores: list[np.ndarray]) -> dict:
@@ -142,15 +154,15 @@ def evaluate(model_dir: str | Path, data: str | Path, *, protocol: str = "both",
         torch.set_num_threads(threads)
     ckpt = load_checkpoint(model_dir)
     test = open_split(data, "testing", require_labels=True)
-    weight = ckpt.model.score_weight
+    signs, weights = ckpt.model.score_components, ckpt.model.score_weights
     t0 = time.time()
     videos = score_split(ckpt, test, progress, "scoring test videos")
-    scored = sum(v.psnr.size for v in videos)
+    scored = sum(v.size for v in videos)
     fps = scored / max(time.time() - t0, 1e-9)
     result = EvalResult(str(model_dir), str(data), fps=fps)
     per_frame: dict[str, list[np.ndarray]] = {}
     if protocol in ("paper", "both"):
-        per_frame["paper"] = paper_scores(videos, weight)
+        per_frame["paper"] = paper_scores(videos, signs, weights)
         result.protocols["paper"] = summarise(videos, per_frame["paper"])
     if protocol in ("streaming", "both"):
         train_split = open_split(data, "training")
@@ -158,7 +170,7 @@ def evaluate(model_dir: str | Path, data: str | Path, *, protocol: str = "both",
             train_split.videos = train_split.videos[:calib_videos]
         calib = calibrate(score_split(ckpt, train_split, progress, "calibrating on training videos"))
         result.calibration = calib.to_dict()
-        per_frame["streaming"] = [ema(calib.fuse(v, weight), smoothing) for v in videos]
+        per_frame["streaming"] = [ema(calib.fuse(v, signs, weights), smoothing) for v in videos]
         result.protocols["streaming"] = {**summarise(videos, per_frame["streaming"]), "smoothing": smoothing}
     result.seconds = time.time() - t0
     if out is not None:
@@ -177,10 +189,11 @@ def evaluate(model_dir: str | Path, data: str | Path, *, protocol: str = "both",
 
 
 def _write_scores_csv(path: Path, videos: list[VideoScores], per_frame: dict[str, list[np.ndarray]]) -> None:
+    names = list(videos[0].components)
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["video", "frame", "label", "psnr", "feature_distance", *[f"score_{k}" for k in per_frame]])
+        w.writerow(["video", "frame", "label", *names, *[f"score_{k}" for k in per_frame]])
         for i, v in enumerate(videos):
-            for j in range(v.psnr.size):
-                w.writerow([v.name, v.first + j, int(v.labels[j]), f"{v.psnr[j]:.5f}", f"{v.feature_distance[j]:.6g}",
+            for j in range(v.size):
+                w.writerow([v.name, v.first + j, int(v.labels[j]), *[f"{v.components[c][j]:.6g}" for c in names],
                             *[f"{per_frame[k][i][j]:.5f}" for k in per_frame]])

@@ -17,10 +17,27 @@ from vadedge._optional import require
 from vadedge.datasets import open_split
 from vadedge.errors import CheckpointError, ConfigError
 
-from .checkpoint import TRAINER_FILE, load_optimizer_state, read_config, save_checkpoint, _load_tensors, MODEL_FILE, STATE_FILE
+from .checkpoint import (MODEL_FILE, STATE_FILE, TRAINER_FILE, load_optimizer_state, load_tensors, read_config,
+                         save_checkpoint)
 from .data import ClipDataset, fingerprint, make_loader
 from .flops import count_parameters, gmac_per_frame
 from .registry import get_model_entry, resolve_config
+
+
+def _load_init(path: Path, net: torch.nn.Module, task) -> None:
+    """Start from another checkpoint: matching weights are loaded, new modules keep their init."""
+    read_config(path)
+    tensors = load_tensors(path / MODEL_FILE)
+    own = net.state_dict()
+    compatible = {k: v for k, v in tensors.items() if k in own and own[k].shape == v.shape}
+    if not compatible:
+        raise CheckpointError(f"--init: no weights in {path} fit this model")
+    net.load_state_dict(compatible, strict=False)
+    if (path / STATE_FILE).is_file() and hasattr(task, "load_state"):
+        try:
+            task.load_state(load_tensors(path / STATE_FILE))
+        except (KeyError, RuntimeError):
+            pass  # the init checkpoint's state belongs to another stage/family
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -53,8 +70,16 @@ class TrainSummary:
 def train(model: str, data: str | Path, out: str | Path, *, preset: Optional[str] = None,
           epochs: Optional[int] = None, seed: int = 0, resume: bool = False, batch_size: Optional[int] = None,
           lr: Optional[float] = None, workers: Optional[int] = None, model_overrides: Optional[dict] = None,
-          threads: Optional[int] = None, progress: bool = True) -> TrainSummary:
-    """Train `model` (a registered name) on the normal videos of `data`/training; checkpoint into `out`."""
+          threads: Optional[int] = None, progress: bool = True, stage: Optional[str] = None,
+          init: Optional[str | Path] = None) -> TrainSummary:
+    """Train `model` (a registered name) on the normal videos of `data`/training; checkpoint into `out`.
+
+    `stage` is passed to the family's training task (e.g. MPN's pretrain / dpu / meta); `init` starts
+    from another checkpoint's weights (non-strict: new modules keep their initialisation) and state.
+    Task hooks, all optional: `prepare(dataset)` runs once before training (e.g. clustering),
+    `make_loader(dataset, batch_size, seed, workers)` replaces the clip loader (e.g. episodes), and
+    `trainable_parameters()` selects what the optimiser updates.
+    """
     out = Path(out)
     if threads:
         torch.set_num_threads(threads)
@@ -74,32 +99,41 @@ def train(model: str, data: str | Path, out: str | Path, *, preset: Optional[str
     gen = seed_everything(seed)
     entry = get_model_entry(model)
     net = entry.build(cfg["model"])
-    task = entry.task(net, tcfg, generator=gen)
+    task = entry.task(net, tcfg, generator=gen, stage=stage)
+    if init is not None and not resume:
+        _load_init(Path(init), net, task)
 
     split = open_split(data, "training")
     dataset = ClipDataset(split, net.spec, net.clip_length)
-    loader = make_loader(dataset, tcfg["batch_size"], shuffle=True, seed=seed, workers=workers)
+    if hasattr(task, "prepare"):
+        task.prepare(dataset)
+    if hasattr(task, "make_loader"):
+        loader = task.make_loader(dataset, tcfg["batch_size"], seed, workers)
+    else:
+        loader = make_loader(dataset, tcfg["batch_size"], shuffle=True, seed=seed, workers=workers)
     steps_per_epoch = max(1, len(loader))
     total_steps = tcfg["epochs"] * steps_per_epoch
-    opt = torch.optim.Adam(net.parameters(), lr=tcfg["lr"], betas=(0.9, 0.999),
+    params = list(task.trainable_parameters()) if hasattr(task, "trainable_parameters") else list(net.parameters())
+    opt = torch.optim.Adam(params, lr=tcfg["lr"], betas=(0.9, 0.999),
                            weight_decay=tcfg.get("weight_decay", 0.0))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
     history: list[dict] = []
     if resume:
-        net.load_state_dict(_load_tensors(out / MODEL_FILE))
-        task.load_state(_load_tensors(out / STATE_FILE))
+        net.load_state_dict(load_tensors(out / MODEL_FILE))
+        task.load_state(load_tensors(out / STATE_FILE))
         info = load_optimizer_state(out, opt)
         start_epoch = int(info["epoch"])
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps),
                                                            last_epoch=start_epoch * steps_per_epoch - 1)
         history = info.get("history", [])
-        if "torch_rng" in info:
-            torch.manual_seed(seed + start_epoch)
+        torch.manual_seed(seed + start_epoch)  # fresh but reproducible randomness for the resumed epochs
 
     cfg.update({
         "data": {"root": str(Path(data).resolve()), "fingerprint": fingerprint(split),
                  "videos": len(split.videos), "clips": len(dataset)},
         "seed": seed,
+        "stage": stage if not resume else cfg.get("stage"),
+        "init": str(init) if init is not None else cfg.get("init"),
     })
     params = count_parameters(net)
     gmac = gmac_per_frame(net)

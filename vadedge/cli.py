@@ -53,17 +53,21 @@ def cli() -> None:
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="DataLoader workers (default: 0 when frames fit in memory, else 2).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch intra-op threads.")
+@click.option("--stage", default=None, metavar="STAGE",
+              help="Training stage for multi-stage families (MPN: pretrain, dpu, meta).")
+@click.option("--init", type=click.Path(path_type=Path), default=None,
+              help="Start from the weights (and state) of another checkpoint, e.g. the previous stage.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_user_errors
 def train(model_name: str, preset: Optional[str], data: Path, out: Path, epochs: Optional[int],
           batch_size: Optional[int], lr: Optional[float], seed: int, resume: bool, workers: Optional[int],
-          threads: Optional[int], quiet: bool) -> None:
+          threads: Optional[int], stage: Optional[str], init: Optional[Path], quiet: bool) -> None:
     """Train a model on the normal videos of DATA/training."""
     from .train.trainer import train as run_training
 
     summary = run_training(model_name, data, out, preset=preset, epochs=epochs, seed=seed, resume=resume,
                            batch_size=batch_size, lr=lr, workers=workers, threads=threads,
-                           progress=not quiet)
+                           progress=not quiet, stage=stage, init=init)
     click.echo(summary.format())
 
 

@@ -67,21 +67,36 @@ class MNAD(nn.Module):
         hw = (context.shape[-2] // 8, context.shape[-1] // 8)
         return self.decode(query, memory, skips, hw), query
 
-    def stream_step(self, frames: torch.Tensor, memory: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One scoring step per stream: uint8 clips (B, N, H, W, C), memory (B, M, D) →
+    def initial_state(self) -> dict[str, torch.Tensor]:
+        """A placeholder per-stream state (unbatched); trained checkpoints carry the real memory."""
+        return {"memory": init_memory(self.memory_size, self.memory_dim, torch.Generator().manual_seed(0))}
 
-        psnr, feature_distance, regular_score (B,), the gated new memory (B, M, D) and the prediction.
-        Streams are independent: each uses and updates only its own memory.
+    @property
+    def score_components(self) -> dict[str, int]:
+        """Per-frame score components and their sign: +1 = larger is more anomalous, −1 = more normal."""
+        return {"psnr": -1, "feature_distance": +1}
+
+    @property
+    def score_weights(self) -> dict[str, float]:
+        """Fusion weights of the paper: S = λ(1 − g(PSNR)) + (1 − λ) g(D)."""
+        return {"psnr": self.score_weight, "feature_distance": 1.0 - self.score_weight}
+
+    def stream_step(self, frames: torch.Tensor, state: dict[str, torch.Tensor]) -> dict:
+        """One scoring step for B independent streams.
+
+        frames: uint8 (B, N, H, W, C); state: {"memory": (B, M, D)}. Returns {"scores": {psnr,
+        feature_distance} each (B,), "state": {"memory": gated new memory}, "aux": {"regular_score"},
+        "pred", "target"}. Each stream reads and writes only its own memory.
         """
+        memory = state["memory"]
         context, target = self.split_clip(frames)
         pred, query = self(context, memory)
         e_t = regular_score(pred, target)
         new_memory = memory_update(query, memory, e_t < self.update_threshold)
         return {
-            "psnr": psnr(pred, target),
-            "feature_distance": feature_distance(query, memory),
-            "regular_score": e_t,
-            "memory": new_memory,
+            "scores": {"psnr": psnr(pred, target), "feature_distance": feature_distance(query, memory)},
+            "state": {"memory": new_memory},
+            "aux": {"regular_score": e_t},
             "pred": pred,
             "target": target,
         }
@@ -94,12 +109,11 @@ class MNADTask:
     the batch) and is applied after the losses used the old items, as in the reference code.
     """
 
-    def __init__(self, model: MNAD, train_cfg: dict, memory: Optional[torch.Tensor] = None,
-                 generator: Optional[torch.Generator] = None) -> None:
+    def __init__(self, model: MNAD, train_cfg: dict, generator: Optional[torch.Generator] = None,
+                 **_: object) -> None:
         self.model = model
         self.cfg = train_cfg
-        self.memory = memory if memory is not None else init_memory(model.memory_size, model.memory_dim,
-                                                                      generator)
+        self.memory = init_memory(model.memory_size, model.memory_dim, generator)
 
     def state(self) -> dict[str, torch.Tensor]:
         return {"memory": self.memory}
