@@ -1,0 +1,45 @@
+"""`vadedge train`: train a registered model on normal footage."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from ._errors import user_errors
+
+
+@click.command()
+@click.option("--model", "model_name", required=True, metavar="NAME",
+              help="Registered model family (see `vadedge models`), e.g. mnad-pred.")
+@click.option("--preset", default=None, metavar="P", help="Preset of the family: paper, edge-s, … (default: paper).")
+@click.option("--data", required=True, type=click.Path(path_type=Path),
+              help="Dataset root with training/frames/<video>/ (or training/ video files).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Checkpoint folder to write.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the preset's epochs.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Override the preset's batch size.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Override the learning rate.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights, memory and shuffling.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last epoch.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="DataLoader workers (default: 0 when frames fit in memory, else 2).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch intra-op threads.")
+@click.option("--stage", default=None, metavar="STAGE",
+              help="Training stage for multi-stage families (MPN: pretrain, dpu, meta).")
+@click.option("--init", type=click.Path(path_type=Path), default=None,
+              help="Start from the weights (and state) of another checkpoint, e.g. the previous stage.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@user_errors
+def train(model_name: str, preset: Optional[str], data: Path, out: Path, epochs: Optional[int],
+          batch_size: Optional[int], lr: Optional[float], seed: int, resume: bool, workers: Optional[int],
+          threads: Optional[int], stage: Optional[str], init: Optional[Path], quiet: bool) -> None:
+    """Train a model on the normal videos of DATA/training."""
+    from vadedge.train.trainer import train as run_training
+
+    summary = run_training(model_name, data, out, preset=preset, epochs=epochs, seed=seed, resume=resume,
+                           batch_size=batch_size, lr=lr, workers=workers, threads=threads,
+                           progress=not quiet, stage=stage, init=init)
+    click.echo(summary.format())
+
+
+command = train
