@@ -54,23 +54,32 @@ def score_frames(model, state: dict[str, torch.Tensor], frames: np.ndarray) -> d
     n_clip = model.clip_length
     video = torch.from_numpy(frames)
     values: dict[str, list[float]] = {k: [] for k in model.score_components}
+    host = getattr(model, "host_inputs", None)  # optional: inputs computed outside the graph (MAAM-Net's flow)
     for t in range(n_clip - 1, len(frames)):
-        out = model.stream_step(video[t - n_clip + 1:t + 1].unsqueeze(0), st)
+        clip = video[t - n_clip + 1:t + 1].unsqueeze(0)
+        out = model.stream_step(clip, st, **(host(clip) if host is not None else {}))
         st = out["state"]
         for k in values:
             values[k].append(out["scores"][k].item())
     return {k: np.asarray(v) for k, v in values.items()}
 
 
-def score_split(ckpt: Checkpoint, split: Split, progress: bool = True, desc: str = "scoring") -> list[VideoScores]:
-    """Score every video of a split as its own stream, each starting from the checkpoint's state."""
+def score_split(ckpt: Checkpoint, split: Split, progress: bool = True, desc: str = "scoring",
+                adapt_k: int = 0) -> list[VideoScores]:
+    """Score every video of a split as its own stream, each starting from the checkpoint's state.
+
+    adapt_k > 0 (models with `adapt_stream`, e.g. MPN): each stream first adapts on its first
+    adapt_k clips and is scored from clip adapt_k on, so its first clip_length − 1 + adapt_k frames
+    get no score (MPN's K-shot protocol).
+    """
     tqdm = require("tqdm").tqdm
     model = ckpt.model
     out = []
     for video in tqdm(split.videos, desc=desc, disable=not progress, file=sys.stderr, leave=False):
         frames = video.load(model.spec)
-        comps = score_frames(model, ckpt.state, frames)
-        first = model.clip_length - 1
+        scorer = model.adapt_stream(frames, adapt_k) if adapt_k else model
+        comps = score_frames(scorer, ckpt.state, frames[adapt_k:])
+        first = model.clip_length - 1 + adapt_k
         labels = video.labels[first:] if video.labels is not None else None
         out.append(VideoScores(video.name, first, comps, labels))
     return out
@@ -131,6 +140,7 @@ class EvalResult:
     seconds: float = 0.0
     fps: float = 0.0
     calibration: Optional[dict] = None
+    adapt_k: int = 0  # few-shot adaptation clips per stream (MPN)
 
     def format(self) -> str:
         rows = [("", *self.protocols.keys())]
@@ -146,20 +156,25 @@ class EvalResult:
 
 def evaluate(model_dir: str | Path, data: str | Path, *, protocol: str = "both", out: Optional[str | Path] = None,
              smoothing: float = 1.0, calib_videos: Optional[int] = None, threads: Optional[int] = None,
-             progress: bool = True, plots: bool = True) -> EvalResult:
-    """Evaluate a checkpoint on DATA/testing (labels required); write results.json, scores.csv and plots to `out`."""
+             progress: bool = True, plots: bool = True, adapt_k: int = 0) -> EvalResult:
+    """Evaluate a checkpoint on DATA/testing (labels required); write results.json, scores.csv and plots to `out`.
+
+    `adapt_k`: few-shot adaptation per stream (test and calibration videos) for models that support it.
+    """
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     if threads:
         torch.set_num_threads(threads)
     ckpt = load_checkpoint(model_dir)
+    if adapt_k and not hasattr(ckpt.model, "adapt_stream"):
+        raise ConfigError(f"--adapt-k: model '{ckpt.config['name']}' does not support few-shot adaptation")
     test = open_split(data, "testing", require_labels=True)
     signs, weights = ckpt.model.score_components, ckpt.model.score_weights
     t0 = time.time()
-    videos = score_split(ckpt, test, progress, "scoring test videos")
+    videos = score_split(ckpt, test, progress, "scoring test videos", adapt_k)
     scored = sum(v.size for v in videos)
     fps = scored / max(time.time() - t0, 1e-9)
-    result = EvalResult(str(model_dir), str(data), fps=fps)
+    result = EvalResult(str(model_dir), str(data), fps=fps, adapt_k=adapt_k)
     per_frame: dict[str, list[np.ndarray]] = {}
     if protocol in ("paper", "both"):
         per_frame["paper"] = paper_scores(videos, signs, weights)
@@ -168,7 +183,7 @@ def evaluate(model_dir: str | Path, data: str | Path, *, protocol: str = "both",
         train_split = open_split(data, "training")
         if calib_videos:
             train_split.videos = train_split.videos[:calib_videos]
-        calib = calibrate(score_split(ckpt, train_split, progress, "calibrating on training videos"))
+        calib = calibrate(score_split(ckpt, train_split, progress, "calibrating on training videos", adapt_k))
         result.calibration = calib.to_dict()
         per_frame["streaming"] = [ema(calib.fuse(v, signs, weights), smoothing) for v in videos]
         result.protocols["streaming"] = {**summarise(videos, per_frame["streaming"]), "smoothing": smoothing}

@@ -139,6 +139,7 @@ def train(model: str, data: str | Path, out: str | Path, *, preset: Optional[str
     gmac = gmac_per_frame(net)
     tqdm = require("tqdm").tqdm
     t0 = time.time()
+    seconds_before = float(history[-1]["seconds"]) if history else 0.0  # training time of earlier runs (resume)
     step = start_epoch * steps_per_epoch
     last_loss = float("nan")
     net.train()
@@ -164,7 +165,7 @@ def train(model: str, data: str | Path, out: str | Path, *, preset: Optional[str
         elapsed = time.time() - t0
         done = epoch + 1 - start_epoch
         eta = elapsed / done * (tcfg["epochs"] - epoch - 1)
-        history.append({"epoch": epoch + 1, **means, "seconds": round(elapsed, 1)})
+        history.append({"epoch": epoch + 1, **means, "seconds": round(seconds_before + elapsed, 1)})
         if progress:
             print(f"epoch {epoch + 1}/{tcfg['epochs']}  " + "  ".join(f"{k} {v:.5f}" for k, v in means.items())
                   + f"  [{elapsed / 60:.1f} min, ETA {eta / 60:.1f} min]", file=sys.stderr, flush=True)
@@ -173,7 +174,7 @@ def train(model: str, data: str | Path, out: str | Path, *, preset: Optional[str
                         optimizer=opt, trainer_state={"epoch": epoch + 1, "step": step, "seed": seed,
                                                       "history": history})
     summary = TrainSummary(model, cfg["preset"], str(out), tcfg["epochs"], step, len(dataset),
-                           time.time() - t0 + float(info.get("seconds", 0.0)), last_loss, params, gmac,
+                           seconds_before + time.time() - t0, last_loss, params, gmac,
                            start_epoch)
     (out / "train_summary.json").write_text(json.dumps(asdict(summary), indent=1))
     return summary

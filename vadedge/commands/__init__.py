@@ -10,6 +10,11 @@ COMMANDS = (
     "train",
     "eval",
     "models",
+    "export",
+    "info",
+    "synth",
+    "run",
+    "demo",
 )
 
 

@@ -24,16 +24,19 @@ from ._errors import user_errors
               help="Streaming protocol: calibrate on only the first N training videos.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch intra-op threads.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@click.option("--adapt-k", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Few-shot models (MPN): adapt each video on its first K clips, score the rest.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
 def eval_cmd(model_dir: Path, data: Path, protocol: str, out: Optional[Path], smoothing: float,
-             calib_videos: Optional[int], threads: Optional[int], no_plots: bool, quiet: bool) -> None:
+             calib_videos: Optional[int], threads: Optional[int], no_plots: bool, quiet: bool,
+             adapt_k: int) -> None:
     """Score DATA/testing in stream order and print frame-level AUC / EER for each protocol."""
     from vadedge.train.evaluate import evaluate
 
     out = out or Path(model_dir) / "eval"
     result = evaluate(model_dir, data, protocol=protocol, out=out, smoothing=smoothing, calib_videos=calib_videos,
-                      threads=threads, progress=not quiet, plots=not no_plots)
+                      threads=threads, progress=not quiet, plots=not no_plots, adapt_k=adapt_k)
     click.echo(result.format())
     click.echo(f"results: {out / 'results.json'}")
 

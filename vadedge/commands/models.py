@@ -1,9 +1,6 @@
 """`vadedge models`: list registered families and presets with their cost."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
-
 import click
 
 from ._errors import user_errors

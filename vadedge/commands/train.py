@@ -19,6 +19,12 @@ from ._errors import user_errors
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the preset's epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Override the preset's batch size.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Override the learning rate.")
+@click.option("--input-size", default=None, metavar="HxW",
+              help="Override the preset's input size, e.g. 128x192 (multiples of 8).")
+@click.option("--width-mult", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Override the preset's channel width multiplier.")
+@click.option("--color", type=click.Choice(["gray", "rgb", "bgr"]), default=None,
+              help="Override the preset's colour mode.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights, memory and shuffling.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last epoch.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
@@ -32,13 +38,21 @@ from ._errors import user_errors
 @user_errors
 def train(model_name: str, preset: Optional[str], data: Path, out: Path, epochs: Optional[int],
           batch_size: Optional[int], lr: Optional[float], seed: int, resume: bool, workers: Optional[int],
-          threads: Optional[int], stage: Optional[str], init: Optional[Path], quiet: bool) -> None:
+          threads: Optional[int], stage: Optional[str], init: Optional[Path], quiet: bool,
+          input_size: Optional[str], width_mult: Optional[float], color: Optional[str]) -> None:
     """Train a model on the normal videos of DATA/training."""
+    overrides = {"width_mult": width_mult, "color": color}
+    if input_size:
+        try:
+            h, w = (int(x) for x in input_size.lower().split("x"))
+        except ValueError:
+            raise click.BadParameter(f"expected HxW such as 128x192, got {input_size!r}", param_hint="--input-size")
+        overrides.update(height=h, width=w)
     from vadedge.train.trainer import train as run_training
 
     summary = run_training(model_name, data, out, preset=preset, epochs=epochs, seed=seed, resume=resume,
                            batch_size=batch_size, lr=lr, workers=workers, threads=threads,
-                           progress=not quiet, stage=stage, init=init)
+                           progress=not quiet, stage=stage, init=init, model_overrides=overrides)
     click.echo(summary.format())
 
 

@@ -1,0 +1,202 @@
+"""INT8 explicit quantisation (Q/DQ) of an exported FP32 graph with `onnxruntime.quantization`.
+
+The calibration reader streams normal footage through the FP32 graph, carrying each video's state
+exactly as the runtime will, and hands `quantize_static` evenly spaced clips (frames + the state at
+that moment). Output is QDQ (QuantizeLinear/DequantizeLinear pairs) — the form TensorRT 10/11 and
+ONNX Runtime both consume. Only the convolutions are quantised; the `vadedge` memory nodes, softmax,
+norms and the score tail stay in float (they are excluded by name and by op type, and the result is
+checked). Defaults follow what TensorRT needs: symmetric signed INT8 activations and weights,
+per-channel weights.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+import numpy as np
+
+from vadedge._optional import require
+from vadedge.errors import ConfigError, DataError
+from vadedge.preprocess import InputSpec
+
+from .footage import iter_videos, open_normal_footage
+
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+DEFAULT_OP_TYPES = ("Conv", "ConvTranspose")
+DEFAULT_MAX_CLIPS = 256
+
+
+@dataclass
+class Int8Options:
+    """Knobs of the quantiser (measured side by side in docs/export.md)."""
+
+    per_channel: bool = True
+    reduce_range: bool = False
+    symmetric_activations: bool = True      # TensorRT wants zero-point 0
+    op_types: tuple[str, ...] = DEFAULT_OP_TYPES
+    exclude_last_conv: bool = False         # keep the output head in float
+    percentile: float = 99.999
+    max_clips: int = DEFAULT_MAX_CLIPS
+    pre_process: bool = False               # onnxruntime.quantization.quant_pre_process (shape inference only)
+
+
+class ClipFeeds:
+    """`onnxruntime.quantization.CalibrationDataReader` over normal footage, state carried by the FP32 graph."""
+
+    def __init__(self, fp32_model: Union[str, Path], graph: dict, spec: InputSpec, clip_length: int,
+                 state: dict[str, np.ndarray], data: Union[str, Path], *, max_clips: int = DEFAULT_MAX_CLIPS,
+                 threads: Optional[int] = None, progress: bool = False) -> None:
+        from vadedge.export.runner import OnnxStream
+
+        self.split = open_normal_footage(data)
+        self.stream = OnnxStream(fp32_model, graph, clip_length, threads=threads)
+        self.spec, self.clip_length, self.state = spec, clip_length, state
+        self.batch = self.stream.static_batch
+        total = sum(max(0, v.num_frames - clip_length + 1) for v in self.split.videos)
+        if total == 0:
+            raise DataError(f"no video in {self.split.root} has the {clip_length} frames one clip needs")
+        self.stride = max(1, math.ceil(total / max(1, max_clips)))
+        self.total_clips = total
+        self.progress = progress
+        self.clips_used = 0
+        self._it: Optional[Iterator[dict]] = None
+
+    def _feeds(self) -> Iterator[dict]:
+        pending: list[tuple[np.ndarray, dict]] = []
+        index = 0
+        for _, frames in iter_videos(self.split, self.spec, self.clip_length):
+            feeds = self.stream.batched_state(self.state, 1)
+            n = self.clip_length
+            for t in range(n - 1, len(frames)):
+                clip = frames[None, t - n + 1:t + 1]
+                if index % self.stride == 0:
+                    pending.append((clip, feeds))
+                    if len(pending) == self.batch:
+                        yield self._stack(pending)
+                        pending = []
+                index += 1
+                _, feeds, _ = self._step_single(clip, feeds)  # carry the state as the runtime will
+        if pending:  # pad the last batch by repeating its first clip
+            pending += [pending[0]] * (self.batch - len(pending))
+            yield self._stack(pending)
+
+    def _step_single(self, clip: np.ndarray, feeds: dict):
+        if self.batch == 1:
+            return self.stream.step(np.ascontiguousarray(clip), feeds)
+        tiled_clip = np.repeat(clip, self.batch, axis=0)
+        tiled = {k: np.repeat(v, self.batch, axis=0) for k, v in feeds.items()}
+        scores, new, extra = self.stream.step(tiled_clip, tiled)
+        return scores, {k: v[:1] for k, v in new.items()}, extra
+
+    def _stack(self, items: list[tuple[np.ndarray, dict]]) -> dict:
+        self.clips_used += len(items)
+        out = {self.stream.graph["frames_input"]: np.ascontiguousarray(np.concatenate([c for c, _ in items]))}
+        for key in items[0][1]:
+            out[key] = np.ascontiguousarray(np.concatenate([f[key] for _, f in items]))
+        return out
+
+    # CalibrationDataReader protocol
+    def get_next(self) -> Optional[dict]:
+        if self._it is None:
+            self._it = self._feeds()
+        return next(self._it, None)
+
+    def rewind(self) -> None:
+        self._it = None
+        self.clips_used = 0
+
+    def __iter__(self):
+        self.rewind()
+        return self
+
+    def __next__(self) -> dict:
+        item = self.get_next()
+        if item is None:
+            raise StopIteration
+        return item
+
+
+@dataclass
+class Int8Report:
+    method: str
+    clips: int
+    quantized_nodes: int
+    float_nodes_kept: list[str] = field(default_factory=list)
+    options: dict = field(default_factory=dict)
+
+
+def _name_nodes(model) -> None:
+    seen = set()
+    for i, n in enumerate(model.graph.node):
+        if not n.name or n.name in seen:
+            n.name = f"{n.op_type}_{i}"
+        seen.add(n.name)
+
+
+def quantize_int8(fp32_path: Union[str, Path], out_path: Union[str, Path], reader, *, method: str = "minmax",
+                  options: Optional[Int8Options] = None) -> Int8Report:
+    """Write a QDQ INT8 copy of `fp32_path` to `out_path`, calibrated with `reader` (see the module docstring)."""
+    onnx = require("onnx")
+    q = require("onnxruntime.quantization")
+    from vadedge.export.fp16 import regions
+    from vadedge.export.functions import DOMAIN
+
+    options = options or Int8Options()
+    method = method.lower()
+    if method not in CALIB_METHODS:
+        raise ConfigError(f"calibration method must be one of {CALIB_METHODS}, got {method!r}")
+    model = onnx.load(str(fp32_path))
+    _name_nodes(model)
+    reg = regions(model.graph)
+    exclude = [n.name for i, n in enumerate(model.graph.node)
+               if n.domain == DOMAIN or i not in reg["backbone"] or n.op_type in ("Softmax", "ReduceL2")]
+    if options.exclude_last_conv:
+        convs = [n.name for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]
+        exclude += convs[-1:]
+    out_path = Path(out_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "named.onnx"
+        onnx.save(model, str(src))
+        if options.pre_process:
+            pre = Path(tmp) / "pre.onnx"
+            q.quant_pre_process(str(src), str(pre), skip_optimization=True, skip_symbolic_shape=True)
+            src = pre
+        calib = {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
+                 "percentile": q.CalibrationMethod.Percentile}[method]
+        extra = {"ActivationSymmetric": options.symmetric_activations, "WeightSymmetric": True}
+        if method == "percentile":
+            extra["CalibPercentile"] = options.percentile
+        act = q.QuantType.QInt8 if options.symmetric_activations else q.QuantType.QUInt8
+        q.quantize_static(str(src), str(out_path), reader, quant_format=q.QuantFormat.QDQ,
+                          op_types_to_quantize=list(options.op_types), per_channel=options.per_channel,
+                          reduce_range=options.reduce_range, activation_type=act,
+                          weight_type=q.QuantType.QInt8, nodes_to_exclude=exclude,
+                          calibrate_method=calib, extra_options=extra)
+    if getattr(reader, "clips_used", 1) == 0:
+        raise DataError("the calibration data gave no clips")
+    qmodel = onnx.load(str(out_path))
+    check_memory_nodes_float(qmodel)
+    onnx.checker.check_model(qmodel, full_check=True)
+    quantized = sum(1 for n in qmodel.graph.node if n.op_type == "DequantizeLinear")
+    kept = sorted({n.op_type for n in qmodel.graph.node if n.domain == DOMAIN})
+    return Int8Report(method, int(getattr(reader, "clips_used", 0)), quantized, kept, asdict(options))
+
+
+def check_memory_nodes_float(model) -> None:
+    """Raise if a `vadedge` memory node reads a quantised tensor directly (it must see float values)."""
+    from vadedge.export.functions import DOMAIN
+
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for n in model.graph.node:
+        if n.domain != DOMAIN:
+            continue
+        for x in n.input:
+            p = producers.get(x)
+            if p is not None and p.op_type == "QuantizeLinear":
+                raise AssertionError(f"memory node {n.name} reads a quantised tensor {x}")
+    if any(f.domain == DOMAIN and any(b.op_type in ("QuantizeLinear", "DequantizeLinear") for b in f.node)
+           for f in model.functions):
+        raise AssertionError("a vadedge function body was quantised")

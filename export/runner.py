@@ -1,0 +1,85 @@
+"""Run an exported stream-step graph with ONNX Runtime, the state carried by the caller (numpy only).
+
+Used by score calibration, INT8 calibration, parity tests and the export-quality experiment; it is a
+minimal reference caller, not the product runtime (`vadedge.runtime`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from vadedge._optional import require
+
+
+def make_session(model: Union[str, Path, bytes], threads: Optional[int] = None,
+                 optimize: bool = True):
+    """A CPU ONNX Runtime session (`threads` intra-op threads; None = ORT's default)."""
+    ort = require("onnxruntime")
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = int(threads)
+        so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    src = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+
+
+class OnnxStream:
+    """A stream-step graph in ONNX Runtime; `graph` is the vadedge.json `graph` section."""
+
+    def __init__(self, model: Union[str, Path, bytes], graph: dict, clip_length: int, *,
+                 threads: Optional[int] = None, session=None) -> None:
+        self.session = session if session is not None else make_session(model, threads)
+        self.graph = graph
+        self.clip_length = int(clip_length)
+        self.state_items = list(graph["state"]) + list(graph.get("params", []))
+        self.score_outputs = dict(graph["scores"])
+        self.batch = graph["batch"]
+
+    @classmethod
+    def from_bundle(cls, bundle, precision: str = "fp32", threads: Optional[int] = None) -> "OnnxStream":
+        return cls(bundle.model_file(precision), bundle.manifest["graph"], bundle.clip_length, threads=threads)
+
+    @property
+    def static_batch(self) -> int:
+        return 1 if self.batch == "dynamic" else int(self.batch)
+
+    def batched_state(self, state: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
+        """Unbatched per-stream state {name: array} → graph feeds {<name>_in: [batch, ...]}."""
+        feeds = {}
+        for item in self.state_items:
+            arr = np.asarray(state[item["name"]], dtype=np.float32)
+            feeds[item["input"]] = np.ascontiguousarray(np.broadcast_to(arr, (batch, *arr.shape)))
+        return feeds
+
+    def step(self, frames: np.ndarray, state_feeds: dict[str, np.ndarray]
+             ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """One call: uint8 frames [B, N, H, W, C] + state feeds → (scores [B], next state feeds, extra outputs)."""
+        names = [o.name for o in self.session.get_outputs()]
+        outs = dict(zip(names, self.session.run(None, {self.graph["frames_input"]: frames, **state_feeds})))
+        scores = {c: outs[o] for c, o in self.score_outputs.items()}
+        new_state = {item["input"]: outs[item["output"]] for item in self.graph["state"]}
+        new_state.update({item["input"]: state_feeds[item["input"]] for item in self.graph.get("params", [])})
+        extras = {k: outs[o] for k, o in self.graph.get("extra_outputs", {}).items() if o in outs}
+        return scores, new_state, extras
+
+    def score_frames(self, frames: np.ndarray, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One stream over uint8 frames (T, H, W, C) from an unbatched state, carrying the state.
+
+        Same contract as `vadedge.train.evaluate.score_frames`: one value per frame from clip_length − 1 on.
+        A static batch B > 1 graph runs the stream in slot 0 (the other slots repeat it).
+        """
+        b = self.static_batch
+        feeds = self.batched_state(state, b)
+        values: dict[str, list[float]] = {k: [] for k in self.score_outputs}
+        n = self.clip_length
+        for t in range(n - 1, len(frames)):
+            clip = np.ascontiguousarray(np.broadcast_to(frames[t - n + 1:t + 1], (b, *frames[t - n + 1:t + 1].shape)))
+            scores, feeds, _ = self.step(clip, feeds)
+            for k in values:
+                values[k].append(float(scores[k][0]))
+        return {k: np.asarray(v) for k, v in values.items()}

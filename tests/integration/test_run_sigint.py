@@ -1,0 +1,58 @@
+"""Ctrl-C (SIGINT) to a `vadedge run` subprocess: every reported event is on disk, open ones are closed."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+
+from vadedge.runtime.sinks import read_events  # noqa: E402
+from vadedge.runtime.testing import make_toy_bundle  # noqa: E402
+from vadedge.synthetic import write_video  # noqa: E402
+
+VADEDGE = [sys.executable, "-c", "from vadedge.cli import main; main()"]
+
+
+def _wait_for(pred, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sigint_leaves_every_reported_event_on_disk(tmp_path):
+    # every frame is anomalous (threshold far below any score): an event opens on the first scored
+    # frame and stays open until the run is interrupted
+    bundle = make_toy_bundle(tmp_path / "toy", threshold=(-1e9, -1e9))
+    frames = np.random.default_rng(0).integers(0, 255, (5000, 32, 32, 3), np.uint8)
+    video = write_video(tmp_path / "long.avi", frames, fps=25)
+    events, scores = tmp_path / "events.jsonl", tmp_path / "scores.csv"
+    proc = subprocess.Popen(VADEDGE + ["run", str(video), "--model", str(bundle), "--events", str(events),
+                                       "--scores", str(scores), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert _wait_for(lambda: events.is_file() and events.stat().st_size > 0, 60), proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted after" in out and "Traceback" not in err
+    recs = read_events(events)
+    assert [r["type"] for r in recs] == ["start", "end"]
+    assert recs[1]["reason"] == "interrupted" and recs[1]["id"] == recs[0]["id"]
+    n = int(out.split("interrupted after ")[1].split()[0])
+    assert 0 < n < 5000 and recs[1]["end_frame"] == n - 1
+    rows = Path(scores).read_text().splitlines()
+    assert len(rows) == n + 1  # header + one row per processed frame: the CSV was finalised

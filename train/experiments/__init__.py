@@ -1,0 +1,1 @@
+"""Reproducible experiments (scripts behind the numbers in docs/)."""

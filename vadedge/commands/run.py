@@ -1,0 +1,119 @@
+"""`vadedge run SOURCE`: score a camera, stream, video file or frames folder live and report events."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from ._errors import user_errors
+
+
+def parse_threshold(text: Optional[str]) -> Optional[tuple[float, float]]:
+    """'3' -> (3, 3); '3:2' or '3,2' -> (3, 2) (on, off)."""
+    if text is None:
+        return None
+    parts = text.replace(",", ":").split(":")
+    try:
+        vals = [float(p) for p in parts]
+    except ValueError:
+        raise click.BadParameter(f"expected ON or ON:OFF numbers, got {text!r}") from None
+    if len(vals) == 1:
+        return vals[0], vals[0]
+    if len(vals) == 2 and vals[1] <= vals[0]:
+        return vals[0], vals[1]
+    raise click.BadParameter(f"expected ON or ON:OFF with OFF <= ON, got {text!r}")
+
+
+@click.command("run")
+@click.argument("source")
+@click.option("--model", "-m", "model", type=click.Path(path_type=Path), default=None,
+              help="Bundle folder from `vadedge export` (or a checkpoint folder with --backend torch). "
+                   "Default: the model shipped with vadedge.")
+@click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt", "torch"]), default="auto",
+              show_default=True, help="Inference backend; auto = the bundle's TensorRT engine if TensorRT is "
+                                      "installed, else ONNX Runtime (GPU if available).")
+@click.option("--device", default="auto", show_default=True,
+              help="cpu, cuda[:N], or tensorrt[:N] (ONNX Runtime's TensorRT execution provider).")
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
+              help="Which of the bundle's models to run (default fp32).")
+@click.option("--engine", type=click.Path(path_type=Path), default=None,
+              help="TensorRT engine file (default: the bundle's engine for this GPU).")
+@click.option("--plugins", "plugins", multiple=True, type=click.Path(path_type=Path),
+              help="TensorRT plugin library (.so) for bundles exported with --plugins; repeatable.")
+@click.option("--events", type=click.Path(path_type=Path), default=None,
+              help="Write events as JSON lines, each flushed and fsynced when reported.")
+@click.option("--scores", type=click.Path(path_type=Path), default=None, help="Write per-frame scores as CSV.")
+@click.option("--save-video", type=click.Path(path_type=Path), default=None,
+              help="Write an annotated video (.mp4/.avi): heatmap overlay + score strip.")
+@click.option("--show", is_flag=True, help="Show the annotated frames in a window (q / Esc stops).")
+@click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
+@click.option("--threshold", default=None, metavar="ON[:OFF]",
+              help="Override the bundle's calibrated event threshold (hysteresis: start at ON, end at OFF).")
+@click.option("--smoothing", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Override the causal EMA factor (1 = no smoothing).")
+@click.option("--min-event-frames", type=click.IntRange(min=1), default=None,
+              help="Override the minimum event length in frames.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Frame rate for frames folders (timestamps); video files and cameras report their own.")
+@click.option("--adapt-k", type=click.IntRange(min=1), default=None,
+              help="MPN bundles: adapt to the scene on the first K clips (needs torch).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for inference.")
+@click.option("--no-heatmap", is_flag=True, help="Do not draw / keep error maps.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress or status line.")
+@user_errors
+def run_cmd(source: str, model: Optional[Path], backend: str, device: str, precision: Optional[str],
+            engine: Optional[Path], plugins: tuple[Path, ...], events: Optional[Path], scores: Optional[Path],
+            save_video: Optional[Path], show: bool, max_frames: Optional[int], threshold: Optional[str],
+            smoothing: Optional[float], min_event_frames: Optional[int], fps: Optional[float],
+            adapt_k: Optional[int], threads: Optional[int], no_heatmap: bool, quiet: bool) -> None:
+    """Score SOURCE frame by frame and report anomalous events.
+
+    \b
+    SOURCE is one of:
+      camera0 | 0 | /dev/video0     a camera (OpenCV capture; reconnects with backoff)
+      rtsp://… | http://…           a network stream (reconnects with backoff)
+      clip.mp4                      a video file
+      frames/                       a folder of images, in file-name order
+    \b
+    Examples:
+      vadedge run camera0 --model bundle/ --events events.jsonl --show
+      vadedge run clip.mp4 --save-video annotated.mp4 --scores scores.csv
+    Ctrl-C stops cleanly: open events are closed and written, outputs are finalised (exit code 130).
+    """
+    from vadedge.runtime import Detector, open_source
+    from vadedge.runtime.pipeline import run_source
+
+    thr = parse_threshold(threshold)
+    src = open_source(source, fps=fps)  # a mistyped source is the commonest error: check it first
+    try:
+        det = Detector.load(model, backend=backend, device=device, precision=precision, threshold=thr,
+                            smoothing=smoothing, min_event_frames=min_event_frames, heatmap=not no_heatmap,
+                            threads=threads, plugin_libraries=[str(p) for p in plugins], engine=engine,
+                            adapt_k=adapt_k)
+    except KeyboardInterrupt:
+        src.close()
+        click.echo("interrupted while loading the model", err=True)
+        sys.exit(130)
+    except BaseException:
+        src.close()
+        raise
+    if not quiet:
+        click.echo(f"model: {det.describe()}", err=True)
+        if not det.recipe.has_threshold:
+            click.echo("note: the bundle has no calibrated threshold, so no events are raised "
+                       "(pass --threshold ON[:OFF] or export with calibration data)", err=True)
+        elif det.recipe.calibration is None:
+            click.echo("note: the bundle has no score calibration; scores are raw fused values", err=True)
+    try:
+        summary = run_source(det, src, events=events, scores=scores, video=save_video, show=show,
+                             max_frames=max_frames, progress=not quiet)
+    finally:
+        det.close()
+    click.echo(summary.format())
+    if summary.interrupted:
+        sys.exit(130)
+
+
+command = run_cmd

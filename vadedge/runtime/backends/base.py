@@ -1,0 +1,102 @@
+"""The one small interface every inference backend implements (DESIGN principle 7).
+
+A backend runs the bundle's pure model function on a batch of clips: frames uint8
+[B, clip_length, H, W, C] plus each stream's state (and MPN's adapted parameters) in, score
+components, new state and optional extras (error map) out. It never keeps per-stream state itself:
+the detector owns it, which is what makes batching several cameras into one call safe.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional
+
+import numpy as np
+
+from ...bundle import Bundle, BundleError
+
+
+@dataclass
+class BackendOutput:
+    """Batched results of one call: every array has the batch dimension first."""
+
+    scores: dict[str, np.ndarray]  # component -> float [B]
+    state: dict[str, np.ndarray] = field(default_factory=dict)  # state name -> [B, ...]
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # e.g. error_map [B, h, w]
+
+
+@dataclass(frozen=True)
+class GraphIO:
+    """The graph's tensor names, read from vadedge.json `graph`."""
+
+    frames: str
+    state: tuple[tuple[str, str, str], ...]  # (state name, input tensor, output tensor)
+    params: tuple[tuple[str, str], ...]  # (param name, input tensor)
+    scores: tuple[tuple[str, str], ...]  # (component, output tensor)
+    extras: tuple[tuple[str, str], ...]  # (extra name, output tensor)
+    batch: Optional[int]  # static batch size, None = dynamic
+    side: tuple[tuple[str, str], ...] = ()  # (side input name, input tensor): host-computed, e.g. flow
+
+    @classmethod
+    def from_manifest(cls, manifest: Mapping) -> "GraphIO":
+        g = manifest["graph"]
+        batch = g.get("batch", 1)
+        return cls(
+            frames=g["frames_input"],
+            state=tuple((s["name"], s["input"], s["output"]) for s in g["state"]),
+            params=tuple((p["name"], p["input"]) for p in g["params"]),
+            scores=tuple(g["scores"].items()),
+            extras=tuple((g.get("extra_outputs") or {}).items()),
+            batch=None if batch == "dynamic" else int(batch),
+            side=tuple((s["name"], s["input"]) for s in g.get("side_inputs", [])),
+        )
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t for _, t in self.scores] + [o for _, _, o in self.state] + [t for _, t in self.extras]
+
+
+class Backend:
+    """Base class: subclasses set `name`, `io`, `device` and implement `run`."""
+
+    name = "base"
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
+        self.io = GraphIO.from_manifest(bundle.manifest)
+        self.device = "cpu"
+
+    @property
+    def batch(self) -> Optional[int]:
+        """Static batch size of the graph (streams per call), or None when any batch size works."""
+        return self.io.batch
+
+    @property
+    def params_batched(self) -> bool:
+        """Whether adapted parameters carry a per-stream batch dimension in the graph."""
+        return True
+
+    def run(self, frames: np.ndarray, state: Mapping[str, np.ndarray],
+            params: Optional[Mapping[str, np.ndarray]] = None,
+            side: Optional[Mapping[str, np.ndarray]] = None) -> BackendOutput:
+        """One inference call on B clips; `state` and `side` arrays are [B, ...], params per the graph."""
+        raise NotImplementedError
+
+    def set_params(self, params: Mapping[str, np.ndarray]) -> bool:
+        """Install adapted parameters inside the backend (TensorRT refit). False = feed them as inputs."""
+        return False
+
+    def describe(self) -> str:
+        return f"{self.name} on {self.device}"
+
+    def close(self) -> None:
+        """Release sessions / device memory."""
+
+    def _split(self, outputs: Mapping[str, np.ndarray]) -> BackendOutput:
+        """Map graph output tensors back to component / state / extra names."""
+        try:
+            scores = {c: np.asarray(outputs[t], dtype=np.float32).reshape(-1) for c, t in self.io.scores}
+            state = {n: np.asarray(outputs[o]) for n, _, o in self.io.state}
+            extras = {n: np.asarray(outputs[t]) for n, t in self.io.extras if t in outputs}
+        except KeyError as exc:
+            raise BundleError(f"bundle {self.bundle.path}: the model has no output {exc}") from exc
+        return BackendOutput(scores, state, extras)

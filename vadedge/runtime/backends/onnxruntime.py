@@ -1,0 +1,154 @@
+"""ONNX Runtime backend: CPU, CUDA and TensorRT execution providers.
+
+The vadedge-domain nodes (MemoryRead / MemoryUpdate) are model-local ONNX functions, which ONNX
+Runtime inlines, so the plain CPU wheel runs every bundle. On a GPU build (`onnxruntime-gpu`)
+`device="cuda:N"` selects the CUDA provider and `device="tensorrt:N"` the TensorRT provider
+(with CUDA and CPU as fallbacks for unsupported subgraphs); plugin libraries for graphs exported
+with `--plugins` reach TensorRT through `trt_extra_plugin_lib_paths`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from ..._optional import require
+from ...bundle import Bundle, BundleError
+from ...errors import ConfigError
+from .base import Backend, BackendOutput
+
+ProviderSpec = Any  # a provider name or (name, options) as onnxruntime accepts them
+
+
+def parse_device(device: str) -> tuple[str, int]:
+    """'cpu' | 'cuda[:N]' | 'tensorrt[:N]' (alias 'trt') -> (kind, index)."""
+    kind, _, idx = (device or "cpu").lower().partition(":")
+    kind = {"gpu": "cuda", "trt": "tensorrt"}.get(kind, kind)
+    if kind not in ("cpu", "cuda", "tensorrt"):
+        raise ConfigError(f"unknown device {device!r}: use cpu, cuda[:N] or tensorrt[:N]")
+    try:
+        return kind, int(idx) if idx else 0
+    except ValueError:
+        raise ConfigError(f"bad device index in {device!r}") from None
+
+
+def default_providers(device: str, *, precision: str = "fp32", plugin_libraries: Sequence[str] = (),
+                      cache_dir: Optional[Path] = None, provider_options: Optional[Mapping] = None
+                      ) -> list[ProviderSpec]:
+    """Execution providers for a device, most specific first, CPU last."""
+    kind, idx = parse_device(device)
+    extra = dict(provider_options or {})
+    if kind == "cpu":
+        return ["CPUExecutionProvider"]
+    cuda = ("CUDAExecutionProvider", {"device_id": idx, **(extra if kind == "cuda" else {})})
+    if kind == "cuda":
+        return [cuda, "CPUExecutionProvider"]
+    trt_opts: dict[str, Any] = {"device_id": idx, "trt_fp16_enable": precision == "fp16",
+                                "trt_int8_enable": precision == "int8"}
+    if cache_dir is not None:
+        trt_opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache_dir),
+                        trt_timing_cache_enable=True, trt_timing_cache_path=str(cache_dir))
+    if plugin_libraries:
+        trt_opts["trt_extra_plugin_lib_paths"] = ";".join(str(p) for p in plugin_libraries)
+    trt_opts.update(extra)
+    return [("TensorrtExecutionProvider", trt_opts), cuda, "CPUExecutionProvider"]
+
+
+def user_cache_dir(kind: str, bundle: Bundle) -> Path:
+    """~/.cache/vadedge/<kind>/<bundle folder name>-<hash of its path> (bundles may be read-only)."""
+    import hashlib
+    import os
+
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vadedge" / kind
+    tag = hashlib.sha1(str(bundle.path.resolve()).encode()).hexdigest()[:10]
+    return root / f"{bundle.path.name}-{tag}"
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs `model.<precision>.onnx` of a bundle in an onnxruntime.InferenceSession."""
+
+    name = "onnxruntime"
+
+    def __init__(self, bundle: Bundle, *, device: str = "cpu", precision: Optional[str] = None,
+                 providers: Optional[Sequence[ProviderSpec]] = None, threads: Optional[int] = None,
+                 plugin_libraries: Sequence[str] = (), provider_options: Optional[Mapping] = None,
+                 cache_dir: Optional[Path] = None, ort: Any = None) -> None:
+        super().__init__(bundle)
+        ort = ort or require("onnxruntime")
+        self.precision = precision or ("fp32" if "fp32" in bundle.manifest["models"]
+                                       else next(iter(bundle.manifest["models"])))
+        path = bundle.model_file(self.precision)
+        if providers is None:
+            providers = default_providers(device, precision=self.precision, plugin_libraries=plugin_libraries,
+                                          cache_dir=cache_dir or user_cache_dir("ort-trt", bundle),
+                                          provider_options=provider_options)
+        available = set(ort.get_available_providers())
+        missing = [p if isinstance(p, str) else p[0] for p in providers
+                   if (p if isinstance(p, str) else p[0]) not in available]
+        if missing:
+            raise ConfigError(f"ONNX Runtime here has no {', '.join(missing)} (available: "
+                              f"{', '.join(sorted(available))}); for GPUs install onnxruntime-gpu, or use "
+                              f"--device cpu")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
+        except Exception as exc:  # onnxruntime raises its own exception types for bad models
+            raise BundleError(f"ONNX Runtime cannot load {path}: {exc}") from exc
+        self.device = device
+        self._inputs = {i.name: i for i in self.session.get_inputs()}
+        self._outputs = [o.name for o in self.session.get_outputs()]
+        self._check_io()
+        self._params_batched = all(
+            len(self._inputs[t].shape) == len(self._param_shape(n)) + 1 for n, t in self.io.params)
+
+    def _param_shape(self, name: str) -> list:
+        return next(p["shape"] for p in self.bundle.manifest["graph"]["params"] if p["name"] == name)
+
+    def _check_io(self) -> None:
+        need_in = [self.io.frames] + [i for _, i, _ in self.io.state] + [t for _, t in self.io.params] + \
+            [t for _, t in self.io.side]
+        for name in need_in:
+            if name not in self._inputs:
+                raise BundleError(f"bundle {self.bundle.path}: the model has no input '{name}' "
+                                  f"(inputs: {', '.join(self._inputs)})")
+        for name in [t for _, t in self.io.scores] + [o for _, _, o in self.io.state]:
+            if name not in self._outputs:
+                raise BundleError(f"bundle {self.bundle.path}: the model has no output '{name}' "
+                                  f"(outputs: {', '.join(self._outputs)})")
+        dim0 = self._inputs[self.io.frames].shape[0]
+        if isinstance(dim0, int) and self.io.batch is not None and dim0 != self.io.batch:
+            raise BundleError(f"bundle {self.bundle.path}: vadedge.json says batch {self.io.batch} but the "
+                              f"model's frames input has batch {dim0}")
+
+    @property
+    def params_batched(self) -> bool:
+        return self._params_batched
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.session.get_providers())
+
+    def describe(self) -> str:
+        return f"onnxruntime {self.precision} ({', '.join(self.providers)})"
+
+    def run(self, frames: np.ndarray, state: Mapping[str, np.ndarray],
+            params: Optional[Mapping[str, np.ndarray]] = None,
+            side: Optional[Mapping[str, np.ndarray]] = None) -> BackendOutput:
+        feed = {self.io.frames: frames}
+        for name, inp in self.io.side:
+            feed[inp] = side[name]
+        for name, inp, _ in self.io.state:
+            feed[inp] = state[name]
+        for name, inp in self.io.params:
+            if params is None or name not in params:
+                raise ConfigError(f"the model needs the adapted parameter '{name}'")
+            feed[inp] = params[name]
+        wanted = self.io.output_names
+        wanted = [w for w in wanted if w in self._outputs]
+        values = self.session.run(wanted, feed)
+        return self._split(dict(zip(wanted, values)))

@@ -1,0 +1,124 @@
+"""torch backend: runs a training checkpoint (`vadedge train` output) through its MODEL PROTOCOL.
+
+For research and for checking an exported bundle against its source model; needs vadedge[train].
+A checkpoint has no score calibration, so pass a threshold (or run through a bundle for events).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from ..._optional import require
+from ..._version import __version__
+from ...bundle import Bundle, BundleError
+from ...errors import ConfigError
+from .base import Backend, BackendOutput
+
+_CACHE: dict[str, Any] = {}
+
+
+def _load(path: Path) -> Any:
+    key = str(Path(path).resolve())
+    if key not in _CACHE:
+        require("torch")
+        from vadedge.train.checkpoint import load_checkpoint
+
+        _CACHE[key] = load_checkpoint(path)
+    return _CACHE[key]
+
+
+def checkpoint_of(bundle: Bundle) -> Path:
+    """The checkpoint folder behind a bundle: the folder itself, BUNDLE/checkpoint, or provenance.checkpoint."""
+    cands = [bundle.path, bundle.path / "checkpoint"]
+    prov = bundle.manifest.get("provenance", {})
+    for key in ("checkpoint", "model_dir"):
+        ref = prov.get(key)
+        if isinstance(ref, dict):  # the exporter writes {"path": ..., "name": ..., ...}
+            ref = ref.get("path")
+        if ref:
+            p = Path(ref)
+            cands.append(p if p.is_absolute() else bundle.path / p)
+    for c in cands:
+        if (c / "config.json").is_file() and (c / "model.safetensors").is_file():
+            return c
+    raise BundleError(f"no training checkpoint found for bundle {bundle.path} (looked in "
+                      f"{', '.join(str(c) for c in cands)}); the torch backend and MPN adaptation need it")
+
+
+def bundle_from_checkpoint(path: str | Path) -> Bundle:
+    """An in-memory bundle description of a checkpoint folder (uncalibrated, dynamic batch)."""
+    ckpt = _load(Path(path))
+    model = ckpt.model
+    state = {k: v.detach().cpu().numpy() for k, v in ckpt.state.items()}
+    items = [{"name": k, "input": f"{k}_in", "output": f"{k}_out", "shape": list(v.shape), "dtype": "float32"}
+             for k, v in state.items()]
+    params = []
+    if hasattr(model, "adaptable_parameters"):
+        for name, p in model.adaptable_parameters().items():
+            params.append({"name": name, "input": name, "output": name, "shape": list(p.shape), "dtype": "float32"})
+            state[name] = p.detach().cpu().numpy()
+    spec = model.spec
+    side = [{"name": k, "input": k, "shape": list(v["shape"]), "dtype": "float32",
+             **{m: x for m, x in v.items() if m not in ("shape", "dtype")}}
+            for k, v in (getattr(model, "side_inputs", None) or {}).items()]
+    manifest = {
+        "schema_version": 1, "family": ckpt.config.get("name", "unknown"), "preset": ckpt.config.get("preset"),
+        "input": {**spec.to_dict(), "clip_length": int(model.clip_length)},
+        "graph": {"batch": "dynamic", "frames_input": "frames", "state": items, "params": params,
+                  "scores": {c: c for c in model.score_components}, "extra_outputs": {"error_map": "error_map"},
+                  "side_inputs": side},
+        "models": {"fp32": "model.safetensors"}, "state_file": "state.safetensors",
+        "score": {"signs": dict(model.score_components), "weights": dict(model.score_weights),
+                  "calibration": None, "smoothing": 1.0, "threshold": None, "min_event_frames": 1},
+        "provenance": {"vadedge_version": __version__, "checkpoint": str(Path(path).resolve())},
+    }
+    return Bundle(Path(path), manifest, state)
+
+
+class TorchBackend(Backend):
+    """`model.stream_step` under torch.inference_mode; params (MPN θ') are shared by a call's clips."""
+
+    name = "torch"
+
+    def __init__(self, bundle: Bundle, *, device: str = "cpu", threads: Optional[int] = None) -> None:
+        super().__init__(bundle)
+        self.torch = require("torch")
+        if threads:
+            self.torch.set_num_threads(int(threads))
+        self.ckpt = _load(checkpoint_of(bundle))
+        if device.startswith("tensorrt"):
+            raise ConfigError("the torch backend runs on cpu or cuda[:N]")
+        self.device = device
+        self.model = self.ckpt.model.to(device)
+
+    @property
+    def batch(self) -> Optional[int]:
+        return None
+
+    @property
+    def params_batched(self) -> bool:
+        return False
+
+    def run(self, frames: np.ndarray, state: Mapping[str, np.ndarray],
+            params: Optional[Mapping[str, np.ndarray]] = None,
+            side: Optional[Mapping[str, np.ndarray]] = None) -> BackendOutput:
+        torch = self.torch
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
+            st = {k: torch.from_numpy(np.asarray(v, np.float32)).to(self.device) for k, v in state.items()}
+            kw = {k: torch.from_numpy(np.ascontiguousarray(v)).to(self.device) for k, v in (side or {}).items()}
+            if params:
+                kw["params"] = {k: torch.from_numpy(np.asarray(v)).to(self.device) for k, v in params.items()}
+            out = self.model.stream_step(x, st, **kw)
+            scores = {c: out["scores"][c].float().cpu().numpy().reshape(-1) for c, _ in self.io.scores}
+            new_state = {k: v.float().cpu().numpy() for k, v in out["state"].items()}
+            extras = {}
+            aux_map = (out.get("aux") or {}).get("error_map")
+            if aux_map is not None:
+                extras["error_map"] = aux_map.float().cpu().numpy()
+            elif out.get("pred") is not None and out.get("target") is not None:
+                err = ((out["pred"] - out["target"]) * 0.5).pow(2).mean(1)
+                extras["error_map"] = err.float().cpu().numpy()
+        return BackendOutput(scores, new_state, extras)

@@ -1,0 +1,188 @@
+"""The run loop behind `vadedge run` / `vadedge demo`: source → detector → sinks, with clean stops.
+
+Ctrl-C (SIGINT) or SIGTERM asks the loop to stop after the current frame; open events are then
+closed (reason "interrupted") and written, the CSV and video are finalised, and the summary is
+returned with `interrupted=True`. A second Ctrl-C aborts immediately. Every event record is
+fsynced when it is reported, so nothing reported is lost even on a hard kill.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, TextIO
+
+from .detector import Detector
+from .results import Event, FrameResult
+from .sinks import AnnotatedVideo, EventLog, ScoreCSV, Window
+from .sources import Source
+
+
+@dataclass
+class RunSummary:
+    """What one run did; `events` are the closed events in the order they ended."""
+
+    source: str
+    frames: int = 0
+    scored: int = 0
+    events: list[Event] = field(default_factory=list)
+    dropped: int = 0
+    reconnects: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    outputs: dict[str, str] = field(default_factory=dict)
+    max_score: Optional[float] = None
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def format(self) -> str:
+        lines = [f"{'interrupted after' if self.interrupted else 'processed'} {self.frames} frames "
+                 f"({self.scored} scored) of {self.source} in {self.seconds:.1f} s, {self.fps:.1f} frames/s"]
+        if self.dropped or self.reconnects:
+            lines.append(f"live source: {self.dropped} frames dropped, {self.reconnects} reconnects")
+        lines.append(f"events: {len(self.events)}" + "".join(
+            f"\n  #{e.id}: frames {e.start_frame}-{e.end_frame} (t {e.start_time:.2f}-{e.end_time:.2f} s), "
+            f"peak {e.peak_score:.2f} at frame {e.peak_frame}" for e in self.events))
+        for kind, path in self.outputs.items():
+            lines.append(f"{kind}: {path}")
+        return "\n".join(lines)
+
+
+class _Status:
+    """A progress bar (known length) or a live status line on a terminal; silent otherwise."""
+
+    def __init__(self, total: Optional[int], live: bool, out: TextIO, enabled: bool) -> None:
+        self.total, self.live, self.out = total, live, out
+        self.enabled = enabled and hasattr(out, "isatty") and out.isatty()
+        self._last = 0.0
+        self._t0 = time.perf_counter()
+
+    def update(self, n: int, r: FrameResult, src: Source, events: int, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not self.enabled or (not force and now - self._last < 0.2):
+            return
+        self._last = now
+        fps = n / max(now - self._t0, 1e-9)
+        score = "warm-up" if r.score is None else f"score {r.score:+6.2f}{' ANOMALY' if r.is_anomaly else ''}"
+        if self.total and not self.live:
+            frac = min(n / self.total, 1.0)
+            bar = "#" * int(frac * 24)
+            line = f"[{bar:<24}] {n}/{self.total} {fps:5.1f} fps  {score}  events {events}"
+        else:
+            line = f"{src.name}: {n} frames {fps:5.1f} fps  dropped {src.dropped}  {score}  events {events}"
+        self.out.write("\r" + line[:150].ljust(100))
+        self.out.flush()
+
+    def message(self, text: str) -> None:
+        if self.enabled:
+            self.out.write("\r" + " " * 100 + "\r")
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.out.write("\n")
+            self.out.flush()
+
+
+class _StopRequest:
+    """SIGINT / SIGTERM → stop flag (first time) or KeyboardInterrupt (second time)."""
+
+    def __init__(self, on_stop: Callable[[], None]) -> None:
+        self.requested = False
+        self._on_stop = on_stop
+        self._old: dict[int, Any] = {}
+
+    def _handler(self, signum: int, _frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self._on_stop()
+
+    def __enter__(self) -> "_StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def run_source(detector: Detector, source: Source, *, stream: Optional[str] = None,
+               events: Optional[str | Path] = None, scores: Optional[str | Path] = None,
+               video: Optional[str | Path] = None, show: bool = False, max_frames: Optional[int] = None,
+               progress: bool = True, status_out: TextIO = sys.stderr,
+               on_result: Optional[Callable[[Any, FrameResult], None]] = None) -> RunSummary:
+    """Run `source` through `detector` as one stream, writing the requested sinks; see module doc."""
+    handle = detector.stream(stream or "default")
+    summary = RunSummary(source.name)
+    status = _Status(source.total if max_frames is None else min(source.total or max_frames, max_frames),
+                     source.live, status_out, progress)
+    log = EventLog(events) if events else None
+    csvw = ScoreCSV(scores, [c for c, _ in detector.backend.io.scores]) if scores else None
+    vid = AnnotatedVideo(video, fps=source.fps or 25.0, threshold=detector.recipe.on) if video else None
+    win = Window() if show else None
+    viewer = vid or (AnnotatedVideo("unused.mp4", threshold=detector.recipe.on) if show else None)
+    for kind, path in (("events", events), ("scores", scores), ("video", video)):
+        if path:
+            summary.outputs[kind] = str(path)
+
+    def on_event(e: Event) -> None:
+        if log is not None:
+            log.write(e)
+        if e.is_open:
+            status.message(f"event #{e.id} started at frame {e.start_frame} (t {e.start_time:.2f} s)")
+        else:
+            summary.events.append(e)
+            status.message(f"event #{e.id} ended at frame {e.end_frame}: {e.frames} frames, "
+                           f"peak {e.peak_score:.2f} ({e.reason})")
+
+    detector.on_event(on_event)
+    t0 = time.perf_counter()
+    r: Optional[FrameResult] = None
+    try:
+        with _StopRequest(source.request_stop) as stop:
+            try:
+                for f in source:
+                    r = handle.process(f.image, f.timestamp)
+                    summary.frames += 1
+                    if r.score is not None:
+                        summary.scored += 1
+                        summary.max_score = r.score if summary.max_score is None else max(summary.max_score, r.score)
+                    if csvw is not None:
+                        csvw.write(r)
+                    if viewer is not None:
+                        canvas = vid.write(f.image, r) if vid is not None else viewer.render(f.image, r)
+                        if win is not None and not win.show(canvas):
+                            break  # q / Esc in the window: a normal stop
+                    if on_result is not None:
+                        on_result(f, r)
+                    status.update(summary.frames, r, source, len(summary.events))
+                    if stop.requested or (max_frames is not None and summary.frames >= max_frames):
+                        break
+            except KeyboardInterrupt:
+                stop.requested = True
+            summary.interrupted = stop.requested
+    finally:
+        try:
+            detector.finish("interrupted" if summary.interrupted else "stream_end")
+        finally:
+            summary.seconds = time.perf_counter() - t0
+            summary.dropped, summary.reconnects = source.dropped, source.reconnects
+            if r is not None:
+                status.update(summary.frames, r, source, len(summary.events), force=True)
+            status.done()
+            for sink in (log, csvw, vid, win):
+                if sink is not None:
+                    sink.close()
+            source.close()
+            detector._callbacks = [(cb, w) for cb, w in detector._callbacks if cb is not on_event]
+    return summary
+

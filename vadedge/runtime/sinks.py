@@ -1,0 +1,218 @@
+"""Where results go: a durable JSON-lines event log, per-frame CSV scores, an annotated video, a window.
+
+`EventLog` writes each event record, flushes and fsyncs before returning, so an event that was
+reported is on disk even if the process is killed a moment later. The CSV is flushed every
+`flush_every` rows and on close. `AnnotatedVideo` draws the error map as a heatmap over the frame
+and a strip with the recent score history (threshold line, anomalous stretches in red).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections import deque
+from pathlib import Path
+from typing import IO, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from .results import Event, FrameResult
+
+
+def _open_for_write(path: Path, what: str) -> IO[str]:
+    path = Path(path)
+    try:
+        if path.parent and not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return path.open("w", newline="")
+    except OSError as exc:
+        raise DataError(f"cannot write {what} to {path}: {exc.strerror or exc}") from exc
+
+
+class EventLog:
+    """JSON lines, one record per event transition: {"type": "start"|"end", "stream", "id", ...}."""
+
+    def __init__(self, path: str | Path, extra: Optional[dict] = None) -> None:
+        self.path = Path(path)
+        self._fh = _open_for_write(self.path, "events")
+        self._extra = dict(extra or {})
+        self.written = 0
+
+    def write(self, event: Event) -> None:
+        record = {"type": "start" if event.is_open else "end", **event.to_dict(), **self._extra}
+        record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        self._fh.write(json.dumps(record, allow_nan=False, default=float) + "\n")
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self.written += 1
+
+    __call__ = write
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+
+
+def read_events(path: str | Path) -> list[dict]:
+    """Parse an events.jsonl file (for tests and tools)."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+class ScoreCSV:
+    """Per-frame rows: stream, frame, timestamp, warmup, score, raw_score, is_anomaly, components, latency."""
+
+    def __init__(self, path: str | Path, components: Sequence[str], flush_every: int = 50) -> None:
+        self.path = Path(path)
+        self._fh = _open_for_write(self.path, "scores")
+        self._w = csv.writer(self._fh)
+        self.components = list(components)
+        self._w.writerow(["stream", "frame", "timestamp", "warmup", "score", "raw_score", "is_anomaly",
+                          *self.components, "latency_ms"])
+        self.flush_every = flush_every
+        self._n = 0
+
+    def write(self, r: FrameResult) -> None:
+        fmt = lambda v: "" if v is None else f"{v:.6g}"  # noqa: E731
+        self._w.writerow([r.stream, r.frame_index, f"{r.timestamp:.3f}", int(r.warmup), fmt(r.score),
+                          fmt(r.raw_score), int(r.is_anomaly), *[fmt(r.components.get(c)) for c in self.components],
+                          f"{r.latency_ms:.2f}"])
+        self._n += 1
+        if self._n % self.flush_every == 0:
+            self._fh.flush()
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+
+
+class HeatScale:
+    """Causal scale for error maps: a running high quantile of maps seen on non-anomalous frames."""
+
+    def __init__(self, quantile: float = 0.99, alpha: float = 0.05) -> None:
+        self.q, self.alpha = quantile, alpha
+        self.level: Optional[float] = None
+
+    def normalise(self, heat: np.ndarray, anomalous: bool) -> np.ndarray:
+        hi = float(np.quantile(heat, self.q))
+        if self.level is None:
+            self.level = max(hi, 1e-8)
+        elif not anomalous:
+            self.level = (1 - self.alpha) * self.level + self.alpha * max(hi, 1e-8)
+        return np.clip(heat / (3.0 * self.level), 0.0, 1.0)
+
+
+def draw_overlay(frame: np.ndarray, result: Optional[FrameResult], heat01: Optional[np.ndarray],
+                 history: Sequence[tuple[Optional[float], bool]], threshold: Optional[float],
+                 strip_height: int = 48, opacity: float = 0.45) -> np.ndarray:
+    """The annotated frame: heatmap overlay, status text and a score strip appended below."""
+    img = frame if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    img = img.copy()
+    h, w = img.shape[:2]
+    if heat01 is not None:
+        heat = cv2.resize((heat01 * 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
+        colour = cv2.applyColorMap(heat, cv2.COLORMAP_JET)
+        weight = (heat.astype(np.float32) / 255.0 * opacity)[..., None]
+        img = (img.astype(np.float32) * (1 - weight) + colour.astype(np.float32) * weight).astype(np.uint8)
+    if result is not None:
+        if result.warmup:
+            text, colour_t = "warming up", (200, 200, 200)
+        else:
+            text = f"score {result.score:+.2f}" + ("  ANOMALY" if result.is_anomaly else "")
+            colour_t = (0, 0, 255) if result.is_anomaly else (0, 220, 0)
+        scale = max(0.35, min(1.0, w / 640))
+        cv2.putText(img, text, (6, int(20 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(img, text, (6, int(20 * scale) + 4), cv2.FONT_HERSHEY_SIMPLEX, scale, colour_t, 1, cv2.LINE_AA)
+        if result.is_anomaly:
+            cv2.rectangle(img, (0, 0), (w - 1, h - 1), (0, 0, 255), 3)
+    strip = np.full((strip_height, w, 3), 30, np.uint8)
+    vals = [v for v, _ in history if v is not None and math.isfinite(v)]
+    if vals:
+        lo, hi = min(vals), max(vals)
+        if threshold is not None:
+            lo, hi = min(lo, threshold), max(hi, threshold)
+        span = max(hi - lo, 1e-6)
+        y = lambda v: int(round((strip_height - 4) - (v - lo) / span * (strip_height - 8)))  # noqa: E731
+        n = len(history)
+        xs = [int(i * (w - 1) / max(n - 1, 1)) for i in range(n)]
+        for i, (v, anomalous) in enumerate(history):
+            if anomalous:
+                cv2.line(strip, (xs[i], 0), (xs[i], strip_height - 1), (0, 0, 110), 1)
+        if threshold is not None:
+            cv2.line(strip, (0, y(threshold)), (w - 1, y(threshold)), (0, 200, 255), 1)
+        pts = [(xs[i], y(v)) for i, (v, _) in enumerate(history) if v is not None and math.isfinite(v)]
+        if len(pts) > 1:
+            cv2.polylines(strip, [np.array(pts, np.int32)], False, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.vstack([img, strip])
+
+
+class AnnotatedVideo:
+    """MP4 (mp4v) or AVI (MJPG) with heatmap overlay + score strip; frame size fixed by the first frame."""
+
+    def __init__(self, path: str | Path, fps: float = 25.0, threshold: Optional[float] = None,
+                 history: int = 200, strip_height: int = 48) -> None:
+        self.path = Path(path)
+        self.fps = fps if fps and fps > 0 else 25.0
+        self.threshold = threshold
+        self.history: deque = deque(maxlen=history)
+        self.strip_height = strip_height
+        self.scale = HeatScale()
+        self._writer: Optional[cv2.VideoWriter] = None
+        self._size: Optional[tuple[int, int]] = None
+        self.frames = 0
+
+    def render(self, frame: np.ndarray, result: Optional[FrameResult]) -> np.ndarray:
+        heat01 = None
+        if result is not None and result.heatmap is not None:
+            heat01 = self.scale.normalise(result.heatmap, result.is_anomaly)
+        self.history.append((None if result is None else result.score, bool(result and result.is_anomaly)))
+        return draw_overlay(frame, result, heat01, list(self.history), self.threshold, self.strip_height)
+
+    def write(self, frame: np.ndarray, result: Optional[FrameResult]) -> np.ndarray:
+        out = self.render(frame, result)
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
+            self._size = (out.shape[1], out.shape[0])
+            self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, self._size)
+            if not self._writer.isOpened():
+                raise DataError(f"OpenCV cannot write video {self.path} (use .mp4 or .avi)")
+        if (out.shape[1], out.shape[0]) != self._size:
+            out = cv2.resize(out, self._size)
+        self._writer.write(out)
+        self.frames += 1
+        return out
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+
+class Window:
+    """`--show`: an OpenCV window; pressing q or Esc asks the run loop to stop."""
+
+    def __init__(self, title: str = "vadedge") -> None:
+        self.title = title
+        try:
+            cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
+        except cv2.error as exc:
+            raise ConfigError("--show needs an OpenCV build with GUI support (pip install opencv-python, "
+                              "not opencv-python-headless) and a display") from exc
+
+    def show(self, image: np.ndarray) -> bool:
+        """Display; False when the user pressed q / Esc."""
+        cv2.imshow(self.title, image)
+        return (cv2.waitKey(1) & 0xFF) not in (ord("q"), 27)
+
+    def close(self) -> None:
+        try:
+            cv2.destroyWindow(self.title)
+        except cv2.error:
+            pass

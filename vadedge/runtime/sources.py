@@ -1,0 +1,350 @@
+"""Frame sources: camera index / /dev/videoN, video file, rtsp:// or http:// URL, frames folder, or any
+iterable of frames. Decoding runs in its own thread, so inference never waits on a decoder.
+
+* Files, folders and iterables are *paced by the consumer*: the decoder thread stays at most
+  `queue_size` frames ahead and nothing is dropped.
+* Live sources (cameras, URLs) never block the decoder: when the consumer falls behind, the oldest
+  queued frame is dropped and counted in `Source.dropped`, so results stay current. A read failure
+  on a live source releases the capture and reopens it with exponential backoff (`reconnects`).
+
+    with open_source("rtsp://cam/stream") as src:
+        for f in src:                  # Frame(image BGR uint8, index, timestamp)
+            det.process(f.image, f.timestamp)
+"""
+from __future__ import annotations
+
+import queue
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional, Union
+
+import cv2
+import numpy as np
+
+from ..datasets import list_frame_files, read_image
+from ..errors import DataError
+
+URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+_CAMERA = re.compile(r"^(?:camera|cam)?(\d+)$", re.IGNORECASE)
+_END = object()
+
+
+@dataclass
+class Frame:
+    """One decoded frame: BGR uint8 image, its index in the source and a timestamp in seconds.
+
+    Files and folders give media time (index / fps); live sources give wall-clock time.
+    """
+
+    image: np.ndarray
+    index: int
+    timestamp: float
+
+
+class Source:
+    """Base class: subclasses implement `_open()`, `_read() -> image | None` and `_release()`."""
+
+    live = False
+
+    def __init__(self, name: str, *, queue_size: Optional[int] = None, fps: Optional[float] = None) -> None:
+        self.name = name
+        self.fps = fps
+        self.total: Optional[int] = None  # frame count when known (files, folders)
+        self.dropped = 0  # frames discarded because the consumer was behind (live sources)
+        self.reconnects = 0
+        self.decoded = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size or (2 if self.live else 16))
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._opened = False
+
+    # subclass hooks -------------------------------------------------------------
+    def _open(self) -> None:
+        """Open the device / file; raise DataError if it cannot be opened."""
+
+    def _read(self) -> Optional[np.ndarray]:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        """Release the device / file."""
+
+    def _timestamp(self, index: int) -> float:
+        return time.time() if self.live else index / (self.fps or 25.0)
+
+    # public -----------------------------------------------------------------------
+    def open(self) -> "Source":
+        """Open now (errors surface here rather than on the first frame)."""
+        if not self._opened:
+            self._open()
+            self._opened = True
+        return self
+
+    def __enter__(self) -> "Source":
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Frame]:
+        self.open()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._worker, name=f"vadedge-decode-{self.name}", daemon=True)
+            self._thread.start()
+        while not self._stop.is_set():
+            try:
+                item = self._queue.get(timeout=0.25)
+            except queue.Empty:
+                if self._thread is not None and not self._thread.is_alive() and self._queue.empty():
+                    return
+                continue
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def request_stop(self) -> None:
+        """Ask the decoder and the iterator to stop soon (safe to call from a signal handler)."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Stop the decoder thread and release the source."""
+        self._stop.set()
+        while True:  # unblock a producer waiting on a full queue
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+        if self._opened:
+            self._release()
+            self._opened = False
+
+    # decoder thread -----------------------------------------------------------------
+    def _put(self, item: Any) -> None:
+        if self.live and isinstance(item, Frame):
+            while True:
+                try:
+                    self._queue.put_nowait(item)
+                    return
+                except queue.Full:
+                    try:
+                        old = self._queue.get_nowait()
+                        if isinstance(old, Frame):
+                            self.dropped += 1
+                    except queue.Empty:
+                        pass
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _worker(self) -> None:
+        try:
+            index = 0
+            while not self._stop.is_set():
+                img = self._read()
+                if img is None:
+                    break
+                self.decoded += 1
+                self._put(Frame(img, index, self._timestamp(index)))
+                index += 1
+        except BaseException as exc:  # surfaced to the consumer
+            self._put(exc)
+        finally:
+            self._put(_END)
+
+    def status(self) -> str:
+        extra = f", {self.dropped} dropped" if self.live else ""
+        extra += f", {self.reconnects} reconnects" if self.reconnects else ""
+        return f"{self.name}: {self.decoded} frames decoded{extra}"
+
+
+class FolderSource(Source):
+    """A folder of image frames, in natural order of the file names."""
+
+    def __init__(self, folder: Path, *, fps: Optional[float] = None, queue_size: Optional[int] = None) -> None:
+        super().__init__(str(folder), queue_size=queue_size, fps=fps or 25.0)
+        self.folder = Path(folder)
+        self._files: list[Path] = []
+        self._pos = 0
+
+    def _open(self) -> None:
+        self._files = list_frame_files(self.folder)
+        if not self._files:
+            raise DataError(f"frames folder {self.folder} contains no images")
+        self.total = len(self._files)
+        self._pos = 0
+
+    def _read(self) -> Optional[np.ndarray]:
+        if self._pos >= len(self._files):
+            return None
+        img = read_image(self._files[self._pos])
+        self._pos += 1
+        return img
+
+
+CaptureFactory = Callable[[Union[int, str]], Any]
+
+
+class CaptureSource(Source):
+    """OpenCV VideoCapture: video files (consumer-paced) and cameras / URLs (live, reconnecting)."""
+
+    def __init__(self, target: Union[int, str], *, live: bool, name: Optional[str] = None,
+                 fps: Optional[float] = None, queue_size: Optional[int] = None,
+                 capture_factory: Optional[CaptureFactory] = None, backoff: tuple[float, float] = (0.5, 10.0),
+                 max_reconnects: Optional[int] = None, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.live = live
+        super().__init__(name or str(target), queue_size=queue_size, fps=fps)
+        self.target = target
+        self._factory = capture_factory or cv2.VideoCapture
+        self._cap: Any = None
+        self.backoff = backoff
+        self.max_reconnects = max_reconnects
+        self._sleep = sleep
+
+    def _describe(self) -> str:
+        if isinstance(self.target, int):
+            return f"camera {self.target} (/dev/video{self.target})"
+        return f"{'stream' if self.live else 'video file'} {self.target}"
+
+    def _connect(self) -> bool:
+        cap = self._factory(self.target)
+        if cap is None or not cap.isOpened():
+            if cap is not None:
+                cap.release()
+            return False
+        if self.live:
+            try:
+                cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # keep latency low where the backend supports it
+            except Exception:
+                pass
+        self._cap = cap
+        return True
+
+    def _open(self) -> None:
+        if not self._connect():
+            hint = (" (is it connected, and not in use by another program?)" if isinstance(self.target, int)
+                    else " (is the URL reachable?)" if self.live else " (not a video, or a codec OpenCV lacks)")
+            raise DataError(f"cannot open {self._describe()}{hint}")
+        if self.fps is None:
+            fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+            self.fps = fps if 0 < fps < 1000 else None
+        if not self.live:
+            n = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+            self.total = n if n > 0 else None
+
+    def _read(self) -> Optional[np.ndarray]:
+        while not self._stop.is_set():
+            ok, img = self._cap.read() if self._cap is not None else (False, None)
+            if ok and img is not None:
+                return img
+            if not self.live:
+                return None
+            if not self._reconnect():
+                return None
+        return None
+
+    def _reconnect(self) -> bool:
+        """Reopen with exponential backoff; False when max_reconnects is exhausted or we are stopping."""
+        delay, cap_delay = self.backoff
+        attempts = 0
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+        while not self._stop.is_set():
+            if self.max_reconnects is not None and attempts >= self.max_reconnects:
+                raise DataError(f"lost {self._describe()} and could not reconnect after {attempts} attempts")
+            self._sleep(delay)
+            attempts += 1
+            if self._connect():
+                self.reconnects += 1
+                return True
+            delay = min(delay * 2, cap_delay)
+        return False
+
+    def _release(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class IterableSource(Source):
+    """Any iterable of BGR uint8 frames (or (frame, timestamp) pairs): a custom source."""
+
+    def __init__(self, frames: Iterable, *, name: str = "iterable", live: bool = False,
+                 fps: Optional[float] = None, queue_size: Optional[int] = None) -> None:
+        self.live = live
+        super().__init__(name, queue_size=queue_size, fps=fps)
+        self._iterable = frames
+        self._it: Optional[Iterator] = None
+        self._ts: Optional[float] = None
+
+    def _open(self) -> None:
+        self._it = iter(self._iterable)
+
+    def _read(self) -> Optional[np.ndarray]:
+        try:
+            item = next(self._it)
+        except StopIteration:
+            return None
+        self._ts = None
+        if isinstance(item, tuple):
+            item, self._ts = item
+        return item
+
+    def _timestamp(self, index: int) -> float:
+        return float(self._ts) if self._ts is not None else super()._timestamp(index)
+
+
+def parse_camera(spec: Union[str, int]) -> Optional[int]:
+    """'camera0' / 'cam0' / '0' / 0 / '/dev/video0' -> 0; None if `spec` is not a camera."""
+    if isinstance(spec, int):
+        return spec
+    m = _CAMERA.match(spec.strip())
+    if m:
+        return int(m.group(1))
+    m = re.match(r"^/dev/video(\d+)$", spec.strip())
+    return int(m.group(1)) if m else None
+
+
+def open_source(spec: Union[str, int, Path, Iterable, Source], *, fps: Optional[float] = None,
+                queue_size: Optional[int] = None, capture_factory: Optional[CaptureFactory] = None,
+                backoff: tuple[float, float] = (0.5, 10.0), max_reconnects: Optional[int] = None,
+                live: Optional[bool] = None) -> Source:
+    """Open a frame source from a CLI-style spec, a Path, or an iterable of frames (see module doc).
+
+    Raises DataError for a missing file/folder, an unknown spec, or a camera / URL that cannot be
+    opened (checked here, before any frame is read).
+    """
+    if isinstance(spec, Source):
+        return spec.open()
+    if not isinstance(spec, (str, int, Path)):
+        if isinstance(spec, np.ndarray):
+            raise DataError("open_source got one array; pass an iterable of frames (e.g. a list or generator)")
+        return IterableSource(spec, fps=fps, queue_size=queue_size, live=bool(live)).open()
+    kw = dict(fps=fps, queue_size=queue_size, capture_factory=capture_factory)
+    cam = parse_camera(spec) if not isinstance(spec, Path) else None
+    if cam is not None:
+        dev = Path(f"/dev/video{cam}")
+        if isinstance(spec, str) and spec.startswith("/dev/") and not dev.exists() and capture_factory is None:
+            raise DataError(f"camera {spec} does not exist (no such device)")
+        return CaptureSource(cam, live=True if live is None else live, name=f"camera{cam}", backoff=backoff,
+                             max_reconnects=max_reconnects, **kw).open()
+    text = str(spec)
+    if text.lower().startswith(URL_SCHEMES):
+        return CaptureSource(text, live=True if live is None else live, backoff=backoff,
+                             max_reconnects=max_reconnects, **kw).open()
+    path = Path(spec)
+    if path.is_dir():
+        return FolderSource(path, fps=fps, queue_size=queue_size).open()
+    if path.is_file():
+        return CaptureSource(str(path), live=bool(live), name=path.name, **kw).open()
+    raise DataError(f"source {text!r} not found: give a video file, a folder of frames, a camera "
+                    f"(camera0, 0, /dev/video0) or an rtsp:// / http:// URL")
