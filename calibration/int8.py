@@ -5,8 +5,14 @@ exactly as the runtime will, and hands `quantize_static` evenly spaced clips (fr
 that moment). Output is QDQ (QuantizeLinear/DequantizeLinear pairs) — the form TensorRT 10/11 and
 ONNX Runtime both consume. Only the convolutions are quantised; the `vadedge` memory nodes, softmax,
 norms and the score tail stay in float (they are excluded by name and by op type, and the result is
-checked). Defaults follow what TensorRT needs: symmetric signed INT8 activations and weights,
-per-channel weights.
+checked). Two profiles (`Int8Options.for_target`), measured in docs/export.md:
+
+* "trt": what TensorRT needs — symmetric signed INT8 activations and weights (zero point 0),
+  per-channel weights, Q/DQ only around convolutions (TensorRT fuses the rest itself);
+* "cpu": what ONNX Runtime's CPU kernels run fastest — asymmetric uint8 activations (a ReLU folds
+  into the quantiser's range), and MaxPool / Concat / ReLU quantised too so the whole encoder and
+  decoder stay in int8 between convolutions. TensorRT rejects non-zero zero points, so build
+  TensorRT engines from a "trt" export.
 """
 from __future__ import annotations
 
@@ -26,7 +32,9 @@ from .footage import iter_videos, open_normal_footage
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_OP_TYPES = ("Conv", "ConvTranspose")
+CPU_OP_TYPES = ("Conv", "ConvTranspose", "MaxPool", "Concat", "Relu")
 DEFAULT_MAX_CLIPS = 256
+TARGETS = ("cpu", "trt")
 
 
 @dataclass
@@ -41,6 +49,20 @@ class Int8Options:
     percentile: float = 99.999
     max_clips: int = DEFAULT_MAX_CLIPS
     pre_process: bool = False               # onnxruntime.quantization.quant_pre_process (shape inference only)
+    target: str = "trt"
+
+    @classmethod
+    def for_target(cls, target: str, **overrides) -> "Int8Options":
+        """The "trt" (symmetric, Q/DQ around convolutions) or "cpu" (uint8, whole backbone) profile."""
+        if target not in TARGETS:
+            raise ConfigError(f"INT8 target must be one of {TARGETS}, got {target!r}")
+        if target == "cpu":
+            base = cls(symmetric_activations=False, op_types=CPU_OP_TYPES, target="cpu")
+        else:
+            base = cls(target="trt")
+        for k, v in overrides.items():
+            setattr(base, k, v)
+        return base
 
 
 class ClipFeeds:

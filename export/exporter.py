@@ -92,7 +92,7 @@ def export_bundle(model_dir: Union[str, Path], out: Union[str, Path, None] = Non
                   opset: int = 18, engine: str = "onnx", pred: bool = False,
                   score_data: Union[str, Path, None, bool] = None, target_far: float = 0.01,
                   smoothing: float = 0.3, min_event_frames: int = 5, fp16_keep: Optional[Iterable[str]] = None,
-                  int8_options=None, max_calib_clips: Optional[int] = None, max_score_videos: Optional[int] = None,
+                  int8_target: Optional[str] = None, int8_options=None, max_calib_clips: Optional[int] = None, max_score_videos: Optional[int] = None,
                   plugin_libraries: Sequence[Union[str, Path]] = (), trt_options: Optional[dict] = None,
                   threads: Optional[int] = None, progress: bool = True) -> Path:
     """Export the checkpoint in `model_dir` to a bundle folder `out` (default MODEL_DIR/bundle); returns it.
@@ -101,6 +101,8 @@ def export_bundle(model_dir: Union[str, Path], out: Union[str, Path, None] = Non
     included as the reference. calib_data: normal footage for INT8 calibration (required for int8).
     score_data: normal footage for score statistics + threshold (default: calib_data, else the
     checkpoint's training data if present; False: skip, leaving calibration/threshold null).
+    int8_target: "cpu" (uint8 activations, fastest in ONNX Runtime on CPU) or "trt" (symmetric Q/DQ
+    that TensorRT builds); default "trt" with engine="trt", else "cpu".
     engine="trt" also builds a TensorRT engine on this machine (needs TensorRT and a GPU); plugins=True
     swaps the memory nodes for the vadedge TensorRT plugins first. See docs/export.md.
     """
@@ -116,6 +118,10 @@ def export_bundle(model_dir: Union[str, Path], out: Union[str, Path, None] = Non
     check_options(precision, engine, calib_data, plugins)
     batch = check_batch(batch)
     _check_checkpoint_dir(Path(model_dir))
+    if engine == "trt":
+        _trt_module("tensorrt")
+        if (trt_options or {}).get("trt") is None:
+            require("tensorrt")  # fail before the export when TensorRT is absent (the extra is named)
     calib_split = open_normal_footage(calib_data) if calib_data is not None else None  # fail fast on bad folders
     from vadedge.train.checkpoint import load_checkpoint  # imports torch
 
@@ -155,7 +161,10 @@ def export_bundle(model_dir: Union[str, Path], out: Union[str, Path, None] = Non
             models["fp16"] = MODEL_FILES["fp16"]
             prov["fp16"] = {"keep_fp32": list(keep), "nodes": precision_summary(m16)}
         if precision == "int8":
-            opts = int8_options or Int8Options()
+            target = int8_target or ("trt" if engine == "trt" else "cpu")
+            if engine == "trt" and target != "trt":
+                raise ConfigError("a TensorRT engine needs the symmetric INT8 profile (--int8-target trt)")
+            opts = int8_options or Int8Options.for_target(target)
             if max_calib_clips:
                 opts.max_clips = int(max_calib_clips)
             _log(progress, f"INT8: calibrating ({calib_method}, up to {opts.max_clips} clips) on {calib_data} ...")

@@ -149,7 +149,8 @@ def convert_to_fp16(model, keep: Iterable[str] = DEFAULT_KEEP):
             return have[dtype]
         src_type = FLOAT if FLOAT in have else FLOAT16
         suffix = "fp16" if dtype == FLOAT16 else "fp32"
-        out = f"{name}__{suffix}"
+        # the FP32 copy of an FP32 graph output *is* that output (its producer was renamed)
+        out = name if (dtype == FLOAT and name in graph_outputs) else f"{name}__{suffix}"
         if name in inits and src_type == FLOAT:
             arr = numpy_helper.to_array(inits[name]).astype(np.float16 if dtype == FLOAT16 else np.float32)
             new_inits.append(numpy_helper.from_array(arr, out))
@@ -207,8 +208,7 @@ def convert_to_fp16(model, keep: Iterable[str] = DEFAULT_KEEP):
 
     for o in g.output:
         if o.name in graph_outputs and FLOAT not in avail.get(o.name, {FLOAT: o.name}):
-            new_nodes.append(helper.make_node("Cast", [avail[o.name][FLOAT16]], [o.name], to=FLOAT,
-                                              name=f"fp16_output_{o.name}"))
+            get(o.name, FLOAT)
 
     used = {x for n in new_nodes for x in n.input} | {o.name for o in g.output}
     kept_inits = [t for t in g.initializer if t.name in used] + [t for t in new_inits if t.name in used]

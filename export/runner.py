@@ -36,9 +36,25 @@ class OnnxStream:
         self.session = session if session is not None else make_session(model, threads)
         self.graph = graph
         self.clip_length = int(clip_length)
-        self.state_items = list(graph["state"]) + list(graph.get("params", []))
         self.score_outputs = dict(graph["scores"])
         self.batch = graph["batch"]
+        self.side_inputs = list(graph.get("side_inputs", []))
+        self._providers = {}
+        for item in self.side_inputs:  # host-computed inputs; a "provider" entry names an optical-flow provider
+            if "provider" in item:
+                from vadedge.flow import get_flow_provider
+
+                self._providers[item["input"]] = get_flow_provider(item["provider"])
+
+    def host_inputs(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        """The graph's side inputs for uint8 clips [B, N, H, W, C] (e.g. optical flow), computed on the host."""
+        feeds = {}
+        for item in self.side_inputs:
+            provider = self._providers.get(item["input"])
+            if provider is None:
+                raise ValueError(f"no host provider for side input '{item['input']}'")
+            feeds[item["input"]] = np.ascontiguousarray(provider.clip_flow(frames), dtype=np.float32)
+        return feeds
 
     @classmethod
     def from_bundle(cls, bundle, precision: str = "fp32", threads: Optional[int] = None) -> "OnnxStream":
@@ -49,18 +65,26 @@ class OnnxStream:
         return 1 if self.batch == "dynamic" else int(self.batch)
 
     def batched_state(self, state: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
-        """Unbatched per-stream state {name: array} → graph feeds {<name>_in: [batch, ...]}."""
+        """Unbatched per-stream state {name: array} → graph feeds {<name>_in: [batch, ...]}.
+
+        Adapted parameters (`graph.params`, MPN) are shared by the call and fed unbatched.
+        """
         feeds = {}
-        for item in self.state_items:
+        for item in self.graph["state"]:
             arr = np.asarray(state[item["name"]], dtype=np.float32)
             feeds[item["input"]] = np.ascontiguousarray(np.broadcast_to(arr, (batch, *arr.shape)))
+        for item in self.graph.get("params", []):
+            feeds[item["input"]] = np.ascontiguousarray(state[item["name"]], dtype=np.float32)
         return feeds
 
     def step(self, frames: np.ndarray, state_feeds: dict[str, np.ndarray]
              ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
         """One call: uint8 frames [B, N, H, W, C] + state feeds → (scores [B], next state feeds, extra outputs)."""
         names = [o.name for o in self.session.get_outputs()]
-        outs = dict(zip(names, self.session.run(None, {self.graph["frames_input"]: frames, **state_feeds})))
+        feeds = {self.graph["frames_input"]: frames, **state_feeds}
+        if self.side_inputs:
+            feeds.update(self.host_inputs(frames))
+        outs = dict(zip(names, self.session.run(None, feeds)))
         scores = {c: outs[o] for c, o in self.score_outputs.items()}
         new_state = {item["input"]: outs[item["output"]] for item in self.graph["state"]}
         new_state.update({item["input"]: state_feeds[item["input"]] for item in self.graph.get("params", [])})

@@ -40,6 +40,11 @@ def test_dlan_full_run_then_eval(tiny_data, tmp_path):
     ckpt = load_checkpoint(out)
     assert ckpt.model.num_prototypes == m and ckpt.state == {}
 
+    res = _train(tiny_data, out, "--epochs", "2", "--resume")  # resuming must not re-cluster
+    assert res.exit_code == 0, res.output + res.stderr
+    assert "Adaptive Clusterer" not in res.stderr and "AC pre-clustering" not in res.stderr
+    assert json.loads((out / "config.json").read_text())["model"]["num_prototypes"] == m
+
     res = CliRunner().invoke(cli, ["eval", "--model", str(out), "--data", str(tiny_data), "--protocol", "paper",
                                    "--no-plots", "--quiet", "--threads", "1", "--out", str(tmp_path / "ev")])
     assert res.exit_code == 0, res.output

@@ -128,3 +128,12 @@ def test_prototype_losses_train_the_aggregation_layers():
     loss, _ = DLANTask(model, cfg["train"]).training_step(torch.randint(0, 256, (2, 5, 32, 32, 1), dtype=torch.uint8))
     loss.backward()
     assert model.fc.weight.grad.abs().sum() > 0 and model.centres.grad.abs().sum() > 0
+
+
+def test_streams_are_independent_in_a_batch():
+    model = _model(m=3).float().eval()
+    frames = torch.randint(0, 256, (3, 5, 32, 32, 1), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        together = model.stream_step(frames, {})["scores"]["psnr"]
+        alone = torch.cat([model.stream_step(frames[i:i + 1], {})["scores"]["psnr"] for i in range(3)])
+    torch.testing.assert_close(together, alone)

@@ -168,3 +168,14 @@ def test_item_gradient_modes(mode, lambda_dis, expect_grad):
 def test_bad_item_grad_mode_is_a_config_error():
     with pytest.raises(ConfigError):
         _tiny_model_and_task(item_grad="sometimes")
+
+
+def test_streams_are_independent_in_a_batch():
+    model, _ = _tiny_model_and_task()
+    model.eval()
+    frames = _clips(3)
+    with torch.no_grad():
+        together = model.stream_step(frames, {})["scores"]
+        alone = [model.stream_step(frames[i:i + 1], {})["scores"] for i in range(3)]
+    for k in together:
+        torch.testing.assert_close(together[k], torch.cat([a[k] for a in alone]))

@@ -122,3 +122,39 @@ def test_per_stage_values_resolved_and_cli_overrides_win():
     from vadedge.errors import ConfigError
     with pytest.raises(ConfigError):
         MPNTask(model, dict(cfg["train"]), stage="finetune")
+
+
+class _FakeClips:
+    """ClipDataset stand-in: video v's frame t has every pixel = 10·v + t (so clips identify themselves)."""
+
+    clip_length = 5
+
+    def __init__(self, frames_per_video=(12, 12, 7)):
+        self.videos = list(range(len(frames_per_video)))
+        self.index = [(v, s) for v, n in enumerate(frames_per_video) for s in range(n - self.clip_length + 1)]
+
+    def __getitem__(self, i):
+        v, s = self.index[i]
+        t = torch.arange(s, s + self.clip_length, dtype=torch.uint8) + 10 * v
+        return t.view(-1, 1, 1, 1).expand(-1, 4, 4, 1).clone()
+
+
+def test_episode_loader_draws_k_shot_episodes_from_single_videos():
+    from vadedge.train.models.mpn import EpisodeLoader
+
+    ds = _FakeClips()
+    loader = EpisodeLoader(ds, episodes=3, shots=2, batches=4, shifts=["none"], seed=0)
+    batches = list(loader)
+    assert len(loader) == 4 and len(batches) == 4
+    for b in batches:
+        assert b["support"].shape == (3, 2, 5, 4, 4, 1) and b["query"].shape == (3, 2, 5, 4, 4, 1)
+        firsts = torch.cat([b["support"], b["query"]], 1)[:, :, 0, 0, 0, 0].long()  # (episodes, 2K)
+        videos = firsts // 10
+        assert (videos == videos[:, :1]).all()  # every clip of an episode from one video
+        assert all(len(set(row.tolist())) == 4 for row in firsts)  # 2K distinct windows
+        assert set(videos[:, 0].tolist()) <= {0, 1}  # video 2 has only 3 clips (< 2K): never drawn
+    again = list(EpisodeLoader(ds, episodes=3, shots=2, batches=4, shifts=["none"], seed=0))
+    assert all(torch.equal(a["support"], b["support"]) for a, b in zip(batches, again))
+    from vadedge.errors import DataError
+    with pytest.raises(DataError):
+        EpisodeLoader(ds, episodes=1, shots=5, batches=1, shifts=["none"], seed=0)

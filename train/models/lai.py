@@ -3,7 +3,8 @@
 A U-Net encoder shared by two decoders: the future-frame decoder (with skips) and an RGB-difference
 decoder (no skips, training aid only). Between them a prototype-guided memory of N = 100 items:
 the read-out *replaces* the query (Eq. 8–10), the items are written during training by a
-query-softmax additive update + L2 renormalisation (Eq. 11–12), and a trace-ratio discriminative
+query-softmax additive update + L2 renormalisation (Eq. 11–12; restricted to each item's nearest
+queries by default, see below), and a trace-ratio discriminative
 loss Tr(S_W)/Tr(S_B) pulls queries to their nearest item and pushes used items apart (Eq. 13–17).
 Score (Eq. 25): S = γ·P + (1 − γ)(1 − D), γ = 0.6, over PSNR and the nearest-item feature distance.
 
@@ -20,9 +21,12 @@ Choices where the paper is silent (also in docs/models/lai.md):
 * Gradients into the items: `item_grad` = "dis" (default: only through L_dis, so Tr(S_B) really
   pushes items apart — with no gradient S_B would be a constant of the step), "all" (also through
   the read, MemAE-like) or "none" (written by the rule only, like MNAD).
-* The write is the paper's rule per frame (softmax over the K queries of one frame), summed over
-  the batch like MNAD's trainer, and applied *before the next step* (after the optimiser step) so
-  the losses' backward sees unmodified items; `LaiTask.state()` flushes the last pending write.
+* Write rule `write_rule` = "assigned" (default): only the queries whose nearest item is m_j write
+  to m_j. The printed rule ("paper": every query writes to every item) pulls all items onto the
+  mean query within a few steps (measured: mean pairwise cosine 1.000, L_dis ~1e4–1e5; see
+  `vadedge.train.experiments.lai_write_rule`). Softmax over the K queries of one frame, summed over
+  the batch like MNAD's trainer, applied *before the next step* (after the optimiser step) so the
+  losses' backward sees unmodified items; `LaiTask.state()` flushes the last pending write.
 * Trace ratio per frame (K = the queries of one frame), averaged over the batch; the within-class
   term keeps the printed n_j/K weighting; m̄ averages all N items.
 * The RGB-difference decoder predicts x_diff / 2 through its tanh (x_diff lies in [−2, 2]); both

@@ -375,7 +375,7 @@ def _mpn_presets() -> dict[str, dict]:
             "model": {**base_model, "height": h, "width": w, "width_mult": width, "color": "gray",
                       "batchnorm": True, "alpha_init": 1e-2},
             "train": {**base_train,
-                      "epochs": {"pretrain": 10, "dpu": 8, "meta": 30},
+                      "epochs": {"pretrain": 8, "dpu": 8, "meta": 30},
                       "lr": {"pretrain": 1e-3, "dpu": 5e-4, "meta": 1e-4},
                       "batch_size": {"pretrain": 8, "dpu": 8, "meta": 8}},
         }

@@ -60,7 +60,7 @@ def export_onnx(model: MPN, path: str | Path, *, opset: int = 18, with_pred: boo
     exporter's native opset; converting down to 17 currently fails in onnx's version converter.
     """
     path = Path(path)
-    wrapper = MPNWithParams(model, with_pred)
+    wrapper = MPNWithParams(model, with_pred).eval()
     with torch.no_grad():
         torch.onnx.export(wrapper, wrapper.example_inputs(), str(path), input_names=wrapper.input_names,
                           output_names=wrapper.output_names, opset_version=opset, dynamo=True)

@@ -17,7 +17,7 @@ from ._errors import user_errors
 @click.option("--data", type=click.Path(path_type=Path), default=None,
               help="UCSD Ped2 root (default: $VADEDGE_PED2 or ../shared/datasets/ped2 if present; "
                    "otherwise a generated synthetic clip is used).")
-@click.option("--video", default=None, help="Which test video of the dataset (default: the first).")
+@click.option("--video", default=None, help="Which test video of the dataset (default: 02 if present, else the first).")
 @click.option("--synthetic", is_flag=True, help="Use a generated synthetic clip even if Ped2 is present.")
 @click.option("--backend", type=click.Choice(["auto", "onnxruntime", "tensorrt", "torch"]), default="auto",
               show_default=True)

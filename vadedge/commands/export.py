@@ -60,6 +60,9 @@ def export_group() -> None:
               help="Normal footage for INT8 calibration: a dataset root with training/, or a folder of videos.")
 @click.option("--calib-method", type=click.Choice(["minmax", "entropy", "percentile"]), default="minmax",
               show_default=True, help="INT8 activation-range calibration.")
+@click.option("--int8-target", type=click.Choice(["cpu", "trt"]), default=None,
+              help="INT8 profile: cpu = uint8 activations, fastest in ONNX Runtime on CPU; trt = symmetric "
+                   "Q/DQ that TensorRT builds (default: trt with --engine trt, else cpu).")
 @click.option("--calib-clips", type=click.IntRange(min=1), default=None,
               help="INT8: at most this many clips from the calibration footage (default 256).")
 @click.option("--score-data", type=click.Path(path_type=Path), default=None,
@@ -85,7 +88,7 @@ def export_group() -> None:
 @click.option("--quiet", is_flag=True, help="No progress messages.")
 @user_errors
 def export_bundle_cmd(model_dir: Path, engine: str, precision: str, calib_data: Optional[Path], calib_method: str,
-                      calib_clips: Optional[int], score_data: Optional[Path], no_score_calibration: bool,
+                      int8_target: Optional[str], calib_clips: Optional[int], score_data: Optional[Path], no_score_calibration: bool,
                       target_far: float, smoothing: float, min_event_frames: int, plugins: bool,
                       plugin_libs: tuple[Path, ...], batch: str, no_error_map: bool, pred: bool, opset: int,
                       out: Optional[Path], threads: Optional[int], quiet: bool) -> None:
@@ -100,7 +103,7 @@ def export_bundle_cmd(model_dir: Path, engine: str, precision: str, calib_data: 
     if score_data is not None and no_score_calibration:
         raise click.UsageError("--score-data and --no-score-calibration exclude each other")
     path = export_bundle(model_dir, out, precision=precision, batch=batch if batch == "dynamic" else _int(batch),
-                         calib_data=calib_data, calib_method=calib_method, plugins=plugins,
+                         calib_data=calib_data, calib_method=calib_method, int8_target=int8_target, plugins=plugins,
                          error_map=not no_error_map, opset=opset, engine=engine, pred=pred,
                          score_data=False if no_score_calibration else score_data, target_far=target_far,
                          smoothing=smoothing, min_event_frames=min_event_frames, max_calib_clips=calib_clips,

@@ -17,6 +17,7 @@ from .results import FrameResult
 from .sources import FolderSource, IterableSource, Source
 
 PED2_ENV = "VADEDGE_PED2"
+DEMO_VIDEO = "02"  # Ped2 test video 02: 94 normal frames, then anomalous to the end (labels 95-180)
 
 
 def find_ped2(data: Optional[Path] = None) -> Optional[Path]:
@@ -71,7 +72,7 @@ def run_demo(out: str | Path, *, model: Optional[str | Path] = None, data: Optio
         vids = {v.name: v for v in split.videos}
         if video is not None and video not in vids:
             raise DataError(f"{root} has no test video {video!r} (has {', '.join(vids)})")
-        v = vids[video] if video else split.videos[0]
+        v = vids[video] if video else vids.get(DEMO_VIDEO, split.videos[0])
         if v.frame_files is None:
             raise DataError(f"demo needs frame folders; {v.source} is a video file: use `vadedge run` on it")
         src = FolderSource(v.source, fps=10.0).open()

@@ -58,6 +58,7 @@ class _Status:
 
     def __init__(self, total: Optional[int], live: bool, out: TextIO, enabled: bool) -> None:
         self.total, self.live, self.out = total, live, out
+        self.verbose = enabled  # event messages (any stream); the bar / status line only on a terminal
         self.enabled = enabled and hasattr(out, "isatty") and out.isatty()
         self._last = 0.0
         self._t0 = time.perf_counter()
@@ -79,6 +80,8 @@ class _Status:
         self.out.flush()
 
     def message(self, text: str) -> None:
+        if not self.verbose:
+            return
         if self.enabled:
             self.out.write("\r" + " " * 100 + "\r")
         self.out.write(text + "\n")
