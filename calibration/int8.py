@@ -16,6 +16,7 @@ checked). Two profiles (`Int8Options.for_target`), measured in docs/export.md:
 """
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -48,7 +49,9 @@ class Int8Options:
     exclude_last_conv: bool = False         # keep the output head in float
     percentile: float = 99.999
     max_clips: int = DEFAULT_MAX_CLIPS
-    pre_process: bool = False               # onnxruntime.quantization.quant_pre_process (shape inference only)
+    # quant_pre_process with shape inference only: its ORT-optimisation step would inline the vadedge
+    # functions, and BatchNorm is already folded by the exporter
+    pre_process: bool = False
     target: str = "trt"
 
     @classmethod
@@ -192,11 +195,17 @@ def quantize_int8(fp32_path: Union[str, Path], out_path: Union[str, Path], reade
         if method == "percentile":
             extra["CalibPercentile"] = options.percentile
         act = q.QuantType.QInt8 if options.symmetric_activations else q.QuantType.QUInt8
-        q.quantize_static(str(src), str(out_path), reader, quant_format=q.QuantFormat.QDQ,
-                          op_types_to_quantize=list(options.op_types), per_channel=options.per_channel,
-                          reduce_range=options.reduce_range, activation_type=act,
-                          weight_type=q.QuantType.QInt8, nodes_to_exclude=exclude,
-                          calibrate_method=calib, extra_options=extra)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # quantize_static logs a pre-processing hint on the root logger
+        try:
+            q.quantize_static(str(src), str(out_path), reader, quant_format=q.QuantFormat.QDQ,
+                              op_types_to_quantize=list(options.op_types), per_channel=options.per_channel,
+                              reduce_range=options.reduce_range, activation_type=act,
+                              weight_type=q.QuantType.QInt8, nodes_to_exclude=exclude,
+                              calibrate_method=calib, extra_options=extra)
+        finally:
+            root.setLevel(level)
     if getattr(reader, "clips_used", 1) == 0:
         raise DataError("the calibration data gave no clips")
     qmodel = onnx.load(str(out_path))

@@ -7,6 +7,7 @@ Schema for other tools (a test keeps the two in agreement). Example:
     {
       "schema_version": 1,
       "family": "mnad-pred", "preset": "edge-s",
+      "precision": "int8",                           # optional: the model to run by default
       "input": {"height": 128, "width": 128, "color": "gray", "frames": 4, "clip_length": 5},
       "graph": {
         "batch": 1,                                  # static batch (streams per call) or "dynamic"
@@ -73,6 +74,7 @@ BUNDLE_JSON_SCHEMA: dict[str, Any] = {
     "properties": {
         "schema_version": {"type": "integer", "const": SCHEMA_VERSION},
         "family": {"type": "string"},
+        "precision": {"type": "string", "enum": list(PRECISIONS)},  # the model the bundle was exported to run
         "preset": {"type": ["string", "null"]},
         "input": {
             "type": "object", "required": ["height", "width", "color", "frames", "clip_length"],
@@ -89,6 +91,13 @@ BUNDLE_JSON_SCHEMA: dict[str, Any] = {
                 "frames_input": {"type": "string"},
                 "state": {"type": "array", "items": _STATE_ITEM},
                 "params": {"type": "array", "items": _STATE_ITEM},
+                # host-computed inputs [B, *shape] (e.g. MAAM-Net's optical flow; "provider" names it)
+                "side_inputs": {"type": "array", "items": {
+                    "type": "object", "required": ["name", "input", "shape", "dtype"],
+                    "properties": {"name": {"type": "string"}, "input": {"type": "string"},
+                                   "shape": {"type": "array", "items": {"type": "integer", "minimum": 1}},
+                                   "dtype": {"type": "string", "enum": ["float32"]},
+                                   "provider": {"type": "object"}}}},
                 "scores": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "string"}},
                 "extra_outputs": {"type": "object", "additionalProperties": {"type": "string"}},
             },
@@ -186,6 +195,9 @@ def validate_manifest(doc: Any) -> None:
         if set(score[key]) != comps:
             raise BundleError(f"vadedge.json: score.{key} names {sorted(score[key])} but the graph outputs "
                               f"scores {sorted(comps)}")
+    if "precision" in doc and doc["precision"] not in doc["models"]:
+        raise BundleError(f"vadedge.json: precision is {doc['precision']!r} but models has only "
+                          f"{sorted(doc['models'])}")
     if score.get("calibration") is not None and set(score["calibration"]) != comps:
         raise BundleError(f"vadedge.json: score.calibration covers {sorted(score['calibration'])}, "
                           f"expected {sorted(comps)}")
@@ -206,6 +218,12 @@ class Bundle:
     @property
     def clip_length(self) -> int:
         return int(self.manifest["input"]["clip_length"])
+
+    @property
+    def precision(self) -> str:
+        """The precision the bundle was exported to run (`precision`), else fp32, else its only model."""
+        models = self.manifest["models"]
+        return self.manifest.get("precision") or ("fp32" if "fp32" in models else next(iter(models)))
 
     def model_file(self, precision: str = "fp32") -> Path:
         models = self.manifest["models"]

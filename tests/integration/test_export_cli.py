@@ -59,7 +59,7 @@ def test_int8_export_cli_writes_a_calibrated_bundle(tmp_path, checkpoint, data):
     th = m["score"]["threshold"]
     assert th["off"] < th["on"] and th["policy"] == "false_alarm_rate"
     prov = m["provenance"]
-    assert prov["int8"]["clips"] >= 12 and prov["int8"]["float_nodes_kept"] == ["MemoryRead", "MemoryUpdate"]
+    assert 0 < prov["int8"]["clips"] <= 12 and prov["int8"]["float_nodes_kept"] == ["MemoryRead", "MemoryUpdate"]
     assert prov["score_calibration"]["precision"] == "int8" and not prov["score_calibration"]["held_out"]
     q = onnx.load(str(out / "model.int8.onnx"))
     assert any(n.op_type == "QuantizeLinear" for n in q.graph.node)

@@ -47,7 +47,7 @@ def test_export_quality_end_to_end(tmp_path, capsys):
             assert 0.0 <= r[protocol]["auc"] <= 1.0
             assert r[protocol]["frames"] == 2 * (24 - 4)
     assert res["variants"]["fp16"]["agreement_vs_fp32"]["psnr"]["max_abs"] < 0.1
-    assert res["build"]["int8:cpu:minmax"]["clips"] >= 10
+    assert 0 < res["build"]["int8:cpu:minmax"]["clips"] <= 10
     assert [row["name"] for row in res["latency"]["rows"]] == ["fp32", "fp16", "int8:cpu:minmax"]
     assert res["latency"]["rows"][0]["speedup"] == pytest.approx(1.0)
     printed = capsys.readouterr().out

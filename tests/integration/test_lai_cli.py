@@ -45,7 +45,7 @@ def test_lai_train_then_eval(tiny_data, tmp_path):
     assert set(result["calibration"]["stats"]) == {"psnr", "feature_distance"}
 
 
-def test_lai_rejects_unknown_stage_option(tiny_data, tmp_path):
+def test_lai_unknown_preset_exits_2(tiny_data, tmp_path):
     res = CliRunner().invoke(cli, ["train", "--model", "lai", "--preset", "nope", "--data", str(tiny_data),
                                    "--out", str(tmp_path / "x"), "--quiet"])
     assert res.exit_code == 2 and "no preset 'nope'" in res.output

@@ -165,3 +165,21 @@ def test_manifest_helper_is_not_mutated():
     a = _manifest()
     b = copy.deepcopy(a)
     assert a == b
+
+
+def test_manifest_agrees_with_the_json_schema_and_precision_checked(bundle):
+    jsonschema = pytest.importorskip("jsonschema")
+    from vadedge.bundle import BUNDLE_JSON_SCHEMA, validate_manifest
+
+    doc = _manifest()
+    doc["graph"]["side_inputs"] = [{"name": "flow", "input": "flow", "shape": [1, H, W, 2], "dtype": "float32",
+                                    "provider": {"name": "dis"}}]
+    jsonschema.validate(doc, BUNDLE_JSON_SCHEMA)
+    validate_manifest(doc)
+    assert load_bundle(bundle).precision == "fp32"
+    doc["precision"] = "int8"
+    with pytest.raises(BundleError, match="precision"):
+        validate_manifest(doc)
+    doc["precision"] = "int4"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, BUNDLE_JSON_SCHEMA)

@@ -276,3 +276,18 @@ def test_side_inputs_are_computed_once_per_frame_on_the_host(toy, monkeypatch):
         assert outs[t]["b"].components["feature_distance"] == pytest.approx(float(fd[0]), rel=1e-5)
     det.reset("a")
     assert not det.stream("a").side_history["flow"] and det.stream("a")._prev is None
+
+
+def test_the_bundles_exported_precision_is_the_default(toy):
+    import shutil
+
+    b = toy()
+    shutil.copy(b / "model.onnx", b / "model.int8.onnx")
+    doc = json.loads((b / "vadedge.json").read_text())
+    doc["models"]["int8"] = "model.int8.onnx"
+    doc["precision"] = "int8"
+    (b / "vadedge.json").write_text(json.dumps(doc))
+    assert Detector.load(b).backend.precision == "int8"
+    assert Detector.load(b, precision="fp32").backend.precision == "fp32"
+    with pytest.raises(BundleError, match="no fp16 model"):
+        Detector.load(b, precision="fp16")

@@ -111,7 +111,8 @@ def evaluate_conditions(conditions: Sequence[Condition], data: str | Path, *, st
         signs, weights = model.score_components, model.score_weights
         key = (id(cond.ckpt), str(cond.shift))
         if key not in cache:
-            cache[key] = (_load(test, cond.ckpt, cond.shift), _load(train_split, cond.ckpt, cond.shift) if streaming else [])
+            calib_videos = _load(train_split, cond.ckpt, cond.shift) if streaming else []
+            cache[key] = (_load(test, cond.ckpt, cond.shift), calib_videos)
         test_videos, train_videos = cache[key]
         t0 = time.time()
         scored, seconds = score_videos(cond.ckpt, test_videos, cond.k)
@@ -129,8 +130,9 @@ def evaluate_conditions(conditions: Sequence[Condition], data: str | Path, *, st
         row["seconds"] = round(time.time() - t0, 1)
         rows.append(row)
         if progress:
-            print(f"{cond.label:>10s} shift={row['shift']:<16s} K={cond.k:<3d} AUC paper {100 * row['auc_paper_common']:.2f} %"
-                  f"  adapt {1000 * row['adapt_seconds_mean']:.0f} ms", file=sys.stderr, flush=True)
+            print(f"{cond.label:>10s} shift={row['shift']:<16s} K={cond.k:<3d} "
+                  f"AUC paper {100 * row['auc_paper_common']:.2f} %  adapt {1000 * row['adapt_seconds_mean']:.0f} ms",
+                  file=sys.stderr, flush=True)
     return rows
 
 

@@ -2,7 +2,8 @@
 
 Prints wall and process-CPU seconds per step (median of --repeats after one warm-up) for: MNAD
 (`mnad-pred`) training step, MPN pretrain / dpu steps (batch = the preset's), the meta step (the
-preset's episodes × 2·shots clips), adapt() for K = 1, 5, 10, and one scoring step — and each as a
+preset's episodes × 2·shots clips), adapt() for K = 1, 5, 10 (and the frozen backbone's share of
+K = 10), and one scoring step — and each as a
 ratio to the MNAD step, so a known MNAD epoch time converts into MPN stage times. Frames come from
 DATA/training (e.g. Ped2, resized to the preset input) or are random when --data is omitted.
 
@@ -91,6 +92,7 @@ def measure(data: Optional[str] = None, preset: str = "edge-s", repeats: int = 3
     for k in (1, 5, 10):
         results[f"adapt_k{k}"] = _time(lambda: adapt(model, model.adaptable_parameters(), model.alphas(), clips[:k]),
                                        repeats)
+    results["adapt_k10_frozen_part"] = _time(lambda: model.adaptation_data(clips[:10]), repeats)
     with torch.inference_mode():
         results["score_step"] = _time(lambda: model.stream_step(clips[:1], {}), repeats)
     ref_wall, ref_cpu = results["mnad_train_step"]
@@ -107,9 +109,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     a = p.parse_args(argv)
     res = measure(a.data, a.preset, a.repeats, a.threads)
-    print(f"{'':18s} {'wall s':>8s} {'cpu s':>8s} {'cpu / MNAD step':>16s}")
+    print(f"{'':22s} {'wall s':>8s} {'cpu s':>8s} {'cpu / MNAD step':>16s}")
     for name, r in res.items():
-        print(f"{name:18s} {r['wall_s']:8.3f} {r['cpu_s']:8.3f} {r['cpu_ratio_to_mnad_step']:16.2f}")
+        print(f"{name:22s} {r['wall_s']:8.3f} {r['cpu_s']:8.3f} {r['cpu_ratio_to_mnad_step']:16.2f}")
     print(json.dumps({"preset": a.preset, "threads": torch.get_num_threads(), "data": a.data}))
     return 0
 

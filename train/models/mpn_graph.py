@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .mpn import MPN
+from .mpn_model import MPN
 
 PARAM_PREFIX = "theta."
 

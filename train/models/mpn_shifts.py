@@ -5,15 +5,15 @@ changes by applying one shift, with one parameter draw, to every frame of an epi
 Each shift maps uint8 frames (N, H, W, C) to uint8 frames of the same shape (the model's input
 size), so it applies after `prepare_frame` and before the model, exactly where a new camera differs.
 
-| kind                | parameters (training draw)                                   | effect |
-|---------------------|--------------------------------------------------------------|--------|
-| none                | —                                                            | identity |
-| crop                | side fraction f ~ U(0.7, 0.9), offsets u_y, u_x ~ U(0, 1)    | zoom in: crop f·H × f·W, resize back |
-| flip                | —                                                            | horizontal mirror |
-| scale               | factor f ~ U(0.6, 0.85), offsets u_y, u_x ~ U(0, 1)          | zoom out: shrink to f·H × f·W, pad by edge replication |
-| brightness_contrast | brightness b ~ U(−40, 40), contrast c ~ U(0.6, 1.4)          | (x − 128)·c + 128 + b, clipped |
-| blur                | σ ~ U(0.8, 2.0) pixels of the model input                    | Gaussian blur |
-| noise               | σ ~ U(4, 12) grey levels, seed                               | additive Gaussian noise, new draw per frame |
+| kind                | parameters (training draw)                         | effect |
+|---------------------|----------------------------------------------------|--------|
+| none                | —                                                  | identity |
+| crop                | side fraction f ~ U(0.7, 0.9), offsets ~ U(0, 1)   | zoom in: crop f·H × f·W, resize back |
+| flip                | —                                                  | horizontal mirror |
+| scale               | factor f ~ U(0.6, 0.85), offsets ~ U(0, 1)         | zoom out: shrink, pad by edge replication |
+| brightness_contrast | brightness b ~ U(−40, 40), contrast c ~ U(0.6, 1.4) | (x − 128)·c + 128 + b, clipped |
+| blur                | σ ~ U(0.8, 2.0) pixels of the model input          | Gaussian blur |
+| noise               | σ ~ U(4, 12) grey levels, seed                     | additive Gaussian noise, new draw per frame |
 """
 from __future__ import annotations
 

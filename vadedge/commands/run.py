@@ -37,7 +37,7 @@ def parse_threshold(text: Optional[str]) -> Optional[tuple[float, float]]:
 @click.option("--device", default="auto", show_default=True,
               help="cpu, cuda[:N], or tensorrt[:N] (ONNX Runtime's TensorRT execution provider).")
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default=None,
-              help="Which of the bundle's models to run (default fp32).")
+              help="Which of the bundle's models to run (default: the one it was exported for).")
 @click.option("--engine", type=click.Path(path_type=Path), default=None,
               help="TensorRT engine file (default: the bundle's engine for this GPU).")
 @click.option("--plugins", "plugins", multiple=True, type=click.Path(path_type=Path),
@@ -80,6 +80,7 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
     Examples:
       vadedge run camera0 --model bundle/ --events events.jsonl --show
       vadedge run clip.mp4 --save-video annotated.mp4 --scores scores.csv
+
     Ctrl-C stops cleanly: open events are closed and written, outputs are finalised (exit code 130).
     """
     from vadedge.runtime import Detector, open_source

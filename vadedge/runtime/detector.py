@@ -11,7 +11,8 @@ parameters (MPN) and a causal scorer. The backend keeps nothing per stream, so s
 batched in any combination and never see each other's state. Bundles exported with a static batch
 N run N streams per call (a short batch is padded with a copy of its last clip, whose outputs are
 discarded); batch-1 bundles fall back to one call per stream; dynamic bundles take any number.
-The detector is not thread-safe: call it from one thread (or guard it with a lock).
+Call a detector from one thread; its methods take an internal lock, so calls from several threads
+are serialised rather than interleaved. Event callbacks run on the calling thread.
 """
 from __future__ import annotations
 
@@ -348,6 +349,10 @@ class Detector:
         model's checkpoint; the adapted parameters are fed to ONNX Runtime as graph inputs and
         installed in a TensorRT engine by refit.
         """
+        with self._lock:
+            return self._adapt(stream, k, clips)
+
+    def _adapt(self, stream: StreamKey, k: Optional[int], clips: Optional[np.ndarray]) -> dict[str, np.ndarray]:
         from .adaptation import adapt_parameters
 
         h = self._handle(stream)

@@ -76,8 +76,10 @@ class OnnxRuntimeBackend(Backend):
                  cache_dir: Optional[Path] = None, ort: Any = None) -> None:
         super().__init__(bundle)
         ort = ort or require("onnxruntime")
-        self.precision = precision or ("fp32" if "fp32" in bundle.manifest["models"]
-                                       else next(iter(bundle.manifest["models"])))
+        models = bundle.manifest["models"]
+        default = bundle.manifest.get("precision")  # what the bundle was exported to run
+        self.precision = precision or (default if default in models else
+                                       "fp32" if "fp32" in models else next(iter(models)))
         path = bundle.model_file(self.precision)
         if providers is None:
             providers = default_providers(device, precision=self.precision, plugin_libraries=plugin_libraries,

@@ -111,7 +111,8 @@ class TensorRTBackend(Backend):
         self.cuda.set_device(self.device_index)
         self.device = f"cuda:{self.device_index}"
         self.gpu_name = self.cuda.device_name(self.device_index)
-        self.engine_path, self.engine_entry = pick_engine(bundle, engine, self.gpu_name, precision)
+        self.engine_path, self.engine_entry = pick_engine(bundle, engine, self.gpu_name,
+                                                          precision or bundle.manifest.get("precision"))
         sidecar = self.engine_path.with_suffix(self.engine_path.suffix + ".json")
         info = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
         self.logger = self.trt.Logger(self.trt.Logger.WARNING)

@@ -19,6 +19,15 @@ from .base import Backend, BackendOutput
 _CACHE: dict[str, Any] = {}
 
 
+def _error_map_stride() -> int:
+    try:
+        from vadedge.export.torch_graph import ERROR_MAP_STRIDE
+
+        return int(ERROR_MAP_STRIDE)
+    except ImportError:
+        return 4
+
+
 def _load(path: Path) -> Any:
     key = str(Path(path).resolve())
     if key not in _CACHE:
@@ -119,6 +128,8 @@ class TorchBackend(Backend):
             if aux_map is not None:
                 extras["error_map"] = aux_map.float().cpu().numpy()
             elif out.get("pred") is not None and out.get("target") is not None:
-                err = ((out["pred"] - out["target"]) * 0.5).pow(2).mean(1)
-                extras["error_map"] = err.float().cpu().numpy()
+                # the exported graph's error map: squared error in [0, 1] units, average-pooled
+                err = ((out["pred"].float() - out["target"].float()) * 0.5).pow(2).mean(1, keepdim=True)
+                err = torch.nn.functional.avg_pool2d(err, _error_map_stride()).squeeze(1)
+                extras["error_map"] = err.cpu().numpy()
         return BackendOutput(scores, new_state, extras)
