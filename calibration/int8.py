@@ -46,7 +46,8 @@ class Int8Options:
     reduce_range: bool = False
     symmetric_activations: bool = True      # TensorRT wants zero-point 0
     op_types: tuple[str, ...] = DEFAULT_OP_TYPES
-    exclude_last_conv: bool = False         # keep the output head in float
+    float_last_convs: int = 0               # keep the last N convolutions (the output head) in float
+    float_first_conv: bool = False          # keep the first convolution (raw frames in) in float
     percentile: float = 99.999
     max_clips: int = DEFAULT_MAX_CLIPS
     # quant_pre_process with shape inference only: its ORT-optimisation step would inline the vadedge
@@ -178,9 +179,11 @@ def quantize_int8(fp32_path: Union[str, Path], out_path: Union[str, Path], reade
     reg = regions(model.graph)
     exclude = [n.name for i, n in enumerate(model.graph.node)
                if n.domain == DOMAIN or i not in reg["backbone"] or n.op_type in ("Softmax", "ReduceL2")]
-    if options.exclude_last_conv:
-        convs = [n.name for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]
-        exclude += convs[-1:]
+    convs = [n.name for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]
+    if options.float_last_convs:
+        exclude += convs[-options.float_last_convs:]
+    if options.float_first_conv:
+        exclude += convs[:1]
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "named.onnx"
