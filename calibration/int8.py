@@ -5,7 +5,9 @@ exactly as the runtime will, and hands `quantize_static` evenly spaced clips (fr
 that moment). Output is QDQ (QuantizeLinear/DequantizeLinear pairs) — the form TensorRT 10/11 and
 ONNX Runtime both consume. Only the convolutions are quantised; the `vadedge` memory nodes, softmax,
 norms and the score tail stay in float (they are excluded by name and by op type, and the result is
-checked). Two profiles (`Int8Options.for_target`), measured in docs/export.md:
+checked), and so do the convolutions whose output the memory nodes address (the query features:
+quantising them made MNAD's feature distance, ~1e-6 on normal frames, wrong by up to 15x — measured
+in docs/export.md). Two profiles (`Int8Options.for_target`), measured in docs/export.md:
 
 * "trt": what TensorRT needs — symmetric signed INT8 activations and weights (zero point 0),
   per-channel weights, Q/DQ only around convolutions (TensorRT fuses the rest itself);
@@ -48,6 +50,7 @@ class Int8Options:
     op_types: tuple[str, ...] = DEFAULT_OP_TYPES
     float_last_convs: int = 0               # keep the last N convolutions (the output head) in float
     float_first_conv: bool = False          # keep the first convolution (raw frames in) in float
+    float_memory_inputs: bool = True        # keep the convolutions whose output the memory nodes address
     percentile: float = 99.999
     max_clips: int = DEFAULT_MAX_CLIPS
     # quant_pre_process with shape inference only: its ORT-optimisation step would inline the vadedge
@@ -184,6 +187,8 @@ def quantize_int8(fp32_path: Union[str, Path], out_path: Union[str, Path], reade
         exclude += convs[-options.float_last_convs:]
     if options.float_first_conv:
         exclude += convs[:1]
+    if options.float_memory_inputs:
+        exclude += _convs_feeding(model.graph, lambda n: n.domain == DOMAIN)
     out_path = Path(out_path)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "named.onnx"
@@ -217,6 +222,24 @@ def quantize_int8(fp32_path: Union[str, Path], out_path: Union[str, Path], reade
     quantized = sum(1 for n in qmodel.graph.node if n.op_type == "DequantizeLinear")
     kept = sorted({n.op_type for n in qmodel.graph.node if n.domain == DOMAIN})
     return Int8Report(method, int(getattr(reader, "clips_used", 0)), quantized, kept, asdict(options))
+
+
+def _convs_feeding(graph, is_target) -> list[str]:
+    """Names of the nearest Conv/ConvTranspose ancestors of the nodes selected by `is_target`."""
+    producer = {o: n for n in graph.node for o in n.output}
+    found, seen = [], set()
+    todo = [x for n in graph.node if is_target(n) for x in n.input]
+    while todo:
+        x = todo.pop()
+        p = producer.get(x)
+        if p is None or p.name in seen:
+            continue
+        seen.add(p.name)
+        if p.op_type in ("Conv", "ConvTranspose"):
+            found.append(p.name)
+        else:
+            todo.extend(p.input)
+    return found
 
 
 def check_memory_nodes_float(model) -> None:

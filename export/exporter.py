@@ -23,7 +23,7 @@ import numpy as np
 from vadedge._optional import require
 from vadedge._version import __version__
 from vadedge.bundle import BUNDLE_FILE, PRECISIONS, save_bundle
-from vadedge.errors import ConfigError, DataError, VadedgeError
+from vadedge.errors import ConfigError
 
 ENGINES = ("onnx", "trt")
 # what each engine can run from a vadedge bundle (TensorRT: FP16 graph / Q/DQ graph, strongly typed)
@@ -58,7 +58,8 @@ def _trt_module(name: str):
         return importlib.import_module(f"vadedge.export.{name}")
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("vadedge.export"):
-            raise ConfigError(f"this vadedge has no vadedge.export.{name} module; TensorRT export is unavailable") from exc
+            raise ConfigError(f"this vadedge has no vadedge.export.{name} module; "
+                              f"TensorRT export is unavailable") from exc
         raise
 
 
@@ -92,7 +93,8 @@ def export_bundle(model_dir: Union[str, Path], out: Union[str, Path, None] = Non
                   opset: int = 18, engine: str = "onnx", pred: bool = False,
                   score_data: Union[str, Path, None, bool] = None, target_far: float = 0.01,
                   smoothing: float = 0.3, min_event_frames: int = 5, fp16_keep: Optional[Iterable[str]] = None,
-                  int8_target: Optional[str] = None, int8_options=None, max_calib_clips: Optional[int] = None, max_score_videos: Optional[int] = None,
+                  int8_target: Optional[str] = None, int8_options=None, max_calib_clips: Optional[int] = None,
+                  max_score_videos: Optional[int] = None,
                   plugin_libraries: Sequence[Union[str, Path]] = (), trt_options: Optional[dict] = None,
                   threads: Optional[int] = None, progress: bool = True) -> Path:
     """Export the checkpoint in `model_dir` to a bundle folder `out` (default MODEL_DIR/bundle); returns it.
@@ -294,14 +296,16 @@ def describe(bundle_dir: Union[str, Path]) -> str:
     m = b.manifest
     g = m["graph"]
     lines = [f"bundle      {b.path}",
-             f"family      {m['family']} (preset {m.get('preset')}), runs {m.get('precision', next(iter(m['models'])))}",
-             "input       {height}x{width} {color}, {frames} context frame(s), clip of {clip_length}".format(**m["input"]),
+             f"family      {m['family']} (preset {m.get('preset')}), runs {b.precision}",
+             "input       {height}x{width} {color}, {frames} context frame(s), "
+             "clip of {clip_length}".format(**m["input"]),
              f"batch       {g['batch']} stream(s) per call"]
     for p, f in m["models"].items():
         size = (b.path / f).stat().st_size / 1e6
         lines.append(f"model       {p:5s} {f} ({size:.2f} MB)")
     for e in m.get("engines", []):
-        lines.append(f"engine      {e['precision']:5s} {e['file']} (TensorRT {e.get('tensorrt', '?')}, {e.get('device', '?')})")
+        lines.append(f"engine      {e['precision']:5s} {e['file']} "
+                     f"(TensorRT {e.get('tensorrt', '?')}, {e.get('device', '?')})")
     lines.append(f"inputs      {g['frames_input']} uint8 [B, {m['input']['clip_length']}, {m['input']['height']}, "
                  f"{m['input']['width']}, {1 if m['input']['color'] == 'gray' else 3}]")
     for s in g["state"]:
@@ -323,9 +327,11 @@ def describe(bundle_dir: Union[str, Path]) -> str:
     th = sc.get("threshold")
     if th:
         lines.append(f"threshold   on {th['on']:.4g} / off {th['off']:.4g} ({th.get('policy')}, target "
-                     f"{th.get('target')}), smoothing {sc.get('smoothing')}, min event {sc.get('min_event_frames')} frames")
+                     f"{th.get('target')}), smoothing {sc.get('smoothing')}, "
+                     f"min event {sc.get('min_event_frames')} frames")
     pv = m["provenance"]
-    lines.append(f"provenance  vadedge {pv.get('vadedge_version')}, opset {pv.get('opset')}, created {pv.get('created')}")
+    lines.append(f"provenance  vadedge {pv.get('vadedge_version')}, opset {pv.get('opset')}, "
+                 f"created {pv.get('created')}")
     return "\n".join(lines)
 
 

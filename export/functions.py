@@ -30,12 +30,14 @@ def _helper():
 
 def _const_float(name: str, value: float):
     onnx = require("onnx")
-    return onnx.helper.make_node("Constant", [], [name], value=onnx.helper.make_tensor(name, onnx.TensorProto.FLOAT, [], [value]))
+    tensor = onnx.helper.make_tensor(name, onnx.TensorProto.FLOAT, [], [value])
+    return onnx.helper.make_node("Constant", [], [name], value=tensor)
 
 
 def _const_ints(name: str, values: list[int]):
     onnx = require("onnx")
-    return onnx.helper.make_node("Constant", [], [name], value=onnx.helper.make_tensor(name, onnx.TensorProto.INT64, [len(values)], values))
+    tensor = onnx.helper.make_tensor(name, onnx.TensorProto.INT64, [len(values)], values)
+    return onnx.helper.make_node("Constant", [], [name], value=tensor)
 
 
 def _l2_normalize(x: str, out: str, prefix: str) -> list:

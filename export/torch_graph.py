@@ -44,7 +44,8 @@ def fold_batchnorm(module: nn.Module, keep: Iterable[str] = ()) -> nn.Module:
                 continue
             if isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(bn, nn.BatchNorm2d) \
                     and bn.track_running_stats and bn.running_mean is not None:
-                seq._modules[a] = fuse_conv_bn_eval(conv.eval(), bn.eval(), transpose=isinstance(conv, nn.ConvTranspose2d))
+                transpose = isinstance(conv, nn.ConvTranspose2d)
+                seq._modules[a] = fuse_conv_bn_eval(conv.eval(), bn.eval(), transpose=transpose)
                 seq._modules[b] = nn.Identity()
     return module
 

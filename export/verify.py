@@ -44,7 +44,8 @@ def check_model_io(path: Union[str, Path], manifest: dict) -> None:
     have_in = {i.name: i for i in sess.get_inputs()}
     batch = manifest["graph"]["batch"]
     if set(have_in) != set(want_in):
-        raise BundleError(f"{path.name}: graph inputs are {sorted(have_in)} but vadedge.json describes {sorted(want_in)}")
+        raise BundleError(f"{path.name}: graph inputs are {sorted(have_in)} but vadedge.json describes "
+                          f"{sorted(want_in)}")
     for name, (dtype, shape) in want_in.items():
         got = have_in[name]
         if got.type != _ORT_TYPES[dtype]:

@@ -10,7 +10,8 @@ latency of all variants measured interleaved in one run.
     python -m vadedge.train.experiments.export_quality runs/ped2-mnad-pred-edge-s \\
         --data ../shared/datasets/ped2 --out runs/export-quality
 
-Variants: fp32 | fp16[:keep=memory+prep+tail] | int8[:cpu|trt][:minmax|entropy|percentile].
+Variants: fp32 | fp16[:keep=memory+prep+tail] | int8[:cpu|trt][:minmax|entropy|percentile][:head=N]
+(head=N keeps the last N convolutions in float).
 """
 from __future__ import annotations
 
@@ -46,12 +47,14 @@ def parse_variant(spec: str) -> dict:
             out["keep"] = [k for k in p[5:].split("+") if k and k != "none"]
         return out
     if precision == "int8":
-        out.update(target="cpu", method="minmax")
+        out.update(target="cpu", method="minmax", float_last_convs=0)
         for p in parts[1:]:
             if p in ("cpu", "trt"):
                 out["target"] = p
             elif p in ("minmax", "entropy", "percentile"):
                 out["method"] = p
+            elif p.startswith("head=") and p[5:].isdigit():
+                out["float_last_convs"] = int(p[5:])
             else:
                 raise ConfigError(f"bad INT8 variant {spec!r}")
         return out
@@ -86,7 +89,7 @@ def build_variants(ckpt, variants: Sequence[dict], out: Path, calib_data: Path, 
             onnx.save(m16, str(path))
             notes[name] = {"nodes": precision_summary(m16)}
         else:
-            opts = Int8Options.for_target(v["target"], max_clips=calib_clips)
+            opts = Int8Options.for_target(v["target"], max_clips=calib_clips, float_last_convs=v["float_last_convs"])
             reader = ClipFeeds(fp32, graph, ckpt.model.spec, ckpt.model.clip_length, state, calib_data,
                                max_clips=calib_clips, threads=threads)
             rep = quantize_int8(fp32, path, reader, method=v["method"], options=opts)
@@ -125,6 +128,11 @@ def evaluate_variant(path: Path, graph: dict, model, state: dict, test, train, *
     t0 = time.time()
     videos = score_videos(stream, test, model.spec, state, progress, f"{name}: test videos")
     seconds = time.time() - t0
+    bad = int(sum((~np.isfinite(c)).sum() for v in videos for c in v.components.values()))
+    if bad:  # a broken variant (e.g. FP16 memory writes): report it instead of failing the whole run
+        nan = {"auc": float("nan"), "macro_auc": float("nan"), "eer": float("nan"),
+               "frames": int(sum(v.size for v in videos)), "non_finite_scores": bad}
+        return {"paper": nan, "streaming": dict(nan), "scoring_fps": 0.0}, videos
     res = {"paper": summarise(videos, paper_scores(videos, signs, weights))}
     calib = calibrate(score_videos(stream, train, model.spec, state, progress, f"{name}: calibration videos"))
     res["streaming"] = {**summarise(videos, [ema(calib.fuse(v, signs, weights), smoothing) for v in videos]),
@@ -140,8 +148,13 @@ def agreement(ref: list, other: list) -> dict:
         a = np.concatenate([v.components[comp] for v in ref])
         b = np.concatenate([v.components[comp] for v in other])
         d = np.abs(a - b)
-        out[comp] = {"max_abs": float(d.max()), "mean_abs": float(d.mean()),
-                     "max_rel": float((d / np.maximum(np.abs(a), 1e-12)).max())}
+        out[comp] = {"max_abs": float(np.nanmax(d)) if np.isfinite(d).any() else float("nan"),
+                     "mean_abs": float(np.nanmean(d)) if np.isfinite(d).any() else float("nan"),
+                     "max_rel": float(np.nanmax(d / np.maximum(np.abs(a), 1e-12))) if np.isfinite(d).any()
+                     else float("nan"),
+                     "median_rel": float(np.nanmedian(d / np.maximum(np.abs(a), 1e-12))) if np.isfinite(d).any()
+                     else float("nan"),
+                     "non_finite": int((~np.isfinite(b)).sum())}
     return out
 
 

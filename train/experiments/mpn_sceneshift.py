@@ -201,6 +201,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--dpu", default=None, help="dpu-stage checkpoint for the no-meta reference row")
     for stage in STAGES:
         p.add_argument(f"--epochs-{stage}", type=int, default=None, help=f"override the preset's {stage} epochs")
+    p.add_argument("--input-size", default=None, metavar="HxW", help="override the preset's input size when training")
+    p.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size when training")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-streaming", action="store_true", help="skip the streaming protocol (halves the time)")
@@ -208,9 +210,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     epochs = {s: getattr(a, f"epochs_{s}") for s in STAGES if getattr(a, f"epochs_{s}") is not None}
+    overrides = None
+    if a.input_size:
+        try:
+            h, w = (int(x) for x in a.input_size.lower().split("x"))
+        except ValueError:
+            p.error(f"--input-size: expected HxW such as 128x128, got {a.input_size!r}")
+        overrides = {"height": h, "width": w}
     try:
         result = run(a.data, a.out, preset=a.preset, ks=a.k, test_shift=a.test_shift, meta=a.meta, dpu=a.dpu,
-                     epochs=epochs, seed=a.seed, threads=a.threads, streaming=not a.no_streaming,
+                     epochs=epochs, batch_size=a.batch_size, model_overrides=overrides, seed=a.seed,
+                     threads=a.threads, streaming=not a.no_streaming,
                      progress=not a.quiet, allow_seen_shift=a.allow_seen_shift)
     except VadedgeError as exc:
         print(f"error: {exc}", file=sys.stderr)

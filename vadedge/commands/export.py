@@ -88,7 +88,8 @@ def export_group() -> None:
 @click.option("--quiet", is_flag=True, help="No progress messages.")
 @user_errors
 def export_bundle_cmd(model_dir: Path, engine: str, precision: str, calib_data: Optional[Path], calib_method: str,
-                      int8_target: Optional[str], calib_clips: Optional[int], score_data: Optional[Path], no_score_calibration: bool,
+                      int8_target: Optional[str], calib_clips: Optional[int], score_data: Optional[Path],
+                      no_score_calibration: bool,
                       target_far: float, smoothing: float, min_event_frames: int, plugins: bool,
                       plugin_libs: tuple[Path, ...], batch: str, no_error_map: bool, pred: bool, opset: int,
                       out: Optional[Path], threads: Optional[int], quiet: bool) -> None:
