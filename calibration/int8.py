@@ -115,16 +115,23 @@ class ClipFeeds:
     def _step_single(self, clip: np.ndarray, feeds: dict):
         if self.batch == 1:
             return self.stream.step(np.ascontiguousarray(clip), feeds)
+        state_inputs = {item["input"] for item in self.stream.graph["state"]}
         tiled_clip = np.repeat(clip, self.batch, axis=0)
-        tiled = {k: np.repeat(v, self.batch, axis=0) for k, v in feeds.items()}
+        tiled = {k: np.repeat(v, self.batch, axis=0) if k in state_inputs else v for k, v in feeds.items()}
         scores, new, extra = self.stream.step(tiled_clip, tiled)
-        return scores, {k: v[:1] for k, v in new.items()}, extra
+        return scores, {k: v[:1] if k in state_inputs else v for k, v in new.items()}, extra
 
     def _stack(self, items: list[tuple[np.ndarray, dict]]) -> dict:
+        """One batch of feeds: clips and per-stream state stacked; shared params once; side inputs computed."""
         self.clips_used += len(items)
-        out = {self.stream.graph["frames_input"]: np.ascontiguousarray(np.concatenate([c for c, _ in items]))}
-        for key in items[0][1]:
-            out[key] = np.ascontiguousarray(np.concatenate([f[key] for _, f in items]))
+        frames_name = self.stream.graph["frames_input"]
+        out = {frames_name: np.ascontiguousarray(np.concatenate([c for c, _ in items]))}
+        state_inputs = {item["input"] for item in self.stream.graph["state"]}
+        for key, first in items[0][1].items():
+            out[key] = (np.ascontiguousarray(np.concatenate([f[key] for _, f in items])) if key in state_inputs
+                        else first)
+        if self.stream.side_inputs:
+            out.update(self.stream.host_inputs(out[frames_name]))
         return out
 
     # CalibrationDataReader protocol

@@ -8,6 +8,7 @@ folder beside `out` and moved into place at the end, so a crash never leaves a h
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import importlib
 import json
@@ -168,7 +169,7 @@ def export_bundle(model_dir: Union[str, Path], out: Union[str, Path, None] = Non
                 raise ConfigError("a TensorRT engine needs the symmetric INT8 profile (--int8-target trt)")
             opts = int8_options or Int8Options.for_target(target)
             if max_calib_clips:
-                opts.max_clips = int(max_calib_clips)
+                opts = dataclasses.replace(opts, max_clips=int(max_calib_clips))
             _log(progress, f"INT8: calibrating ({calib_method}, up to {opts.max_clips} clips) on {calib_data} ...")
             reader = ClipFeeds(work / MODEL_FILES["fp32"], graph, model.spec, model.clip_length, state_np,
                                calib_data, max_clips=opts.max_clips, threads=threads)

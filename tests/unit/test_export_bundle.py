@@ -183,3 +183,15 @@ def test_manifest_agrees_with_the_json_schema_and_precision_checked(bundle):
     doc["precision"] = "int4"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(doc, BUNDLE_JSON_SCHEMA)
+
+
+def test_info_does_not_import_torch(bundle):
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom vadedge.cli import cli\n"
+            f"try:\n    cli(['info', {str(bundle)!r}])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().endswith("NO-TORCH")

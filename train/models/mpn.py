@@ -1,7 +1,7 @@
 """MPN (Lv et al., CVPR 2021), registered as `mpn`: presets and registration.
 
 The network is `mpn_model.MPN`, the prototype unit `mpn_dpu`, the training stages `mpn_task`,
-scene shifts `mpn_shifts`, the θ-as-inputs graph `mpn_graph`; docs/models/mpn.md explains them.
+scene shifts `mpn_shifts`; docs/models/mpn.md explains them.
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def _mpn_presets() -> dict[str, dict]:
             "model": {**base_model, "height": h, "width": w, "width_mult": width, "color": "gray",
                       "batchnorm": True, "alpha_init": 1e-2},
             "train": {**base_train,
-                      "epochs": {"pretrain": 8, "dpu": 8, "meta": 30},
+                      "epochs": {"pretrain": 8, "dpu": 6, "meta": 25},
                       "lr": {"pretrain": 1e-3, "dpu": 5e-4, "meta": 1e-4},
                       "batch_size": {"pretrain": 8, "dpu": 8, "meta": 8}},
         }
