@@ -384,9 +384,9 @@ PED2_PERSON = [0.125, 0.0556]
 
 def _presets() -> dict[str, dict]:
     """`paper`: Ped2 setting (240×360 gray, N = 500, the code's PSCD constants in pixels); edge
-    presets: square gray frames (as MNAD's edge presets), the same person-sized patch relative to
-    the frame (so `--input-size` keeps it), stride = a quarter of the patch, ψ = 0.5 on normalised
-    branch errors."""
+    presets: gray frames of MNAD's edge sizes (edge-s 128×192 keeps Ped2's 2:3 aspect), the same
+    person-sized patch relative to the frame (so `--input-size` keeps it), stride = a quarter of
+    the patch, ψ = 0.5 on normalised branch errors."""
     model = {
         "height": 240, "width": 360, "color": "gray", "width_mult": 1.0, "memory_size": 500,
         "shrink_lambda": None,  # None → 1/N
@@ -399,10 +399,12 @@ def _presets() -> dict[str, dict]:
         "scale_every": 10, "scale_momentum": 0.9,
     }
     presets = {"paper": {"model": model, "train": train}}
-    for name, (size, width, epochs, lr) in {"edge-xs": (96, 0.125, 30, 1e-3), "edge-s": (128, 0.25, 20, 1e-3),
-                                            "edge-m": (192, 0.5, 10, 5e-4)}.items():
+    edge = {  # name: ((height, width), width multiplier, epochs, lr) — sizes as MNAD's edge presets
+        "edge-xs": ((96, 96), 0.125, 30, 1e-3), "edge-s": ((128, 192), 0.25, 20, 1e-3),
+        "edge-m": ((192, 192), 0.5, 10, 5e-4)}
+    for name, ((h, w), width, epochs, lr) in edge.items():
         presets[name] = {
-            "model": {**model, "height": size, "width": size, "width_mult": width,
+            "model": {**model, "height": h, "width": w, "width_mult": width,
                       "pscd_patch": list(PED2_PERSON), "pscd_stride": [0.25, 0.25],
                       "pscd_psi": 0.5, "pscd_normalize": True},
             "train": {**train, "lr": lr, "batch_size": 8, "epochs": epochs},
