@@ -195,3 +195,20 @@ def test_info_does_not_import_torch(bundle):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().endswith("NO-TORCH")
+
+
+def test_build_plugins_subcommand_dispatches(monkeypatch, tmp_path):
+    plugins = pytest.importorskip("vadedge.export.plugins")
+    calls = []
+
+    def fake_build(out_dir, cuda_archs=None):
+        calls.append((out_dir, cuda_archs))
+        return tmp_path / "libvadedge_plugins.so"
+
+    monkeypatch.setattr(plugins, "build_plugins", fake_build)
+    res = CliRunner().invoke(cli, ["export", "build-plugins", "--out", str(tmp_path / "p"), "--cuda-archs", "87, 86"])
+    assert res.exit_code == 0, res.output
+    assert calls == [(tmp_path / "p", ["87", "86"])] and "libvadedge_plugins.so" in res.output
+    helped = CliRunner().invoke(cli, ["export", "--help"], prog_name="vadedge")
+    assert helped.exit_code == 0 and "vadedge export [OPTIONS] MODEL_DIR" in helped.output
+    assert "build-plugins" in helped.output
