@@ -8,12 +8,13 @@ Regions are found from the graph itself, so the pass works for any family:
 * `tail`: the cheap arithmetic after the last heavy node (PSNR, feature distance, error map).
 
 The backbone is converted to FP16 except the node kinds named in `keep` ("memory" = the `vadedge`
-memory nodes, "softmax", "norm" = ReduceL2 / LpNormalization); `prep` and `tail` stay FP32 when named
-in `keep`. Pure data-movement ops (Reshape, Transpose, Concat, Relu, MaxPool, ...) follow the
-precision their input already has, so no value is rounded twice. Casts are inserted once per tensor
-and precision; float initializers are converted (not cast at run time). The default keeps memory
-addressing, the prep scaling and the score tail in FP32: measured in docs/export.md, they cost nothing
-in speed (a few KB of tensors) and keep PSNR exact to the FP16 backbone's own error.
+nodes: memory read / update and MPN's prototype formation; "softmax"; "norm" = ReduceL2 /
+LpNormalization); `prep` and `tail` stay FP32 when named in `keep`. Pure data-movement ops (Reshape,
+Transpose, Concat, Relu, MaxPool, ...) follow the precision their input already has, so no value is
+rounded twice. Casts are inserted once per tensor and precision; float initializers are converted
+(not cast at run time). The default keeps memory addressing, the prep scaling and the score tail in
+FP32: measured in docs/export.md, they cost nothing in speed (a few KB of tensors) and keep PSNR
+exact to the FP16 backbone's own error.
 """
 from __future__ import annotations
 

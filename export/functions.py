@@ -11,6 +11,10 @@ FP32 or an FP16 call site. Semantics (the export contract):
 * `MemoryUpdate(query[B,K,D], memory[B,M,D], gate[B] bool) -> new_memory[B,M,D]`: `memory_update` of
   `vadedge.train.memory` — nearest-item one-hot (ArgMax → OneHot), softmax over K per stream, divided by
   its max over K (clamped at 1e-12), Δ = vᵀ·query, L2-renormalised memory + Δ, `Where(gate, new, memory)`.
+* `PrototypeFormation(query[B,N,D], weight[M,D]) -> prototypes[B,M,D]`: MPN's prototype formation
+  (`prototype_formation` of `vadedge.train.models.mpn_dpu`) — a = softmax over the N positions of
+  query·weightᵀ, prototypes = L2-normalise(aᵀ·query) with the same 1e-12 clamp. `weight` is an input
+  (MPN feeds its adapted θ as graph inputs), shared by the B streams of the call.
 """
 from __future__ import annotations
 
@@ -108,7 +112,24 @@ def memory_update_function(opset: int = MIN_OPSET):
                            doc_string="gated MNAD memory write: Where(gate, l2norm(memory + Δ), memory)")
 
 
-FUNCTION_BUILDERS = {"MemoryRead": memory_read_function, "MemoryUpdate": memory_update_function}
+def prototype_formation_function(opset: int = MIN_OPSET):
+    """FunctionProto of vadedge::PrototypeFormation (see the module docstring)."""
+    h = _helper()
+    nodes = [
+        h.make_node("Transpose", ["weight"], ["weight_t"], perm=[1, 0]),            # D,M
+        h.make_node("MatMul", ["query", "weight_t"], ["scores"]),                   # B,N,M
+        h.make_node("Softmax", ["scores"], ["attention"], axis=1),                  # over the N positions
+        h.make_node("Transpose", ["attention"], ["attention_t"], perm=[0, 2, 1]),   # B,M,N
+        h.make_node("MatMul", ["attention_t", "query"], ["pooled"]),                # B,M,D
+    ]
+    nodes += _l2_normalize("pooled", "prototypes", "p")
+    return h.make_function(DOMAIN, "PrototypeFormation", ["query", "weight"], ["prototypes"], nodes,
+                           [h.make_opsetid("", opset)],
+                           doc_string="prototypes = l2norm(softmax_N(query·weightᵀ)ᵀ·query)")
+
+
+FUNCTION_BUILDERS = {"MemoryRead": memory_read_function, "MemoryUpdate": memory_update_function,
+                     "PrototypeFormation": prototype_formation_function}
 
 
 def used_ops(model) -> set[str]:

@@ -1,7 +1,8 @@
 """torch → ONNX for one model family: the stream-step graph with state as I/O and `vadedge` memory nodes.
 
 We use the dynamo exporter (`torch.onnx.export(dynamo=True)`), which emits opset >= 18. The memory
-read / gated update are emitted as `vadedge::MemoryRead` / `vadedge::MemoryUpdate` nodes with
+read / gated update (and MPN's prototype formation) are emitted as `vadedge::MemoryRead` /
+`vadedge::MemoryUpdate` (`vadedge::PrototypeFormation`) nodes with
 `torch.onnx.ops.symbolic*` during tracing (see `torch_graph.vadedge_memory_nodes`), and their
 FunctionProtos are attached afterwards. Doing it this way (rather than folding a standard-op pattern
 back into a call) keeps the node boundary exact and independent of how torch decomposes the ops;
@@ -96,16 +97,16 @@ def export_onnx(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Un
     args = example_inputs(net, {k: state[k] for k in state_names}, 2 if batch == "dynamic" else batch,
                           side=list(side), params=theta)
     dynamic_shapes = None
+    module: torch.nn.Module = wrapper
     if batch == "dynamic":
-        dim = torch.export.Dim("batch", min=1, max=MAX_DYNAMIC_BATCH)
-        batched = len(state_names) + len(side)
-        # forward(frames, *inputs): state and side inputs are batched, params are not
-        dynamic_shapes = ({0: dim}, tuple({0: dim} if i < batched else None for i in range(len(args) - 1)))
+        dynamic_shapes = batch_dynamic_shapes(len(args) - 1, len(state_names) + len(side))
+        if len(args) == 1:
+            module = _FramesOnly(wrapper)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), _quiet_exporter(), vadedge_memory_nodes(), torch.no_grad():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(wrapper, args, dynamo=True, input_names=wrapper.input_names(),
+        program = torch.onnx.export(module, args, dynamo=True, input_names=wrapper.input_names(),
                                     output_names=wrapper.output_names(), opset_version=opset,
                                     dynamic_shapes=dynamic_shapes, verbose=False)
     proto = program.model_proto
@@ -129,6 +130,33 @@ def export_onnx(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Un
                for k in state_names],
         scores={k: k for k in score_names}, extra_outputs=extra, params=param_items, side_inputs=side_items,
         opset=opset)
+
+
+def batch_dynamic_shapes(n_inputs: int, n_batched: int) -> tuple:
+    """`dynamic_shapes` for `StreamStepGraph.forward(frames, *inputs)` with a dynamic batch dimension.
+
+    frames and the first `n_batched` inputs (state, side inputs) get dim 0 = "batch"; the rest (MPN's
+    parameters) are static. Static inputs get an empty axes dict, never None: torch.onnx flattens
+    dynamic_shapes treating any tuple whose items are all None/int/Dim as ONE input's axes, so a
+    varargs tuple of Nones (a stateless family whose extra inputs are all parameters, e.g. MPN) was
+    turned into a list and torch.export failed with "inputs[1] is a tuple but dynamic_shapes[1] is a
+    list". With no inputs besides frames the exported module is `_FramesOnly` (same reason: an empty
+    varargs tuple also reads as an axes list).
+    """
+    dim = torch.export.Dim("batch", min=1, max=MAX_DYNAMIC_BATCH)
+    rest = tuple({0: dim} if i < n_batched else {} for i in range(n_inputs))
+    return ({0: dim}, rest) if n_inputs else ({0: dim},)
+
+
+class _FramesOnly(torch.nn.Module):
+    """`forward(frames)` around a `StreamStepGraph` that takes nothing else (see `batch_dynamic_shapes`)."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.inner(frames)
 
 
 class _quiet_exporter:

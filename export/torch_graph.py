@@ -3,9 +3,10 @@
 * `StreamStepGraph` turns the MODEL PROTOCOL (`stream_step(frames, state) -> {"scores", "state", ...}`)
   into a positional function `frames, *state -> *scores, *new_state[, error_map][, pred]`, which is
   what an ONNX graph with state as I/O needs (DESIGN principle 1).
-* `vadedge_memory_nodes()` makes the memory read / gated update of `vadedge.train.memory` appear as
-  single `vadedge`-domain nodes while exporting (via `torch.onnx.ops.symbolic*`); the function bodies
-  are attached afterwards (`vadedge.export.functions`). Eager results are unchanged.
+* `vadedge_memory_nodes()` makes the memory read / gated update of `vadedge.train.memory` and MPN's
+  prototype formation (`vadedge.train.models.mpn_dpu`) appear as single `vadedge`-domain nodes while
+  exporting (via `torch.onnx.ops.symbolic*`); the function bodies are attached afterwards
+  (`vadedge.export.functions`). Eager results are unchanged.
 * `fold_batchnorm` folds eval-mode BatchNorm into the preceding (transposed) convolution so the graph
   has plain Conv nodes — what INT8 Q/DQ and TensorRT want.
 """
@@ -67,13 +68,31 @@ def _symbolic_update(query: torch.Tensor, memory: torch.Tensor, gate: torch.Tens
                                    dtype=memory.dtype, shape=memory.shape, version=1)
 
 
-@contextlib.contextmanager
-def vadedge_memory_nodes() -> Iterator[None]:
-    """While active, `memory_read` / `memory_update` (wherever a `vadedge.train` module imported them)
-    emit `vadedge::MemoryRead` / `vadedge::MemoryUpdate` nodes instead of their standard-op expansion."""
+def _symbolic_prototypes(query: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    shape = (query.shape[0], weight.shape[0], query.shape[2])
+    return torch.onnx.ops.symbolic("vadedge::PrototypeFormation", [query, weight.to(query.dtype)],
+                                   dtype=query.dtype, shape=shape, version=1)
+
+
+def _swaps() -> dict:
+    """Original function -> symbolic stand-in (MPN's unit only when its module is importable)."""
     from vadedge.train import memory
 
     swaps = {memory.memory_read: _symbolic_read, memory.memory_update: _symbolic_update}
+    try:
+        from vadedge.train.models import mpn_dpu
+    except ImportError:  # a build without the MPN family
+        return swaps
+    swaps[mpn_dpu.prototype_formation] = _symbolic_prototypes
+    return swaps
+
+
+@contextlib.contextmanager
+def vadedge_memory_nodes() -> Iterator[None]:
+    """While active, `memory_read` / `memory_update` / `prototype_formation` (wherever a `vadedge.train`
+    module imported them) emit `vadedge::MemoryRead` / `vadedge::MemoryUpdate` /
+    `vadedge::PrototypeFormation` nodes instead of their standard-op expansion."""
+    swaps = _swaps()
     patched: list[tuple[object, str, object]] = []
     for name, mod in list(sys.modules.items()):
         if mod is None or not (name == "vadedge.train" or name.startswith("vadedge.train.")):

@@ -23,3 +23,12 @@ def ped2_root() -> Path:
     if not (PED2 / "labels.json").is_file():
         pytest.skip("../shared/datasets/ped2 is not present")
     return PED2
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    """2 training and 2 test videos of 24 frames at 48x64: enough for one-epoch CLI runs of a family."""
+    from vadedge.synthetic import generate_dataset
+
+    return generate_dataset(tmp_path_factory.mktemp("tiny"), train_videos=2, test_videos=2,
+                            frames_per_video=24, height=48, width=64, seed=3)

@@ -1,4 +1,5 @@
-"""Per-frame score functions in torch (exportable): PSNR, MNAD's weighted regular score E_t."""
+"""Per-frame score functions in torch (exportable): PSNR, MNAD's weighted regular score E_t, and the
+PSNR + feature-distance fusion shared by MNAD and Lai."""
 from __future__ import annotations
 
 import torch
@@ -24,3 +25,19 @@ def regular_score(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     e = (to_unit_range(pred) - to_unit_range(target)).pow(2).flatten(1)
     w = 1.0 - torch.exp(-e)
     return (w * e).sum(1) / w.sum(1).clamp_min(1e-12)
+
+
+class PsnrFeatureScoring:
+    """Mixin for families scored by PSNR (higher = more normal) and feature distance (higher = more anomalous),
+    fused with weight `score_weight` on PSNR: MNAD's λ in S = λ(1 − g(PSNR)) + (1 − λ) g(D), Lai's γ (Eq. 25)."""
+
+    score_weight: float
+
+    @property
+    def score_components(self) -> dict[str, int]:
+        """Per-frame score components and their sign: +1 = larger is more anomalous, −1 = more normal."""
+        return {"psnr": -1, "feature_distance": +1}
+
+    @property
+    def score_weights(self) -> dict[str, float]:
+        return {"psnr": self.score_weight, "feature_distance": 1.0 - self.score_weight}

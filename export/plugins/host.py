@@ -1,8 +1,9 @@
 """The plugin kernels' math built for the CPU and called through ctypes.
 
-`csrc/vad_memory_math.h` holds the memory-addressing arithmetic as `__host__ __device__` functions;
-the CUDA kernels run it on the GPU and `csrc/vad_memory_host.cpp` runs the very same functions on
-the host. Building that host library (any C++17 compiler, no CUDA, no TensorRT) lets tests and users
+`csrc/vad_memory_math.h` (memory addressing) and `csrc/vad_prototype_math.h` (MPN's prototype
+formation) hold the arithmetic as `__host__ __device__` functions; the CUDA kernels run it on the GPU
+and `csrc/vad_memory_host.cpp` / `csrc/vad_prototype_host.cpp` run the very same functions on the
+host. Building that host library (any C++17 compiler, no CUDA, no TensorRT) lets tests and users
 check the plugin math against NumPy, ONNX Runtime and `train/memory.py` on a machine without a GPU.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from vadedge.errors import VadedgeError
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-HOST_SOURCES = ("vad_memory_host.cpp",)
+HOST_SOURCES = ("vad_memory_host.cpp", "vad_prototype_host.cpp")
 
 
 class PluginBuildError(VadedgeError):
@@ -70,6 +71,8 @@ class HostKernels:
         self._lib.vad_host_memory_update.argtypes = [f32p, f32p, ctypes.POINTER(ctypes.c_uint8),
                                                      i32, i32, i32, i32, f32p]
         self._lib.vad_host_memory_update.restype = i32
+        self._lib.vad_host_prototype_formation.argtypes = [f32p, f32p, i32, i32, i32, i32, f32p]
+        self._lib.vad_host_prototype_formation.restype = i32
 
     @staticmethod
     def _ptr(a: np.ndarray, ctype: type = ctypes.c_float) -> ctypes._Pointer:
@@ -100,4 +103,16 @@ class HostKernels:
                                               b, k, m, d, self._ptr(out))
         if rc != 0:
             raise ValueError(f"vad_host_memory_update rejected shapes query {q.shape}, memory {mem.shape}")
+        return out
+
+    def prototype_formation(self, query: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """PrototypeFormation(query[B,N,D], weight[M,D]) -> prototypes[B,M,D]."""
+        q, w = _f32(query, "query", 3), _f32(weight, "weight", 2)
+        (b, n, d), (m, dw) = q.shape, w.shape
+        if dw != d:
+            raise ValueError(f"query {q.shape} and weight {w.shape} disagree on the feature size")
+        out = np.empty((b, m, d), np.float32)
+        rc = self._lib.vad_host_prototype_formation(self._ptr(q), self._ptr(w), b, n, m, d, self._ptr(out))
+        if rc != 0:
+            raise ValueError(f"vad_host_prototype_formation rejected shapes query {q.shape}, weight {w.shape}")
         return out

@@ -9,15 +9,8 @@ pytest.importorskip("torch")
 from click.testing import CliRunner  # noqa: E402
 
 from vadedge.cli import cli  # noqa: E402
-from vadedge.synthetic import generate_dataset  # noqa: E402
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return generate_dataset(tmp_path_factory.mktemp("dlan-data"), train_videos=2, test_videos=2,
-                            frames_per_video=24, height=48, width=64, seed=4)
 
 
 def _train(data, out, *extra):
@@ -26,11 +19,11 @@ def _train(data, out, *extra):
               "--batch-size", "8", "--threads", "1", "--quiet", *extra])
 
 
-def test_dlan_full_run_then_eval(tiny_data, tmp_path):
+def test_dlan_full_run_then_eval(tiny_root, tmp_path):
     from vadedge.train.checkpoint import load_checkpoint
 
     out = tmp_path / "dlan"
-    res = _train(tiny_data, out, "--epochs", "1")
+    res = _train(tiny_root, out, "--epochs", "1")
     assert res.exit_code == 0, res.output + res.stderr
     assert "AC pre-clustering epoch 4/4" in res.stderr  # edge-xs: 4 AC epochs before the formal one
     assert "Adaptive Clusterer: M = " in res.stderr
@@ -40,27 +33,27 @@ def test_dlan_full_run_then_eval(tiny_data, tmp_path):
     ckpt = load_checkpoint(out)
     assert ckpt.model.num_prototypes == m and ckpt.state == {}
 
-    res = _train(tiny_data, out, "--epochs", "2", "--resume")  # resuming must not re-cluster
+    res = _train(tiny_root, out, "--epochs", "2", "--resume")  # resuming must not re-cluster
     assert res.exit_code == 0, res.output + res.stderr
     assert "Adaptive Clusterer" not in res.stderr and "AC pre-clustering" not in res.stderr
     assert json.loads((out / "config.json").read_text())["model"]["num_prototypes"] == m
 
-    res = CliRunner().invoke(cli, ["eval", "--model", str(out), "--data", str(tiny_data), "--protocol", "paper",
+    res = CliRunner().invoke(cli, ["eval", "--model", str(out), "--data", str(tiny_root), "--protocol", "paper",
                                    "--no-plots", "--quiet", "--threads", "1", "--out", str(tmp_path / "ev")])
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert 0.0 <= result["protocols"]["paper"]["auc"] <= 1.0
 
 
-def test_dlan_ae_stage_then_main_stage(tiny_data, tmp_path):
+def test_dlan_ae_stage_then_main_stage(tiny_root, tmp_path):
     ae, main = tmp_path / "ae", tmp_path / "main"
-    res = _train(tiny_data, ae, "--stage", "ae", "--epochs", "1")
+    res = _train(tiny_root, ae, "--stage", "ae", "--epochs", "1")
     assert res.exit_code == 0, res.output + res.stderr
     assert "Adaptive Clusterer" not in res.stderr
     assert json.loads((ae / "config.json").read_text())["model"]["num_prototypes"] is None
-    res = _train(tiny_data, main, "--stage", "main", "--init", str(ae), "--epochs", "1")
+    res = _train(tiny_root, main, "--stage", "main", "--init", str(ae), "--epochs", "1")
     assert res.exit_code == 0, res.output + res.stderr
     assert "AC pre-clustering" not in res.stderr and "Adaptive Clusterer: M = " in res.stderr
     assert json.loads((main / "config.json").read_text())["model"]["num_prototypes"] >= 1
-    res = _train(tiny_data, tmp_path / "bad", "--stage", "meta", "--epochs", "1")
+    res = _train(tiny_root, tmp_path / "bad", "--stage", "meta", "--epochs", "1")
     assert res.exit_code == 2 and "dlan-ac stages" in res.stderr

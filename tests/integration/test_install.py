@@ -101,3 +101,17 @@ def test_every_package_directory_is_listed_in_pyproject():
             rel = init.parent.relative_to(REPO / folder).parts
             found.add(".".join((name, *rel)))
     assert found <= listed, f"add to pyproject packages: {sorted(found - listed)}"
+
+
+def test_every_plugin_source_is_package_data():
+    """`vadedge export build-plugins` compiles from the installed sources: a file the globs miss breaks it."""
+    import fnmatch
+    import tomllib
+
+    globs = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "vadedge.export.plugins"]
+    root = REPO / "export" / "plugins"
+    sources = [p.relative_to(root).as_posix() for p in root.rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".py"]
+    missed = [s for s in sources if not any(fnmatch.fnmatch(s, g) for g in globs)]
+    assert sources and not missed, f"add to pyproject package-data: {missed}"

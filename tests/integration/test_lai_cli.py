@@ -9,23 +9,16 @@ pytest.importorskip("torch")
 from click.testing import CliRunner  # noqa: E402
 
 from vadedge.cli import cli  # noqa: E402
-from vadedge.synthetic import generate_dataset  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    return generate_dataset(tmp_path_factory.mktemp("lai-data"), train_videos=2, test_videos=2,
-                            frames_per_video=24, height=48, width=64, seed=3)
-
-
-def test_lai_train_then_eval(tiny_data, tmp_path):
+def test_lai_train_then_eval(tiny_root, tmp_path):
     from vadedge.train.checkpoint import load_checkpoint, load_tensors
 
     out = tmp_path / "lai"
     runner = CliRunner()
-    res = runner.invoke(cli, ["train", "--model", "lai", "--preset", "edge-xs", "--data", str(tiny_data),
+    res = runner.invoke(cli, ["train", "--model", "lai", "--preset", "edge-xs", "--data", str(tiny_root),
                               "--out", str(out), "--epochs", "1", "--batch-size", "4", "--threads", "1", "--quiet"])
     assert res.exit_code == 0, res.output
     assert "trained lai (edge-xs)" in res.output
@@ -36,7 +29,7 @@ def test_lai_train_then_eval(tiny_data, tmp_path):
     ckpt = load_checkpoint(out)
     assert ckpt.model.memory.norm(dim=-1).sub(1).abs().max() < 1e-5  # last write flushed: unit items
 
-    res = runner.invoke(cli, ["eval", "--model", str(out), "--data", str(tiny_data), "--protocol", "both",
+    res = runner.invoke(cli, ["eval", "--model", str(out), "--data", str(tiny_root), "--protocol", "both",
                               "--no-plots", "--quiet", "--threads", "1", "--out", str(tmp_path / "ev")])
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "ev" / "results.json").read_text())
@@ -45,7 +38,7 @@ def test_lai_train_then_eval(tiny_data, tmp_path):
     assert set(result["calibration"]["stats"]) == {"psnr", "feature_distance"}
 
 
-def test_lai_unknown_preset_exits_2(tiny_data, tmp_path):
-    res = CliRunner().invoke(cli, ["train", "--model", "lai", "--preset", "nope", "--data", str(tiny_data),
+def test_lai_unknown_preset_exits_2(tiny_root, tmp_path):
+    res = CliRunner().invoke(cli, ["train", "--model", "lai", "--preset", "nope", "--data", str(tiny_root),
                                    "--out", str(tmp_path / "x"), "--quiet"])
     assert res.exit_code == 2 and "no preset 'nope'" in res.output

@@ -1,4 +1,5 @@
-"""The `vadedge`-domain ONNX functions (MemoryRead, MemoryUpdate) against `vadedge.train.memory`."""
+"""The `vadedge`-domain ONNX functions (MemoryRead, MemoryUpdate, PrototypeFormation) against
+`vadedge.train.memory` and `vadedge.train.models.mpn_dpu`."""
 from __future__ import annotations
 
 import numpy as np
@@ -132,3 +133,65 @@ def test_attach_functions_rejects_old_opsets_and_unknown_ops():
     attach_functions(model)
     attach_functions(model)  # idempotent
     assert len(model.functions) == 1
+
+
+# ---- vadedge::PrototypeFormation (MPN) ---------------------------------------------------------
+N, MP = 20, 4  # positions, prototypes
+
+
+def _prototype_model(dtype=F32, batch=B):
+    return function_model("PrototypeFormation", [("query", dtype, [batch, N, D]), ("weight", dtype, [MP, D])],
+                          [("prototypes", dtype, [batch, MP, D])])
+
+
+@pytest.fixture
+def proto_data():
+    g = torch.Generator().manual_seed(2)
+    query = l2_normalize(torch.randn(B, N, D, generator=g))
+    weight = torch.randn(MP, D, generator=g) * 2
+    return query, weight
+
+
+def test_prototype_formation_matches_torch(proto_data):
+    from vadedge.train.models.mpn_dpu import prototype_formation
+
+    query, weight = proto_data
+    model = _prototype_model()
+    assert [f.name for f in model.functions] == ["PrototypeFormation"]
+    assert all(n.domain == "" for n in model.functions[0].node)
+    (protos,) = _session(model).run(None, {"query": query.numpy(), "weight": weight.numpy()})
+    ref = prototype_formation(query, weight)
+    np.testing.assert_allclose(protos, ref.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(protos, axis=-1), 1.0, atol=1e-5)
+
+
+def test_prototype_formation_softmax_is_over_positions_per_stream(proto_data):
+    """Changing another stream's queries never changes a stream's prototypes (softmax over N, not B)."""
+    query, weight = proto_data
+    sess = _session(_prototype_model())
+    (full,) = sess.run(None, {"query": query.numpy(), "weight": weight.numpy()})
+    other = query.numpy().copy()
+    other[1:] = -other[1:]
+    (changed,) = sess.run(None, {"query": other, "weight": weight.numpy()})
+    np.testing.assert_array_equal(full[0], changed[0])
+    assert not np.allclose(full[1], changed[1])
+
+
+def test_prototype_formation_zero_queries_use_the_eps_clamp():
+    weight = np.ones((MP, D), np.float32)
+    (protos,) = _session(_prototype_model()).run(None, {"query": np.zeros((B, N, D), np.float32), "weight": weight})
+    assert np.isfinite(protos).all()
+    np.testing.assert_array_equal(protos, 0.0)
+
+
+def test_prototype_formation_dynamic_batch_and_fp16(proto_data):
+    query, weight = proto_data
+    model = _prototype_model(batch="B")
+    (protos,) = _session(model).run(None, {"query": query.numpy()[:1], "weight": weight.numpy()})
+    assert protos.shape == (1, MP, D)
+    (p16,) = _session(_prototype_model(F16)).run(None, {"query": query.numpy().astype(np.float16),
+                                                       "weight": weight.numpy().astype(np.float16)})
+    assert p16.dtype == np.float16
+    from vadedge.train.models.mpn_dpu import prototype_formation
+
+    np.testing.assert_allclose(p16.astype(np.float32), prototype_formation(query, weight).numpy(), atol=1e-2)

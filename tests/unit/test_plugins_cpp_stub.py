@@ -170,3 +170,20 @@ def test_plugin_source_is_consistent_with_the_iplugin_v3_api(tmp_path, static_re
                            f"-I{tmp_path}", f"-I{CSRC}", f"-I{cuda_inc}", str(CSRC / "vad_plugins.cpp")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def test_every_plugin_op_of_the_graph_pass_has_a_registered_creator():
+    """Each plugin node the graph pass can emit has a plugin class, a creator in the registration and in
+    getCreators() of the dynamic variant (a missing one would only show up on the target)."""
+    from vadedge.export.plugins import PLUGIN_OPS
+
+    header = (CSRC / "vad_plugins.h").read_text()
+    source = (CSRC / "vad_plugins.cpp").read_text()
+    creators = {"VadMemoryRead": "readCreator()", "VadMemoryUpdate": "updateCreator()",
+                "VadPrototypeFormation": "prototypeCreator()"}
+    assert set(PLUGIN_OPS.values()) == set(creators)
+    get_creators = source[source.index("getCreators("):]
+    for op, creator in creators.items():
+        assert f'"{op}"' in header
+        assert f"registry->registerCreator({creator}, kPluginNamespace)" in source
+        assert f"&vad::{creator}" in get_creators

@@ -121,3 +121,18 @@ def test_pass_on_the_exporters_function_model():
     assert [n.op_type for n in out.graph.node] == ["Cast", "VadMemoryUpdate"]
     assert len(out.functions) == 0
     onnx.checker.check_model(out)
+
+
+def test_prototype_formation_becomes_a_plugin_without_casts():
+    functions = pytest.importorskip("vadedge.export.functions")
+    f32 = TensorProto.FLOAT
+    model = functions.function_model(
+        "PrototypeFormation", [("query", f32, [2, 16, 8]), ("weight", f32, [4, 8])], [("prototypes", f32, [2, 4, 8])])
+    out = replace_with_plugins(model)
+    (node,) = out.graph.node
+    assert (node.op_type, node.domain) == ("VadPrototypeFormation", "vadedge")
+    assert list(node.input) == ["query", "weight"] and list(node.output) == ["prototypes"]
+    attrs = _attrs(node)
+    assert (attrs["plugin_namespace"], attrs["plugin_version"]) == (PLUGIN_NAMESPACE.encode(), PLUGIN_VERSION.encode())
+    assert len(out.functions) == 0
+    onnx.checker.check_model(out)

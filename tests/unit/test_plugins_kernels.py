@@ -1,4 +1,4 @@
-"""The plugin kernel math (csrc/vad_memory_math.h), built for the host and called through ctypes,
+"""The plugin kernel math (csrc/vad_memory_math.h, csrc/vad_prototype_math.h), built for the host and called through ctypes,
 against an independent NumPy reference, the ONNX function bodies of the vadedge domain (run in ONNX
 Runtime) and train/memory.py; plus nvcc compiles of the CUDA kernels for Orin and a desktop GPU.
 
@@ -215,14 +215,15 @@ def test_host_kernels_match_train_memory(kernels):
 
 
 # ---- the CUDA kernels compile with nvcc for Orin (sm_87) and a desktop GPU (sm_86) -------------
+@pytest.mark.parametrize("source", ["vad_memory_kernels.cu", "vad_prototype_kernels.cu"])
 @pytest.mark.parametrize("arch", ["sm_87", "sm_86"])
-def test_cuda_kernels_compile(arch, tmp_path):
+def test_cuda_kernels_compile(arch, source, tmp_path):
     nvcc = shutil.which("nvcc")
     if nvcc is None:
         pytest.skip("nvcc not installed")
-    obj = tmp_path / f"kernels_{arch}.o"
+    obj = tmp_path / f"{source}_{arch}.o"
     proc = subprocess.run([nvcc, "-std=c++17", "-O2", f"-arch={arch}", "-Werror", "all-warnings",
-                           "-c", str(CSRC / "vad_memory_kernels.cu"), "-o", str(obj)],
+                           "-c", str(CSRC / source), "-o", str(obj)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert obj.stat().st_size > 0
@@ -257,3 +258,62 @@ def test_host_kernels_match_the_exporters_function_bodies(kernels):
     np.testing.assert_allclose(r, r_onnx, atol=1e-5)
     (new_onnx,) = run(update_model, {"query": q, "memory": memory, "gate": gate})
     np.testing.assert_allclose(kernels.memory_update(q, memory, gate), new_onnx, atol=1e-5)
+
+
+# ---- PrototypeFormation (MPN): host math vs NumPy, the exporter's function body and mpn_dpu.py ----
+def np_prototypes(query, weight):
+    q = query.astype(np.float64)
+    s = q @ weight.astype(np.float64).T                     # B,N,M
+    a = np.exp(s - s.max(1, keepdims=True))
+    a /= a.sum(1, keepdims=True)                            # softmax over the N positions
+    p = a.transpose(0, 2, 1) @ q                            # B,M,D
+    return p / np.maximum(np.linalg.norm(p, axis=-1, keepdims=True), EPS)
+
+
+def proto_sample(rng, b=2, n=64, m=10, d=16):
+    return unit(rng.normal(size=(b, n, d))), (rng.normal(size=(m, d)) * 2).astype(np.float32)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 4), (2, 64, 10, 16), (3, 300, 5, 32)])
+def test_prototypes_match_numpy(kernels, shape):
+    b, n, m, d = shape
+    query, weight = proto_sample(np.random.default_rng(8), b, n, m, d)
+    out = kernels.prototype_formation(query, weight)
+    assert out.shape == (b, m, d)
+    np.testing.assert_allclose(out, np_prototypes(query, weight), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=-1), 1.0, atol=1e-5)
+
+
+def test_prototypes_zero_queries_streams_and_shape_errors(kernels):
+    rng = np.random.default_rng(9)
+    query, weight = proto_sample(rng)
+    zero = kernels.prototype_formation(np.zeros_like(query), weight)
+    assert np.all(zero == 0)                                 # eps clamp: 0 / 1e-12, no NaN
+    both = kernels.prototype_formation(query, weight)
+    np.testing.assert_array_equal(both[1:], kernels.prototype_formation(query[1:], weight))
+    with pytest.raises(ValueError, match="disagree"):
+        kernels.prototype_formation(query, weight[:, :4])
+    with pytest.raises(ValueError, match="dimensions"):
+        kernels.prototype_formation(query, weight[None])
+
+
+def test_prototypes_match_the_exporters_function_body_and_torch(kernels):
+    ort = pytest.importorskip("onnxruntime")
+    torch = pytest.importorskip("torch")
+    functions = pytest.importorskip("vadedge.export.functions")
+    from onnx import TensorProto
+
+    from vadedge.train.models.mpn_dpu import prototype_formation
+
+    b, n, m, d = 2, 64, 10, 16
+    query, weight = proto_sample(np.random.default_rng(10), b, n, m, d)
+    f32 = TensorProto.FLOAT
+    model = functions.function_model("PrototypeFormation", [("query", f32, [b, n, d]), ("weight", f32, [m, d])],
+                                     [("prototypes", f32, [b, m, d])])
+    (p_onnx,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        None, {"query": query, "weight": weight})
+    with torch.no_grad():
+        p_torch = prototype_formation(torch.from_numpy(query), torch.from_numpy(weight)).numpy()
+    out = kernels.prototype_formation(query, weight)
+    np.testing.assert_allclose(out, p_onnx, atol=1e-5)
+    np.testing.assert_allclose(out, p_torch, atol=1e-5)

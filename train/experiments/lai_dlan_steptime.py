@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -22,19 +21,9 @@ import torch
 from ..memory import l2_normalize
 from ..registry import get_model_entry, resolve_config
 from ..som import adaptive_cluster
+from .timing import median_time
 
 FAMILIES = ("mnad-pred", "lai", "dlan-ac")
-
-
-def _time(fn: Callable[[], None], repeats: int) -> tuple[float, float]:
-    fn()  # warm-up
-    wall, cpu = [], []
-    for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - w0)
-        cpu.append(time.process_time() - c0)
-    return statistics.median(wall), statistics.median(cpu)
 
 
 def _clips(data: Optional[str], spec, clip_length: int, batch: int) -> torch.Tensor:
@@ -73,11 +62,11 @@ def measure(data: Optional[str] = None, preset: str = "edge-s", repeats: int = 3
             opt.step()
 
         net.train()
-        wall, cpu = _time(step, repeats)
+        wall, cpu = median_time(step, repeats)
         net.eval()
         state = {k: v.unsqueeze(0) for k, v in net.initial_state().items()}
         with torch.inference_mode():
-            s_wall, s_cpu = _time(lambda: net.stream_step(clips[:1], state), repeats)
+            s_wall, s_cpu = median_time(lambda: net.stream_step(clips[:1], state), repeats)
         out[name] = {"batch": cfg["train"]["batch_size"], "train_wall_s": wall, "train_cpu_s": cpu,
                      "score_wall_s": s_wall, "score_cpu_s": s_cpu}
         if name == "dlan-ac":
@@ -85,9 +74,9 @@ def measure(data: Optional[str] = None, preset: str = "edge-s", repeats: int = 3
                 q = net.encode(torch.zeros(1, net.spec.frames * net.spec.channels, net.spec.height, net.spec.width))[0]
             feats = np.random.default_rng(0).normal(size=(512, *q.shape[1:])).astype(np.float32)
             feats /= np.linalg.norm(feats, axis=-1, keepdims=True)
-            c0 = time.process_time()
+            c0 = time.processmedian_time()
             adaptive_cluster(feats, net.num_clusters, iterations=cfg["train"]["som_iterations"], seed=0)
-            out[name]["som_cpu_s"] = time.process_time() - c0
+            out[name]["som_cpu_s"] = time.processmedian_time() - c0
     base = out["mnad-pred"]["train_cpu_s"]
     for r in out.values():
         r["train_cpu_vs_mnad"] = r["train_cpu_s"] / base

@@ -13,26 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
 from ..adapt import adapt
 from ..registry import get_model_entry, resolve_config
-
-
-def _time(fn: Callable[[], None], repeats: int) -> tuple[float, float]:
-    fn()  # warm-up
-    wall, cpu = [], []
-    for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - w0)
-        cpu.append(time.process_time() - c0)
-    return statistics.median(wall), statistics.median(cpu)
+from .timing import median_time
 
 
 def _frames(data: Optional[str], spec, n: int) -> np.ndarray:
@@ -73,7 +61,7 @@ def measure(data: Optional[str] = None, preset: str = "edge-s", repeats: int = 3
     mnad_entry = get_model_entry("mnad-pred")
     mnad = mnad_entry.build(mnad_cfg["model"]).train()
     mnad_task = mnad_entry.task(mnad, mnad_cfg["train"])
-    results["mnad_train_step"] = _time(train_step(mnad_task, list(mnad.parameters()),
+    results["mnad_train_step"] = median_time(train_step(mnad_task, list(mnad.parameters()),
                                                   clips[:mnad_cfg["train"]["batch_size"]]), repeats)
     rng = np.random.default_rng(0)
     for stage in ("pretrain", "dpu", "meta"):
@@ -87,14 +75,14 @@ def measure(data: Optional[str] = None, preset: str = "edge-s", repeats: int = 3
             batch = {"support": clips[idx[:, :k]], "query": clips[idx[:, k:]]}
         else:
             batch = clips[:bs]
-        results[f"mpn_{stage}_step"] = _time(train_step(task, task.trainable_parameters(), batch), repeats)
+        results[f"mpn_{stage}_step"] = median_time(train_step(task, task.trainable_parameters(), batch), repeats)
     model.eval()
     for k in (1, 5, 10):
-        results[f"adapt_k{k}"] = _time(lambda: adapt(model, model.adaptable_parameters(), model.alphas(), clips[:k]),
+        results[f"adapt_k{k}"] = median_time(lambda: adapt(model, model.adaptable_parameters(), model.alphas(), clips[:k]),
                                        repeats)
-    results["adapt_k10_frozen_part"] = _time(lambda: model.adaptation_data(clips[:10]), repeats)
+    results["adapt_k10_frozen_part"] = median_time(lambda: model.adaptation_data(clips[:10]), repeats)
     with torch.inference_mode():
-        results["score_step"] = _time(lambda: model.stream_step(clips[:1], {}), repeats)
+        results["score_step"] = median_time(lambda: model.stream_step(clips[:1], {}), repeats)
     ref_wall, ref_cpu = results["mnad_train_step"]
     return {name: {"wall_s": round(w, 4), "cpu_s": round(c, 4), "cpu_ratio_to_mnad_step": round(c / ref_cpu, 3)}
             for name, (w, c) in results.items()}

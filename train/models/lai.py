@@ -47,7 +47,7 @@ from vadedge.preprocess import InputSpec
 from ..backbone import Decoder, Encoder
 from ..memory import l2_normalize, memory_read, memory_scores, nearest_item_mask
 from ..registry import register_model
-from ..scores import psnr
+from ..scores import PsnrFeatureScoring, psnr
 
 ITEM_GRAD_MODES = ("dis", "all", "none")
 WRITE_RULES = ("paper", "assigned")
@@ -103,7 +103,7 @@ def nearest_item_distance(query: torch.Tensor, memory: torch.Tensor) -> torch.Te
     return (query - nearest).norm(dim=-1).mean(-1)
 
 
-class Lai(nn.Module):
+class Lai(PsnrFeatureScoring, nn.Module):
     """Shared encoder, prototype-guided memory (read replaces the query), two decoders. Stateless."""
 
     def __init__(self, cfg: dict) -> None:
@@ -148,15 +148,6 @@ class Lai(nn.Module):
     def initial_state(self) -> dict[str, torch.Tensor]:
         """No per-stream state: the memory is not written at test time."""
         return {}
-
-    @property
-    def score_components(self) -> dict[str, int]:
-        return {"psnr": -1, "feature_distance": +1}
-
-    @property
-    def score_weights(self) -> dict[str, float]:
-        """Eq. 25 as an abnormality: 1 − S = γ(1 − P) + (1 − γ)·D."""
-        return {"psnr": self.score_weight, "feature_distance": 1.0 - self.score_weight}
 
     def stream_step(self, frames: torch.Tensor, state: dict[str, torch.Tensor]) -> dict:
         """Score B streams: {"scores": {psnr, feature_distance} (B,), "state": {}, "aux": {}, "pred", "target"}."""

@@ -17,10 +17,10 @@ from ..backbone import Decoder, Encoder
 from ..losses import compactness_loss, reconstruction_loss, separateness_loss
 from ..memory import feature_distance, init_memory, l2_normalize, memory_delta, memory_read, memory_update
 from ..registry import register_model
-from ..scores import psnr, regular_score
+from ..scores import PsnrFeatureScoring, psnr, regular_score
 
 
-class MNAD(nn.Module):
+class MNAD(PsnrFeatureScoring, nn.Module):
     """Memory-guided normality autoencoder. Stateless: the memory bank is an explicit input/output."""
 
     def __init__(self, cfg: dict) -> None:
@@ -70,16 +70,6 @@ class MNAD(nn.Module):
     def initial_state(self) -> dict[str, torch.Tensor]:
         """A placeholder per-stream state (unbatched); trained checkpoints carry the real memory."""
         return {"memory": init_memory(self.memory_size, self.memory_dim, torch.Generator().manual_seed(0))}
-
-    @property
-    def score_components(self) -> dict[str, int]:
-        """Per-frame score components and their sign: +1 = larger is more anomalous, −1 = more normal."""
-        return {"psnr": -1, "feature_distance": +1}
-
-    @property
-    def score_weights(self) -> dict[str, float]:
-        """Fusion weights of the paper: S = λ(1 − g(PSNR)) + (1 − λ) g(D)."""
-        return {"psnr": self.score_weight, "feature_distance": 1.0 - self.score_weight}
 
     def stream_step(self, frames: torch.Tensor, state: dict[str, torch.Tensor]) -> dict:
         """One scoring step for B independent streams.

@@ -1,5 +1,6 @@
 // CUDA kernels of the vadedge memory-addressing plugins. The arithmetic is the shared
 // __host__ __device__ code of vad_memory_math.h; this file only maps it onto threads and blocks.
+#include "vad_cuda_utils.cuh"
 #include "vad_memory_kernels.h"
 #include "vad_memory_math.h"
 
@@ -10,13 +11,13 @@ namespace vad
 namespace
 {
 
+using cuda::alignUp;
+using cuda::blockReduce;
+using cuda::ceilDiv;
+using cuda::kMaxSharedBytes;
+
 constexpr int kReadThreads = 128;
 constexpr int kUpdateThreads = 128; // power of two (block reductions)
-constexpr size_t kMaxSharedBytes = 48 * 1024;
-
-int ceilDiv(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
-
-size_t alignUp(size_t x, size_t a) { return (x + a - 1) / a * a; }
 
 // ---- MemoryRead: one thread per (b, k) row; M softmax weights in shared memory ------------
 template <typename T>
@@ -46,24 +47,6 @@ __global__ void scoresArgmaxKernel(
     }
     int64_t const b = row / K;
     assign[row] = scores_argmax_row(query + row * D, memory + b * M * D, M, D, scores + row * M);
-}
-
-__device__ float blockReduce(float v, float* buf, bool isMax)
-{
-    buf[threadIdx.x] = v;
-    __syncthreads();
-    for (int stride = blockDim.x / 2; stride > 0; stride >>= 1)
-    {
-        if (threadIdx.x < stride)
-        {
-            float const o = buf[threadIdx.x + stride];
-            buf[threadIdx.x] = isMax ? fmaxf(buf[threadIdx.x], o) : buf[threadIdx.x] + o;
-        }
-        __syncthreads();
-    }
-    float const r = buf[0];
-    __syncthreads();
-    return r;
 }
 
 __device__ bool gateOpen(void const* gate, GateType gateType, int64_t b)

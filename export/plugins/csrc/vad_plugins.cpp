@@ -1,4 +1,4 @@
-// IPluginV3 implementation of VadMemoryRead / VadMemoryUpdate. See vad_plugins.h.
+// IPluginV3 implementation of VadMemoryRead / VadMemoryUpdate / VadPrototypeFormation. See vad_plugins.h.
 //
 // Two builds of this file (CMakeLists.txt):
 //   libvadedge_plugins.so          VADEDGE_STATIC_REGISTRATION=1: creators register themselves when
@@ -336,6 +336,115 @@ int32_t MemoryUpdatePlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTen
     return 0;
 }
 
+// ---- PrototypeFormationPlugin ---------------------------------------------------------------
+
+IPluginV3* PrototypeFormationPlugin::clone() noexcept
+{
+    try
+    {
+        return new PrototypeFormationPlugin(*this);
+    }
+    catch (std::exception const&)
+    {
+        return nullptr;
+    }
+}
+
+char const* PrototypeFormationPlugin::getPluginName() const noexcept
+{
+    return kName;
+}
+
+int32_t PrototypeFormationPlugin::getNbOutputs() const noexcept
+{
+    return 1;
+}
+
+int32_t PrototypeFormationPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInputs,
+    DimsExprs const* /*shapeInputs*/, int32_t /*nbShapeInputs*/, DimsExprs* outputs, int32_t nbOutputs,
+    IExprBuilder& /*exprBuilder*/) noexcept
+{
+    if (nbInputs != 2 || nbOutputs != 1 || inputs[0].nbDims != 3 || inputs[1].nbDims != 2)
+    {
+        return -1;
+    }
+    outputs[0].nbDims = 3;
+    outputs[0].d[0] = inputs[0].d[0]; // B
+    outputs[0].d[1] = inputs[1].d[0]; // M
+    outputs[0].d[2] = inputs[0].d[2]; // D
+    return 0;
+}
+
+bool PrototypeFormationPlugin::supportsFormatCombination(
+    int32_t pos, DynamicPluginTensorDesc const* inOut, int32_t /*nbInputs*/, int32_t /*nbOutputs*/) noexcept
+{
+    PluginTensorDesc const& d = inOut[pos].desc;
+    if (d.format != TensorFormat::kLINEAR)
+    {
+        return false;
+    }
+    switch (pos)
+    {
+    case 0: return isFloatType(d.type);          // query
+    case 1: return d.type == inOut[0].desc.type; // weight
+    case 2: return d.type == inOut[0].desc.type; // prototypes
+    default: return false;
+    }
+}
+
+int32_t PrototypeFormationPlugin::configurePlugin(
+    DynamicPluginTensorDesc const* in, int32_t nbInputs, DynamicPluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept
+{
+    if (nbInputs != 2 || nbOutputs != 1 || in[0].desc.dims.nbDims != 3 || in[1].desc.dims.nbDims != 2)
+    {
+        logError(kName, "expects query [B,N,D], weight [M,D] and one output");
+        return -1;
+    }
+    return 0;
+}
+
+size_t PrototypeFormationPlugin::getWorkspaceSize(DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
+    DynamicPluginTensorDesc const* /*outputs*/, int32_t /*nbOutputs*/) const noexcept
+{
+    if (nbInputs != 2)
+    {
+        return 0;
+    }
+    // Sized for the largest shapes of the optimisation profile.
+    return prototypeFormationWorkspaceSize(
+        toInt(inputs[0].max.d[0]), toInt(inputs[0].max.d[1]), toInt(inputs[1].max.d[0]));
+}
+
+int32_t PrototypeFormationPlugin::onShapeChange(
+    PluginTensorDesc const* in, int32_t nbInputs, PluginTensorDesc const* /*out*/, int32_t nbOutputs) noexcept
+{
+    if (nbInputs != expectedInputs() || nbOutputs != getNbOutputs())
+    {
+        logError(kName, "unexpected number of inputs or outputs");
+        return -1;
+    }
+    if (in[0].dims.nbDims != 3 || in[1].dims.nbDims != 2 || in[0].dims.d[2] != in[1].dims.d[1])
+    {
+        logError(kName, "query [B,N,D] and weight [M,D] must agree on the feature size D");
+        return -1;
+    }
+    return 0;
+}
+
+int32_t PrototypeFormationPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTensorDesc const* /*outputDesc*/,
+    void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept
+{
+    auto const& q = inputDesc[0].dims;
+    cudaError_t const err = launchPrototypeFormation(ioType(inputDesc[0].type), inputs[0], inputs[1], toInt(q.d[0]),
+        toInt(q.d[1]), toInt(inputDesc[1].dims.d[0]), toInt(q.d[2]), outputs[0], workspace, stream);
+    if (err != cudaSuccess)
+    {
+        logError(kName, cudaGetErrorString(err));
+        return -1;
+    }
+    return 0;
+}
+
 // ---- creators -------------------------------------------------------------------------------
 
 template <typename PluginT>
@@ -384,6 +493,7 @@ IPluginV3* VadPluginCreator<PluginT>::createPlugin(
 
 template class VadPluginCreator<MemoryReadPlugin>;
 template class VadPluginCreator<MemoryUpdatePlugin>;
+template class VadPluginCreator<PrototypeFormationPlugin>;
 
 namespace
 {
@@ -399,6 +509,12 @@ MemoryUpdatePluginCreator& updateCreator()
     return creator;
 }
 
+PrototypeFormationPluginCreator& prototypeCreator()
+{
+    static PrototypeFormationPluginCreator creator;
+    return creator;
+}
+
 bool registerAll()
 {
     IPluginRegistry* registry = getPluginRegistry();
@@ -408,6 +524,7 @@ bool registerAll()
     }
     bool ok = registry->registerCreator(readCreator(), kPluginNamespace);
     ok = registry->registerCreator(updateCreator(), kPluginNamespace) && ok;
+    ok = registry->registerCreator(prototypeCreator(), kPluginNamespace) && ok;
     return ok;
 }
 
@@ -452,8 +569,9 @@ void setLoggerFinder(nvinfer1::ILoggerFinder* /*finder*/) {}
 
 nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators)
 {
-    static nvinfer1::IPluginCreatorInterface* const creators[] = {&vad::readCreator(), &vad::updateCreator()};
-    nbCreators = 2;
+    static nvinfer1::IPluginCreatorInterface* const creators[]
+        = {&vad::readCreator(), &vad::updateCreator(), &vad::prototypeCreator()};
+    nbCreators = static_cast<int32_t>(sizeof(creators) / sizeof(creators[0]));
     return creators;
 }
 #endif

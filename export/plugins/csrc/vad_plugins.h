@@ -1,8 +1,10 @@
-// TensorRT IPluginV3 plugins VadMemoryRead and VadMemoryUpdate (namespace "vadedge", version "1").
+// TensorRT IPluginV3 plugins VadMemoryRead, VadMemoryUpdate and VadPrototypeFormation (namespace
+// "vadedge", version "1").
 //
 // Written against the TensorRT 10.x/11.x plugin API (NvInferRuntime.h, NvInferPluginBase.h):
 // IPluginV3 + IPluginV3OneCore/Build/Runtime, created by IPluginCreatorV3One. The math lives in
-// vad_memory_math.h and the launches in vad_memory_kernels.cu, which do not depend on TensorRT.
+// vad_memory_math.h / vad_prototype_math.h and the launches in vad_memory_kernels.cu /
+// vad_prototype_kernels.cu, which do not depend on TensorRT.
 //
 // NOTE: this file needs the TensorRT headers, which are not available on vadedge's development
 // and CI machines; it is compiled on the target (Jetson / desktop GPU) by `vadedge export
@@ -21,6 +23,7 @@ constexpr char const* kPluginNamespace = "vadedge";
 constexpr char const* kPluginVersion = "1";
 constexpr char const* kReadPluginName = "VadMemoryRead";
 constexpr char const* kUpdatePluginName = "VadMemoryUpdate";
+constexpr char const* kPrototypePluginName = "VadPrototypeFormation";
 
 //! Shared boilerplate: capability interfaces, attribute (eps) serialisation, common checks.
 class VadPluginBase : public nvinfer1::IPluginV3,
@@ -117,7 +120,36 @@ protected:
     int32_t expectedInputs() const noexcept override { return 3; }
 };
 
-//! Creator of either plugin: parses the optional `eps` field (FP32/FP64) at build and deserialisation.
+//! PrototypeFormation(query[B,N,D], weight[M,D]) -> prototypes[B,M,D] (MPN); FP32 or FP16 I/O, weight of the
+//! query's type. The weight is an input (MPN's adapted parameters are network inputs), shared by the streams.
+class PrototypeFormationPlugin final : public VadPluginBase
+{
+public:
+    static constexpr char const* kName = kPrototypePluginName;
+    explicit PrototypeFormationPlugin(float eps) noexcept : VadPluginBase(eps) {}
+
+    nvinfer1::IPluginV3* clone() noexcept override;
+    char const* getPluginName() const noexcept override;
+    int32_t getNbOutputs() const noexcept override;
+    int32_t getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs, nvinfer1::DimsExprs const* shapeInputs,
+        int32_t nbShapeInputs, nvinfer1::DimsExprs* outputs, int32_t nbOutputs,
+        nvinfer1::IExprBuilder& exprBuilder) noexcept override;
+    bool supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
+        int32_t nbOutputs) noexcept override;
+    int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
+        nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
+    size_t getWorkspaceSize(nvinfer1::DynamicPluginTensorDesc const* inputs, int32_t nbInputs,
+        nvinfer1::DynamicPluginTensorDesc const* outputs, int32_t nbOutputs) const noexcept override;
+    int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
+        nvinfer1::PluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
+    int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
+        void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
+
+protected:
+    int32_t expectedInputs() const noexcept override { return 2; }
+};
+
+//! Creator of any of the plugins: parses the optional `eps` field (FP32/FP64) at build and deserialisation.
 template <typename PluginT>
 class VadPluginCreator final : public nvinfer1::IPluginCreatorV3One
 {
@@ -137,12 +169,13 @@ private:
 
 using MemoryReadPluginCreator = VadPluginCreator<MemoryReadPlugin>;
 using MemoryUpdatePluginCreator = VadPluginCreator<MemoryUpdatePlugin>;
+using PrototypeFormationPluginCreator = VadPluginCreator<PrototypeFormationPlugin>;
 
 } // namespace vad
 
 extern "C"
 {
-//! Registers both creators under `libNamespace` (nullptr = "vadedge") in TensorRT's global plugin
+//! Registers the three creators under `libNamespace` (nullptr = "vadedge") in TensorRT's global plugin
 //! registry, like initLibNvInferPlugins; for applications that dlopen the dynamic variant.
 bool initVadedgePlugins(void* logger, char const* libNamespace);
 }
