@@ -15,6 +15,7 @@ COMMANDS = (
     "synth",
     "run",
     "demo",
+    "bench",
 )
 
 

@@ -73,7 +73,8 @@ class OnnxRuntimeBackend(Backend):
     def __init__(self, bundle: Bundle, *, device: str = "cpu", precision: Optional[str] = None,
                  providers: Optional[Sequence[ProviderSpec]] = None, threads: Optional[int] = None,
                  plugin_libraries: Sequence[str] = (), provider_options: Optional[Mapping] = None,
-                 cache_dir: Optional[Path] = None, ort: Any = None) -> None:
+                 cache_dir: Optional[Path] = None, ort: Any = None,
+                 session_config: Optional[Mapping[str, str]] = None) -> None:
         super().__init__(bundle)
         ort = ort or require("onnxruntime")
         models = bundle.manifest["models"]
@@ -97,6 +98,8 @@ class OnnxRuntimeBackend(Backend):
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        for key, value in (session_config or {}).items():  # e.g. session.intra_op.allow_spinning=0
+            opts.add_session_config_entry(str(key), str(value))
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
         except Exception as exc:  # onnxruntime raises its own exception types for bad models

@@ -1,0 +1,293 @@
+"""`run_bench`: every requested backend measured in one run, on the same frames, interleaved round by round.
+
+Order of work: resolve the model → prepare each row (export / convert / quantise what the bundle
+lacks; unavailable rows keep their reason) → load every Detector → SGEMM peak → R rounds, each
+running every row's model-only pass and then every row's end-to-end pass (so load changes hit all
+rows alike) → SGEMM peak again (the higher of the two is the peak) → resident memory per row in a
+fresh interpreter → optional throughput vs streams and vs input size. Returns a JSON-able dict
+(schema in `vadedge.bench.report.SCHEMA`).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+from . import measure
+from .peak import achieved_gflops, measure_peak, peak_share
+from .variants import ModelSource, Row, parse_backends, prepare_rows, resolve_source
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class BenchConfig:
+    """Options of one benchmark run (the CLI's flags)."""
+
+    model: Optional[str] = None
+    preset: Optional[str] = None
+    backends: Sequence[str] = ("torch", "ort-fp32", "ort-int8", "trt")
+    frames: int = 200
+    rounds: int = 3
+    threads: Optional[int] = None
+    streams: int = 8
+    stream_steps: int = 40
+    sizes: Sequence[tuple[int, int]] = ()
+    data: Optional[str] = None
+    calib_data: Optional[str] = None
+    calib_clips: int = 64
+    fp16: Optional[str] = None
+    int8: Optional[str] = None
+    engine: Optional[str] = None
+    workdir: Optional[str] = None
+    rss_frames: int = 300
+    sgemm_n: int = 2048
+    plot: Optional[str] = None
+    settle: float = 0.2  # untimed pause before each block / pass so the previous row's spinning threads park
+    ab: Optional[dict] = None  # extra ORT session config entries: each ORT row gets a '+ab' twin
+
+    def check(self) -> None:
+        """Reject bad values before any work (ConfigError: the CLI exits 2)."""
+        self.backends = parse_backends(self.backends)
+        for name in ("frames", "rounds", "stream_steps", "calib_clips", "sgemm_n"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
+        if self.settle < 0:
+            raise ConfigError(f"settle must be >= 0, got {self.settle}")
+        if self.streams < 0 or self.rss_frames < 0:
+            raise ConfigError("streams and rss-frames must be >= 0")
+
+
+def stream_counts(max_streams: int) -> list[int]:
+    """1, 2, 4, … up to `max_streams` (and `max_streams` itself); [] for 0."""
+    out, s = [], 1
+    while s <= max_streams:
+        out.append(s)
+        s *= 2
+    if max_streams >= 1 and out[-1] != max_streams:
+        out.append(max_streams)
+    return out
+
+
+def parse_sizes(text: Optional[str]) -> list[tuple[int, int]]:
+    """'64x96,128x192' → [(64, 96), (128, 192)]; '' / None / 'none' → []."""
+    if not text or text.strip().lower() == "none":
+        return []
+    out = []
+    for item in text.split(","):
+        h, sep, w = item.strip().lower().partition("x")
+        if not sep or not h.isdigit() or not w.isdigit() or int(h) % 8 or int(w) % 8 or int(h) < 8 or int(w) < 8:
+            raise ConfigError(f"bad size {item!r} in --sizes: use HxW with multiples of 8, e.g. 64x96,128x192")
+        out.append((int(h), int(w)))
+    return out
+
+
+def machine_info(threads: Optional[int]) -> dict:
+    info = {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "python": platform.python_version(), "threads": threads, "cpu": platform.processor() or None}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                info["isa"] = sorted(f for f in flags if f.startswith(("avx512", "avx2", "fma", "amx", "avx_vnni")))
+                break
+    except OSError:
+        pass
+    try:
+        import onnxruntime as ort
+
+        info["onnxruntime"] = ort.__version__
+    except ImportError:
+        info["onnxruntime"] = None
+    info["numpy"] = np.__version__
+    return info
+
+
+def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> dict:
+    """Measure every row of `cfg.backends` side by side; see the module docstring."""
+    cfg.check()
+    threads = cfg.threads or os.cpu_count() or 1
+    workdir = Path(cfg.workdir) if cfg.workdir else Path(tempfile.mkdtemp(prefix="vadedge-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    source = resolve_source(cfg.model, cfg.preset, workdir, log)
+    rows, variant_dir = prepare_rows(
+        list(cfg.backends), source, workdir, fp16=_p(cfg.fp16), int8=_p(cfg.int8), engine=_p(cfg.engine),
+        calib_data=_p(cfg.calib_data), calib_clips=cfg.calib_clips, log=log)
+    if cfg.ab:
+        from .variants import add_ab_rows
+
+        rows = add_ab_rows(rows, cfg.ab)
+    dets: dict[str, object] = {}
+    for row in rows:
+        if row.available:
+            try:
+                dets[row.backend] = row.load(threads)
+            except Exception as exc:  # noqa: BLE001 - reported in the row
+                row.reason = f"failed to load: {type(exc).__name__}: {exc}"
+    result: dict = {"schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "machine": machine_info(threads), "model": _model_info(source, dets),
+                    "config": {k: v for k, v in asdict(cfg).items() if k not in ("workdir",)},
+                    "workdir": str(workdir)}
+    first = next(iter(dets.values()), None)
+    if first is None:
+        result["rows"] = [_row_dict(r, None) for r in rows]
+        result.update(sgemm=None, ratios={}, streams=None, sizes=None)
+        return result
+    raw, frames_label = measure.load_frames(_p(cfg.data), cfg.frames + first.clip_length - 1)
+    result["frames"] = frames_label
+    clips = measure.clips_of(raw, first.spec, first.clip_length)
+    import zlib
+
+    video = measure.write_video(raw, workdir / f"bench-{len(raw)}-{zlib.crc32(frames_label.encode())}.mp4")
+    gmac = _gmac(variant_dir, first) if variant_dir is not None else None
+    result["model"]["gmac_per_frame"] = gmac
+    log(f"SGEMM peak ({threads} threads) ...")
+    peaks = [measure_peak(threads, cfg.sgemm_n)]
+    time.sleep(cfg.settle)
+    for det in dets.values():  # warm-up: first-call allocations and kernel selection stay out of the rounds
+        measure.model_only(det, clips[: min(5, len(clips))])
+    calls: dict[str, list[float]] = {k: [] for k in dets}
+    round_fps: dict[str, list[float]] = {k: [] for k in dets}
+    e2e: dict[str, list[dict]] = {k: [] for k in dets}
+    names = list(dets)
+    for r in range(cfg.rounds):
+        log(f"round {r + 1}/{cfg.rounds}: model-only (interleaved in blocks of 25 calls) and end-to-end passes ...")
+        for name, times in measure.model_only_interleaved(dets, clips, settle=cfg.settle).items():
+            calls[name].extend(times)
+            round_fps[name].append(len(times) / sum(times))
+        order = names[r % len(names):] + names[:r % len(names)]  # rotate who runs first
+        for name in order:
+            time.sleep(cfg.settle)
+            e2e[name].append(measure.end_to_end(dets[name], video))
+    time.sleep(cfg.settle)
+    peaks.append(measure_peak(threads, cfg.sgemm_n))
+    peak = max(peaks, key=lambda p: p.gflops)
+    result["sgemm"] = {**peak.to_dict(), "runs_gflops": [round(p.gflops, 2) for p in peaks]}
+    out_rows = []
+    for row in rows:
+        d = _row_dict(row, gmac)
+        if row.backend in dets:
+            d.update(_stats(calls[row.backend], round_fps[row.backend], e2e[row.backend], gmac, peak.gflops))
+        out_rows.append(d)
+    result["rows"] = out_rows
+    result["ratios"] = _ratios(out_rows)
+    result["import_vadedge_s"] = round(measure.import_seconds(), 4)
+    if cfg.rss_frames:
+        log("resident memory per backend (fresh interpreters) ...")
+        for row, d in zip(rows, out_rows):
+            if row.backend in dets:
+                d["rss"] = _rss(row, source, variant_dir, cfg.rss_frames, threads)
+                d["rss_mb"] = d["rss"].get("rss_end_mb")
+    for det in dets.values():
+        det.close()
+    ort_rows = [r.backend for r in rows if r.backend in ("ort-fp32", "ort-fp16", "ort-int8") and r.backend in dets]
+    result["streams"] = None
+    if cfg.streams and ort_rows and variant_dir is not None:
+        from .scaling import streams_table
+
+        log("throughput vs streams ...")
+        result["streams"] = streams_table(variant_dir, ort_rows, raw, stream_counts(cfg.streams),
+                                          cfg.stream_steps, cfg.rounds, threads)
+    result["sizes"] = None
+    if cfg.sizes:
+        from .scaling import sizes_table
+
+        log("throughput vs input size ...")
+        result["sizes"] = sizes_table(source, cfg.sizes, workdir, raw, cfg.rounds, threads, log)
+    if cfg.plot and (result["streams"] or result["sizes"]):
+        from .report import plot_scaling
+
+        result["plot"] = str(plot_scaling(result, Path(cfg.plot)))
+    return result
+
+
+def _p(x: Optional[str]) -> Optional[Path]:
+    return Path(x) if x else None
+
+
+def _model_info(source: ModelSource, dets: dict) -> dict:
+    info = {"source": source.label, "kind": source.kind, "checkpoint": str(source.checkpoint or "") or None}
+    det = next(iter(dets.values()), None)
+    if det is not None:
+        m = det.bundle.manifest
+        info.update(family=m.get("family"), preset=m.get("preset"), input=dict(m["input"]),
+                    batch=m["graph"]["batch"])
+    return info
+
+
+def _gmac(variant_dir: Path, det) -> Optional[float]:
+    from ..bundle import load_bundle
+    from .gmac import count_gmac
+
+    try:
+        b = load_bundle(variant_dir)
+        spec = b.input_spec
+        feeds = {b.manifest["graph"]["frames_input"]:
+                 np.zeros((1, b.clip_length, spec.height, spec.width, spec.channels), np.uint8)}
+        for item in b.manifest["graph"]["state"]:
+            feeds[item["input"]] = np.asarray(b.state[item["name"]], np.float32)[None]
+        for item in b.manifest["graph"]["params"]:
+            feeds[item["input"]] = np.asarray(b.state[item["name"]], np.float32)
+        for item in b.manifest["graph"].get("side_inputs", []):
+            feeds[item["input"]] = np.zeros((1, *item["shape"]), np.float32)
+        return round(count_gmac(b.model_file("fp32"), feeds), 6)
+    except Exception:  # noqa: BLE001 - GMAC is informative; the row still has its timings
+        return None
+
+
+def _row_dict(row: Row, gmac: Optional[float]) -> dict:
+    return {"backend": row.backend, "available": row.available, "reason": row.reason, "detail": row.detail,
+            "gmac_per_frame": gmac, "latency_ms": None, "fps": None, "e2e_fps": None, "e2e_ratio": None,
+            "gflops": None, "peak_share": None, "rss_mb": None}
+
+
+def _stats(calls: list[float], round_fps: list[float], e2e: list[dict], gmac: Optional[float], peak: float) -> dict:
+    """FPS = median over rounds of each round's throughput (robust to a burst of load in one round)."""
+    ms = [c * 1e3 for c in calls]
+    fps = float(np.median(round_fps))
+    e2e_fps = float(np.median([e["scored"] / e["seconds"] for e in e2e]))
+    out = {"latency_ms": {"p50": round(measure.percentile(ms, 50), 3), "p95": round(measure.percentile(ms, 95), 3),
+                          "mean": round(float(np.mean(ms)), 3), "calls": len(ms)},
+           "fps": round(fps, 2), "fps_rounds": [round(f, 2) for f in round_fps],
+           "e2e_fps": round(e2e_fps, 2), "e2e_ratio": round(e2e_fps / fps, 4), "e2e_runs": e2e}
+    if gmac:
+        g = achieved_gflops(gmac, fps)
+        out.update(gflops=round(g, 2), peak_share=round(peak_share(g, peak), 4))
+    return out
+
+
+def _ratios(rows: list[dict]) -> dict:
+    fps = {r["backend"]: r["fps"] for r in rows if r["fps"]}
+    out = {}
+    for a, b in (("ort-fp32", "torch"), ("ort-int8", "ort-fp32"), ("ort-fp16", "ort-fp32"), ("ort-int8", "torch")):
+        if a in fps and b in fps:
+            out[f"{a}/{b}"] = round(fps[a] / fps[b], 3)
+    for name in fps:
+        if name.endswith("+ab") and name[:-3] in fps:
+            out[f"{name}/{name[:-3]}"] = round(fps[name] / fps[name[:-3]], 3)
+    e2e = {r["backend"]: r["e2e_fps"] for r in rows if r.get("e2e_fps")}
+    for name in e2e:
+        if name.endswith("+ab") and name[:-3] in e2e:
+            out[f"{name}/{name[:-3]} e2e"] = round(e2e[name] / e2e[name[:-3]], 3)
+    return out
+
+
+def _rss(row: Row, source: ModelSource, variant_dir: Optional[Path], frames: int, threads: int) -> dict:
+    if row.backend.endswith("+ab"):
+        return {"note": "same model as the row above; not measured separately"}
+    if row.backend == "torch":
+        return measure.measure_rss(source.checkpoint, "torch", None, frames, threads)
+    if row.backend == "trt":
+        return measure.measure_rss(variant_dir, "tensorrt", None, frames, threads)
+    return measure.measure_rss(variant_dir, "onnxruntime", row.backend.split("-")[1], frames, threads)

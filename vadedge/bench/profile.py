@@ -1,0 +1,101 @@
+"""Where the time goes inside one ONNX Runtime model: per-op-type kernel time from ORT's profiler.
+
+    python -m vadedge.bench.profile BUNDLE [--precision int8] [--calls 100] [--threads 2] [--top 12]
+
+Runs `--calls` calls (batch 1, state carried) on synthetic frames with `enable_profiling`, then sums
+the kernel time of every node by op type (and lists the slowest single nodes). Kernel times add up
+to less than the call's wall time; the difference (session overhead, I/O copies, thread hand-offs)
+is printed as "outside kernels".
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+
+def profile_bundle(bundle: Path, precision: str = "fp32", calls: int = 100, threads: Optional[int] = None,
+                   warmup: int = 10) -> dict:
+    """{"ops": {op_type: ms per call}, "nodes": [(name, op_type, ms per call)], "wall_ms": per call, ...}."""
+    import onnxruntime as ort
+
+    from ..bundle import load_bundle
+    from .measure import clips_of, synthetic_frames
+
+    b = load_bundle(bundle)
+    g = b.manifest["graph"]
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    tmp = tempfile.mkdtemp(prefix="vadedge-profile-")
+    so.enable_profiling = True
+    so.profile_file_prefix = str(Path(tmp) / "ort")
+    sess = ort.InferenceSession(str(b.model_file(precision)), so, providers=["CPUExecutionProvider"])
+    clips = clips_of(synthetic_frames(warmup + calls + b.clip_length), b.input_spec, b.clip_length)
+    state = {s["input"]: np.asarray(b.state[s["name"]], np.float32)[None] for s in g["state"]}
+    out_names = [o.name for o in sess.get_outputs()]
+    t_sum = 0.0
+    for i, clip in enumerate(clips[: warmup + calls]):
+        t0 = time.perf_counter()
+        res = dict(zip(out_names, sess.run(None, {g["frames_input"]: np.ascontiguousarray(clip[None]), **state})))
+        if i >= warmup:
+            t_sum += time.perf_counter() - t0
+        state = {s["input"]: res[s["output"]] for s in g["state"]}
+    trace = json.loads(Path(sess.end_profiling()).read_text())
+    per_op: dict[str, float] = defaultdict(float)
+    per_node: dict[tuple[str, str], float] = defaultdict(float)
+    n_runs = 0
+    for ev in trace:
+        if ev.get("cat") == "Session" and ev.get("name") == "model_run":
+            n_runs += 1
+        if ev.get("cat") != "Node" or not str(ev.get("name", "")).endswith("_kernel_time"):
+            continue
+        op = ev.get("args", {}).get("op_name", "?")
+        per_op[op] += ev["dur"]
+        per_node[(ev["name"][: -len("_kernel_time")], op)] += ev["dur"]
+    runs = max(n_runs, 1)
+    ops = {k: v / runs / 1e3 for k, v in sorted(per_op.items(), key=lambda kv: -kv[1])}
+    nodes = sorted(((n, op, v / runs / 1e3) for (n, op), v in per_node.items()), key=lambda x: -x[2])
+    return {"precision": precision, "threads": threads, "calls": calls, "runs_profiled": n_runs,
+            "wall_ms": t_sum / calls * 1e3, "kernel_ms": sum(ops.values()), "ops": ops, "nodes": nodes}
+
+
+def format_profile(p: dict, top: int = 12) -> str:
+    lines = [f"{p['precision']}: {p['wall_ms']:.2f} ms per call (wall, profiling on), kernels {p['kernel_ms']:.2f} ms, "
+             f"outside kernels {p['wall_ms'] - p['kernel_ms']:.2f} ms"]
+    for op, ms in list(p["ops"].items())[:top]:
+        lines.append(f"  {op:<24} {ms:8.3f} ms  {100 * ms / p['kernel_ms']:5.1f} %")
+    lines.append("  slowest nodes:")
+    for name, op, ms in p["nodes"][:top]:
+        lines.append(f"    {name[:48]:<48} {op:<18} {ms:7.3f} ms")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("bundle", type=Path)
+    ap.add_argument("--precision", default="fp32", help="comma list, e.g. fp32,int8")
+    ap.add_argument("--calls", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--top", type=int, default=12)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    results = []
+    for prec in args.precision.split(","):
+        p = profile_bundle(args.bundle, prec, args.calls, args.threads)
+        results.append(p)
+        print(format_profile(p, args.top), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
