@@ -108,6 +108,19 @@ def test_experiment_rejects_a_shift_seen_in_meta_training(experiment, tiny_root,
         mpn_sceneshift.run(tiny_root, tmp_path, meta=out / "meta", test_shift="noise", progress=False)
 
 
+def test_control_rows_adapt_on_other_clips(experiment, tiny_root, tmp_path):
+    """--controls: θ' from the unshifted clips / the next video really differs from the own-clip θ'."""
+    out, _ = experiment
+    result = mpn_sceneshift.run(tiny_root, tmp_path, meta=out / "meta", ks=(1,), test_shift="blur:1.5",
+                                streaming=False, progress=False, controls=True, threads=1)
+    rows = result["rows"]
+    assert [r.get("adapted_on") for r in rows] == [None, None, "same video under none", "next test video"]
+    assert all(r["k"] == 1 for r in rows[1:]) and len({r["frames_common"] for r in rows}) == 1
+    own, clean, other = rows[1], rows[2], rows[3]
+    assert own["psnr_normal"] != clean["psnr_normal"] and own["psnr_normal"] != other["psnr_normal"]
+    assert "θ' from next test video" in (tmp_path / "sceneshift.md").read_text()
+
+
 @pytest.mark.ped2
 def test_ped2_clip_under_shift_scores(ped2_root):
     from vadedge.datasets import open_split

@@ -66,19 +66,27 @@ class Condition:
     ckpt: Checkpoint
     shift: Shift
     k: int
+    # Controls: θ' from the same video's clips under another shift ("none": is the step shift-specific?),
+    # or from the next test video's clips (is it video-specific?). None = the scored video's own clips.
+    adapt_shift: Optional[Shift] = None
+    adapt_other_video: bool = False
 
 
 def _load(split: Split, ckpt: Checkpoint, shift: Shift) -> list[tuple[str, np.ndarray, Optional[np.ndarray]]]:
     return [(v.name, shift.apply(v.load(ckpt.model.spec)), v.labels) for v in split.videos]
 
 
-def score_videos(ckpt: Checkpoint, videos: list, k: int) -> tuple[list[VideoScores], list[float]]:
-    """Adapt each video on its first k clips (timed), score the rest; VideoScores start at clip k."""
+def score_videos(ckpt: Checkpoint, videos: list, k: int,
+                 adapt_frames: Optional[list[np.ndarray]] = None) -> tuple[list[VideoScores], list[float]]:
+    """Adapt each video on its first k clips (timed), score the rest; VideoScores start at clip k.
+
+    `adapt_frames[i]`, when given, replaces video i's frames as the source of the k adaptation clips.
+    """
     model = ckpt.model
     out, seconds = [], []
-    for name, frames, labels in videos:
+    for i, (name, frames, labels) in enumerate(videos):
         t0 = time.perf_counter()
-        scorer = model.adapt_stream(frames, k)
+        scorer = model.adapt_stream(frames if adapt_frames is None else adapt_frames[i], k)
         seconds.append(time.perf_counter() - t0)
         comps = score_frames(scorer, ckpt.state, frames[k:])
         first = model.clip_length - 1 + k
@@ -114,8 +122,16 @@ def evaluate_conditions(conditions: Sequence[Condition], data: str | Path, *, st
             calib_videos = _load(train_split, cond.ckpt, cond.shift) if streaming else []
             cache[key] = (_load(test, cond.ckpt, cond.shift), calib_videos)
         test_videos, train_videos = cache[key]
+        adapt_frames = None
+        if cond.adapt_shift is not None:
+            akey = (id(cond.ckpt), str(cond.adapt_shift))
+            if akey not in cache:
+                cache[akey] = (_load(test, cond.ckpt, cond.adapt_shift), None)
+            adapt_frames = [frames for _, frames, _ in cache[akey][0]]
+        elif cond.adapt_other_video:
+            adapt_frames = [frames for _, frames, _ in test_videos[1:] + test_videos[:1]]
         t0 = time.time()
-        scored, seconds = score_videos(cond.ckpt, test_videos, cond.k)
+        scored, seconds = score_videos(cond.ckpt, test_videos, cond.k, adapt_frames)
         common = trim(scored, model.clip_length - 1 + kmax)
         row = {"label": cond.label, "shift": str(cond.shift), "k": cond.k,
                "auc_paper_common": summarise(common, paper_scores(common, signs, weights))["auc"],
@@ -123,7 +139,10 @@ def evaluate_conditions(conditions: Sequence[Condition], data: str | Path, *, st
                "frames_common": int(sum(v.size for v in common)),
                "adapt_seconds_mean": float(np.mean(seconds)), "adapt_seconds_max": float(np.max(seconds)),
                **_psnr_means(common)}
-        if streaming:
+        if adapt_frames is not None:
+            row["adapted_on"] = (f"same video under {cond.adapt_shift}" if cond.adapt_shift is not None
+                                 else "next test video")
+        if streaming and adapt_frames is None:
             calib_scores, _ = score_videos(cond.ckpt, train_videos, cond.k)
             calib = calibrate(calib_scores)
             row["auc_streaming_common"] = summarise(common, [calib.fuse(v, signs, weights) for v in common])["auc"]
@@ -143,9 +162,10 @@ def format_table(rows: list[dict]) -> str:
     head += ["PSNR normal / anomalous", "adapt s/video (mean)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["label"], r["shift"], str(r["k"]), f"{100 * r['auc_paper_common']:.2f}",
+        label = r["label"] + (f" (θ' from {r['adapted_on']})" if r.get("adapted_on") else "")
+        cells = [label, r["shift"], str(r["k"]), f"{100 * r['auc_paper_common']:.2f}",
                  f"{100 * r['auc_paper_code']:.2f}"]
-        cells += [f"{100 * r['auc_streaming_common']:.2f}"] if has_stream else []
+        cells += [f"{100 * r['auc_streaming_common']:.2f}" if "auc_streaming_common" in r else "—"] if has_stream else []
         cells += [f"{r['psnr_normal']:.2f} / {r['psnr_anomalous']:.2f}", f"{r['adapt_seconds_mean']:.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -155,7 +175,7 @@ def run(data: str | Path, out: str | Path, *, preset: str = "edge-s", ks: Sequen
         test_shift: str = "blur:1.5", meta: Optional[str | Path] = None, dpu: Optional[str | Path] = None,
         epochs: Optional[dict] = None, batch_size: Optional[int] = None, model_overrides: Optional[dict] = None,
         seed: int = 0, threads: Optional[int] = None, streaming: bool = True, progress: bool = True,
-        allow_seen_shift: bool = False) -> dict:
+        allow_seen_shift: bool = False, controls: bool = False) -> dict:
     """The whole experiment; returns (and writes) {"rows": [...], "config": {...}}."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -177,6 +197,9 @@ def run(data: str | Path, out: str | Path, *, preset: str = "edge-s", ks: Sequen
     if dpu is not None:
         conditions.append(Condition("dpu", load_checkpoint(dpu), shift, 0))
     conditions += [Condition("meta", meta_ckpt, shift, k) for k in ks]
+    if controls:  # is the K = 1 step specific to the shift and to the video, or a fixed correction of θ0?
+        conditions += [Condition("meta", meta_ckpt, shift, 1, adapt_shift=parse_shift("none")),
+                       Condition("meta", meta_ckpt, shift, 1, adapt_other_video=True)]
     t0 = time.time()
     rows = evaluate_conditions(conditions, data, streaming=streaming, progress=progress)
     result = {"rows": rows, "config": {"data": str(data), "meta": str(meta), "dpu": str(dpu) if dpu else None,
@@ -207,6 +230,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-streaming", action="store_true", help="skip the streaming protocol (halves the time)")
     p.add_argument("--allow-seen-shift", action="store_true")
+    p.add_argument("--controls", action="store_true",
+                   help="add K=1 rows whose θ' comes from the unshifted clips of the same video and from the "
+                        "next test video (diagnoses a data-independent step)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     epochs = {s: getattr(a, f"epochs_{s}") for s in STAGES if getattr(a, f"epochs_{s}") is not None}
@@ -221,7 +247,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         result = run(a.data, a.out, preset=a.preset, ks=a.k, test_shift=a.test_shift, meta=a.meta, dpu=a.dpu,
                      epochs=epochs, batch_size=a.batch_size, model_overrides=overrides, seed=a.seed,
                      threads=a.threads, streaming=not a.no_streaming,
-                     progress=not a.quiet, allow_seen_shift=a.allow_seen_shift)
+                     progress=not a.quiet, allow_seen_shift=a.allow_seen_shift, controls=a.controls)
     except VadedgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
