@@ -132,28 +132,6 @@ int32_t VadPluginBase::checkRanks(PluginTensorDesc const* in, int32_t nbInputs, 
 
 // ---- MemoryReadPlugin -----------------------------------------------------------------------
 
-IPluginV3* MemoryReadPlugin::clone() noexcept
-{
-    try
-    {
-        return new MemoryReadPlugin(*this);
-    }
-    catch (std::exception const&)
-    {
-        return nullptr;
-    }
-}
-
-char const* MemoryReadPlugin::getPluginName() const noexcept
-{
-    return kName;
-}
-
-int32_t MemoryReadPlugin::getNbOutputs() const noexcept
-{
-    return 2;
-}
-
 int32_t MemoryReadPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInputs, DimsExprs const* /*shapeInputs*/,
     int32_t /*nbShapeInputs*/, DimsExprs* outputs, int32_t nbOutputs, IExprBuilder& /*exprBuilder*/) noexcept
 {
@@ -218,28 +196,6 @@ int32_t MemoryReadPlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTenso
 }
 
 // ---- MemoryUpdatePlugin ---------------------------------------------------------------------
-
-IPluginV3* MemoryUpdatePlugin::clone() noexcept
-{
-    try
-    {
-        return new MemoryUpdatePlugin(*this);
-    }
-    catch (std::exception const&)
-    {
-        return nullptr;
-    }
-}
-
-char const* MemoryUpdatePlugin::getPluginName() const noexcept
-{
-    return kName;
-}
-
-int32_t MemoryUpdatePlugin::getNbOutputs() const noexcept
-{
-    return 1;
-}
 
 int32_t MemoryUpdatePlugin::getOutputDataTypes(
     DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes, int32_t nbInputs) const noexcept
@@ -337,28 +293,6 @@ int32_t MemoryUpdatePlugin::enqueue(PluginTensorDesc const* inputDesc, PluginTen
 }
 
 // ---- PrototypeFormationPlugin ---------------------------------------------------------------
-
-IPluginV3* PrototypeFormationPlugin::clone() noexcept
-{
-    try
-    {
-        return new PrototypeFormationPlugin(*this);
-    }
-    catch (std::exception const&)
-    {
-        return nullptr;
-    }
-}
-
-char const* PrototypeFormationPlugin::getPluginName() const noexcept
-{
-    return kName;
-}
-
-int32_t PrototypeFormationPlugin::getNbOutputs() const noexcept
-{
-    return 1;
-}
 
 int32_t PrototypeFormationPlugin::getOutputShapes(DimsExprs const* inputs, int32_t nbInputs,
     DimsExprs const* /*shapeInputs*/, int32_t /*nbShapeInputs*/, DimsExprs* outputs, int32_t nbOutputs,

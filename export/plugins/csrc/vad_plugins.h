@@ -64,16 +64,38 @@ protected:
     nvinfer1::PluginFieldCollection mSerialFC{};
 };
 
+//! Per-plugin boilerplate from the plugin's type and I/O counts: clone, name, output and input counts.
+template <typename Derived, int32_t NbInputs, int32_t NbOutputs>
+class VadPlugin : public VadPluginBase
+{
+public:
+    using VadPluginBase::VadPluginBase;
+
+    nvinfer1::IPluginV3* clone() noexcept override
+    {
+        try
+        {
+            return new Derived(static_cast<Derived const&>(*this));
+        }
+        catch (...)
+        {
+            return nullptr;
+        }
+    }
+    char const* getPluginName() const noexcept override { return Derived::kName; }
+    int32_t getNbOutputs() const noexcept override { return NbOutputs; }
+
+protected:
+    int32_t expectedInputs() const noexcept override { return NbInputs; }
+};
+
 //! MemoryRead(features[B,K,D], memory[B,M,D]) -> (query[B,K,D], read[B,K,D]); FP32 or FP16 I/O.
-class MemoryReadPlugin final : public VadPluginBase
+class MemoryReadPlugin final : public VadPlugin<MemoryReadPlugin, 2, 2>
 {
 public:
     static constexpr char const* kName = kReadPluginName;
-    explicit MemoryReadPlugin(float eps) noexcept : VadPluginBase(eps) {}
+    explicit MemoryReadPlugin(float eps) noexcept : VadPlugin(eps) {}
 
-    nvinfer1::IPluginV3* clone() noexcept override;
-    char const* getPluginName() const noexcept override;
-    int32_t getNbOutputs() const noexcept override;
     int32_t getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs, nvinfer1::DimsExprs const* shapeInputs,
         int32_t nbShapeInputs, nvinfer1::DimsExprs* outputs, int32_t nbOutputs,
         nvinfer1::IExprBuilder& exprBuilder) noexcept override;
@@ -85,21 +107,15 @@ public:
         nvinfer1::PluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
     int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
         void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
-
-protected:
-    int32_t expectedInputs() const noexcept override { return 2; }
 };
 
 //! MemoryUpdate(query[B,K,D], memory[B,M,D], gate[B] int32|bool) -> new_memory[B,M,D]; FP32 or FP16 I/O.
-class MemoryUpdatePlugin final : public VadPluginBase
+class MemoryUpdatePlugin final : public VadPlugin<MemoryUpdatePlugin, 3, 1>
 {
 public:
     static constexpr char const* kName = kUpdatePluginName;
-    explicit MemoryUpdatePlugin(float eps) noexcept : VadPluginBase(eps) {}
+    explicit MemoryUpdatePlugin(float eps) noexcept : VadPlugin(eps) {}
 
-    nvinfer1::IPluginV3* clone() noexcept override;
-    char const* getPluginName() const noexcept override;
-    int32_t getNbOutputs() const noexcept override;
     int32_t getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs,
         nvinfer1::DataType const* inputTypes, int32_t nbInputs) const noexcept override;
     int32_t getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs, nvinfer1::DimsExprs const* shapeInputs,
@@ -115,22 +131,16 @@ public:
         nvinfer1::PluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
     int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
         void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
-
-protected:
-    int32_t expectedInputs() const noexcept override { return 3; }
 };
 
 //! PrototypeFormation(query[B,N,D], weight[M,D]) -> prototypes[B,M,D] (MPN); FP32 or FP16 I/O, weight of the
 //! query's type. The weight is an input (MPN's adapted parameters are network inputs), shared by the streams.
-class PrototypeFormationPlugin final : public VadPluginBase
+class PrototypeFormationPlugin final : public VadPlugin<PrototypeFormationPlugin, 2, 1>
 {
 public:
     static constexpr char const* kName = kPrototypePluginName;
-    explicit PrototypeFormationPlugin(float eps) noexcept : VadPluginBase(eps) {}
+    explicit PrototypeFormationPlugin(float eps) noexcept : VadPlugin(eps) {}
 
-    nvinfer1::IPluginV3* clone() noexcept override;
-    char const* getPluginName() const noexcept override;
-    int32_t getNbOutputs() const noexcept override;
     int32_t getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs, nvinfer1::DimsExprs const* shapeInputs,
         int32_t nbShapeInputs, nvinfer1::DimsExprs* outputs, int32_t nbOutputs,
         nvinfer1::IExprBuilder& exprBuilder) noexcept override;
@@ -144,9 +154,6 @@ public:
         nvinfer1::PluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
     int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
         void const* const* inputs, void* const* outputs, void* workspace, cudaStream_t stream) noexcept override;
-
-protected:
-    int32_t expectedInputs() const noexcept override { return 2; }
 };
 
 //! Creator of any of the plugins: parses the optional `eps` field (FP32/FP64) at build and deserialisation.
