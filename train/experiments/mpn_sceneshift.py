@@ -66,10 +66,14 @@ class Condition:
     ckpt: Checkpoint
     shift: Shift
     k: int
-    # Controls: θ' from the same video's clips under another shift ("none": is the step shift-specific?),
-    # or from the next test video's clips (is it video-specific?). None = the scored video's own clips.
-    adapt_shift: Optional[Shift] = None
-    adapt_other_video: bool = False
+    # Controls — where θ' comes from: None = the scored video's own clips; "unshifted" = the same video
+    # without the shift (is the step shift-specific?); "next-video" = the next test video (video-specific?).
+    adapt_from: Optional[str] = None
+
+    @property
+    def adapted_on(self) -> Optional[str]:
+        """The table's description of a control's adaptation source (None for an ordinary row)."""
+        return {None: None, "unshifted": "same video under none", "next-video": "next test video"}[self.adapt_from]
 
 
 def _load(split: Split, ckpt: Checkpoint, shift: Shift) -> list[tuple[str, np.ndarray, Optional[np.ndarray]]]:
@@ -113,22 +117,23 @@ def evaluate_conditions(conditions: Sequence[Condition], data: str | Path, *, st
     test, train_split = open_split(data, "testing", require_labels=True), open_split(data, "training")
     kmax = max(c.k for c in conditions)
     cache: dict[tuple, list] = {}
+
+    def videos(split: Split, ckpt: Checkpoint, shift: Shift) -> list:
+        """`split`'s videos at the checkpoint's input size under `shift`, loaded once per (split, ckpt, shift)."""
+        key = (split.name, id(ckpt), str(shift))
+        if key not in cache:
+            cache[key] = _load(split, ckpt, shift)
+        return cache[key]
+
     rows = []
     for cond in conditions:
         model = cond.ckpt.model
         signs, weights = model.score_components, model.score_weights
-        key = (id(cond.ckpt), str(cond.shift))
-        if key not in cache:
-            calib_videos = _load(train_split, cond.ckpt, cond.shift) if streaming else []
-            cache[key] = (_load(test, cond.ckpt, cond.shift), calib_videos)
-        test_videos, train_videos = cache[key]
+        test_videos = videos(test, cond.ckpt, cond.shift)
         adapt_frames = None
-        if cond.adapt_shift is not None:
-            akey = (id(cond.ckpt), str(cond.adapt_shift))
-            if akey not in cache:
-                cache[akey] = (_load(test, cond.ckpt, cond.adapt_shift), None)
-            adapt_frames = [frames for _, frames, _ in cache[akey][0]]
-        elif cond.adapt_other_video:
+        if cond.adapt_from == "unshifted":
+            adapt_frames = [frames for _, frames, _ in videos(test, cond.ckpt, parse_shift("none"))]
+        elif cond.adapt_from == "next-video":
             adapt_frames = [frames for _, frames, _ in test_videos[1:] + test_videos[:1]]
         t0 = time.time()
         scored, seconds = score_videos(cond.ckpt, test_videos, cond.k, adapt_frames)
@@ -139,11 +144,10 @@ def evaluate_conditions(conditions: Sequence[Condition], data: str | Path, *, st
                "frames_common": int(sum(v.size for v in common)),
                "adapt_seconds_mean": float(np.mean(seconds)), "adapt_seconds_max": float(np.max(seconds)),
                **_psnr_means(common)}
-        if adapt_frames is not None:
-            row["adapted_on"] = (f"same video under {cond.adapt_shift}" if cond.adapt_shift is not None
-                                 else "next test video")
-        if streaming and adapt_frames is None:
-            calib_scores, _ = score_videos(cond.ckpt, train_videos, cond.k)
+        if cond.adapted_on is not None:
+            row["adapted_on"] = cond.adapted_on
+        elif streaming:
+            calib_scores, _ = score_videos(cond.ckpt, videos(train_split, cond.ckpt, cond.shift), cond.k)
             calib = calibrate(calib_scores)
             row["auc_streaming_common"] = summarise(common, [calib.fuse(v, signs, weights) for v in common])["auc"]
         row["seconds"] = round(time.time() - t0, 1)
@@ -198,8 +202,8 @@ def run(data: str | Path, out: str | Path, *, preset: str = "edge-s", ks: Sequen
         conditions.append(Condition("dpu", load_checkpoint(dpu), shift, 0))
     conditions += [Condition("meta", meta_ckpt, shift, k) for k in ks]
     if controls:  # is the K = 1 step specific to the shift and to the video, or a fixed correction of θ0?
-        conditions += [Condition("meta", meta_ckpt, shift, 1, adapt_shift=parse_shift("none")),
-                       Condition("meta", meta_ckpt, shift, 1, adapt_other_video=True)]
+        conditions += [Condition("meta", meta_ckpt, shift, 1, adapt_from="unshifted"),
+                       Condition("meta", meta_ckpt, shift, 1, adapt_from="next-video")]
     t0 = time.time()
     rows = evaluate_conditions(conditions, data, streaming=streaming, progress=progress)
     result = {"rows": rows, "config": {"data": str(data), "meta": str(meta), "dpu": str(dpu) if dpu else None,
