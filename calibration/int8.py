@@ -35,7 +35,7 @@ from .footage import iter_videos, open_normal_footage
 
 CALIB_METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_OP_TYPES = ("Conv", "ConvTranspose")
-CPU_OP_TYPES = ("Conv", "ConvTranspose", "MaxPool", "Concat", "Relu")
+CPU_OP_TYPES = ("Conv", "ConvTranspose", "MaxPool", "Concat", "Relu", "Resize")
 DEFAULT_MAX_CLIPS = 256
 TARGETS = ("cpu", "trt")
 

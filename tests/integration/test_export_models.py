@@ -24,6 +24,8 @@ from vadedge.train import create_model, list_models  # noqa: E402
 from vadedge.train.evaluate import score_frames  # noqa: E402
 
 FAMILIES = list_models()
+# architecture options exported like a family of their own: "family+option=value"
+VARIANTS = FAMILIES + ["mnad-pred+upsample=resize"]
 SIZE = 32
 BATCH = 2
 RTOL = 1e-4
@@ -31,7 +33,9 @@ RTOL = 1e-4
 
 def tiny_model(name: str):
     torch.manual_seed(0)
-    model = create_model(name, "edge-xs", height=SIZE, width=SIZE)
+    family, _, option = name.partition("+")
+    extra = dict([option.split("=")]) if option else {}
+    model = create_model(family, "edge-xs", height=SIZE, width=SIZE, **extra)
     g = torch.Generator().manual_seed(1)
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -78,7 +82,7 @@ def _frames(spec, n, seed=0):
     return np.stack([prepare_frame(f, spec) for f in frames])
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", VARIANTS)
 def test_onnx_runtime_matches_torch_on_one_call(name, exported):
     ex = exported(name)
     model = ex.model
@@ -114,7 +118,7 @@ def test_onnx_runtime_matches_torch_on_one_call(name, exported):
     assert extras["error_map"].shape[0] == BATCH and np.isfinite(extras["error_map"]).all()
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("name", VARIANTS)
 def test_streaming_parity_over_a_video(name, exported):
     """110 frames of one synthetic video, the state carried by the ONNX caller: the same score sequence."""
     ex = exported(name)
@@ -146,7 +150,7 @@ def test_adapted_parameters_are_graph_inputs(exported):
     assert not np.allclose(ref["scores"]["psnr"].numpy(), base["scores"]["psnr"].numpy())
 
 
-@pytest.mark.parametrize("name", [n for n in FAMILIES if n in ("mpn", "maam-net")])
+@pytest.mark.parametrize("name", [n for n in VARIANTS if n in ("mpn", "maam-net", "mnad-pred+upsample=resize")])
 def test_int8_with_params_and_side_inputs(name, exported, tmp_path):
     """INT8 calibration feeds MPN's shared θ once and computes MAAM-Net's flow for every clip."""
     from vadedge.calibration.int8 import ClipFeeds, Int8Options, check_memory_nodes_float, quantize_int8
@@ -166,3 +170,24 @@ def test_int8_with_params_and_side_inputs(name, exported, tmp_path):
     for comp in ex.model.score_components:
         assert np.isfinite(got[comp]).all()
         assert np.corrcoef(got[comp], ref[comp])[0, 1] > 0.5 or np.allclose(got[comp], ref[comp], rtol=0.1)
+
+
+def test_resize_decoder_is_int8_end_to_end_on_cpu(exported, tmp_path):
+    """The `resize` decoder leaves no ConvTranspose, and the cpu profile quantises its Resize ops too."""
+    from vadedge.calibration.int8 import ClipFeeds, Int8Options, quantize_int8
+    from vadedge.synthetic import generate_dataset
+
+    ex = exported("mnad-pred+upsample=resize")
+    proto = onnx.load(str(ex.path))
+    ops = [n.op_type for n in proto.graph.node]
+    assert "ConvTranspose" not in ops and ops.count("Resize") == 3
+    data = generate_dataset(tmp_path / "normal", train_videos=1, test_videos=1, frames_per_video=14,
+                            height=SIZE, width=SIZE, seed=4)
+    reader = ClipFeeds(ex.path, ex.graph, ex.model.spec, ex.model.clip_length, ex.state_np(), data, max_clips=6)
+    out = tmp_path / "int8.onnx"
+    quantize_int8(ex.path, out, reader, options=Int8Options.for_target("cpu", max_clips=6))
+    q = onnx.load(str(out))
+    producers = {o: n for n in q.graph.node for o in n.output}
+    resizes = [n for n in q.graph.node if n.op_type == "Resize"]
+    assert len(resizes) == 3
+    assert all(producers[n.input[0]].op_type == "DequantizeLinear" for n in resizes)

@@ -86,3 +86,21 @@ def test_skips_and_batchnorm_switches():
     assert m.decoder.skips is False
     with pytest.raises(ConfigError, match="multiples of 8"):
         create_model("mnad-pred", "edge-xs", height=100)
+
+
+def test_resize_upsampling_option():
+    """`upsample=resize`: no transposed conv, same output shape, 1/9 of the upsampling MACs."""
+    deconv = create_model("mnad-pred", "edge-s", height=64, width=96)
+    resize = create_model("mnad-pred", "edge-s", height=64, width=96, upsample="resize")
+    assert any(isinstance(x, torch.nn.ConvTranspose2d) for x in deconv.modules())
+    assert not any(isinstance(x, torch.nn.ConvTranspose2d) for x in resize.modules())
+    z = torch.zeros(1, resize.memory_dim * 2, 8, 12)
+    skips = [torch.zeros(1, c, 64 // 2 ** i, 96 // 2 ** i) for i, c in enumerate((16, 32, 64))]
+    assert resize.decoder(z, skips).shape == deconv.decoder(z, skips).shape == (1, 1, 64, 96)
+    up_macs = sum(cin * cout * k * hw for cin, cout, k, hw in
+                  ((128, 64, 9, 8 * 12), (64, 32, 9, 16 * 24), (32, 16, 9, 32 * 48)))
+    assert gmac_per_frame(deconv) - gmac_per_frame(resize) == pytest.approx(up_macs * 8 / 9 / 1e9, rel=0.02)
+    with pytest.raises(ValueError, match="upsample mode"):
+        create_model("mnad-pred", "edge-s", upsample="bilinear")
+    with pytest.raises(ConfigError, match="unknown model option"):
+        resolve_config("lai", "edge-s", {"upsample": "resize"})

@@ -32,7 +32,8 @@ class MNAD(PsnrFeatureScoring, nn.Module):
         self.encoder = Encoder(c * self.spec.frames, cfg["width_mult"], cfg["batchnorm"])
         self.memory_dim = self.encoder.out_channels
         self.memory_size = int(cfg["memory_size"])
-        self.decoder = Decoder(2 * self.memory_dim, c, cfg["width_mult"], cfg["skips"], cfg["batchnorm"])
+        self.decoder = Decoder(2 * self.memory_dim, c, cfg["width_mult"], cfg["skips"], cfg["batchnorm"],
+                               cfg.get("upsample", "deconv"))
         self.score_weight = float(cfg["score_weight"])
         self.update_threshold = float(cfg["update_threshold"])
 
@@ -132,6 +133,7 @@ def _mnad_presets(predict: bool) -> dict[str, dict]:
         "height": 256, "width": 256, "color": "rgb", "frames": 4 if predict else 1,
         "predict_future": predict, "width_mult": 1.0, "skips": predict, "batchnorm": True,
         "memory_size": 10,
+        "upsample": "deconv",  # the papers' transposed conv; "resize" = 1×1 conv + nearest ×2 (int8-friendly)
         "score_weight": 0.6 if predict else 0.7,  # λ in S_t = λ(1 − g(PSNR)) + (1 − λ) g(D)
         "update_threshold": 0.01 if predict else 0.015,  # γ: write only when E_t < γ
     }

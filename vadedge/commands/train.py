@@ -25,6 +25,9 @@ from ._errors import user_errors
               help="Override the preset's channel width multiplier.")
 @click.option("--color", type=click.Choice(["gray", "rgb", "bgr"]), default=None,
               help="Override the preset's colour mode.")
+@click.option("--upsample", type=click.Choice(["deconv", "resize"]), default=None,
+              help="Decoder upsampling (MNAD): deconv = the paper's transposed conv; resize = 1×1 conv + nearest ×2, "
+                   "cheaper and fully int8 on CPU.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for weights, memory and shuffling.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last epoch.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
@@ -39,9 +42,10 @@ from ._errors import user_errors
 def train(model_name: str, preset: Optional[str], data: Path, out: Path, epochs: Optional[int],
           batch_size: Optional[int], lr: Optional[float], seed: int, resume: bool, workers: Optional[int],
           threads: Optional[int], stage: Optional[str], init: Optional[Path], quiet: bool,
-          input_size: Optional[str], width_mult: Optional[float], color: Optional[str]) -> None:
+          input_size: Optional[str], width_mult: Optional[float], color: Optional[str],
+          upsample: Optional[str]) -> None:
     """Train a model on the normal videos of DATA/training."""
-    overrides = {"width_mult": width_mult, "color": color}
+    overrides = {"width_mult": width_mult, "color": color, "upsample": upsample}
     if input_size:
         try:
             h, w = (int(x) for x in input_size.lower().split("x"))
