@@ -150,18 +150,36 @@ def test_adapted_parameters_are_graph_inputs(exported):
     assert not np.allclose(ref["scores"]["psnr"].numpy(), base["scores"]["psnr"].numpy())
 
 
-@pytest.mark.parametrize("name", [n for n in VARIANTS if n in ("mpn", "maam-net", "mnad-pred+upsample=resize")])
-def test_int8_with_params_and_side_inputs(name, exported, tmp_path):
-    """INT8 calibration feeds MPN's shared θ once and computes MAAM-Net's flow for every clip."""
-    from vadedge.calibration.int8 import ClipFeeds, Int8Options, check_memory_nodes_float, quantize_int8
+@pytest.fixture(scope="module")
+def quantized(exported, tmp_path_factory):
+    """INT8 (`cpu` profile, 6 synthetic clips) of a variant, made once per module: (path, report)."""
+    from vadedge.calibration.int8 import ClipFeeds, Int8Options, quantize_int8
     from vadedge.synthetic import generate_dataset
 
-    ex = exported(name)
-    data = generate_dataset(tmp_path / "normal", train_videos=1, test_videos=1, frames_per_video=14,
+    root = tmp_path_factory.mktemp("int8")
+    data = generate_dataset(root / "normal", train_videos=1, test_videos=1, frames_per_video=14,
                             height=SIZE, width=SIZE, seed=4)
-    reader = ClipFeeds(ex.path, ex.graph, ex.model.spec, ex.model.clip_length, ex.state_np(), data, max_clips=6)
-    out = tmp_path / "int8.onnx"
-    report = quantize_int8(ex.path, out, reader, options=Int8Options.for_target("cpu", max_clips=6))
+    cache: dict[str, tuple] = {}
+
+    def get(name: str) -> tuple:
+        if name not in cache:
+            ex = exported(name)
+            reader = ClipFeeds(ex.path, ex.graph, ex.model.spec, ex.model.clip_length, ex.state_np(), data,
+                               max_clips=6)
+            out = root / f"{name}.int8.onnx"
+            cache[name] = (out, quantize_int8(ex.path, out, reader, options=Int8Options.for_target("cpu", max_clips=6)))
+        return cache[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", [n for n in VARIANTS if n in ("mpn", "maam-net", "mnad-pred+upsample=resize")])
+def test_int8_with_params_and_side_inputs(name, exported, quantized):
+    """INT8 calibration feeds MPN's shared θ once and computes MAAM-Net's flow for every clip."""
+    from vadedge.calibration.int8 import check_memory_nodes_float
+
+    ex = exported(name)
+    out, report = quantized(name)
     assert report.clips >= 6 and report.quantized_nodes > 0
     check_memory_nodes_float(onnx.load(str(out)))
     frames = _frames(ex.model.spec, 12, seed=5)
@@ -172,20 +190,13 @@ def test_int8_with_params_and_side_inputs(name, exported, tmp_path):
         assert np.corrcoef(got[comp], ref[comp])[0, 1] > 0.5 or np.allclose(got[comp], ref[comp], rtol=0.1)
 
 
-def test_resize_decoder_is_int8_end_to_end_on_cpu(exported, tmp_path):
+def test_resize_decoder_is_int8_end_to_end_on_cpu(exported, quantized):
     """The `resize` decoder leaves no ConvTranspose, and the cpu profile quantises its Resize ops too."""
-    from vadedge.calibration.int8 import ClipFeeds, Int8Options, quantize_int8
-    from vadedge.synthetic import generate_dataset
-
     ex = exported("mnad-pred+upsample=resize")
     proto = onnx.load(str(ex.path))
     ops = [n.op_type for n in proto.graph.node]
     assert "ConvTranspose" not in ops and ops.count("Resize") == 3
-    data = generate_dataset(tmp_path / "normal", train_videos=1, test_videos=1, frames_per_video=14,
-                            height=SIZE, width=SIZE, seed=4)
-    reader = ClipFeeds(ex.path, ex.graph, ex.model.spec, ex.model.clip_length, ex.state_np(), data, max_clips=6)
-    out = tmp_path / "int8.onnx"
-    quantize_int8(ex.path, out, reader, options=Int8Options.for_target("cpu", max_clips=6))
+    out, _ = quantized("mnad-pred+upsample=resize")
     q = onnx.load(str(out))
     producers = {o: n for n in q.graph.node for o in n.output}
     resizes = [n for n in q.graph.node if n.op_type == "Resize"]
