@@ -104,6 +104,17 @@ def read_config(path: str | Path) -> dict:
     return cfg
 
 
+def _build(entry, model_cfg: object, path: Path):  # noqa: ANN001, ANN202 - a registry entry -> nn.Module
+    """Build the model from config.json's `model` section; a malformed section is a CheckpointError."""
+    if not isinstance(model_cfg, dict):
+        raise CheckpointError(f"{path / CONFIG_FILE}: 'model' must be an object, got {type(model_cfg).__name__}")
+    try:
+        return entry.build(model_cfg)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise CheckpointError(f"{path / CONFIG_FILE}: malformed 'model' section ({detail})") from exc
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Build the registered model from config.json and load weights and state (eval mode)."""
     from .registry import get_model_entry
@@ -113,7 +124,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     for f in (MODEL_FILE, STATE_FILE):
         if not (path / f).is_file():
             raise CheckpointError(f"{path} is missing {f}")
-    model = get_model_entry(cfg["name"]).build(cfg["model"])
+    model = _build(get_model_entry(cfg["name"]), cfg["model"], path)
     try:
         model.load_state_dict(load_tensors(path / MODEL_FILE))
     except RuntimeError as exc:

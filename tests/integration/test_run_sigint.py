@@ -1,4 +1,5 @@
-"""Ctrl-C (SIGINT) to a `vadedge run` subprocess: every reported event is on disk, open ones are closed."""
+"""SIGINT / SIGTERM / SIGHUP to a `vadedge run` subprocess: every reported event is on disk, open ones are
+closed, every CSV row is written, and the exit code is 128 + the signal number."""
 from __future__ import annotations
 
 import os
@@ -29,7 +30,8 @@ def _wait_for(pred, timeout: float) -> bool:
     return False
 
 
-def test_sigint_leaves_every_reported_event_on_disk(tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_stop_signals_leave_every_reported_event_and_row_on_disk(tmp_path, sig, code):
     # every frame is anomalous (threshold far below any score): an event opens on the first scored
     # frame and stays open until the run is interrupted
     bundle = make_toy_bundle(tmp_path / "toy", threshold=(-1e9, -1e9))
@@ -42,12 +44,12 @@ def test_sigint_leaves_every_reported_event_on_disk(tmp_path):
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         assert _wait_for(lambda: events.is_file() and events.stat().st_size > 0, 60), proc.stderr.read()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err
+    assert proc.returncode == code, err
     assert "interrupted after" in out and "Traceback" not in err
     recs = read_events(events)
     assert [r["type"] for r in recs] == ["start", "end"]

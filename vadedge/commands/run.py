@@ -60,6 +60,10 @@ def parse_threshold(text: Optional[str]) -> Optional[tuple[float, float]]:
 @click.option("--adapt-k", type=click.IntRange(min=1), default=None,
               help="MPN bundles: adapt to the scene on the first K clips (needs torch).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for inference.")
+@click.option("--max-reconnects", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Live sources: give up after this many reconnect attempts in a row without a frame.")
+@click.option("--source-lost-after", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Live sources: close an open event (reason source_lost) after this many seconds without frames.")
 @click.option("--no-heatmap", is_flag=True, help="Do not draw / keep error maps.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or status line.")
 @user_errors
@@ -67,7 +71,8 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
             engine: Optional[Path], plugins: tuple[Path, ...], events: Optional[Path], scores: Optional[Path],
             save_video: Optional[Path], show: bool, max_frames: Optional[int], threshold: Optional[str],
             smoothing: Optional[float], min_event_frames: Optional[int], fps: Optional[float],
-            adapt_k: Optional[int], threads: Optional[int], no_heatmap: bool, quiet: bool) -> None:
+            adapt_k: Optional[int], threads: Optional[int], max_reconnects: int, source_lost_after: float,
+            no_heatmap: bool, quiet: bool) -> None:
     """Score SOURCE frame by frame and report anomalous events.
 
     \b
@@ -81,24 +86,36 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
       vadedge run camera0 --model bundle/ --events events.jsonl --show
       vadedge run clip.mp4 --save-video annotated.mp4 --scores scores.csv
 
-    Ctrl-C stops cleanly: open events are closed and written, outputs are finalised (exit code 130).
+    Ctrl-C, SIGTERM or SIGHUP stops cleanly: open events are closed and written, outputs are
+    finalised; the exit code is 128 + the signal number (130, 143, 129). Output paths are checked
+    against the inputs and each other before anything is opened.
     """
     from vadedge.runtime import Detector, open_source
-    from vadedge.runtime.pipeline import run_source
+    from vadedge.runtime.pipeline import Interrupted, interruptible, run_source
+    from vadedge.runtime.sinks import check_outputs
 
     thr = parse_threshold(threshold)
-    src = open_source(source, fps=fps)  # a mistyped source is the commonest error: check it first
+    check_outputs({"events": events, "scores": scores, "video": save_video},
+                  inputs=[None if _is_remote(source) else Path(source), model, engine, *plugins])
+    src = None
     try:
-        det = Detector.load(model, backend=backend, device=device, precision=precision, threshold=thr,
-                            smoothing=smoothing, min_event_frames=min_event_frames, heatmap=not no_heatmap,
-                            threads=threads, plugin_libraries=[str(p) for p in plugins], engine=engine,
-                            adapt_k=adapt_k)
-    except KeyboardInterrupt:
-        src.close()
-        click.echo("interrupted while loading the model", err=True)
-        sys.exit(130)
+        with interruptible():
+            # a mistyped source is the commonest error: check it first
+            src = open_source(source, fps=fps, max_reconnects=max_reconnects)
+            det = Detector.load(model, backend=backend, device=device, precision=precision, threshold=thr,
+                                smoothing=smoothing, min_event_frames=min_event_frames, heatmap=not no_heatmap,
+                                threads=threads, plugin_libraries=[str(p) for p in plugins], engine=engine,
+                                adapt_k=adapt_k)
+    except KeyboardInterrupt as exc:
+        if src is not None:
+            src.close()
+        code = exc.exit_code if isinstance(exc, Interrupted) else 130
+        click.echo(f"interrupted while {'loading the model' if src is not None else 'opening the source'}",
+                   err=True)
+        sys.exit(code)
     except BaseException:
-        src.close()
+        if src is not None:
+            src.close()
         raise
     if not quiet:
         click.echo(f"model: {det.describe()}", err=True)
@@ -109,12 +126,19 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
             click.echo("note: the bundle has no score calibration; scores are raw fused values", err=True)
     try:
         summary = run_source(det, src, events=events, scores=scores, video=save_video, show=show,
-                             max_frames=max_frames, progress=not quiet)
+                             max_frames=max_frames, progress=not quiet, source_lost_after=source_lost_after)
     finally:
         det.close()
     click.echo(summary.format())
     if summary.interrupted:
-        sys.exit(130)
+        sys.exit(summary.exit_code)
+
+
+def _is_remote(source: str) -> bool:
+    """A URL or a camera: nothing on disk that an output could overwrite."""
+    from vadedge.runtime.sources import URL_SCHEMES, parse_camera
+
+    return source.lower().startswith(URL_SCHEMES) or parse_camera(source) is not None
 
 
 command = run_cmd

@@ -62,7 +62,12 @@ def run_demo(out: str | Path, *, model: Optional[str | Path] = None, data: Optio
              threshold: Optional[tuple[float, float]] = None, progress: bool = True) -> DemoResult:
     """Run and write OUT/demo.mp4, events.jsonl, scores.csv and scores.png."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file; the demo writes a folder (demo.mp4, events.jsonl, ...)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the demo folder {out}: {exc.strerror or exc}") from exc
     det = Detector.load(model, backend=backend, device=device, threshold=threshold)
     root = None if synthetic else find_ped2(data)
     labels: Optional[np.ndarray]

@@ -17,6 +17,8 @@ are serialised rather than interleaved. Event callbacks run on the calling threa
 from __future__ import annotations
 
 import importlib.util
+import logging
+import math
 import threading
 import time
 from collections import deque
@@ -26,13 +28,14 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from ..bundle import Bundle, BundleError, load_bundle
-from ..errors import ConfigError, DataError
+from ..errors import CallbackError, ConfigError, DataError
 from ..preprocess import InputSpec, prepare_frame
 from .backends.base import Backend, BackendOutput
 from .buffer import FrameRing
 from .results import Event, FrameResult
 from .scoring import CausalScorer, ScoreRecipe
 
+logger = logging.getLogger(__name__)
 BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
 EventCallback = Callable[[Event], Any]
 StreamKey = Union[str, "StreamHandle"]
@@ -69,9 +72,11 @@ class StreamHandle:
 
     def finish(self, reason: str = "stream_end") -> Optional[Event]:
         """The stream ended: close (and report) an open event."""
-        ended = self.scorer.close(reason)
-        if ended is not None:
-            self._det._emit(ended)
+        with self._det._lock:
+            ended = self.scorer.close(reason)
+            if ended is not None:
+                self._det._emit(ended)
+            self._det._raise_callback_errors()
         return ended
 
     def adapt(self, k: Optional[int] = None, clips: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
@@ -111,6 +116,7 @@ class Detector:
         self.adapt_k = adapt_k
         self._streams: dict[str, StreamHandle] = {}
         self._callbacks: list[tuple[EventCallback, str]] = []
+        self._callback_errors: list[tuple[str, BaseException]] = []
         self._lock = threading.RLock()
         self.calls = 0  # inference calls made (batched calls count once)
 
@@ -192,10 +198,21 @@ class Detector:
         return callback
 
     def _emit(self, event: Event) -> None:
+        """Call the callbacks; one that raises is recorded (see `_raise_callback_errors`), so the
+        other callbacks and the other streams of the same call still run and stay in step."""
         kind = "start" if event.is_open else "end"
         for cb, when in self._callbacks:
             if when in ("both", kind):
-                cb(event)
+                try:
+                    cb(event)
+                except Exception as exc:  # noqa: BLE001 - re-raised as CallbackError after the call
+                    logger.debug("event callback %r raised on stream %r", cb, event.stream, exc_info=True)
+                    self._callback_errors.append((event.stream, exc))
+
+    def _raise_callback_errors(self, results: object = None) -> None:
+        if self._callback_errors:
+            errors, self._callback_errors = self._callback_errors, []
+            raise CallbackError(errors, results) from errors[0][1]
 
     # ------------------------------------------------------------------ processing
     def process(self, frame: np.ndarray, timestamp: Optional[float] = None) -> FrameResult:
@@ -206,15 +223,21 @@ class Detector:
                      timestamps: Optional[Mapping[StreamKey, float]] = None) -> dict[str, FrameResult]:
         """Feed one frame to each of several streams; all ready streams share batched inference calls.
 
-        Returns {stream name: FrameResult}. Frames are validated before any stream changes, so a bad
-        frame raises DataError and leaves every stream as it was.
+        Returns {stream name: FrameResult}. Frames and timestamps are validated before any stream
+        changes, so a bad one raises DataError and leaves every stream as it was. An event callback
+        that raises does not stop the other streams: all are processed, then CallbackError is raised
+        (its `results` are this call's results).
         """
+        if not isinstance(frames, Mapping):
+            raise DataError(f"process_many takes a mapping {{stream: frame}}, got {type(frames).__name__}")
+        if timestamps is not None and not isinstance(timestamps, Mapping):
+            raise DataError(f"timestamps must be a mapping {{stream: seconds}}, got {type(timestamps).__name__}")
         with self._lock:
             t0 = time.perf_counter()
             items = [(self._handle(k), f) for k, f in frames.items()]
             if len({h.name for h, _ in items}) != len(items):
                 raise ConfigError("process_many got the same stream twice")
-            ts = {self._handle(k).name: float(v) for k, v in (timestamps or {}).items()}
+            ts = {self._handle(k).name: _timestamp(v, k) for k, v in (timestamps or {}).items()}
             prepared = [(h, self._prepare(h, f)) for h, f in items]
             now = time.time()
             results: dict[str, FrameResult] = {}
@@ -239,7 +262,9 @@ class Detector:
                     results[h.name] = self._score(h, out, i, ts.get(h.name, now), t0)
             for h in ready:
                 self._maybe_adapt(h)
-            return {h.name: results[h.name] for h, _ in items}
+            ordered = {h.name: results[h.name] for h, _ in items}
+            self._raise_callback_errors(ordered)
+            return ordered
 
     def _prepare(self, h: StreamHandle, frame: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
         if not isinstance(frame, np.ndarray):
@@ -323,12 +348,20 @@ class Detector:
                 h._prev = None
                 for q in h.side_history.values():
                     q.clear()
+            self._raise_callback_errors(last)
             return last
 
     def finish(self, reason: str = "stream_end") -> list[Event]:
         """All streams ended (end of input, Ctrl-C): close and report every open event."""
         with self._lock:
-            return [e for h in self._streams.values() if (e := h.finish(reason)) is not None]
+            ended = []
+            for h in self._streams.values():
+                e = h.scorer.close(reason)
+                if e is not None:
+                    self._emit(e)
+                    ended.append(e)
+            self._raise_callback_errors(ended)
+            return ended
 
     def close(self) -> None:
         self.backend.close()
@@ -390,6 +423,18 @@ class Detector:
                 f"{self.spec.color}, clip {self.clip_length}, batch {batch}, {self.backend.describe()}")
 
 
+def _timestamp(value: Any, stream: Any) -> float:
+    """A finite number of seconds, or DataError naming the stream."""
+    name = stream.name if isinstance(stream, StreamHandle) else stream
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"stream {name!r}: timestamp must be a number of seconds, got {value!r}") from None
+    if not math.isfinite(t):
+        raise DataError(f"stream {name!r}: timestamp must be finite, got {value!r}")
+    return t
+
+
 def _side_providers(bundle: Bundle) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
     """Host-side producers of the graph's side inputs (only optical flow providers exist so far)."""
     out = {}
@@ -422,11 +467,22 @@ def _auto_backend(bundle: Bundle, device: str) -> tuple[str, str]:
     return "onnxruntime", device
 
 
+def _warn_ignored_trt_options(device: str, engine: Any, plugin_libraries: Sequence[str]) -> None:
+    """ONNX Runtime never reads a TensorRT engine file, and loads plugins only through its TensorRT EP."""
+    if engine is not None:
+        logger.warning("engine %s is ignored: the ONNX Runtime backend runs the bundle's ONNX model "
+                       "(use backend 'tensorrt' to run an engine)", engine)
+    if plugin_libraries and not str(device).lower().startswith(("tensorrt", "trt")):
+        logger.warning("plugin libraries are ignored on ONNX Runtime device %r: only its TensorRT "
+                       "provider (device tensorrt[:N]) or backend 'tensorrt' loads them", device)
+
+
 def _make_backend(name: str, bundle: Bundle, device: str, **kw: Any) -> Backend:
     if name == "onnxruntime":
         from .backends.onnxruntime import OnnxRuntimeBackend
 
         dev = "cpu" if device in (None, "auto") else device
+        _warn_ignored_trt_options(dev, kw["engine"], kw["plugin_libraries"])
         return OnnxRuntimeBackend(bundle, device=dev, precision=kw["precision"], providers=kw["providers"],
                                   threads=kw["threads"], plugin_libraries=kw["plugin_libraries"],
                                   provider_options=kw["provider_options"])

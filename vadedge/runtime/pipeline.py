@@ -1,24 +1,33 @@
 """The run loop behind `vadedge run` / `vadedge demo`: source → detector → sinks, with clean stops.
 
-Ctrl-C (SIGINT) or SIGTERM asks the loop to stop after the current frame; open events are then
-closed (reason "interrupted") and written, the CSV and video are finalised, and the summary is
-returned with `interrupted=True`. A second Ctrl-C aborts immediately. Every event record is
-fsynced when it is reported, so nothing reported is lost even on a hard kill.
+Ctrl-C (SIGINT), SIGTERM or SIGHUP asks the loop to stop after the current frame; open events are
+then closed (reason "interrupted") and written, the CSV and video are finalised, and the summary is
+returned with `interrupted=True` and the signal, so the CLI exits 128 + signal number (130, 143,
+129). A second signal aborts immediately. Every event record is fsynced when it is reported, so
+nothing reported is lost even on a hard kill. A live source that stops delivering frames for
+`source_lost_after` seconds (it is reconnecting) closes an open event with reason "source_lost".
+A sink that fails (disk full) stops the run with a DataError after every sink was closed.
 """
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, TextIO
+from typing import Any, Callable, Optional, Sequence, TextIO
 
+from ..errors import CallbackError, VadedgeError
 from .detector import Detector
 from .results import Event, FrameResult
 from .sinks import AnnotatedVideo, EventLog, ScoreCSV, Window
 from .sources import Source
+
+logger = logging.getLogger(__name__)
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
+SOURCE_LOST_AFTER = 5.0  # seconds without frames from a live source before an open event is closed
 
 
 @dataclass
@@ -33,8 +42,16 @@ class RunSummary:
     reconnects: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    signal: Optional[int] = None  # the signal that stopped the run (None: Ctrl-C as KeyboardInterrupt / none)
     outputs: dict[str, str] = field(default_factory=dict)
     max_score: Optional[float] = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 for a run that ended by itself, 128 + signal number for a stopped one (Ctrl-C: 130)."""
+        if not self.interrupted:
+            return 0
+        return 128 + (self.signal or signal.SIGINT)
 
     @property
     def fps(self) -> float:
@@ -93,23 +110,31 @@ class _Status:
             self.out.flush()
 
 
-class _StopRequest:
-    """SIGINT / SIGTERM → stop flag (first time) or KeyboardInterrupt (second time)."""
+class Interrupted(KeyboardInterrupt):
+    """A stop signal (SIGINT / SIGTERM / SIGHUP) arrived while opening a source or loading a model."""
 
-    def __init__(self, on_stop: Callable[[], None]) -> None:
-        self.requested = False
-        self._on_stop = on_stop
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class interruptible:
+    """Context: SIGINT / SIGTERM / SIGHUP raise `Interrupted(signum)` (main thread only), so a slow
+    open or model load can be abandoned with the right exit code; previous handlers come back after."""
+
+    def __init__(self) -> None:
         self._old: dict[int, Any] = {}
 
     def _handler(self, signum: int, _frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        self._on_stop()
+        raise Interrupted(signum)
 
-    def __enter__(self) -> "_StopRequest":
+    def __enter__(self) -> "interruptible":
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
                 self._old[sig] = signal.signal(sig, self._handler)
         return self
 
@@ -118,20 +143,75 @@ class _StopRequest:
             signal.signal(sig, old)
 
 
+class _StopRequest:
+    """SIGINT / SIGTERM / SIGHUP → stop flag (first time) or KeyboardInterrupt (second time)."""
+
+    def __init__(self, on_stop: Callable[[], None]) -> None:
+        self.requested = False
+        self.signum: Optional[int] = None
+        self._on_stop = on_stop
+        self._old: dict[int, Any] = {}
+
+    def _handler(self, signum: int, _frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.signum = signum
+        self._on_stop()
+
+    def __enter__(self) -> "_StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _close_all(sinks: Sequence[Any]) -> Optional[BaseException]:
+    """Close every sink even when one fails; returns the first failure (None if all closed)."""
+    first: Optional[BaseException] = None
+    for sink in sinks:
+        if sink is None:
+            continue
+        try:
+            sink.close()
+        except Exception as exc:  # noqa: BLE001 - reported after the others were closed
+            logger.error("closing %s failed: %s", type(sink).__name__, exc)
+            first = first or exc
+    return first
+
+
 def run_source(detector: Detector, source: Source, *, stream: Optional[str] = None,
                events: Optional[str | Path] = None, scores: Optional[str | Path] = None,
                video: Optional[str | Path] = None, show: bool = False, max_frames: Optional[int] = None,
                progress: bool = True, status_out: TextIO = sys.stderr,
-               on_result: Optional[Callable[[Any, FrameResult], None]] = None) -> RunSummary:
-    """Run `source` through `detector` as one stream, writing the requested sinks; see module doc."""
+               on_result: Optional[Callable[[Any, FrameResult], None]] = None,
+               source_lost_after: float = SOURCE_LOST_AFTER) -> RunSummary:
+    """Run `source` through `detector` as one stream, writing the requested sinks; see module doc.
+
+    Raises DataError (after closing every sink and the source) when a sink cannot be written.
+    """
     handle = detector.stream(stream or "default")
     summary = RunSummary(source.name)
     status = _Status(source.total if max_frames is None else min(source.total or max_frames, max_frames),
                      source.live, status_out, progress)
-    log = EventLog(events) if events else None
-    csvw = ScoreCSV(scores, [c for c, _ in detector.backend.io.scores]) if scores else None
-    vid = AnnotatedVideo(video, fps=source.fps or 25.0, threshold=detector.recipe.on) if video else None
-    win = Window() if show else None
+    opened: list[Any] = []
+    try:
+        log = EventLog(events) if events else None
+        opened.append(log)
+        csvw = ScoreCSV(scores, [c for c, _ in detector.backend.io.scores]) if scores else None
+        opened.append(csvw)
+        vid = AnnotatedVideo(video, fps=source.fps or 25.0, threshold=detector.recipe.on) if video else None
+        opened.append(vid)
+        win = Window() if show else None
+        opened.append(win)
+    except BaseException:
+        _close_all(opened)
+        source.close()
+        raise
     viewer = vid or (AnnotatedVideo("unused.mp4", threshold=detector.recipe.on) if show else None)
     for kind, path in (("events", events), ("scores", scores), ("video", video)):
         if path:
@@ -150,10 +230,20 @@ def run_source(detector: Detector, source: Source, *, stream: Optional[str] = No
     detector.on_event(on_event)
     t0 = time.perf_counter()
     r: Optional[FrameResult] = None
+    failure: Optional[BaseException] = None
     try:
         with _StopRequest(source.request_stop) as stop:
             try:
-                for f in source:
+                last_frame, lost = time.monotonic(), False
+                for f in source.poll():
+                    if f is None:  # no frame for a while: a live source may be down
+                        if source.live and not lost and time.monotonic() - last_frame >= source_lost_after:
+                            lost = True
+                            handle.finish("source_lost")
+                        if stop.requested:
+                            break
+                        continue
+                    last_frame, lost = time.monotonic(), False
                     r = handle.process(f.image, f.timestamp)
                     summary.frames += 1
                     if r.score is not None:
@@ -173,19 +263,29 @@ def run_source(detector: Detector, source: Source, *, stream: Optional[str] = No
             except KeyboardInterrupt:
                 stop.requested = True
             summary.interrupted = stop.requested
-    finally:
-        try:
-            detector.finish("interrupted" if summary.interrupted else "stream_end")
-        finally:
-            summary.seconds = time.perf_counter() - t0
-            summary.dropped, summary.reconnects = source.dropped, source.reconnects
-            if r is not None:
-                status.update(summary.frames, r, source, len(summary.events), force=True)
-            status.done()
-            for sink in (log, csvw, vid, win):
-                if sink is not None:
-                    sink.close()
-            source.close()
-            detector._callbacks = [(cb, w) for cb, w in detector._callbacks if cb is not on_event]
+            summary.signal = stop.signum
+    except BaseException as exc:
+        failure = _unwrap(exc)
+    try:
+        detector.finish("interrupted" if summary.interrupted else "stream_end")
+    except BaseException as exc:
+        failure = failure or _unwrap(exc)
+    summary.seconds = time.perf_counter() - t0
+    summary.dropped, summary.reconnects = source.dropped, source.reconnects
+    if r is not None:
+        status.update(summary.frames, r, source, len(summary.events), force=True)
+    status.done()
+    closing = _close_all([log, csvw, vid, win])
+    source.close()
+    detector._callbacks = [(cb, w) for cb, w in detector._callbacks if cb is not on_event]
+    failure = failure or closing
+    if failure is not None:
+        raise failure
     return summary
 
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """A sink error raised inside an event callback: report the sink's own error."""
+    if isinstance(exc, CallbackError) and isinstance(exc.errors[0][1], VadedgeError):
+        return exc.errors[0][1]
+    return exc

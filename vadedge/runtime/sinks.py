@@ -2,7 +2,11 @@
 
 `EventLog` writes each event record, flushes and fsyncs before returning, so an event that was
 reported is on disk even if the process is killed a moment later. The CSV is flushed every
-`flush_every` rows and on close. `AnnotatedVideo` draws the error map as a heatmap over the frame
+`flush_every` rows and on close. A write that fails (disk full, I/O error) raises DataError once;
+the sink then stops writing and `close()` releases the file without raising again, so the run
+can close every other sink. `check_outputs` refuses, before anything is opened, an output that
+is an input, two outputs that are one file, a folder or a path under a file, and a video
+extension OpenCV cannot write. `AnnotatedVideo` draws the error map as a heatmap over the frame
 and a strip with the recent score history (threshold line, anomalous stretches in red).
 """
 from __future__ import annotations
@@ -13,13 +17,68 @@ import math
 import os
 from collections import deque
 from pathlib import Path
-from typing import IO, Optional, Sequence
+from typing import IO, Iterable, Mapping, Optional, Sequence, Union
 
 import cv2
 import numpy as np
 
 from ..errors import ConfigError, DataError
 from .results import Event, FrameResult
+
+
+VIDEO_SUFFIXES = (".mp4", ".avi")
+PathLike = Union[str, Path]
+
+
+def check_outputs(outputs: Mapping[str, Optional[PathLike]], inputs: Iterable[Optional[PathLike]] = ()) -> None:
+    """Refuse output paths that would destroy an input or each other, before anything is opened.
+
+    outputs: {what: path} (e.g. {"events": ..., "scores": ..., "video": ...}; None entries are
+    skipped; the key "video" also checks the extension). inputs: files or folders that are read;
+    an output may be none of them nor an existing file inside an input folder. Raises ConfigError.
+    """
+    given = {k: Path(v) for k, v in outputs.items() if v is not None and str(v) != ""}
+    ins = [Path(p) for p in inputs if p is not None and str(p) != ""]
+    seen: dict[str, str] = {}
+    for what, path in given.items():
+        if path.is_dir():
+            raise ConfigError(f"--{what} {path} is a folder; give a file name")
+        for parent in path.absolute().parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise ConfigError(f"cannot write --{what} {path}: {parent} is a file, not a folder")
+                break
+        if what == "video" and path.suffix.lower() not in VIDEO_SUFFIXES:
+            raise ConfigError(f"--save-video {path}: unsupported extension {path.suffix or '(none)'!r}; "
+                              f"use {' or '.join(VIDEO_SUFFIXES)}")
+        for src in ins:
+            if _same_file(path, src) or (src.is_dir() and path.exists() and _is_under(path, src)):
+                raise ConfigError(f"--{what} {path} would overwrite the input {src}")
+        key = _identity(path)
+        if key in seen:
+            raise ConfigError(f"--{what} and --{seen[key]} are the same file ({path}); give each its own")
+        seen[key] = what
+
+
+def _identity(path: Path) -> str:
+    if path.exists():
+        st = path.stat()
+        return f"{st.st_dev}:{st.st_ino}"
+    return str(path.resolve())
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def _is_under(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
 
 
 def _open_for_write(path: Path, what: str) -> IO[str]:
@@ -32,30 +91,64 @@ def _open_for_write(path: Path, what: str) -> IO[str]:
         raise DataError(f"cannot write {what} to {path}: {exc.strerror or exc}") from exc
 
 
-class EventLog:
+class _TextSink:
+    """A text file that turns the first OSError into one DataError and then goes quiet."""
+
+    what = "output"
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = Path(path)
+        self._fh = _open_for_write(self.path, self.what)
+        self.failed: Optional[DataError] = None
+
+    def _guard(self, action) -> None:  # noqa: ANN001 - a zero-argument callable
+        if self.failed is not None:
+            return
+        try:
+            action()
+        except OSError as exc:
+            self.failed = DataError(f"cannot write {self.what} to {self.path}: {exc.strerror or exc}")
+            raise self.failed from exc
+
+    def _sync(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if self._fh.closed:
+            return
+        try:
+            self._guard(self._sync)
+        finally:
+            try:
+                self._fh.close()
+            except OSError:
+                pass  # the buffered rows that could not be written were reported by _guard
+
+
+class EventLog(_TextSink):
     """JSON lines, one record per event transition: {"type": "start"|"end", "stream", "id", ...}."""
 
+    what = "events"
+
     def __init__(self, path: str | Path, extra: Optional[dict] = None) -> None:
-        self.path = Path(path)
-        self._fh = _open_for_write(self.path, "events")
+        super().__init__(path)
         self._extra = dict(extra or {})
         self.written = 0
 
     def write(self, event: Event) -> None:
         record = {"type": "start" if event.is_open else "end", **event.to_dict(), **self._extra}
         record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-        self._fh.write(json.dumps(record, allow_nan=False, default=float) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self.written += 1
+        line = json.dumps(record, allow_nan=False, default=float) + "\n"
+
+        def put() -> None:
+            self._fh.write(line)
+            self._sync()
+            self.written += 1
+
+        self._guard(put)
 
     __call__ = write
-
-    def close(self) -> None:
-        if not self._fh.closed:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
 
 
 def read_events(path: str | Path) -> list[dict]:
@@ -63,33 +156,32 @@ def read_events(path: str | Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-class ScoreCSV:
+class ScoreCSV(_TextSink):
     """Per-frame rows: stream, frame, timestamp, warmup, score, raw_score, is_anomaly, components, latency."""
 
+    what = "scores"
+
     def __init__(self, path: str | Path, components: Sequence[str], flush_every: int = 50) -> None:
-        self.path = Path(path)
-        self._fh = _open_for_write(self.path, "scores")
+        super().__init__(path)
         self._w = csv.writer(self._fh)
         self.components = list(components)
-        self._w.writerow(["stream", "frame", "timestamp", "warmup", "score", "raw_score", "is_anomaly",
-                          *self.components, "latency_ms"])
+        self._guard(lambda: self._w.writerow(["stream", "frame", "timestamp", "warmup", "score", "raw_score",
+                                              "is_anomaly", *self.components, "latency_ms"]))
         self.flush_every = flush_every
         self._n = 0
 
     def write(self, r: FrameResult) -> None:
         fmt = lambda v: "" if v is None else f"{v:.6g}"  # noqa: E731
-        self._w.writerow([r.stream, r.frame_index, f"{r.timestamp:.3f}", int(r.warmup), fmt(r.score),
-                          fmt(r.raw_score), int(r.is_anomaly), *[fmt(r.components.get(c)) for c in self.components],
-                          f"{r.latency_ms:.2f}"])
-        self._n += 1
-        if self._n % self.flush_every == 0:
-            self._fh.flush()
+        row = [r.stream, r.frame_index, f"{r.timestamp:.3f}", int(r.warmup), fmt(r.score), fmt(r.raw_score),
+               int(r.is_anomaly), *[fmt(r.components.get(c)) for c in self.components], f"{r.latency_ms:.2f}"]
 
-    def close(self) -> None:
-        if not self._fh.closed:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
+        def put() -> None:
+            self._w.writerow(row)
+            self._n += 1
+            if self._n % self.flush_every == 0:
+                self._fh.flush()
+
+        self._guard(put)
 
 
 class HeatScale:
@@ -177,7 +269,10 @@ class AnnotatedVideo:
     def write(self, frame: np.ndarray, result: Optional[FrameResult]) -> np.ndarray:
         out = self.render(frame, result)
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DataError(f"cannot write video to {self.path}: {exc.strerror or exc}") from exc
             fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
             self._size = (out.shape[1], out.shape[0])
             self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, self._size)

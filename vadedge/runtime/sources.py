@@ -5,7 +5,13 @@ iterable of frames. Decoding runs in its own thread, so inference never waits on
   `queue_size` frames ahead and nothing is dropped.
 * Live sources (cameras, URLs) never block the decoder: when the consumer falls behind, the oldest
   queued frame is dropped and counted in `Source.dropped`, so results stay current. A read failure
-  on a live source releases the capture and reopens it with exponential backoff (`reconnects`).
+  on a live source releases the capture and reopens it with exponential backoff (`reconnects`),
+  each attempt logged at WARNING; after `max_reconnects` attempts in a row that brought no frame
+  the source fails with a DataError (None = retry forever).
+* A URL is live or finite by what it reports: a remote file with a frame count (an ordinary video
+  served over HTTP) is read like a local file, paced by the consumer, and ends at its last frame.
+* Opening a camera / URL runs in a helper thread that the caller waits on, so Ctrl-C (or SIGTERM)
+  interrupts an open that FFmpeg would otherwise block for its whole timeout.
 
     with open_source("rtsp://cam/stream") as src:
         for f in src:                  # Frame(image BGR uint8, index, timestamp)
@@ -13,6 +19,7 @@ iterable of frames. Decoding runs in its own thread, so inference never waits on
 """
 from __future__ import annotations
 
+import logging
 import queue
 import re
 import threading
@@ -27,6 +34,9 @@ import numpy as np
 from ..datasets import list_frame_files, read_image
 from ..errors import DataError
 
+logger = logging.getLogger(__name__)
+DEFAULT_MAX_RECONNECTS = 10  # attempts in a row without a frame before a live source gives up
+OPEN_TIMEOUT_S = 10.0  # FFmpeg open / read timeout for URLs (the open itself stays interruptible)
 URL_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 _CAMERA = re.compile(r"^(?:camera|cam)?(\d+)$", re.IGNORECASE)
 _END = object()
@@ -89,16 +99,24 @@ class Source:
         self.close()
 
     def __iter__(self) -> Iterator[Frame]:
+        for item in self.poll():
+            if item is not None:
+                yield item
+
+    def poll(self, idle: float = 0.25) -> Iterator[Optional[Frame]]:
+        """Like iterating, but yields None whenever no frame arrived for `idle` seconds, so a
+        caller can notice a live source that is down (reconnecting) while it waits."""
         self.open()
         if self._thread is None:
             self._thread = threading.Thread(target=self._worker, name=f"vadedge-decode-{self.name}", daemon=True)
             self._thread.start()
         while not self._stop.is_set():
             try:
-                item = self._queue.get(timeout=0.25)
+                item = self._queue.get(timeout=idle)
             except queue.Empty:
                 if self._thread is not None and not self._thread.is_alive() and self._queue.empty():
                     return
+                yield None
                 continue
             if item is _END:
                 return
@@ -193,21 +211,38 @@ class FolderSource(Source):
 CaptureFactory = Callable[[Union[int, str]], Any]
 
 
-class CaptureSource(Source):
-    """OpenCV VideoCapture: video files (consumer-paced) and cameras / URLs (live, reconnecting)."""
+def open_capture(target: Union[int, str], timeout: float = OPEN_TIMEOUT_S) -> Any:
+    """cv2.VideoCapture; URLs get FFmpeg open / read timeouts of `timeout` seconds."""
+    if isinstance(target, str) and target.lower().startswith(URL_SCHEMES):
+        ms = int(timeout * 1000)
+        return cv2.VideoCapture(target, cv2.CAP_FFMPEG,
+                                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+    return cv2.VideoCapture(target)
 
-    def __init__(self, target: Union[int, str], *, live: bool, name: Optional[str] = None,
+
+class CaptureSource(Source):
+    """OpenCV VideoCapture: video files (consumer-paced) and cameras / URLs (live, reconnecting).
+
+    live=None decides after opening: finite when the capture reports a frame count (a remote file),
+    live otherwise (a camera or stream). max_reconnects bounds the reconnect attempts in a row
+    that bring no frame (None = forever).
+    """
+
+    def __init__(self, target: Union[int, str], *, live: Optional[bool], name: Optional[str] = None,
                  fps: Optional[float] = None, queue_size: Optional[int] = None,
                  capture_factory: Optional[CaptureFactory] = None, backoff: tuple[float, float] = (0.5, 10.0),
                  max_reconnects: Optional[int] = None, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.live = live
+        self._auto_live = live is None
+        self.live = True if live is None else live
+        self._queue_size = queue_size
         super().__init__(name or str(target), queue_size=queue_size, fps=fps)
         self.target = target
-        self._factory = capture_factory or cv2.VideoCapture
+        self._factory = capture_factory or open_capture
         self._cap: Any = None
         self.backoff = backoff
         self.max_reconnects = max_reconnects
         self._sleep = sleep
+        self._failures = 0  # reconnect attempts since the last decoded frame
 
     def _describe(self) -> str:
         if isinstance(self.target, int):
@@ -229,42 +264,91 @@ class CaptureSource(Source):
         return True
 
     def _open(self) -> None:
-        if not self._connect():
+        if not self._connect_interruptibly():
             hint = (" (is it connected, and not in use by another program?)" if isinstance(self.target, int)
                     else " (is the URL reachable?)" if self.live else " (not a video, or a codec OpenCV lacks)")
             raise DataError(f"cannot open {self._describe()}{hint}")
         if self.fps is None:
             fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
             self.fps = fps if 0 < fps < 1000 else None
+        n = _frame_count(self._cap)
+        if self._auto_live:
+            self.live = n is None  # a stream reports no frame count; a remote file does
+            self._queue = queue.Queue(maxsize=self._queue_size or (2 if self.live else 16))
+            logger.info("%s: %s", self.target, "live stream" if self.live else f"finite video of {n} frames")
         if not self.live:
-            n = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-            self.total = n if n > 0 else None
+            self.total = n
+
+    def _connect_interruptibly(self) -> bool:
+        """`_connect` in a helper thread, waited on in short slices so that a signal handler (Ctrl-C,
+        SIGTERM) runs while FFmpeg blocks; an abandoned open releases its capture when it returns."""
+        if threading.current_thread() is not threading.main_thread():
+            return self._connect()
+        done = threading.Event()
+        box: dict[str, Any] = {}
+        abandoned = threading.Event()
+
+        def work() -> None:
+            try:
+                box["ok"] = self._connect()
+            except BaseException as exc:  # surfaced below
+                box["error"] = exc
+            finally:
+                done.set()
+                if abandoned.is_set():
+                    self._release()
+
+        threading.Thread(target=work, name=f"vadedge-open-{self.name}", daemon=True).start()
+        try:
+            while not done.wait(0.1):
+                pass
+        except BaseException:
+            abandoned.set()
+            if done.is_set():
+                self._release()
+            raise
+        if "error" in box:
+            raise box["error"]
+        return bool(box["ok"])
 
     def _read(self) -> Optional[np.ndarray]:
         while not self._stop.is_set():
             ok, img = self._cap.read() if self._cap is not None else (False, None)
             if ok and img is not None:
+                self._failures = 0
                 return img
             if not self.live:
+                if self.total is not None and self.decoded < self.total:
+                    logger.warning("%s ended after %d of %d frames", self._describe(), self.decoded, self.total)
                 return None
             if not self._reconnect():
                 return None
         return None
 
     def _reconnect(self) -> bool:
-        """Reopen with exponential backoff; False when max_reconnects is exhausted or we are stopping."""
+        """Reopen with exponential backoff, each attempt logged (WARNING); False when stopping.
+
+        Raises DataError once `max_reconnects` attempts in a row brought no frame, which also
+        bounds a URL that connects but never yields one.
+        """
         delay, cap_delay = self.backoff
-        attempts = 0
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+        limit = "" if self.max_reconnects is None else f"/{self.max_reconnects}"
         while not self._stop.is_set():
-            if self.max_reconnects is not None and attempts >= self.max_reconnects:
-                raise DataError(f"lost {self._describe()} and could not reconnect after {attempts} attempts")
+            if self.max_reconnects is not None and self._failures >= self.max_reconnects:
+                raise DataError(f"lost {self._describe()} and could not reconnect after {self._failures} "
+                                f"attempts without a frame (max_reconnects={self.max_reconnects})")
+            self._failures += 1
+            logger.warning("%s: no frame; reconnecting in %.1f s (attempt %d%s)", self._describe(), delay,
+                           self._failures, limit)
             self._sleep(delay)
-            attempts += 1
+            if self._stop.is_set():
+                return False
             if self._connect():
                 self.reconnects += 1
+                logger.warning("%s: reconnected (%d reconnects so far)", self._describe(), self.reconnects)
                 return True
             delay = min(delay * 2, cap_delay)
         return False
@@ -303,6 +387,15 @@ class IterableSource(Source):
         return float(self._ts) if self._ts is not None else super()._timestamp(index)
 
 
+def _frame_count(cap: Any) -> Optional[int]:
+    """The capture's frame count, None when it reports none (a live stream or camera)."""
+    try:
+        n = float(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    except Exception:  # noqa: BLE001 - a capture without the property is a stream
+        return None
+    return int(n) if n > 0 and n < 2**31 else None
+
+
 def parse_camera(spec: Union[str, int]) -> Optional[int]:
     """'camera0' / 'cam0' / '0' / 0 / '/dev/video0' -> 0; None if `spec` is not a camera."""
     if isinstance(spec, int):
@@ -316,9 +409,11 @@ def parse_camera(spec: Union[str, int]) -> Optional[int]:
 
 def open_source(spec: Union[str, int, Path, Iterable, Source], *, fps: Optional[float] = None,
                 queue_size: Optional[int] = None, capture_factory: Optional[CaptureFactory] = None,
-                backoff: tuple[float, float] = (0.5, 10.0), max_reconnects: Optional[int] = None,
+                backoff: tuple[float, float] = (0.5, 10.0), max_reconnects: Optional[int] = DEFAULT_MAX_RECONNECTS,
                 live: Optional[bool] = None) -> Source:
     """Open a frame source from a CLI-style spec, a Path, or an iterable of frames (see module doc).
+
+    live=None: cameras are live, local files are not, a URL is live unless it reports a frame count.
 
     Raises DataError for a missing file/folder, an unknown spec, or a camera / URL that cannot be
     opened (checked here, before any frame is read).
@@ -339,8 +434,7 @@ def open_source(spec: Union[str, int, Path, Iterable, Source], *, fps: Optional[
                              max_reconnects=max_reconnects, **kw).open()
     text = str(spec)
     if text.lower().startswith(URL_SCHEMES):
-        return CaptureSource(text, live=True if live is None else live, backoff=backoff,
-                             max_reconnects=max_reconnects, **kw).open()
+        return CaptureSource(text, live=live, backoff=backoff, max_reconnects=max_reconnects, **kw).open()
     path = Path(spec)
     if path.is_dir():
         return FolderSource(path, fps=fps, queue_size=queue_size).open()
