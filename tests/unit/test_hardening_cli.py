@@ -132,3 +132,10 @@ def test_export_with_a_malformed_model_section_is_a_checkpoint_error(tmp_path):
                                        "--no-score-calibration"])
         assert_user_error(res, "'model'")
         assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("opt, value", [("--threshold", "nan"), ("--threshold", "inf:1"), ("--threshold", "1e999"),
+                                        ("--smoothing", "nan"), ("--fps", "inf"), ("--source-lost-after", "nan")])
+def test_non_finite_numbers_are_usage_errors(clip, bundle, opt, value):
+    res = run(clip, "--model", bundle, opt, value)
+    assert res.exit_code == 2 and "finite" in res.output, res.output

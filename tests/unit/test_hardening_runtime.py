@@ -90,3 +90,23 @@ def test_event_log_on_a_full_disk_raises_one_data_error_then_closes(tmp_path):
         for i in range(3):
             csvw.write(FrameResult("cam", i, 0.0, score=1.0, raw_score=1.0, components={"psnr": 1.0}))
     csvw.close()
+
+
+def test_a_record_cut_off_by_a_full_disk_is_removed_again(tmp_path):
+    import errno
+
+    log = EventLog(tmp_path / "ev.jsonl")
+    log.write(Event("cam", 0, 1, 0.1, 3.0, 1))
+    real = log._fh.write
+
+    def half_then_full(data):  # the file system takes part of the record, then is full
+        if len(data) > 10:
+            return real(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    log._fh.write = half_then_full
+    with pytest.raises(DataError, match="No space left"):
+        log.write(Event("cam", 0, 1, 0.1, 3.0, 1, end_frame=5, end_time=0.5, reason="score"))
+    log.close()
+    recs = [r for r in (tmp_path / "ev.jsonl").read_text().split("\n") if r]
+    assert len(recs) == 1 and (tmp_path / "ev.jsonl").read_text().endswith("\n")  # no torn line

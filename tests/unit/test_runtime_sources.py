@@ -1,6 +1,7 @@
 """Sources: frames folder, video file, iterable; live reconnect with backoff; dropped frames; bad specs."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -48,10 +49,11 @@ def test_iterable_source_with_timestamps():
 
 
 class FakeCapture:
-    """A capture that yields `n` frames then fails (a dropped RTSP connection)."""
+    """A capture that yields `n` frames then fails (a dropped RTSP connection); reports `count` as
+    its frame count (0: a stream)."""
 
-    def __init__(self, n, opened=True):
-        self.n, self.opened, self.released = n, opened, False
+    def __init__(self, n, opened=True, count=0.0):
+        self.n, self.opened, self.released, self.count = n, opened, False, count
 
     def isOpened(self):
         return self.opened
@@ -66,7 +68,7 @@ class FakeCapture:
         return True
 
     def get(self, prop):
-        return 25.0 if prop == cv2.CAP_PROP_FPS else 0.0
+        return {cv2.CAP_PROP_FPS: 25.0, cv2.CAP_PROP_FRAME_COUNT: self.count}.get(prop, 0.0)
 
     def release(self):
         self.released = True
@@ -154,3 +156,37 @@ def test_bad_sources_give_clear_errors(tmp_path):
         open_source(tmp_path / "empty")
     with pytest.raises(DataError, match="iterable"):
         open_source(np.zeros((8, 8, 3), np.uint8))
+
+
+def test_a_stream_that_connects_but_never_yields_a_frame_gives_up(caplog):
+    opened = []
+    factory = lambda t: opened.append(t) or FakeCapture(0)  # noqa: E731
+    src = CaptureSource("rtsp://cam/x", live=True, capture_factory=factory, max_reconnects=4,
+                        sleep=lambda s: None).open()
+    with caplog.at_level(logging.WARNING, logger="vadedge.runtime.sources"):
+        with pytest.raises(DataError, match="could not reconnect after 4 attempts without a frame"):
+            list(src)
+    src.close()
+    assert len(opened) == 5  # the open + 4 reconnects, not forever
+    assert len([r for r in caplog.records if "reconnecting in" in r.getMessage()]) == 4
+
+
+def test_frames_between_losses_reset_the_reconnect_budget():
+    plan = [FakeCapture(2), FakeCapture(2), FakeCapture(2), FakeCapture(0), FakeCapture(0)]
+    src = CaptureSource("rtsp://cam/x", live=True, capture_factory=lambda t: plan.pop(0),
+                        max_reconnects=2, sleep=lambda s: None, queue_size=64).open()
+    got = []
+    with pytest.raises(DataError):
+        for f in src:
+            got.append(f)
+    src.close()
+    # three captures with frames (two reconnects, each followed by frames), then two frameless
+    # reconnects use up the budget of 2 in a row
+    assert len(got) == 6 and src.reconnects == 4
+
+
+@pytest.mark.parametrize("count, live", [(40.0, False), (0.0, True), (-9.2e18, True)])
+def test_a_url_is_live_unless_it_reports_a_frame_count(count, live):
+    src = open_source("http://127.0.0.1:9/x", capture_factory=lambda t: FakeCapture(3, count=count))
+    assert src.live is live and src.total == (None if live else 40)
+    src.close()

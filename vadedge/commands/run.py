@@ -1,6 +1,7 @@
 """`vadedge run SOURCE`: score a camera, stream, video file or frames folder live and report events."""
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Optional
@@ -8,6 +9,7 @@ from typing import Optional
 import click
 
 from ._errors import user_errors
+from ._params import FiniteFloatRange
 
 
 def parse_threshold(text: Optional[str]) -> Optional[tuple[float, float]]:
@@ -19,6 +21,8 @@ def parse_threshold(text: Optional[str]) -> Optional[tuple[float, float]]:
         vals = [float(p) for p in parts]
     except ValueError:
         raise click.BadParameter(f"expected ON or ON:OFF numbers, got {text!r}") from None
+    if not all(math.isfinite(v) for v in vals):
+        raise click.BadParameter(f"thresholds must be finite numbers, got {text!r}")
     if len(vals) == 1:
         return vals[0], vals[0]
     if len(vals) == 2 and vals[1] <= vals[0]:
@@ -51,18 +55,18 @@ def parse_threshold(text: Optional[str]) -> Optional[tuple[float, float]]:
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Stop after N frames.")
 @click.option("--threshold", default=None, metavar="ON[:OFF]",
               help="Override the bundle's calibrated event threshold (hysteresis: start at ON, end at OFF).")
-@click.option("--smoothing", type=click.FloatRange(0, 1, min_open=True), default=None,
+@click.option("--smoothing", type=FiniteFloatRange(0, 1, min_open=True), default=None,
               help="Override the causal EMA factor (1 = no smoothing).")
 @click.option("--min-event-frames", type=click.IntRange(min=1), default=None,
               help="Override the minimum event length in frames.")
-@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--fps", type=FiniteFloatRange(min=0, min_open=True), default=None,
               help="Frame rate for frames folders (timestamps); video files and cameras report their own.")
 @click.option("--adapt-k", type=click.IntRange(min=1), default=None,
               help="MPN bundles: adapt to the scene on the first K clips (needs torch).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for inference.")
 @click.option("--max-reconnects", type=click.IntRange(min=0), default=10, show_default=True,
               help="Live sources: give up after this many reconnect attempts in a row without a frame.")
-@click.option("--source-lost-after", type=click.FloatRange(min=0), default=5.0, show_default=True,
+@click.option("--source-lost-after", type=FiniteFloatRange(min=0), default=5.0, show_default=True,
               help="Live sources: close an open event (reason source_lost) after this many seconds without frames.")
 @click.option("--no-heatmap", is_flag=True, help="Do not draw / keep error maps.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress or status line.")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+import numbers
 import threading
 import time
 from collections import deque
@@ -426,10 +427,12 @@ class Detector:
 def _timestamp(value: Any, stream: Any) -> float:
     """A finite number of seconds, or DataError naming the stream."""
     name = stream.name if isinstance(stream, StreamHandle) else stream
+    if not isinstance(value, numbers.Real):
+        raise DataError(f"stream {name!r}: timestamp must be a number of seconds, got {value!r}")
     try:
         t = float(value)
-    except (TypeError, ValueError):
-        raise DataError(f"stream {name!r}: timestamp must be a number of seconds, got {value!r}") from None
+    except OverflowError:
+        t = math.inf
     if not math.isfinite(t):
         raise DataError(f"stream {name!r}: timestamp must be finite, got {value!r}")
     return t

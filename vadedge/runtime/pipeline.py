@@ -122,17 +122,16 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
-class interruptible:
-    """Context: SIGINT / SIGTERM / SIGHUP raise `Interrupted(signum)` (main thread only), so a slow
-    open or model load can be abandoned with the right exit code; previous handlers come back after."""
+class _SignalScope:
+    """Installs `self._handler` for STOP_SIGNALS on enter (main thread only), restores on exit."""
 
     def __init__(self) -> None:
         self._old: dict[int, Any] = {}
 
     def _handler(self, signum: int, _frame: Any) -> None:
-        raise Interrupted(signum)
+        raise NotImplementedError
 
-    def __enter__(self) -> "interruptible":
+    def __enter__(self):  # noqa: ANN204 - returns the subclass instance
         if threading.current_thread() is threading.main_thread():
             for sig in STOP_SIGNALS:
                 self._old[sig] = signal.signal(sig, self._handler)
@@ -143,14 +142,22 @@ class interruptible:
             signal.signal(sig, old)
 
 
-class _StopRequest:
+class interruptible(_SignalScope):
+    """Context: SIGINT / SIGTERM / SIGHUP raise `Interrupted(signum)`, so a slow open or model load
+    can be abandoned with the right exit code; previous handlers come back after."""
+
+    def _handler(self, signum: int, _frame: Any) -> None:
+        raise Interrupted(signum)
+
+
+class _StopRequest(_SignalScope):
     """SIGINT / SIGTERM / SIGHUP → stop flag (first time) or KeyboardInterrupt (second time)."""
 
     def __init__(self, on_stop: Callable[[], None]) -> None:
+        super().__init__()
         self.requested = False
         self.signum: Optional[int] = None
         self._on_stop = on_stop
-        self._old: dict[int, Any] = {}
 
     def _handler(self, signum: int, _frame: Any) -> None:
         if self.requested:
@@ -158,16 +165,6 @@ class _StopRequest:
         self.requested = True
         self.signum = signum
         self._on_stop()
-
-    def __enter__(self) -> "_StopRequest":
-        if threading.current_thread() is threading.main_thread():
-            for sig in STOP_SIGNALS:
-                self._old[sig] = signal.signal(sig, self._handler)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 def _close_all(sinks: Sequence[Any]) -> Optional[BaseException]:

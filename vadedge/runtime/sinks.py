@@ -81,24 +81,25 @@ def _is_under(path: Path, folder: Path) -> bool:
         return False
 
 
-def _open_for_write(path: Path, what: str) -> IO[str]:
+def _open_for_write(path: Path, what: str, mode: str = "w") -> IO:
     path = Path(path)
     try:
         if path.parent and not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-        return path.open("w", newline="")
+        return path.open(mode, newline="") if "b" not in mode else path.open(mode, buffering=0)
     except OSError as exc:
         raise DataError(f"cannot write {what} to {path}: {exc.strerror or exc}") from exc
 
 
 class _TextSink:
-    """A text file that turns the first OSError into one DataError and then goes quiet."""
+    """An output file that turns the first OSError into one DataError and then goes quiet."""
 
     what = "output"
+    mode = "w"
 
     def __init__(self, path: PathLike) -> None:
         self.path = Path(path)
-        self._fh = _open_for_write(self.path, self.what)
+        self._fh = _open_for_write(self.path, self.what, self.mode)
         self.failed: Optional[DataError] = None
 
     def _guard(self, action) -> None:  # noqa: ANN001 - a zero-argument callable
@@ -127,23 +128,40 @@ class _TextSink:
 
 
 class EventLog(_TextSink):
-    """JSON lines, one record per event transition: {"type": "start"|"end", "stream", "id", ...}."""
+    """JSON lines, one record per event transition: {"type": "start"|"end", "stream", "id", ...}.
+
+    Unbuffered: each record is written whole and fsynced; a record that fails half way (disk full)
+    is cut off again, so the file always ends with a complete line.
+    """
 
     what = "events"
+    mode = "wb"
 
     def __init__(self, path: str | Path, extra: Optional[dict] = None) -> None:
         super().__init__(path)
         self._extra = dict(extra or {})
         self.written = 0
+        self._size = 0  # bytes of complete records on disk
 
     def write(self, event: Event) -> None:
         record = {"type": "start" if event.is_open else "end", **event.to_dict(), **self._extra}
         record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-        line = json.dumps(record, allow_nan=False, default=float) + "\n"
+        data = (json.dumps(record, allow_nan=False, default=float) + "\n").encode()
 
         def put() -> None:
-            self._fh.write(line)
-            self._sync()
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[self._fh.write(view):]
+                self._sync()
+            except OSError:
+                try:
+                    os.ftruncate(self._fh.fileno(), self._size)  # drop the partial record
+                    self._fh.seek(self._size)
+                except OSError:
+                    pass
+                raise
+            self._size += len(data)
             self.written += 1
 
         self._guard(put)
