@@ -1,6 +1,7 @@
 """`vadedge demo`: the default model end to end on a Ped2 test video (or a generated clip)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -40,6 +41,8 @@ def demo_cmd(out: Path, model: Optional[Path], data: Optional[Path], video: Opti
     result = run_demo(out, model=model, data=data, video=video, synthetic=synthetic, backend=backend,
                       device=device, threshold=parse_threshold(threshold), progress=not quiet)
     click.echo(result.format())
+    if result.summary.interrupted:
+        sys.exit(result.summary.exit_code)
 
 
 command = demo_cmd

@@ -92,7 +92,8 @@ class _Status:
             bar = "#" * int(frac * 24)
             line = f"[{bar:<24}] {n}/{self.total} {fps:5.1f} fps  {score}  events {events}"
         else:
-            line = f"{src.name}: {n} frames {fps:5.1f} fps  dropped {src.dropped}  {score}  events {events}"
+            line = (f"{src.name}: {n} frames {fps:5.1f} fps  dropped {src.dropped}  reconnects {src.reconnects}  "
+                    f"{score}  events {events}")
         self.out.write("\r" + line[:150].ljust(100))
         self.out.flush()
 
