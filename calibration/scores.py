@@ -19,6 +19,7 @@ import numpy as np
 
 from vadedge.errors import ConfigError, DataError
 from vadedge.metrics import RobustStats, ema
+from vadedge.progress import progress_bar
 
 DEFAULT_TARGET = 0.01
 DEFAULT_OFF_FACTOR = 5.0
@@ -97,29 +98,6 @@ def score_footage(stream, footage, spec, state: dict[str, np.ndarray], *, max_vi
 
     videos = list(iter_videos(footage, spec, stream.clip_length, max_videos))
     out = []
-    bar = _progress(len(videos), "score calibration", progress)
-    for _, frames in videos:
+    for _, frames in progress_bar(videos, total=len(videos), desc="score calibration", enabled=progress):
         out.append(stream.score_frames(frames, state))
-        bar.update(1)
-    bar.close()
     return out
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    try:
-        import sys
-
-        from tqdm import tqdm
-        return tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
-    except ImportError:
-        return _NoBar()

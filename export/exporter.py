@@ -12,8 +12,8 @@ import dataclasses
 import datetime as _dt
 import importlib
 import json
+import logging
 import shutil
-import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -25,16 +25,14 @@ from vadedge._optional import require
 from vadedge._version import __version__
 from vadedge.bundle import BUNDLE_FILE, PRECISIONS, save_bundle
 from vadedge.errors import ConfigError
+from vadedge.progress import Progress
+
+logger = logging.getLogger(__name__)
 
 ENGINES = ("onnx", "trt")
 # what each engine can run from a vadedge bundle (TensorRT: FP16 graph / Q/DQ graph, strongly typed)
 ENGINE_PRECISIONS = {"onnx": PRECISIONS, "trt": PRECISIONS}
 MODEL_FILES = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
-
-
-def _log(progress: bool, msg: str) -> None:
-    if progress:
-        print(msg, file=sys.stderr, flush=True)
 
 
 def check_options(precision: str, engine: str, calib_data, plugins: bool) -> None:
@@ -118,6 +116,7 @@ def export_bundle(model_dir: Union[str, Path], out: Union[str, Path, None] = Non
     from .verify import check_bundle
 
     onnx = require("onnx")
+    steps = Progress(logger, progress)  # step messages: INFO with progress, else DEBUG
     check_options(precision, engine, calib_data, plugins)
     batch = check_batch(batch)
     _check_checkpoint_dir(Path(model_dir))
@@ -146,7 +145,7 @@ def export_bundle(model_dir: Union[str, Path], out: Union[str, Path, None] = Non
     try:
         state = {k: v.detach().to("cpu") for k, v in ckpt.state.items()}
         state_np = {k: v.numpy().astype(np.float32) for k, v in state.items()}
-        _log(progress, f"exporting {cfg['name']} ({cfg.get('preset')}) to ONNX (batch {batch}) ...")
+        steps.info(f"exporting {cfg['name']} ({cfg.get('preset')}) to ONNX (batch {batch}) ...")
         info = export_onnx(model, state, work / MODEL_FILES["fp32"], batch=batch, error_map=error_map,
                            pred=pred, opset=opset)
         from .torch_graph import adaptable_params
@@ -158,7 +157,7 @@ def export_bundle(model_dir: Union[str, Path], out: Union[str, Path, None] = Non
         prov: dict = {}
         if precision == "fp16":
             keep = tuple(fp16_keep) if fp16_keep is not None else DEFAULT_KEEP
-            _log(progress, f"converting to FP16 (kept in FP32: {', '.join(keep) or 'nothing'}) ...")
+            steps.info(f"converting to FP16 (kept in FP32: {', '.join(keep) or 'nothing'}) ...")
             m16 = convert_to_fp16(onnx.load(str(work / MODEL_FILES["fp32"])), keep)
             onnx.save(m16, str(work / MODEL_FILES["fp16"]))
             models["fp16"] = MODEL_FILES["fp16"]
@@ -170,7 +169,7 @@ def export_bundle(model_dir: Union[str, Path], out: Union[str, Path, None] = Non
             opts = int8_options or Int8Options.for_target(target)
             if max_calib_clips:
                 opts = dataclasses.replace(opts, max_clips=int(max_calib_clips))
-            _log(progress, f"INT8: calibrating ({calib_method}, up to {opts.max_clips} clips) on {calib_data} ...")
+            steps.info(f"INT8: calibrating ({calib_method}, up to {opts.max_clips} clips) on {calib_data} ...")
             reader = ClipFeeds(work / MODEL_FILES["fp32"], graph, model.spec, model.clip_length, state_np,
                                calib_data, max_clips=opts.max_clips, threads=threads)
             report = quantize_int8(work / MODEL_FILES["fp32"], work / MODEL_FILES["int8"], reader,
@@ -181,10 +180,10 @@ def export_bundle(model_dir: Union[str, Path], out: Union[str, Path, None] = Non
         engines = []
         if engine == "trt":
             engines.append(_build_trt(work, models[precision], precision, plugins, plugin_libraries,
-                                      trt_options or {}, progress))
+                                      trt_options or {}, steps))
         calibration = threshold = None
         if score_split is not None:
-            _log(progress, f"score calibration on {score_path} with the {precision} graph ...")
+            steps.info(f"score calibration on {score_path} with the {precision} graph ...")
             stream = OnnxStream(work / models[precision], graph, model.clip_length, threads=threads)
             videos = score_footage(stream, score_split, model.spec, state_np, max_videos=max_score_videos,
                                    progress=progress)
@@ -197,8 +196,8 @@ def export_bundle(model_dir: Union[str, Path], out: Union[str, Path, None] = Non
                 "data": str(score_path.resolve()),
                 "held_out": not (trained_on and Path(trained_on).resolve() == score_path.resolve()),
             }
-        elif progress:
-            _log(progress, "no score data: vadedge.json gets no calibration/threshold (pass --score-data)")
+        else:
+            steps.info("no score data: vadedge.json gets no calibration/threshold (pass --score-data)")
         manifest = {
             "schema_version": 1,
             "family": cfg["name"],
@@ -225,12 +224,12 @@ def export_bundle(model_dir: Union[str, Path], out: Union[str, Path, None] = Non
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    _log(progress, f"bundle written to {out}")
+    steps.info(f"bundle written to {out}")
     return out
 
 
 def _build_trt(work: Path, onnx_name: str, precision: str, plugins: bool, plugin_libraries, options: dict,
-               progress: bool) -> dict:
+               steps: Progress) -> dict:
     onnx = require("onnx")
     trt_mod = _trt_module("tensorrt")
     src = work / onnx_name
@@ -240,13 +239,13 @@ def _build_trt(work: Path, onnx_name: str, precision: str, plugins: bool, plugin
         src = work / onnx_name.replace(".onnx", ".plugins.onnx")
         onnx.save(plug.replace_with_plugins(onnx.load(str(work / onnx_name))), str(src))
         if not libs:
-            _log(progress, "building the vadedge TensorRT plugins (CMake) ...")
+            steps.info("building the vadedge TensorRT plugins (CMake) ...")
             libs = [Path(plug.build_plugins(work / "plugins"))]
         for lib in libs:  # ship the library beside the engine (the sidecar names it by file name)
             if lib.parent.resolve() != work.resolve():
                 shutil.copy2(lib, work / lib.name)
     engine_file = f"model.{precision}.engine"
-    _log(progress, f"building the TensorRT {precision} engine ...")
+    steps.info(f"building the TensorRT {precision} engine ...")
     side = trt_mod.build_engine(src, work / engine_file, precision=precision, plugin_libraries=libs, **options)
     shutil.rmtree(work / "plugins", ignore_errors=True)
     device = side.get("device")

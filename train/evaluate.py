@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,10 +19,10 @@ from typing import Optional
 import numpy as np
 import torch
 
-from vadedge._optional import require
 from vadedge.datasets import Split, open_split
 from vadedge.errors import ConfigError
 from vadedge.metrics import RobustStats, ema, equal_error_rate, frame_auc, has_both_classes, minmax_normalise
+from vadedge.progress import progress_bar
 
 from .checkpoint import Checkpoint, load_checkpoint
 
@@ -72,10 +71,9 @@ def score_split(ckpt: Checkpoint, split: Split, progress: bool = True, desc: str
     adapt_k clips and is scored from clip adapt_k on, so its first clip_length − 1 + adapt_k frames
     get no score (MPN's K-shot protocol).
     """
-    tqdm = require("tqdm").tqdm
     model = ckpt.model
     out = []
-    for video in tqdm(split.videos, desc=desc, disable=not progress, file=sys.stderr, leave=False):
+    for video in progress_bar(split.videos, total=len(split.videos), desc=desc, enabled=progress):
         frames = video.load(model.spec)
         scorer = model.adapt_stream(frames, adapt_k) if adapt_k else model
         comps = score_frames(scorer, ckpt.state, frames[adapt_k:])

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 import math
+import logging
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,15 +13,17 @@ from typing import Optional
 import numpy as np
 import torch
 
-from vadedge._optional import require
 from vadedge.datasets import open_split
 from vadedge.errors import CheckpointError, ConfigError
+from vadedge.progress import Progress
 
 from .checkpoint import (MODEL_FILE, STATE_FILE, TRAINER_FILE, load_optimizer_state, load_tensors, read_config,
                          save_checkpoint)
 from .data import ClipDataset, fingerprint, make_loader
 from .flops import count_parameters, gmac_per_frame
 from .registry import get_model_entry, resolve_config
+
+logger = logging.getLogger(__name__)
 
 
 def _load_init(path: Path, net: torch.nn.Module, task) -> None:
@@ -137,15 +139,14 @@ def train(model: str, data: str | Path, out: str | Path, *, preset: Optional[str
     })
     params = count_parameters(net)
     gmac = gmac_per_frame(net)
-    tqdm = require("tqdm").tqdm
+    report = Progress(logger, progress)
     t0 = time.time()
     seconds_before = float(history[-1]["seconds"]) if history else 0.0  # training time of earlier runs (resume)
     step = start_epoch * steps_per_epoch
     last_loss = float("nan")
     net.train()
     for epoch in range(start_epoch, tcfg["epochs"]):
-        bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tcfg['epochs']}",
-                   disable=not progress, file=sys.stderr, dynamic_ncols=True, leave=False)
+        bar = report.bar(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{tcfg['epochs']}")
         sums: dict[str, float] = {}
         for batch in bar:
             loss, logs = task.training_step(batch)
@@ -166,9 +167,8 @@ def train(model: str, data: str | Path, out: str | Path, *, preset: Optional[str
         done = epoch + 1 - start_epoch
         eta = elapsed / done * (tcfg["epochs"] - epoch - 1)
         history.append({"epoch": epoch + 1, **means, "seconds": round(seconds_before + elapsed, 1)})
-        if progress:
-            print(f"epoch {epoch + 1}/{tcfg['epochs']}  " + "  ".join(f"{k} {v:.5f}" for k, v in means.items())
-                  + f"  [{elapsed / 60:.1f} min, ETA {eta / 60:.1f} min]", file=sys.stderr, flush=True)
+        report.info(f"epoch {epoch + 1}/{tcfg['epochs']}  " + "  ".join(f"{k} {v:.5f}" for k, v in means.items())
+                    + f"  [{elapsed / 60:.1f} min, ETA {eta / 60:.1f} min]")
         save_checkpoint(out, net, task.state(), {**cfg, "parameters": params, "gmac_per_frame": gmac,
                                                  "history": history},
                         optimizer=opt, trainer_state={"epoch": epoch + 1, "step": step, "seed": seed,

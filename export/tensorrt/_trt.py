@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import ctypes
+import logging
 import re
 from types import ModuleType
 from typing import Any, Optional
 
 from vadedge._optional import require
 from vadedge.errors import VadedgeError
+
+logger = logging.getLogger(__name__)
 
 #: TensorRT 10.12 deprecated the weak-typing APIs; 11.0 removed them (strongly typed networks only).
 STRONG_TYPING_FROM = (10, 12)
@@ -44,7 +47,7 @@ def make_logger(trt: Any, verbose: bool = False) -> Any:
             if level <= 2 or verbose:  # INTERNAL_ERROR=0, ERROR=1, WARNING=2, INFO=3, VERBOSE=4
                 self.messages.append((level, str(msg)))
             if level <= 1 or verbose:
-                print(f"[TensorRT] {msg}")
+                logger.log(logging.ERROR if level <= 1 else logging.INFO, "[TensorRT] %s", msg)
 
         def errors(self) -> list[str]:
             return [m for level, m in self.messages if level <= 1]

@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+
+from vadedge.commands._logging import DEFAULT, QUIET, console_logging
+from vadedge.progress import Progress, progress_bar
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_VARIANTS = ("fp32", "fp16", "int8:cpu:minmax", "int8:trt:minmax")
 
@@ -62,7 +67,7 @@ def parse_variant(spec: str) -> dict:
 
 
 def build_variants(ckpt, variants: Sequence[dict], out: Path, calib_data: Path, *, calib_clips: int = 256,
-                   threads: Optional[int] = None, log=print) -> tuple[dict[str, Path], dict, dict]:
+                   threads: Optional[int] = None, log: Optional[Progress] = None) -> tuple[dict[str, Path], dict, dict]:
     """Export FP32 once, derive every variant's ONNX file; returns ({name: path}, graph, build info)."""
     import onnx
 
@@ -96,18 +101,16 @@ def build_variants(ckpt, variants: Sequence[dict], out: Path, calib_data: Path, 
             notes[name] = {"clips": rep.clips, "quantized_tensors": rep.quantized_nodes}
         notes.setdefault(name, {})["build_seconds"] = round(time.time() - t0, 1)
         built[name] = path
-        log(f"built {name}: {path.name}")
+        (log or Progress(logger, False)).info(f"built {name}: {path.name}")
     return built, graph, notes
 
 
 def score_videos(stream, split, spec, state, progress: bool = False, desc: str = ""):
     """VideoScores of every video of a split through an OnnxStream (state carried per video)."""
-    from tqdm import tqdm
-
     from vadedge.train.evaluate import VideoScores
 
     out = []
-    for video in tqdm(split.videos, desc=desc, disable=not progress, file=sys.stderr, leave=False):
+    for video in progress_bar(split.videos, total=len(split.videos), desc=desc, enabled=progress):
         frames = video.load(spec)
         comps = stream.score_frames(frames, state)
         first = stream.clip_length - 1
@@ -166,7 +169,7 @@ def run(model_dir: str | Path, data: str | Path, out: str | Path, *, variants: S
     from vadedge.export.benchmark import compare_latency, format_latency
     from vadedge.train.checkpoint import load_checkpoint
 
-    log = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else (lambda m: None)
+    log = Progress(logger, progress)
     out = Path(out)
     specs = [parse_variant(v) for v in variants]
     ckpt = load_checkpoint(model_dir)
@@ -188,8 +191,8 @@ def run(model_dir: str | Path, data: str | Path, out: str | Path, *, variants: S
         else:
             res["agreement_vs_" + ref_name] = agreement(ref_videos, videos)
         results["variants"][v["name"]] = {**v, **res}
-        log(f"{v['name']}: paper AUC {100 * res['paper']['auc']:.2f} %, streaming AUC "
-            f"{100 * res['streaming']['auc']:.2f} %")
+        log.info(f"{v['name']}: paper AUC {100 * res['paper']['auc']:.2f} %, streaming AUC "
+                 f"{100 * res['streaming']['auc']:.2f} %")
     frames = test.videos[0].load(ckpt.model.spec)[: ckpt.model.clip_length][None]
     feeds = {graph["frames_input"]: np.ascontiguousarray(frames)}
     feeds.update({s["input"]: state[s["name"]][None] for s in graph["state"]})
@@ -199,7 +202,6 @@ def run(model_dir: str | Path, data: str | Path, out: str | Path, *, variants: S
     (out / "results.json").write_text(json.dumps(results, indent=1))
     table = format_table(results) + "\n\n" + format_latency(lat)
     (out / "results.md").write_text(table + "\n")
-    print(table)
     return results
 
 
@@ -242,10 +244,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (1: CPU-time timing)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
-    run(a.model_dir, a.data, a.out or Path(a.model_dir) / "export-quality",
-        variants=[v for v in a.variants.split(",") if v], calib_data=a.calib_data, calib_clips=a.calib_clips,
-        calib_videos=a.calib_videos, smoothing=a.smoothing, rounds=a.rounds, threads=a.threads,
-        progress=not a.quiet)
+    out = Path(a.out or Path(a.model_dir) / "export-quality")
+    with console_logging(QUIET if a.quiet else DEFAULT):
+        run(a.model_dir, a.data, out,
+            variants=[v for v in a.variants.split(",") if v], calib_data=a.calib_data, calib_clips=a.calib_clips,
+            calib_videos=a.calib_videos, smoothing=a.smoothing, rounds=a.rounds, threads=a.threads,
+            progress=not a.quiet)
+    print((out / "results.md").read_text(), end="")
 
 
 if __name__ == "__main__":

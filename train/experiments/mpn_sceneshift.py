@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -32,11 +33,15 @@ import torch
 
 from vadedge.datasets import Split, open_split
 from vadedge.errors import ConfigError, VadedgeError
+from vadedge.commands._logging import DEFAULT, QUIET, console_logging
+from vadedge.progress import Progress
 
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..evaluate import VideoScores, calibrate, paper_scores, score_frames, summarise
 from ..models.mpn_shifts import Shift, parse_shift
 from ..trainer import train
+
+logger = logging.getLogger(__name__)
 
 STAGES = ("pretrain", "dpu", "meta")
 
@@ -52,8 +57,7 @@ def train_stages(data: str | Path, out: Path, *, preset: str = "edge-s", epochs:
         summary = train("mpn", data, dirs[stage], preset=preset, stage=stage, init=prev, seed=seed,
                         epochs=(epochs or {}).get(stage), batch_size=batch_size, model_overrides=model_overrides,
                         threads=threads, progress=progress)
-        if progress:
-            print(f"[{stage}] {summary.format()}", file=sys.stderr, flush=True)
+        Progress(logger, progress).info(f"[{stage}] {summary.format()}")
         prev = dirs[stage]
     return dirs
 
@@ -152,10 +156,9 @@ def evaluate_conditions(conditions: Sequence[Condition], data: str | Path, *, st
             row["auc_streaming_common"] = summarise(common, [calib.fuse(v, signs, weights) for v in common])["auc"]
         row["seconds"] = round(time.time() - t0, 1)
         rows.append(row)
-        if progress:
-            print(f"{cond.label:>10s} shift={row['shift']:<16s} K={cond.k:<3d} "
-                  f"AUC paper {100 * row['auc_paper_common']:.2f} %  adapt {1000 * row['adapt_seconds_mean']:.0f} ms",
-                  file=sys.stderr, flush=True)
+        Progress(logger, progress).info(f"{cond.label:>10s} shift={row['shift']:<16s} K={cond.k:<3d} "
+                                        f"AUC paper {100 * row['auc_paper_common']:.2f} %  "
+                                        f"adapt {1000 * row['adapt_seconds_mean']:.0f} ms")
     return rows
 
 
@@ -248,10 +251,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             p.error(f"--input-size: expected HxW such as 128x128, got {a.input_size!r}")
         overrides = {"height": h, "width": w}
     try:
-        result = run(a.data, a.out, preset=a.preset, ks=a.k, test_shift=a.test_shift, meta=a.meta, dpu=a.dpu,
-                     epochs=epochs, batch_size=a.batch_size, model_overrides=overrides, seed=a.seed,
-                     threads=a.threads, streaming=not a.no_streaming,
-                     progress=not a.quiet, allow_seen_shift=a.allow_seen_shift, controls=a.controls)
+        with console_logging(QUIET if a.quiet else DEFAULT):
+            result = run(a.data, a.out, preset=a.preset, ks=a.k, test_shift=a.test_shift, meta=a.meta, dpu=a.dpu,
+                         epochs=epochs, batch_size=a.batch_size, model_overrides=overrides, seed=a.seed,
+                         threads=a.threads, streaming=not a.no_streaming,
+                         progress=not a.quiet, allow_seen_shift=a.allow_seen_shift, controls=a.controls)
     except VadedgeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

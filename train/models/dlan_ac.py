@@ -41,7 +41,7 @@ Choices where the paper is silent (also in docs/models/dlan-ac.md):
 """
 from __future__ import annotations
 
-import sys
+import logging
 from typing import Optional
 
 import numpy as np
@@ -49,9 +49,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vadedge._optional import require
 from vadedge.errors import ConfigError
 from vadedge.preprocess import InputSpec
+from vadedge.progress import progress_bar
 
 from ..backbone import Decoder, Encoder
 from ..data import ClipDataset, make_loader
@@ -60,6 +60,8 @@ from ..registry import register_model
 from ..scores import psnr
 from ..som import adaptive_cluster
 from .lai import split_clip
+
+logger = logging.getLogger(__name__)
 
 STAGES = ("full", "ae", "main")
 
@@ -217,7 +219,6 @@ class DLANTask:
 
     def pretrain_autoencoder(self, dataset: ClipDataset, epochs: int) -> None:
         """The paper's AC pre-clustering stage: encoder + decoder, Adam + cosine annealing, L_int + L_gd."""
-        tqdm = require("tqdm").tqdm
         m = self.model
         params = list(m.encoder.parameters()) + list(m.decoder.parameters())
         loader = make_loader(dataset, self.cfg["batch_size"], shuffle=True, seed=self.seed + 7919)
@@ -226,16 +227,14 @@ class DLANTask:
         m.train()
         for epoch in range(epochs):
             total = 0.0
-            for batch in tqdm(loader, desc=f"AC pre-clustering {epoch + 1}/{epochs}", file=sys.stderr,
-                              disable=None, leave=False, dynamic_ncols=True):
+            for batch in progress_bar(loader, total=len(loader), desc=f"AC pre-clustering {epoch + 1}/{epochs}"):
                 loss, logs = self.ae_loss(batch)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
                 total += logs["loss"]
-            print(f"AC pre-clustering epoch {epoch + 1}/{epochs}  loss {total / max(1, len(loader)):.5f}",
-                  file=sys.stderr, flush=True)
+            logger.info("AC pre-clustering epoch %d/%d  loss %.5f", epoch + 1, epochs, total / max(1, len(loader)))
 
     @torch.no_grad()
     def features(self, dataset: ClipDataset, max_maps: int) -> np.ndarray:
@@ -258,9 +257,8 @@ class DLANTask:
         res = adaptive_cluster(feats, self.model.num_clusters, iterations=self.cfg["som_iterations"],
                                sigma=self.cfg["som_sigma"], learning_rate=self.cfg["som_lr"], seed=self.seed)
         self.model.set_clusters(res.centres, res.num_kept)
-        print(f"Adaptive Clusterer: M = {res.num_kept} of {self.model.num_clusters} clusters kept "
-              f"(mean {res.mean_winners:.2f} distinct winners over {len(feats)} feature maps)",
-              file=sys.stderr, flush=True)
+        logger.info("Adaptive Clusterer: M = %d of %d clusters kept (mean %.2f distinct winners over %d feature "
+                    "maps)", res.num_kept, self.model.num_clusters, res.mean_winners, len(feats))
 
     # -- formal training -------------------------------------------------------------------------
     def training_step(self, frames: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:

@@ -38,7 +38,6 @@ errors divided by their typical worst-patch value on normal training frames, see
 """
 from __future__ import annotations
 
-import sys
 from typing import Any, Optional
 
 import numpy as np
@@ -287,12 +286,11 @@ class FlowClipDataset(Dataset):
             s = base.spec
             need = sum(max(len(v) - 1, 0) for v in base.cache) * s.height * s.width * 2 * 4
             if need <= FLOW_CACHE_LIMIT_BYTES:
-                from vadedge._optional import require
+                from vadedge.progress import progress_bar
 
-                tqdm = require("tqdm").tqdm
                 self.flows = [provider.video_flow(v) for v in
-                              tqdm(base.cache, desc=f"optical flow ({provider.name})", disable=None if progress else True,
-                                   file=sys.stderr, leave=False)]
+                              progress_bar(base.cache, total=len(base.cache), desc=f"optical flow ({provider.name})",
+                                           enabled=progress)]
 
     def __len__(self) -> int:
         return len(self.base)

@@ -9,20 +9,24 @@ fresh interpreter → optional throughput vs streams and vs input size. Returns 
 """
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..progress import Progress
 from . import measure
 from .peak import achieved_gflops, measure_peak, peak_share
 from .variants import ModelSource, Row, parse_backends, prepare_rows, resolve_source
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
@@ -114,16 +118,19 @@ def machine_info(threads: Optional[int]) -> dict:
     return info
 
 
-def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> dict:
-    """Measure every row of `cfg.backends` side by side; see the module docstring."""
+def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
+    """Measure every row of `cfg.backends` side by side; see the module docstring.
+
+    Step messages go to the `vadedge.bench` logger (INFO with `progress`, else DEBUG; `vadedge.progress`)."""
     cfg.check()
+    report = Progress(logger, progress)
     threads = cfg.threads or os.cpu_count() or 1
     workdir = Path(cfg.workdir) if cfg.workdir else Path(tempfile.mkdtemp(prefix="vadedge-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    source = resolve_source(cfg.model, cfg.preset, workdir, log)
+    source = resolve_source(cfg.model, cfg.preset, workdir, report)
     rows, variant_dir = prepare_rows(
         list(cfg.backends), source, workdir, fp16=_p(cfg.fp16), int8=_p(cfg.int8), engine=_p(cfg.engine),
-        calib_data=_p(cfg.calib_data), calib_clips=cfg.calib_clips, log=log)
+        calib_data=_p(cfg.calib_data), calib_clips=cfg.calib_clips, report=report)
     if cfg.ab:
         from .variants import add_ab_rows
 
@@ -152,7 +159,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
     video = measure.write_video(raw, workdir / f"bench-{len(raw)}-{zlib.crc32(frames_label.encode())}.mp4")
     gmac = _gmac(variant_dir, first) if variant_dir is not None else None
     result["model"]["gmac_per_frame"] = gmac
-    log(f"SGEMM peak ({threads} threads) ...")
+    report.info(f"SGEMM peak ({threads} threads) ...")
     peaks = [measure_peak(threads, cfg.sgemm_n)]
     time.sleep(cfg.settle)
     for det in dets.values():  # warm-up: first-call allocations and kernel selection stay out of the rounds
@@ -162,7 +169,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
     e2e: dict[str, list[dict]] = {k: [] for k in dets}
     names = list(dets)
     for r in range(cfg.rounds):
-        log(f"round {r + 1}/{cfg.rounds}: model-only (interleaved in blocks of 25 calls) and end-to-end passes ...")
+        report.info(f"round {r + 1}/{cfg.rounds}: model-only (interleaved in blocks of 25 calls) and end-to-end passes ...")
         for name, times in measure.model_only_interleaved(dets, clips, settle=cfg.settle).items():
             calls[name].extend(times)
             round_fps[name].append(len(times) / sum(times))
@@ -184,7 +191,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
     result["ratios"] = _ratios(out_rows)
     result["import_vadedge_s"] = round(measure.import_seconds(), 4)
     if cfg.rss_frames:
-        log("resident memory per backend (fresh interpreters) ...")
+        report.info("resident memory per backend (fresh interpreters) ...")
         for row, d in zip(rows, out_rows):
             if row.backend in dets:
                 d["rss"] = _rss(row, source, variant_dir, cfg.rss_frames, threads)
@@ -196,15 +203,15 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = lambda s: None) -> 
     if cfg.streams and ort_rows and variant_dir is not None:
         from .scaling import streams_table
 
-        log("throughput vs streams ...")
+        report.info("throughput vs streams ...")
         result["streams"] = streams_table(variant_dir, ort_rows, raw, stream_counts(cfg.streams),
                                           cfg.stream_steps, cfg.rounds, threads)
     result["sizes"] = None
     if cfg.sizes:
         from .scaling import sizes_table
 
-        log("throughput vs input size ...")
-        result["sizes"] = sizes_table(source, cfg.sizes, workdir, raw, cfg.rounds, threads, log)
+        report.info("throughput vs input size ...")
+        result["sizes"] = sizes_table(source, cfg.sizes, workdir, raw, cfg.rounds, threads, report)
     if cfg.plot and (result["streams"] or result["sizes"]):
         from .report import plot_scaling
 

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from ..progress import Progress
 from . import measure
 from .variants import PRECISION, ModelSource
 
@@ -31,7 +32,7 @@ def streams_table(variant_dir: Path, backends: Sequence[str], frames: Sequence[n
 
 
 def sizes_table(source: ModelSource, sizes: Sequence[tuple[int, int]], workdir: Path, frames: Sequence[np.ndarray],
-                rounds: int, threads: int, log: Callable[[str], None]) -> dict:
+                rounds: int, threads: int, report: Progress) -> dict:
     """Model-only FPS and GMAC of the ORT FP32 graph of the same family at each input size (random weights)."""
     import importlib.util
 
@@ -46,7 +47,7 @@ def sizes_table(source: ModelSource, sizes: Sequence[tuple[int, int]], workdir: 
     for h, w in sizes:
         out = workdir / f"size-{h}x{w}"
         if not (out / "vadedge.json").is_file():
-            log(f"exporting {cfg['name']} at {h}x{w} ...")
+            report.info(f"exporting {cfg['name']} at {h}x{w} ...")
             ckpt = _size_checkpoint(cfg, h, w, workdir / f"size-{h}x{w}-ckpt")
             export_bundle(ckpt, out, batch="dynamic", score_data=False, progress=False)
         bundles[(h, w)] = out

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 
 from ..bundle import BUNDLE_FILE, Bundle, load_bundle, save_bundle
 from ..errors import ConfigError
+from ..progress import Progress
 
 BACKENDS = ("torch", "ort-fp32", "ort-fp16", "ort-int8", "trt")
 DEFAULT_BACKENDS = ("torch", "ort-fp32", "ort-int8", "trt")
+_SILENT = Progress(logging.getLogger(__name__), enabled=False)  # default: step messages at DEBUG
 PRECISION = {"ort-fp32": "fp32", "ort-fp16": "fp16", "ort-int8": "int8"}
 
 
@@ -62,12 +65,12 @@ def _checkpoint_of_bundle(path: Path) -> Optional[Path]:
 
 
 def resolve_source(model: Optional[Union[str, Path]], preset: Optional[str], workdir: Path,
-                   log: Callable[[str], None] = lambda s: None) -> ModelSource:
+                   report: Progress = _SILENT) -> ModelSource:
     """Bundle folder, checkpoint folder or `MODEL:PRESET` (random weights) → a ModelSource with an FP32 bundle."""
     if model is not None and preset is not None:
         raise ConfigError("pass either --model or --preset, not both")
     if preset is not None:
-        ckpt = _preset_checkpoint(preset, workdir, log)
+        ckpt = _preset_checkpoint(preset, workdir, report)
         src = ModelSource(preset, "preset", checkpoint=ckpt)
     elif model is None:
         from ..runtime.defaults import default_bundle
@@ -93,12 +96,12 @@ def resolve_source(model: Optional[Union[str, Path]], preset: Optional[str], wor
     else:
         from ..export import export_bundle
 
-        log(f"exporting {src.label} to ONNX (dynamic batch) ...")
+        report.info(f"exporting {src.label} to ONNX (dynamic batch) ...")
         src.bundle = export_bundle(src.checkpoint, out, batch="dynamic", score_data=False, progress=False)
     return src
 
 
-def _preset_checkpoint(preset: str, workdir: Path, log: Callable[[str], None]) -> Path:
+def _preset_checkpoint(preset: str, workdir: Path, report: Progress) -> Path:
     name, _, pname = preset.partition(":")
     if not name:
         raise ConfigError(f"--preset must be MODEL[:PRESET], got {preset!r}")
@@ -112,7 +115,7 @@ def _preset_checkpoint(preset: str, workdir: Path, log: Callable[[str], None]) -
     from ..train.registry import get_model_entry, resolve_config
 
     cfg = resolve_config(name, pname or None)
-    log(f"building {name}:{cfg['preset']} with random weights (speed does not depend on them) ...")
+    report.info(f"building {name}:{cfg['preset']} with random weights (speed does not depend on them) ...")
     torch.manual_seed(0)
     model = get_model_entry(name).build(cfg["model"]).eval()
     save_checkpoint(out, model, model.initial_state(), {**cfg, "data": None, "seed": 0})
@@ -230,7 +233,7 @@ class Row:
 
 def prepare_rows(backends: list[str], source: ModelSource, workdir: Path, *, fp16: Optional[Path] = None,
                  int8: Optional[Path] = None, engine: Optional[Path] = None, calib_data: Optional[Path] = None,
-                 calib_clips: int = 64, log: Callable[[str], None] = lambda s: None
+                 calib_clips: int = 64, report: Progress = _SILENT
                  ) -> tuple[list[Row], Optional[Path]]:
     """One Row per requested backend (same order); returns them and the variant bundle's folder."""
     vb: Optional[VariantBundle] = VariantBundle(source.bundle, workdir) if source.bundle is not None else None
@@ -241,9 +244,9 @@ def prepare_rows(backends: list[str], source: ModelSource, workdir: Path, *, fp1
             if name == "torch":
                 _torch_row(row, source)
             elif name in PRECISION:
-                _ort_row(row, vb, source, workdir, {"fp16": fp16, "int8": int8}, calib_data, calib_clips, log)
+                _ort_row(row, vb, source, workdir, {"fp16": fp16, "int8": int8}, calib_data, calib_clips, report)
             elif name == "trt":
-                _trt_row(row, vb, source, engine, log)
+                _trt_row(row, vb, source, engine, report)
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001 - a backend that fails to prepare is reported, not fatal
@@ -270,7 +273,7 @@ def _torch_row(row: Row, source: ModelSource) -> None:
 
 
 def _ort_row(row: Row, vb: Optional[VariantBundle], source: ModelSource, workdir: Path, given: dict,
-             calib_data: Optional[Path], calib_clips: int, log: Callable[[str], None]) -> None:
+             calib_data: Optional[Path], calib_clips: int, report: Progress) -> None:
     if not _has("onnxruntime"):
         row.reason = "onnxruntime is not installed (pip install onnxruntime)"
         return
@@ -288,11 +291,11 @@ def _ort_row(row: Row, vb: Optional[VariantBundle], source: ModelSource, workdir
             row.reason = f"deriving the {precision} model needs onnx: pip install 'vadedge[export]'"
             return
         elif precision == "fp16":
-            log("deriving the FP16 model (vadedge.export.fp16) ...")
+            report.info("deriving the FP16 model (vadedge.export.fp16) ...")
             derive_fp16(vb)
         else:
             footage, what = calibration_footage(source, calib_data, workdir, vb.src.input_spec)
-            log(f"quantising to INT8 (cpu profile, {calib_clips} clips of {what}) ...")
+            report.info(f"quantising to INT8 (cpu profile, {calib_clips} clips of {what}) ...")
             row.detail["int8"] = {**derive_int8(vb, footage, calib_clips), "calibration": what}
     row.detail["model"] = str(vb.bundle().model_file(precision))
     row.load = ort_loader(vb.path, precision)
@@ -351,7 +354,7 @@ def source_models(source: ModelSource) -> dict:
 
 
 def _trt_row(row: Row, vb: Optional[VariantBundle], source: ModelSource, engine: Optional[Path],
-             log: Callable[[str], None]) -> None:
+             report: Progress) -> None:
     if not _has("tensorrt"):
         row.reason = "TensorRT is not installed (pip install 'vadedge[trt]'; needs an NVIDIA GPU)"
         return
@@ -363,7 +366,7 @@ def _trt_row(row: Row, vb: Optional[VariantBundle], source: ModelSource, engine:
 
         engine = vb.path / "model.fp16.engine"
         if not engine.is_file():
-            log("building a TensorRT FP16 engine (vadedge.export.tensorrt.build_engine) ...")
+            report.info("building a TensorRT FP16 engine (vadedge.export.tensorrt.build_engine) ...")
             info = build_engine(vb.bundle().model_file("fp32"), engine, precision="fp16")
             vb.add_engine(engine, {"precision": "fp16", **{k: v for k, v in info.items() if k != "file"}})
     path, eng = vb.path, Path(engine)

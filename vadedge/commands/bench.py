@@ -8,6 +8,7 @@ from typing import Optional
 import click
 
 from ._errors import user_errors
+from ._logging import verbosity_options
 
 
 @click.command("bench")
@@ -55,7 +56,7 @@ from ._errors import user_errors
               help="Write the full result as JSON.")
 @click.option("--plot", type=click.Path(path_type=Path), default=None,
               help="PNG of throughput vs streams and vs input size (needs matplotlib).")
-@click.option("--quiet", "-q", is_flag=True, help="No progress messages.")
+@verbosity_options
 @user_errors
 def bench_cmd(model: Optional[Path], preset: Optional[str], backends: str, frames: int, rounds: int,
               threads: Optional[int], streams: int, stream_steps: int, sizes: Optional[str], data: Optional[Path],
@@ -90,8 +91,7 @@ def bench_cmd(model: Optional[Path], preset: Optional[str], backends: str, frame
                       rss_frames=rss_frames, sgemm_n=sgemm_n, ab=parse_session_config(ab) or None, settle=settle,
                       plot=str(plot) if plot else None)
     cfg.check()  # bad values exit 2 before any work
-    log = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
-    result = run_bench(cfg, log=log)
+    result = run_bench(cfg, progress=not quiet)
     click.echo(format_table(result))
     if json_out:
         write_json(result, json_out)

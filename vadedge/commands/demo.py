@@ -8,6 +8,7 @@ from typing import Optional
 import click
 
 from ._errors import user_errors
+from ._logging import verbosity_options
 
 
 @click.command("demo")
@@ -24,7 +25,7 @@ from ._errors import user_errors
               show_default=True)
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda[:N] or tensorrt[:N].")
 @click.option("--threshold", default=None, metavar="ON[:OFF]", help="Override the bundle's event threshold.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress line.")
+@verbosity_options
 @user_errors
 def demo_cmd(out: Path, model: Optional[Path], data: Optional[Path], video: Optional[str], synthetic: bool,
              backend: str, device: str, threshold: Optional[str], quiet: bool) -> None:

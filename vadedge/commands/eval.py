@@ -7,6 +7,7 @@ from typing import Optional
 import click
 
 from ._errors import user_errors
+from ._logging import verbosity_options
 
 
 @click.command("eval")
@@ -26,7 +27,7 @@ from ._errors import user_errors
 @click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
 @click.option("--adapt-k", type=click.IntRange(min=0), default=0, show_default=True,
               help="Few-shot models (MPN): adapt each video on its first K clips, score the rest.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@verbosity_options
 @user_errors
 def eval_cmd(model_dir: Path, data: Path, protocol: str, out: Optional[Path], smoothing: float,
              calib_videos: Optional[int], threads: Optional[int], no_plots: bool, quiet: bool,

@@ -11,6 +11,7 @@ from typing import Optional
 import click
 
 from ._errors import user_errors
+from ._logging import verbosity_options
 
 EPILOG = """\b
 Examples:
@@ -85,7 +86,7 @@ def export_group() -> None:
 @click.option("--opset", type=click.IntRange(min=18), default=18, show_default=True, help="ONNX opset.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Bundle folder (default: MODEL_DIR/bundle).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime threads for calibration.")
-@click.option("--quiet", is_flag=True, help="No progress messages.")
+@verbosity_options
 @user_errors
 def export_bundle_cmd(model_dir: Path, engine: str, precision: str, calib_data: Optional[Path], calib_method: str,
                       int8_target: Optional[str], calib_clips: Optional[int], score_data: Optional[Path],
@@ -124,6 +125,7 @@ def _int(value: str) -> int:
               help="Output folder for the plugin library.")
 @click.option("--cuda-archs", default=None, metavar="LIST",
               help="Comma-separated CUDA architectures, e.g. 87 (Orin) or 86,89 (default: detected GPUs).")
+@verbosity_options
 @user_errors
 def build_plugins_cmd(out: Path, cuda_archs: Optional[str]) -> None:
     """Build the vadedge TensorRT plugin library (CMake + nvcc + TensorRT headers, on the target)."""

@@ -6,12 +6,14 @@ from pathlib import Path
 import click
 
 from ._errors import user_errors
+from ._logging import verbosity_options
 
 
 @click.command("info")
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print vadedge.json as JSON instead of a summary.")
 @click.option("--no-check", is_flag=True, help="Skip loading each model file to compare it with vadedge.json.")
+@verbosity_options
 @user_errors
 def info(bundle: Path, as_json: bool, no_check: bool) -> None:
     """Validate BUNDLE (vadedge.json schema, state file, model I/O) and print a summary."""

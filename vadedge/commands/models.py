@@ -4,9 +4,11 @@ from __future__ import annotations
 import click
 
 from ._errors import user_errors
+from ._logging import verbosity_options
 
 
 @click.command()
+@verbosity_options
 @user_errors
 def models() -> None:
     """List registered model families and their presets."""

@@ -9,6 +9,7 @@ from typing import Optional
 import click
 
 from ._errors import user_errors
+from ._logging import verbosity_options
 from ._params import FiniteFloatRange
 
 
@@ -69,7 +70,7 @@ def parse_threshold(text: Optional[str]) -> Optional[tuple[float, float]]:
 @click.option("--source-lost-after", type=FiniteFloatRange(min=0), default=5.0, show_default=True,
               help="Live sources: close an open event (reason source_lost) after this many seconds without frames.")
 @click.option("--no-heatmap", is_flag=True, help="Do not draw / keep error maps.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress or status line.")
+@verbosity_options
 @user_errors
 def run_cmd(source: str, model: Optional[Path], backend: str, device: str, precision: Optional[str],
             engine: Optional[Path], plugins: tuple[Path, ...], events: Optional[Path], scores: Optional[Path],

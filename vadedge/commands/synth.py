@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from ._errors import user_errors
+from ._logging import verbosity_options
 
 
 @click.command()
@@ -16,6 +17,7 @@ from ._errors import user_errors
 @click.option("--frames", "frames_per_video", type=click.IntRange(min=8), default=80, show_default=True)
 @click.option("--size", default="96x128", show_default=True, metavar="HxW", help="Frame size.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@verbosity_options
 @user_errors
 def synth(out: Path, train_videos: int, test_videos: int, frames_per_video: int, size: str, seed: int) -> None:
     """Generate a synthetic fixed-camera dataset into OUT (training/, testing/, labels.json)."""

@@ -7,6 +7,7 @@ from typing import Optional
 import click
 
 from ._errors import user_errors
+from ._logging import verbosity_options
 
 
 @click.command()
@@ -37,7 +38,7 @@ from ._errors import user_errors
               help="Training stage for multi-stage families (MPN: pretrain, dpu, meta).")
 @click.option("--init", type=click.Path(path_type=Path), default=None,
               help="Start from the weights (and state) of another checkpoint, e.g. the previous stage.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@verbosity_options
 @user_errors
 def train(model_name: str, preset: Optional[str], data: Path, out: Path, epochs: Optional[int],
           batch_size: Optional[int], lr: Optional[float], seed: int, resume: bool, workers: Optional[int],

@@ -185,7 +185,7 @@ def _close_all(sinks: Sequence[Any]) -> Optional[BaseException]:
 def run_source(detector: Detector, source: Source, *, stream: Optional[str] = None,
                events: Optional[str | Path] = None, scores: Optional[str | Path] = None,
                video: Optional[str | Path] = None, show: bool = False, max_frames: Optional[int] = None,
-               progress: bool = True, status_out: TextIO = sys.stderr,
+               progress: bool = True, status_out: Optional[TextIO] = None,
                on_result: Optional[Callable[[Any, FrameResult], None]] = None,
                source_lost_after: float = SOURCE_LOST_AFTER) -> RunSummary:
     """Run `source` through `detector` as one stream, writing the requested sinks; see module doc.
@@ -195,7 +195,7 @@ def run_source(detector: Detector, source: Source, *, stream: Optional[str] = No
     handle = detector.stream(stream or "default")
     summary = RunSummary(source.name)
     status = _Status(source.total if max_frames is None else min(source.total or max_frames, max_frames),
-                     source.live, status_out, progress)
+                     source.live, status_out or sys.stderr, progress)  # stderr now, not at import
     opened: list[Any] = []
     try:
         log = EventLog(events) if events else None

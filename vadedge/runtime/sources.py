@@ -278,6 +278,8 @@ class CaptureSource(Source):
             logger.info("%s: %s", self.target, "live stream" if self.live else f"finite video of {n} frames")
         if not self.live:
             self.total = n
+        logger.debug("opened %s: %s frames, %s fps", self._describe(), n if n is not None else "unknown",
+                     f"{self.fps:g}" if self.fps else "unknown")
 
     def _connect_interruptibly(self) -> bool:
         """`_connect` in a helper thread, waited on in short slices so that a signal handler (Ctrl-C,
