@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from vadedge.errors import ConfigError
+from vadedge.train.protocols import AdaptableModel, HostInputs
 
 ERROR_MAP_STRIDE = 4  # error map = per-pixel squared error average-pooled by this factor
 
@@ -171,13 +172,14 @@ class StreamStepGraph(nn.Module):
 
 def side_input_specs(model) -> dict[str, dict]:
     """`model.side_inputs` ({name: {"shape": unbatched, "dtype", ...}}) or {} for families without any."""
-    return dict(getattr(model, "side_inputs", None) or {})
+    return dict(model.side_inputs) if isinstance(model, HostInputs) else {}
 
 
 def adaptable_params(model) -> dict[str, torch.Tensor]:
     """Parameters a family adapts per stream and takes as explicit inputs (`adaptable_parameters()`), or {}."""
-    fn = getattr(model, "adaptable_parameters", None)
-    return {k: v.detach().clone() for k, v in fn().items()} if callable(fn) else {}
+    if not isinstance(model, AdaptableModel):
+        return {}
+    return {k: v.detach().clone() for k, v in model.adaptable_parameters().items()}
 
 
 def prepare_model(model: nn.Module, keep: Iterable[str] = ()) -> nn.Module:
@@ -197,7 +199,7 @@ def example_inputs(model, state: dict[str, torch.Tensor], batch: int, *, side: I
                                dtype=torch.uint8, generator=g)
     tiled = tuple(v.unsqueeze(0).expand(batch, *v.shape).contiguous() for v in state.values())
     side = list(side)
-    host = model.host_inputs(frames) if side and hasattr(model, "host_inputs") else {}
+    host = model.host_inputs(frames) if side and isinstance(model, HostInputs) else {}
     specs = side_input_specs(model)
     side_values = tuple(host[k].to(torch.float32) if k in host else
                         torch.zeros(batch, *specs[k]["shape"], dtype=torch.float32) for k in side)

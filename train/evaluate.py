@@ -25,6 +25,7 @@ from vadedge.metrics import RobustStats, ema, equal_error_rate, frame_auc, has_b
 from vadedge.progress import progress_bar
 
 from .checkpoint import Checkpoint, load_checkpoint
+from .protocols import AdaptableModel, HostInputs
 
 PROTOCOLS = ("paper", "streaming", "both")
 
@@ -53,7 +54,7 @@ def score_frames(model, state: dict[str, torch.Tensor], frames: np.ndarray) -> d
     n_clip = model.clip_length
     video = torch.from_numpy(frames)
     values: dict[str, list[float]] = {k: [] for k in model.score_components}
-    host = getattr(model, "host_inputs", None)  # optional: inputs computed outside the graph (MAAM-Net's flow)
+    host = model.host_inputs if isinstance(model, HostInputs) else None  # e.g. MAAM-Net's flow, computed outside
     for t in range(n_clip - 1, len(frames)):
         clip = video[t - n_clip + 1:t + 1].unsqueeze(0)
         out = model.stream_step(clip, st, **(host(clip) if host is not None else {}))
@@ -164,7 +165,7 @@ def evaluate(model_dir: str | Path, data: str | Path, *, protocol: str = "both",
     if threads:
         torch.set_num_threads(threads)
     ckpt = load_checkpoint(model_dir)
-    if adapt_k and not hasattr(ckpt.model, "adapt_stream"):
+    if adapt_k and not isinstance(ckpt.model, AdaptableModel):
         raise ConfigError(f"--adapt-k: model '{ckpt.config['name']}' does not support few-shot adaptation")
     test = open_split(data, "testing", require_labels=True)
     signs, weights = ckpt.model.score_components, ckpt.model.score_weights

@@ -7,10 +7,13 @@ from typing import Any, Callable, Optional
 
 from vadedge.errors import ConfigError
 
+from .protocols import StreamModel, TrainingTask, missing_members
+
 
 @dataclass
 class ModelEntry:
-    """A registered family: `build(model_cfg) -> nn.Module`, `task(model, train_cfg)` for training."""
+    """A registered family: `build(model_cfg) -> StreamModel`, `task(model, train_cfg, ...) -> TrainingTask`
+    (the contracts are in train/protocols.py)."""
 
     name: str
     build: Callable[[dict], Any]
@@ -27,6 +30,18 @@ class ModelEntry:
                               f"available: {', '.join(sorted(self.presets))}")
         return copy.deepcopy(self.presets[key])
 
+    def build_model(self, model_cfg: dict) -> StreamModel:
+        """`build(model_cfg)`, checked against the StreamModel protocol (TypeError names what is missing)."""
+        net = self.build(model_cfg)
+        if not isinstance(net, StreamModel):
+            raise TypeError(f"model '{self.name}' builds a {type(net).__name__} without "
+                            f"{', '.join(missing_members(net, StreamModel))} (see train/protocols.py StreamModel)")
+        return net
+
+    def make_task(self, net: StreamModel, train_cfg: dict, **kwargs: Any) -> TrainingTask:
+        """`task(net, train_cfg, **kwargs)`: the family's training task (checked at registration)."""
+        return self.task(net, train_cfg, **kwargs)
+
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
@@ -34,6 +49,10 @@ _REGISTRY: dict[str, ModelEntry] = {}
 def register_model(name: str, *, task: Callable[..., Any], presets: dict[str, dict],
                    description: str = "", default_preset: str = "paper"):
     """Decorator registering `build(model_cfg: dict) -> nn.Module` under `name`."""
+
+    if isinstance(task, type) and missing_members(task, TrainingTask):
+        raise TypeError(f"model '{name}': task {task.__name__} lacks "
+                        f"{', '.join(missing_members(task, TrainingTask))} (see train/protocols.py TrainingTask)")
 
     def deco(build: Callable[[dict], Any]):
         if name in _REGISTRY:
@@ -72,4 +91,4 @@ def resolve_config(name: str, preset: Optional[str], model_overrides: Optional[d
 def create_model(name: str, preset: Optional[str] = None, **model_overrides):
     """Build a registered model from a preset, e.g. create_model('mnad-pred', 'edge-s')."""
     cfg = resolve_config(name, preset, model_overrides)
-    return get_model_entry(name).build(cfg["model"])
+    return get_model_entry(name).build_model(cfg["model"])

@@ -21,12 +21,13 @@ from .checkpoint import (MODEL_FILE, STATE_FILE, TRAINER_FILE, load_optimizer_st
                          save_checkpoint)
 from .data import ClipDataset, fingerprint, make_loader
 from .flops import count_parameters, gmac_per_frame
+from .protocols import CustomLoader, PreparesData, SelectsParameters, TrainingTask
 from .registry import get_model_entry, resolve_config
 
 logger = logging.getLogger(__name__)
 
 
-def _load_init(path: Path, net: torch.nn.Module, task) -> None:
+def _load_init(path: Path, net: torch.nn.Module, task: TrainingTask) -> None:
     """Start from another checkpoint: matching weights are loaded, new modules keep their init."""
     read_config(path)
     tensors = load_tensors(path / MODEL_FILE)
@@ -35,7 +36,7 @@ def _load_init(path: Path, net: torch.nn.Module, task) -> None:
     if not compatible:
         raise CheckpointError(f"--init: no weights in {path} fit this model")
     net.load_state_dict(compatible, strict=False)
-    if (path / STATE_FILE).is_file() and hasattr(task, "load_state"):
+    if (path / STATE_FILE).is_file():
         try:
             task.load_state(load_tensors(path / STATE_FILE))
         except (KeyError, RuntimeError):
@@ -100,22 +101,22 @@ def train(model: str, data: str | Path, out: str | Path, *, preset: Optional[str
     tcfg = cfg["train"]
     gen = seed_everything(seed)
     entry = get_model_entry(model)
-    net = entry.build(cfg["model"])
-    task = entry.task(net, tcfg, generator=gen, stage=stage)
+    net = entry.build_model(cfg["model"])
+    task = entry.make_task(net, tcfg, generator=gen, stage=stage)
     if init is not None and not resume:
         _load_init(Path(init), net, task)
 
     split = open_split(data, "training")
     dataset = ClipDataset(split, net.spec, net.clip_length)
-    if hasattr(task, "prepare"):
+    if isinstance(task, PreparesData):
         task.prepare(dataset)
-    if hasattr(task, "make_loader"):
+    if isinstance(task, CustomLoader):
         loader = task.make_loader(dataset, tcfg["batch_size"], seed, workers)
     else:
         loader = make_loader(dataset, tcfg["batch_size"], shuffle=True, seed=seed, workers=workers)
     steps_per_epoch = max(1, len(loader))
     total_steps = tcfg["epochs"] * steps_per_epoch
-    params = list(task.trainable_parameters()) if hasattr(task, "trainable_parameters") else list(net.parameters())
+    params = list(task.trainable_parameters()) if isinstance(task, SelectsParameters) else list(net.parameters())
     opt = torch.optim.Adam(params, lr=tcfg["lr"], betas=(0.9, 0.999),
                            weight_decay=tcfg.get("weight_decay", 0.0))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
