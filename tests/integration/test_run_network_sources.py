@@ -4,13 +4,11 @@ an open that the server never answers (exit 130 / 143)."""
 from __future__ import annotations
 
 import http.server
-import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 
 import cv2
 import numpy as np
@@ -122,21 +120,10 @@ def silent_server():
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_interrupts_opening_an_unresponsive_stream(silent_server, bundle, sig, code):
+def test_a_signal_interrupts_opening_an_unresponsive_stream(silent_server, bundle, signal_vadedge, sig, code):
     port, conns = silent_server
-    proc = subprocess.Popen(VADEDGE + ["run", f"http://127.0.0.1:{port}/live", "--model", str(bundle), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        end = time.monotonic() + 60  # hang guard only
-        while not conns and time.monotonic() < end and proc.poll() is None:
-            time.sleep(0.05)
-        assert conns, "vadedge never connected"
-        time.sleep(0.2)  # FFmpeg is now waiting for the HTTP response
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == code, err
+    # once vadedge has connected, FFmpeg waits for an HTTP response that never comes
+    rc, _, err = signal_vadedge(["run", f"http://127.0.0.1:{port}/live", "--model", bundle, "--quiet"],
+                                ready=lambda: bool(conns), sig=sig, settle=0.2)
+    assert rc == code, err
     assert "interrupted while opening the source" in err and "Traceback" not in err

@@ -2,11 +2,7 @@
 closed, every CSV row is written, and the exit code is 128 + the signal number."""
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,38 +14,18 @@ from vadedge.runtime.sinks import read_events  # noqa: E402
 from vadedge.runtime.testing import make_toy_bundle  # noqa: E402
 from vadedge.synthetic import write_video  # noqa: E402
 
-VADEDGE = [sys.executable, "-c", "from vadedge.cli import main; main()"]
-
-
-def _wait_for(pred, timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
-
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_stop_signals_leave_every_reported_event_and_row_on_disk(tmp_path, sig, code):
+def test_stop_signals_leave_every_reported_event_and_row_on_disk(tmp_path, signal_vadedge, sig, code):
     # every frame is anomalous (threshold far below any score): an event opens on the first scored
     # frame and stays open until the run is interrupted
     bundle = make_toy_bundle(tmp_path / "toy", threshold=(-1e9, -1e9))
     frames = np.random.default_rng(0).integers(0, 255, (5000, 32, 32, 3), np.uint8)
     video = write_video(tmp_path / "long.avi", frames, fps=25)
     events, scores = tmp_path / "events.jsonl", tmp_path / "scores.csv"
-    proc = subprocess.Popen(VADEDGE + ["run", str(video), "--model", str(bundle), "--events", str(events),
-                                       "--scores", str(scores), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        assert _wait_for(lambda: events.is_file() and events.stat().st_size > 0, 60), proc.stderr.read()
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == code, err
+    rc, out, err = signal_vadedge(["run", video, "--model", bundle, "--events", events, "--scores", scores,
+                                      "--quiet"], ready=lambda: events.is_file() and events.stat().st_size > 0, sig=sig)
+    assert rc == code, err
     assert "interrupted after" in out and "Traceback" not in err
     recs = read_events(events)
     assert [r["type"] for r in recs] == ["start", "end"]

@@ -3,7 +3,6 @@ configs are clear errors (exit 2, no traceback), --engine / --plugins on ONNX Ru
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np

@@ -10,7 +10,7 @@ import click
 class FiniteFloatRange(click.FloatRange):
     """click.FloatRange that also refuses NaN and ±inf (which pass its comparisons silently)."""
 
-    name = "finite float range"
+    name = "float range"
 
     def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> Any:
         rv = super().convert(value, param, ctx)
