@@ -12,7 +12,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from .runner import make_session
+from vadedge.runtime.backends.onnxruntime import make_session
 
 
 @dataclass
@@ -31,7 +31,7 @@ def compare_latency(models: dict[str, Union[str, Path]], feeds: dict[str, np.nda
     With `threads=1` ONNX Runtime computes on the calling thread, so its CPU time measures the work
     itself and stays meaningful on a machine shared with other jobs (wall time then includes waiting).
     """
-    sessions = {k: make_session(p, threads) for k, p in models.items()}
+    sessions = {k: make_session(p, threads=threads) for k, p in models.items()}
     wall: dict[str, list[float]] = {k: [] for k in sessions}
     cpu: dict[str, list[float]] = {k: [] for k in sessions}
     for r in range(warmup + rounds):

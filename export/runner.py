@@ -10,22 +10,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from vadedge._optional import require
-
-
-def make_session(model: Union[str, Path, bytes], threads: Optional[int] = None,
-                 optimize: bool = True):
-    """A CPU ONNX Runtime session (`threads` intra-op threads; None = ORT's default)."""
-    ort = require("onnxruntime")
-    so = ort.SessionOptions()
-    if threads:
-        so.intra_op_num_threads = int(threads)
-        so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    if not optimize:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    src = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+from vadedge.runtime.backends.onnxruntime import make_session
 
 
 class OnnxStream:
@@ -33,7 +18,7 @@ class OnnxStream:
 
     def __init__(self, model: Union[str, Path, bytes], graph: dict, clip_length: int, *,
                  threads: Optional[int] = None, session=None) -> None:
-        self.session = session if session is not None else make_session(model, threads)
+        self.session = session if session is not None else make_session(model, threads=threads)
         self.graph = graph
         self.clip_length = int(clip_length)
         self.score_outputs = dict(graph["scores"])

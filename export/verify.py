@@ -30,13 +30,12 @@ def expected_io(manifest: dict) -> tuple[dict[str, tuple[str, list]], list[str]]
 
 def check_model_io(path: Union[str, Path], manifest: dict) -> None:
     """Raise BundleError if the ONNX file at `path` is unreadable or its I/O differs from `manifest`."""
-    ort = require("onnxruntime")
+    from vadedge.runtime.backends.onnxruntime import make_session
+
+    ort = require("onnxruntime")  # a missing onnxruntime is MissingDependencyError, not a corrupt file
     path = Path(path)
     try:
-        so = ort.SessionOptions()
-        so.log_severity_level = 4
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        sess = make_session(path, optimize=False, log_severity=4, ort=ort)
     except Exception as exc:  # ORT raises its own exception types for corrupt files
         raise BundleError(f"{path.name} cannot be loaded by ONNX Runtime (corrupt or not ONNX): "
                           f"{str(exc).splitlines()[0][:300]}") from exc

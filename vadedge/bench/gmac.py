@@ -13,6 +13,7 @@ from typing import Mapping, Union
 import numpy as np
 
 from .._optional import require
+from ..runtime.backends.onnxruntime import make_session
 
 COUNTED = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 
@@ -50,10 +51,7 @@ def count_gmac(model_path: Union[str, Path], feeds: Mapping[str, np.ndarray]) ->
                 want.append(name)
     for name in want:
         graph.output.append(onnx.ValueInfoProto(name=name))
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor named
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = make_session(model.SerializeToString(), optimize=False, ort=ort)  # unoptimised: every tensor named
     names = [o.name for o in sess.get_outputs()]
     shapes = {k: tuple(np.shape(v)) for k, v in zip(names, sess.run(names, dict(feeds)))}
     shapes.update({k: tuple(np.shape(v)) for k, v in feeds.items()})

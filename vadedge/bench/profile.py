@@ -23,22 +23,14 @@ import numpy as np
 def profile_bundle(bundle: Path, precision: str = "fp32", calls: int = 100, threads: Optional[int] = None,
                    warmup: int = 10) -> dict:
     """{"ops": {op_type: ms per call}, "nodes": [(name, op_type, ms per call)], "wall_ms": per call, ...}."""
-    import onnxruntime as ort
-
     from ..bundle import load_bundle
+    from ..runtime.backends.onnxruntime import make_session
     from .measure import clips_of, synthetic_frames
 
     b = load_bundle(bundle)
     g = b.manifest["graph"]
-    so = ort.SessionOptions()
-    if threads:
-        so.intra_op_num_threads = threads
-        so.inter_op_num_threads = 1
-    so.log_severity_level = 3
     tmp = tempfile.mkdtemp(prefix="vadedge-profile-")
-    so.enable_profiling = True
-    so.profile_file_prefix = str(Path(tmp) / "ort")
-    sess = ort.InferenceSession(str(b.model_file(precision)), so, providers=["CPUExecutionProvider"])
+    sess = make_session(b.model_file(precision), threads=threads, profile_prefix=str(Path(tmp) / "ort"))
     clips = clips_of(synthetic_frames(warmup + calls + b.clip_length), b.input_spec, b.clip_length)
     state = {s["input"]: np.asarray(b.state[s["name"]], np.float32)[None] for s in g["state"]}
     out_names = [o.name for o in sess.get_outputs()]

@@ -9,7 +9,7 @@ with `--plugins` reach TensorRT through `trt_extra_plugin_lib_paths`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -19,6 +19,35 @@ from ...errors import ConfigError
 from .base import Backend, BackendOutput
 
 ProviderSpec = Any  # a provider name or (name, options) as onnxruntime accepts them
+CPU = ("CPUExecutionProvider",)
+
+
+def make_session(model: Union[str, Path, bytes], *, threads: Optional[int] = None, optimize: bool = True,
+                 providers: Sequence[ProviderSpec] = CPU, session_config: Optional[Mapping[str, str]] = None,
+                 profile_prefix: Optional[str] = None, log_severity: int = 3, ort: Any = None) -> Any:
+    """The one place vadedge builds an `onnxruntime.InferenceSession` (runtime, export, calibration, bench).
+
+    model: a file path or serialized ONNX bytes. threads: intra-op threads with one inter-op thread
+    (None = ONNX Runtime's default). optimize=False disables graph optimisation (keeps every tensor
+    named, as the I/O check and the MAC counter need). session_config: extra session config entries
+    (e.g. session.intra_op.allow_spinning=0). profile_prefix: turn on ORT's profiler writing there.
+    Errors of ONNX Runtime itself propagate; callers wrap them into their own message.
+    """
+    ort = ort or require("onnxruntime")
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = int(threads)
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = int(log_severity)
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if profile_prefix is not None:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(profile_prefix)
+    for key, value in (session_config or {}).items():
+        opts.add_session_config_entry(str(key), str(value))
+    src = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(src, sess_options=opts, providers=list(providers))
 
 
 def parse_device(device: str) -> tuple[str, int]:
@@ -93,15 +122,9 @@ class OnnxRuntimeBackend(Backend):
             raise ConfigError(f"ONNX Runtime here has no {', '.join(missing)} (available: "
                               f"{', '.join(sorted(available))}); for GPUs install onnxruntime-gpu, or use "
                               f"--device cpu")
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-            opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        for key, value in (session_config or {}).items():  # e.g. session.intra_op.allow_spinning=0
-            opts.add_session_config_entry(str(key), str(value))
         try:
-            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=list(providers))
+            self.session = make_session(path, threads=threads, providers=providers,
+                                        session_config=session_config, ort=ort)
         except Exception as exc:  # onnxruntime raises its own exception types for bad models
             raise BundleError(f"ONNX Runtime cannot load {path}: {exc}") from exc
         self.device = device
