@@ -138,3 +138,16 @@ def test_export_with_a_malformed_model_section_is_a_checkpoint_error(tmp_path):
 def test_non_finite_numbers_are_usage_errors(clip, bundle, opt, value):
     res = run(clip, "--model", bundle, opt, value)
     assert res.exit_code == 2 and "finite" in res.output, res.output
+
+
+def test_a_symlink_or_hard_link_to_an_input_is_refused(clip, bundle, tmp_path):
+    link = tmp_path / "link.avi"
+    link.symlink_to(clip)
+    before = clip.read_bytes()
+    assert_user_error(run(clip, "--model", bundle, "--save-video", link), "would overwrite the input")
+    hard = tmp_path / "hard.csv"
+    hard.write_text("a")
+    (tmp_path / "hard2.csv").hardlink_to(hard)
+    assert_user_error(run(clip, "--model", bundle, "--events", hard, "--scores", tmp_path / "hard2.csv"),
+                      "are the same file")
+    assert clip.read_bytes() == before and hard.read_text() == "a"
