@@ -25,7 +25,7 @@ class Event:
     peak_frame: int
     end_frame: Optional[int] = None
     end_time: Optional[float] = None
-    reason: Optional[str] = None  # why it ended: "score" | "stream_end" | "reset" | "interrupted"
+    reason: Optional[str] = None  # why it ended: "score" | "stream_end" | "reset" | "interrupted" | "source_lost"
 
     @property
     def is_open(self) -> bool:
