@@ -100,13 +100,30 @@ def _is_memory(node) -> bool:
 
 
 def convert_to_fp16(model, keep: Iterable[str] = DEFAULT_KEEP):
-    """Return an FP16 copy of an FP32 model (graph I/O types unchanged); see the module docstring."""
-    onnx = require("onnx")
-    from onnx import helper, numpy_helper
+    """Return an FP16 copy of an FP32 model (graph I/O types unchanged); see the module docstring.
 
+    Steps: infer shapes -> read tensor types -> float Constant nodes become initializers -> choose each
+    node's precision and rewire its inputs through casts (`_Converter`) -> cast FP16 graph outputs back
+    -> replace nodes and unused initializers -> infer shapes again and check.
+    """
+    onnx = require("onnx")
     keep = _parse_keep(keep)
     model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     g = model.graph
+    types = _tensor_types(g)
+    _constants_to_initializers(g, types)
+    conv = _Converter(g, types, keep)
+    for i, node in enumerate(g.node):
+        conv.convert_node(i, node)
+    conv.restore_outputs()
+    _replace_nodes(g, conv.new_nodes, conv.new_inits)
+    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _tensor_types(g) -> dict[str, int]:
+    """Element type of every graph input, output, value_info and initializer; the model must be FP32."""
     types: dict[str, int] = {}
     for vi in list(g.input) + list(g.output) + list(g.value_info):
         types[vi.name] = vi.type.tensor_type.elem_type
@@ -114,8 +131,12 @@ def convert_to_fp16(model, keep: Iterable[str] = DEFAULT_KEEP):
         types[init.name] = init.data_type
     if any(t == FLOAT16 for t in types.values()):
         raise ConfigError("the model already contains float16 tensors; convert an FP32 export")
+    return types
 
-    # Constant nodes with float tensors become initializers so they convert like weights.
+
+def _constants_to_initializers(g, types: dict[str, int]) -> None:
+    """Constant nodes with float tensors become initializers, so they convert like weights."""
+    onnx = require("onnx")
     nodes = []
     for n in g.node:
         if n.op_type == "Constant" and n.domain == "" and len(n.attribute) == 1 and n.attribute[0].name == "value" \
@@ -130,39 +151,63 @@ def convert_to_fp16(model, keep: Iterable[str] = DEFAULT_KEEP):
     del g.node[:]
     g.node.extend(nodes)
 
-    reg = regions(g)
-    inits = {i.name: i for i in g.initializer}
-    graph_outputs = {o.name for o in g.output if o.type.tensor_type.elem_type == FLOAT}
-    avail: dict[str, dict[int, str]] = {}
-    for vi in g.input:
-        if types.get(vi.name) == FLOAT:
-            avail[vi.name] = {FLOAT: vi.name}
-    for name in inits:
-        if types.get(name) == FLOAT:
-            avail[name] = {FLOAT: name}
-    new_nodes: list = []
-    new_inits: list = []
-    counter = [0]
 
-    def get(name: str, dtype: int) -> str:
-        have = avail[name]
+def _replace_nodes(g, nodes: list, new_inits: list) -> None:
+    """Install the rewritten node list; keep only initializers still used; drop stale value_info."""
+    used = {x for n in nodes for x in n.input} | {o.name for o in g.output}
+    kept_inits = [t for t in g.initializer if t.name in used] + [t for t in new_inits if t.name in used]
+    del g.node[:]
+    g.node.extend(nodes)
+    del g.initializer[:]
+    g.initializer.extend(kept_inits)
+    del g.value_info[:]
+
+
+class _Converter:
+    """The node-by-node rewrite: which precision each node computes in, and for every float tensor the
+    names of its FP32 / FP16 versions (`avail`), adding one Cast (or converted initializer) per tensor and
+    precision on first use."""
+
+    def __init__(self, g, types: dict[str, int], keep: set[str]) -> None:
+        self.g, self.types, self.keep = g, types, keep
+        self.reg = regions(g)
+        self.inits = {i.name: i for i in g.initializer}
+        self.graph_outputs = {o.name for o in g.output if o.type.tensor_type.elem_type == FLOAT}
+        self.avail: dict[str, dict[int, str]] = {}
+        for vi in g.input:
+            if types.get(vi.name) == FLOAT:
+                self.avail[vi.name] = {FLOAT: vi.name}
+        for name in self.inits:
+            if types.get(name) == FLOAT:
+                self.avail[name] = {FLOAT: name}
+        self.new_nodes: list = []
+        self.new_inits: list = []
+        self._casts = 0
+
+    def get(self, name: str, dtype: int) -> str:
+        """The name of tensor `name` in `dtype`, made on first use (converted initializer or Cast node)."""
+        from onnx import helper, numpy_helper
+
+        have = self.avail[name]
         if dtype in have:
             return have[dtype]
         src_type = FLOAT if FLOAT in have else FLOAT16
         suffix = "fp16" if dtype == FLOAT16 else "fp32"
         # the FP32 copy of an FP32 graph output *is* that output (its producer was renamed)
-        out = name if (dtype == FLOAT and name in graph_outputs) else f"{name}__{suffix}"
-        if name in inits and src_type == FLOAT:
-            arr = numpy_helper.to_array(inits[name]).astype(np.float16 if dtype == FLOAT16 else np.float32)
-            new_inits.append(numpy_helper.from_array(arr, out))
+        out = name if (dtype == FLOAT and name in self.graph_outputs) else f"{name}__{suffix}"
+        if name in self.inits and src_type == FLOAT:
+            arr = numpy_helper.to_array(self.inits[name]).astype(np.float16 if dtype == FLOAT16 else np.float32)
+            self.new_inits.append(numpy_helper.from_array(arr, out))
         else:
-            counter[0] += 1
-            new_nodes.append(helper.make_node("Cast", [have[src_type]], [out], to=dtype,
-                                              name=f"fp16_cast_{counter[0]}"))
+            self._casts += 1
+            self.new_nodes.append(helper.make_node("Cast", [have[src_type]], [out], to=dtype,
+                                                   name=f"fp16_cast_{self._casts}"))
         have[dtype] = out
         return out
 
-    def wanted(i: int, node) -> int:
+    def wanted(self, i: int, node) -> int:
+        """The precision node `i` should compute in, from its kind, its region and `keep`."""
+        keep = self.keep
         if _is_memory(node):
             return FLOAT if "memory" in keep else FLOAT16
         if node.domain not in ("", "ai.onnx") or node.op_type not in POLYMORPHIC_OPS:
@@ -171,22 +216,26 @@ def convert_to_fp16(model, keep: Iterable[str] = DEFAULT_KEEP):
             return FLOAT
         if node.op_type in ("ReduceL2", "LpNormalization") and "norm" in keep:
             return FLOAT
-        if i in reg["backbone"]:
+        if i in self.reg["backbone"]:
             return FLOAT16
-        if i in reg["prep"]:
+        if i in self.reg["prep"]:
             return FLOAT if "prep" in keep else FLOAT16
         return FLOAT if "tail" in keep else FLOAT16
 
-    for i, node in enumerate(g.node):
-        p = wanted(i, node)
+    def convert_node(self, i: int, node) -> None:
+        """Rewire node `i`'s float inputs to its precision, retype its attributes and record its outputs."""
+        from onnx import numpy_helper
+
+        types, avail = self.types, self.avail
+        p = self.wanted(i, node)
         float_inputs = [x for x in node.input if x and types.get(x) == FLOAT]
         if node.op_type in NEUTRAL_OPS and node.domain == "" and float_inputs:
             first = avail[float_inputs[0]]
             if p not in first:
-                p = next(iter(first))
+                p = next(iter(first))  # data movement follows its input's precision: no double rounding
         for k, x in enumerate(node.input):
             if x and types.get(x) == FLOAT:
-                node.input[k] = get(x, FLOAT if (node.op_type, k) in FLOAT32_INPUTS else p)
+                node.input[k] = self.get(x, FLOAT if (node.op_type, k) in FLOAT32_INPUTS else p)
         if p == FLOAT16:
             for a in node.attribute:
                 if node.op_type == "Cast" and a.name == "to" and a.i == FLOAT:
@@ -200,27 +249,18 @@ def convert_to_fp16(model, keep: Iterable[str] = DEFAULT_KEEP):
             out_type = p
             if node.op_type == "Cast":
                 out_type = next(a.i for a in node.attribute if a.name == "to")
-            if out_type == FLOAT16 and o in graph_outputs:
+            if out_type == FLOAT16 and o in self.graph_outputs:
                 node.output[k] = f"{o}__fp16"
                 avail[o] = {FLOAT16: node.output[k]}
             else:
                 avail[o] = {out_type: o}
-        new_nodes.append(node)
+        self.new_nodes.append(node)
 
-    for o in g.output:
-        if o.name in graph_outputs and FLOAT not in avail.get(o.name, {FLOAT: o.name}):
-            get(o.name, FLOAT)
-
-    used = {x for n in new_nodes for x in n.input} | {o.name for o in g.output}
-    kept_inits = [t for t in g.initializer if t.name in used] + [t for t in new_inits if t.name in used]
-    del g.node[:]
-    g.node.extend(new_nodes)
-    del g.initializer[:]
-    g.initializer.extend(kept_inits)
-    del g.value_info[:]
-    model = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    onnx.checker.check_model(model, full_check=True)
-    return model
+    def restore_outputs(self) -> None:
+        """Graph outputs computed in FP16 get a Cast back to their FP32 name (graph I/O types unchanged)."""
+        for o in self.g.output:
+            if o.name in self.graph_outputs and FLOAT not in self.avail.get(o.name, {FLOAT: o.name}):
+                self.get(o.name, FLOAT)
 
 
 def precision_summary(model) -> dict[str, int]:
