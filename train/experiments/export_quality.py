@@ -166,7 +166,7 @@ def run(model_dir: str | Path, data: str | Path, out: str | Path, *, variants: S
         smoothing: float = 1.0, rounds: int = 50, threads: Optional[int] = 1, progress: bool = True) -> dict:
     """Build, evaluate and time every variant; write results.json and results.md into `out`."""
     from vadedge.datasets import open_split
-    from vadedge.export.benchmark import compare_latency, format_latency
+    from vadedge.bench.timing import compare_latency, format_latency
     from vadedge.train.checkpoint import load_checkpoint
 
     log = Progress(logger, progress)

@@ -21,7 +21,7 @@ import torch
 from ..memory import l2_normalize
 from ..registry import get_model_entry, resolve_config
 from ..som import adaptive_cluster
-from .timing import median_time
+from vadedge.bench.timing import median_time
 
 FAMILIES = ("mnad-pred", "lai", "dlan-ac")
 
@@ -74,9 +74,9 @@ def measure(data: Optional[str] = None, preset: str = "edge-s", repeats: int = 3
                 q = net.encode(torch.zeros(1, net.spec.frames * net.spec.channels, net.spec.height, net.spec.width))[0]
             feats = np.random.default_rng(0).normal(size=(512, *q.shape[1:])).astype(np.float32)
             feats /= np.linalg.norm(feats, axis=-1, keepdims=True)
-            c0 = time.processmedian_time()
+            c0 = time.process_time()
             adaptive_cluster(feats, net.num_clusters, iterations=cfg["train"]["som_iterations"], seed=0)
-            out[name]["som_cpu_s"] = time.processmedian_time() - c0
+            out[name]["som_cpu_s"] = time.process_time() - c0
     base = out["mnad-pred"]["train_cpu_s"]
     for r in out.values():
         r["train_cpu_vs_mnad"] = r["train_cpu_s"] / base

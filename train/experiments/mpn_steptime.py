@@ -20,7 +20,7 @@ import torch
 
 from ..adapt import adapt
 from ..registry import get_model_entry, resolve_config
-from .timing import median_time
+from vadedge.bench.timing import median_time
 
 
 def _frames(data: Optional[str], spec, n: int) -> np.ndarray:

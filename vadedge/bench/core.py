@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..progress import Progress
 from . import measure
+from .gmac import bundle_gmac
 from .peak import achieved_gflops, measure_peak, peak_share
 from .variants import ModelSource, Row, parse_backends, prepare_rows, resolve_source
 
@@ -119,7 +120,7 @@ def machine_info(threads: Optional[int]) -> dict:
 
 
 def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
-    """Measure every row of `cfg.backends` side by side; see the module docstring.
+    """Measure every row of `cfg.backends` side by side; see the module docstring for the order of work.
 
     Step messages go to the `vadedge.bench` logger (INFO with `progress`, else DEBUG; `vadedge.progress`)."""
     cfg.check()
@@ -128,20 +129,8 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     workdir = Path(cfg.workdir) if cfg.workdir else Path(tempfile.mkdtemp(prefix="vadedge-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     source = resolve_source(cfg.model, cfg.preset, workdir, report)
-    rows, variant_dir = prepare_rows(
-        list(cfg.backends), source, workdir, fp16=_p(cfg.fp16), int8=_p(cfg.int8), engine=_p(cfg.engine),
-        calib_data=_p(cfg.calib_data), calib_clips=cfg.calib_clips, report=report)
-    if cfg.ab:
-        from .variants import add_ab_rows
-
-        rows = add_ab_rows(rows, cfg.ab)
-    dets: dict[str, object] = {}
-    for row in rows:
-        if row.available:
-            try:
-                dets[row.backend] = row.load(threads)
-            except Exception as exc:  # noqa: BLE001 - reported in the row
-                row.reason = f"failed to load: {type(exc).__name__}: {exc}"
+    rows, variant_dir = _prepare_rows(cfg, source, workdir, report)
+    dets = _load_rows(rows, threads)
     result: dict = {"schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                     "machine": machine_info(threads), "model": _model_info(source, dets),
                     "config": {k: v for k, v in asdict(cfg).items() if k not in ("workdir",)},
@@ -151,72 +140,126 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
         result["rows"] = [_row_dict(r, None) for r in rows]
         result.update(sgemm=None, ratios={}, streams=None, sizes=None)
         return result
-    raw, frames_label = measure.load_frames(_p(cfg.data), cfg.frames + first.clip_length - 1)
-    result["frames"] = frames_label
-    clips = measure.clips_of(raw, first.spec, first.clip_length)
-    import zlib
-
-    video = measure.write_video(raw, workdir / f"bench-{len(raw)}-{zlib.crc32(frames_label.encode())}.mp4")
-    gmac = _gmac(variant_dir, first) if variant_dir is not None else None
+    raw, result["frames"] = measure.load_frames(_p(cfg.data), cfg.frames + first.clip_length - 1)
+    gmac = bundle_gmac(variant_dir) if variant_dir is not None else None
     result["model"]["gmac_per_frame"] = gmac
-    report.info(f"SGEMM peak ({threads} threads) ...")
-    peaks = [measure_peak(threads, cfg.sgemm_n)]
-    time.sleep(cfg.settle)
-    for det in dets.values():  # warm-up: first-call allocations and kernel selection stay out of the rounds
-        measure.model_only(det, clips[: min(5, len(clips))])
-    calls: dict[str, list[float]] = {k: [] for k in dets}
-    round_fps: dict[str, list[float]] = {k: [] for k in dets}
-    e2e: dict[str, list[dict]] = {k: [] for k in dets}
-    names = list(dets)
-    for r in range(cfg.rounds):
-        report.info(f"round {r + 1}/{cfg.rounds}: model-only (interleaved in blocks of 25 calls) and end-to-end passes ...")
-        for name, times in measure.model_only_interleaved(dets, clips, settle=cfg.settle).items():
-            calls[name].extend(times)
-            round_fps[name].append(len(times) / sum(times))
-        order = names[r % len(names):] + names[:r % len(names)]  # rotate who runs first
-        for name in order:
-            time.sleep(cfg.settle)
-            e2e[name].append(measure.end_to_end(dets[name], video))
-    time.sleep(cfg.settle)
-    peaks.append(measure_peak(threads, cfg.sgemm_n))
-    peak = max(peaks, key=lambda p: p.gflops)
-    result["sgemm"] = {**peak.to_dict(), "runs_gflops": [round(p.gflops, 2) for p in peaks]}
-    out_rows = []
-    for row in rows:
-        d = _row_dict(row, gmac)
-        if row.backend in dets:
-            d.update(_stats(calls[row.backend], round_fps[row.backend], e2e[row.backend], gmac, peak.gflops))
-        out_rows.append(d)
-    result["rows"] = out_rows
-    result["ratios"] = _ratios(out_rows)
+    timed = _timed_rounds(cfg, dets, raw, result["frames"], workdir, threads, report)
+    result["sgemm"] = {**timed.peak.to_dict(), "runs_gflops": [round(p.gflops, 2) for p in timed.peaks]}
+    result["rows"] = _result_rows(rows, timed, gmac)
+    result["ratios"] = _ratios(result["rows"])
     result["import_vadedge_s"] = round(measure.import_seconds(), 4)
     if cfg.rss_frames:
         report.info("resident memory per backend (fresh interpreters) ...")
-        for row, d in zip(rows, out_rows):
+        for row, d in zip(rows, result["rows"]):
             if row.backend in dets:
                 d["rss"] = _rss(row, source, variant_dir, cfg.rss_frames, threads)
                 d["rss_mb"] = d["rss"].get("rss_end_mb")
     for det in dets.values():
         det.close()
-    ort_rows = [r.backend for r in rows if r.backend in ("ort-fp32", "ort-fp16", "ort-int8") and r.backend in dets]
-    result["streams"] = None
-    if cfg.streams and ort_rows and variant_dir is not None:
-        from .scaling import streams_table
-
-        report.info("throughput vs streams ...")
-        result["streams"] = streams_table(variant_dir, ort_rows, raw, stream_counts(cfg.streams),
-                                          cfg.stream_steps, cfg.rounds, threads)
-    result["sizes"] = None
-    if cfg.sizes:
-        from .scaling import sizes_table
-
-        report.info("throughput vs input size ...")
-        result["sizes"] = sizes_table(source, cfg.sizes, workdir, raw, cfg.rounds, threads, report)
+    result.update(_scaling_tables(cfg, rows, dets, source, variant_dir, raw, workdir, threads, report))
     if cfg.plot and (result["streams"] or result["sizes"]):
         from .report import plot_scaling
 
         result["plot"] = str(plot_scaling(result, Path(cfg.plot)))
     return result
+
+
+@dataclass
+class _Timed:
+    """What the interleaved rounds measured, per row name (plus the SGEMM peaks before and after)."""
+
+    calls: dict[str, list[float]]  # seconds of every model-only call
+    round_fps: dict[str, list[float]]  # model-only throughput of each round
+    e2e: dict[str, list[dict]]  # one end-to-end pass per round
+    peaks: list  # PeakResult before and after the rounds
+
+    @property
+    def peak(self):
+        return max(self.peaks, key=lambda p: p.gflops)
+
+
+def _prepare_rows(cfg: BenchConfig, source: ModelSource, workdir: Path, report: Progress
+                  ) -> tuple[list[Row], Optional[Path]]:
+    """Every requested row, with the derived models it needs (and the '+ab' twins of `--ab`)."""
+    rows, variant_dir = prepare_rows(
+        list(cfg.backends), source, workdir, fp16=_p(cfg.fp16), int8=_p(cfg.int8), engine=_p(cfg.engine),
+        calib_data=_p(cfg.calib_data), calib_clips=cfg.calib_clips, report=report)
+    if cfg.ab:
+        from .variants import add_ab_rows
+
+        rows = add_ab_rows(rows, cfg.ab)
+    return rows, variant_dir
+
+
+def _load_rows(rows: list[Row], threads: int) -> dict:
+    """{row name: Detector} of every available row; a row that fails to load keeps the reason."""
+    dets: dict[str, object] = {}
+    for row in rows:
+        if row.available:
+            try:
+                dets[row.backend] = row.load(threads)
+            except Exception as exc:  # noqa: BLE001 - reported in the row
+                row.reason = f"failed to load: {type(exc).__name__}: {exc}"
+    return dets
+
+
+def _timed_rounds(cfg: BenchConfig, dets: dict, raw: list[np.ndarray], frames_label: str, workdir: Path,
+                  threads: int, report: Progress) -> _Timed:
+    """SGEMM peak → warm-up → R rounds (model-only blocks, then end-to-end passes) → SGEMM peak again."""
+    import zlib
+
+    first = next(iter(dets.values()))
+    clips = measure.clips_of(raw, first.spec, first.clip_length)
+    video = measure.write_video(raw, workdir / f"bench-{len(raw)}-{zlib.crc32(frames_label.encode())}.mp4")
+    report.info(f"SGEMM peak ({threads} threads) ...")
+    peaks = [measure_peak(threads, cfg.sgemm_n)]
+    time.sleep(cfg.settle)
+    for det in dets.values():  # warm-up: first-call allocations and kernel selection stay out of the rounds
+        measure.model_only(det, clips[: min(5, len(clips))])
+    timed = _Timed({k: [] for k in dets}, {k: [] for k in dets}, {k: [] for k in dets}, peaks)
+    names = list(dets)
+    for r in range(cfg.rounds):
+        report.info(f"round {r + 1}/{cfg.rounds}: model-only (interleaved in blocks of 25 calls) and end-to-end passes ...")
+        for name, times in measure.model_only_interleaved(dets, clips, settle=cfg.settle).items():
+            timed.calls[name].extend(times)
+            timed.round_fps[name].append(len(times) / sum(times))
+        order = names[r % len(names):] + names[:r % len(names)]  # rotate who runs first
+        for name in order:
+            time.sleep(cfg.settle)
+            timed.e2e[name].append(measure.end_to_end(dets[name], video))
+    time.sleep(cfg.settle)
+    peaks.append(measure_peak(threads, cfg.sgemm_n))
+    return timed
+
+
+def _result_rows(rows: list[Row], timed: _Timed, gmac: Optional[float]) -> list[dict]:
+    """One result dict per row: its availability, and the statistics of the measured ones."""
+    out = []
+    for row in rows:
+        d = _row_dict(row, gmac)
+        if row.backend in timed.calls:
+            d.update(_stats(timed.calls[row.backend], timed.round_fps[row.backend], timed.e2e[row.backend], gmac,
+                            timed.peak.gflops))
+        out.append(d)
+    return out
+
+
+def _scaling_tables(cfg: BenchConfig, rows: list[Row], dets: dict, source: ModelSource,
+                    variant_dir: Optional[Path], raw: list[np.ndarray], workdir: Path, threads: int,
+                    report: Progress) -> dict:
+    """{"streams": throughput vs streams of the ORT rows, "sizes": throughput vs input size} (None = skipped)."""
+    from .scaling import sizes_table, streams_table
+
+    out: dict = {"streams": None, "sizes": None}
+    ort_rows = [r.backend for r in rows if r.backend in ("ort-fp32", "ort-fp16", "ort-int8") and r.backend in dets]
+    if cfg.streams and ort_rows and variant_dir is not None:
+        report.info("throughput vs streams ...")
+        out["streams"] = streams_table(variant_dir, ort_rows, raw, stream_counts(cfg.streams),
+                                       cfg.stream_steps, cfg.rounds, threads)
+    if cfg.sizes:
+        report.info("throughput vs input size ...")
+        out["sizes"] = sizes_table(source, cfg.sizes, workdir, raw, cfg.rounds, threads, report)
+    return out
 
 
 def _p(x: Optional[str]) -> Optional[Path]:
@@ -231,26 +274,6 @@ def _model_info(source: ModelSource, dets: dict) -> dict:
         info.update(family=m.get("family"), preset=m.get("preset"), input=dict(m["input"]),
                     batch=m["graph"]["batch"])
     return info
-
-
-def _gmac(variant_dir: Path, det) -> Optional[float]:
-    from ..bundle import load_bundle
-    from .gmac import count_gmac
-
-    try:
-        b = load_bundle(variant_dir)
-        spec = b.input_spec
-        feeds = {b.manifest["graph"]["frames_input"]:
-                 np.zeros((1, b.clip_length, spec.height, spec.width, spec.channels), np.uint8)}
-        for item in b.manifest["graph"]["state"]:
-            feeds[item["input"]] = np.asarray(b.state[item["name"]], np.float32)[None]
-        for item in b.manifest["graph"]["params"]:
-            feeds[item["input"]] = np.asarray(b.state[item["name"]], np.float32)
-        for item in b.manifest["graph"].get("side_inputs", []):
-            feeds[item["input"]] = np.zeros((1, *item["shape"]), np.float32)
-        return round(count_gmac(b.model_file("fp32"), feeds), 6)
-    except Exception:  # noqa: BLE001 - GMAC is informative; the row still has its timings
-        return None
 
 
 def _row_dict(row: Row, gmac: Optional[float]) -> dict:

@@ -8,7 +8,7 @@ inference. Q/DQ (INT8) graphs do the same work as the FP32 graph they came from:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Union
+from typing import Mapping, Optional, Union
 
 import numpy as np
 
@@ -69,3 +69,26 @@ def count_gmac(model_path: Union[str, Path], feeds: Mapping[str, np.ndarray]) ->
         else:
             total += matmul_macs(x, y)
     return total / 1e9
+
+
+def bundle_gmac(bundle_dir: Union[str, Path]) -> Optional[float]:
+    """GMAC per frame of a bundle's FP32 graph (batch 1, its initial state), or None when it cannot be counted.
+
+    GMAC is informative (a bench row keeps its timings without it), so any failure gives None.
+    """
+    from ..bundle import load_bundle
+
+    try:
+        b = load_bundle(bundle_dir)
+        spec = b.input_spec
+        g = b.manifest["graph"]
+        feeds = {g["frames_input"]: np.zeros((1, b.clip_length, spec.height, spec.width, spec.channels), np.uint8)}
+        for item in g["state"]:
+            feeds[item["input"]] = np.asarray(b.state[item["name"]], np.float32)[None]
+        for item in g["params"]:
+            feeds[item["input"]] = np.asarray(b.state[item["name"]], np.float32)
+        for item in g.get("side_inputs", []):
+            feeds[item["input"]] = np.zeros((1, *item["shape"]), np.float32)
+        return round(count_gmac(b.model_file("fp32"), feeds), 6)
+    except Exception:  # noqa: BLE001 - GMAC is informative; the row still has its timings
+        return None

@@ -152,8 +152,9 @@ def end_to_end(det, video: Path) -> dict:
     return {"seconds": summary.seconds, "frames": summary.frames, "scored": summary.scored}
 
 
-def streams_pass(det, frames: Sequence[np.ndarray], streams: int, steps: int) -> float:
-    """Frames per second (all streams together) of `process_many` with `streams` cameras after warm-up."""
+def streams_pass(det, frames: Sequence[np.ndarray], streams: int, steps: int, batched: bool = True) -> float:
+    """Frames per second (all streams together) of `streams` cameras after warm-up: one `process_many` call
+    per step (batched), or one `process` call per stream and step. Stream i starts i·7 frames into `frames`."""
     det.reset()
     hs = [det.stream(f"bench{i}") for i in range(streams)]
     n = len(frames)
@@ -162,10 +163,14 @@ def streams_pass(det, frames: Sequence[np.ndarray], streams: int, steps: int) ->
         det.process_many({h: frames[(t + 7 * i) % n] for i, h in enumerate(hs)})
     t0 = time.perf_counter()
     for t in range(warm, warm + steps):
-        det.process_many({h: frames[(t + 7 * i) % n] for i, h in enumerate(hs)})
+        if batched:
+            det.process_many({h: frames[(t + 7 * i) % n] for i, h in enumerate(hs)})
+        else:
+            for i, h in enumerate(hs):
+                h.process(frames[(t + 7 * i) % n])
     seconds = time.perf_counter() - t0
     for h in hs:
-        det._streams.pop(h.name, None)
+        det.remove_stream(h)
     return streams * steps / seconds
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..progress import Progress
 from . import measure
+from .gmac import bundle_gmac
 from .variants import PRECISION, ModelSource
 
 
@@ -40,7 +41,6 @@ def sizes_table(source: ModelSource, sizes: Sequence[tuple[int, int]], workdir: 
         return {"error": "needs the model's checkpoint (or --preset) and torch to re-export at other sizes"}
     from ..export import export_bundle
     from ..runtime import Detector
-    from .core import _gmac
 
     cfg = json.loads((Path(source.checkpoint) / "config.json").read_text())
     bundles = {}
@@ -61,7 +61,7 @@ def sizes_table(source: ModelSource, sizes: Sequence[tuple[int, int]], workdir: 
             times[hw].extend(measure.model_only(d, clips[hw]))
     rows = []
     for hw, d in dets.items():
-        gmac = _gmac(bundles[hw], d)
+        gmac = bundle_gmac(bundles[hw])
         fps = len(times[hw]) / sum(times[hw])
         rows.append({"height": hw[0], "width": hw[1], "gmac_per_frame": gmac, "fps": round(fps, 2),
                      "p50_ms": round(measure.percentile([t * 1e3 for t in times[hw]], 50), 3),

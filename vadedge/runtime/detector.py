@@ -352,6 +352,14 @@ class Detector:
             self._raise_callback_errors(last)
             return last
 
+    def remove_stream(self, stream: StreamKey, reason: str = "stream_end") -> Optional[Event]:
+        """Forget a stream (buffer, state, scorer); an open event is closed and reported first."""
+        with self._lock:
+            h = self._handle(stream)
+            ended = h.finish(reason)
+            self._streams.pop(h.name, None)
+            return ended
+
     def finish(self, reason: str = "stream_end") -> list[Event]:
         """All streams ended (end of input, Ctrl-C): close and report every open event."""
         with self._lock:

@@ -1,18 +1,21 @@
-"""Side-by-side latency of several ONNX models on the same inputs (interleaved, one process, one run).
+"""Timing helpers outside `vadedge bench`'s rows: side-by-side ONNX model latency and a median-time helper.
 
-Each round runs every model once in turn, so background load hits all of them alike; the report gives
-median and 10th-percentile milliseconds per call and each model's speed relative to the first.
+`compare_latency`: several ONNX models on the same inputs, interleaved (each round runs every model
+once in turn, so background load hits all of them alike); the report gives median and 10th-percentile
+milliseconds per call and each model's speed relative to the first. `median_time`: median wall and
+process-CPU seconds of a callable (the step-time experiments of `vadedge.train.experiments`).
 """
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 
-from vadedge.runtime.backends.onnxruntime import make_session
+from ..runtime.backends.onnxruntime import make_session
 
 
 @dataclass
@@ -53,3 +56,18 @@ def format_latency(rows: list[Latency]) -> str:
     lines += [f"{r.name:<24} {r.median_ms:>14.2f} {r.p10_ms:>11.2f} {r.cpu_ms:>8.2f} {r.speedup:>15.2f}x"
               for r in rows]
     return "\n".join(lines)
+
+
+def median_time(fn: Callable[[], None], repeats: int) -> tuple[float, float]:
+    """(median wall s, median process-CPU s) of `repeats` calls of `fn` after one warm-up call.
+
+    Process CPU time stays meaningful on a shared machine where wall time includes waiting.
+    """
+    fn()  # warm-up
+    wall, cpu = [], []
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - w0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall), statistics.median(cpu)
