@@ -1,11 +1,17 @@
-"""Evaluation: score test videos in stream order (memory carried and gated per frame), two protocols.
+"""Evaluation of a checkpoint or an exported bundle on labelled test footage, under two protocols.
+
+Every test video is one stream through the runtime `Detector` (the one stream runner: memory
+carried and gated per frame, the same scoring as `vadedge run`).
 
 * paper: per-video min-max of PSNR and feature distance, fused with the paper's λ, first frames
   without a prediction dropped, pooled frame-level AUC (+ per-video macro AUC, EER) — what the
   papers' scripts compute. Not causal: it needs each video's future.
-* streaming: no future frames. Each component is normalised with robust statistics (median,
-  1.4826·MAD) measured on the normal *training* footage, fused with the same λ, optionally smoothed
-  by a causal EMA — the number a live deployment gets.
+* streaming: no future frames. The Detector's own score at the operating point: components
+  normalised with robust statistics of normal footage (a bundle's calibration; for a checkpoint,
+  fitted on the training videos as `vadedge export` would), fused, smoothed by the causal EMA
+  (the bundle's `smoothing` unless overridden). At the threshold (`on` / `off`, minimum event
+  length) it also reports false alarms per hour of normal footage and the detection delay per
+  anomalous interval (`vadedge.metrics.alarm_metrics`).
 """
 from __future__ import annotations
 
@@ -14,80 +20,111 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
-import torch
 
-from vadedge.datasets import Split, open_split
-from vadedge.errors import ConfigError
-from vadedge.metrics import RobustStats, ema, equal_error_rate, frame_auc, has_both_classes, minmax_normalise
+from vadedge._optional import require
+from vadedge.datasets import Split, Video, open_split
+from vadedge.errors import CheckpointError, ConfigError, DataError
+from vadedge.metrics import alarm_metrics, equal_error_rate, frame_auc, has_both_classes, minmax_normalise
+from vadedge.preprocess import prepare_frame
 from vadedge.progress import progress_bar
+from vadedge.scoring import DEFAULT_MIN_EVENT_FRAMES, DEFAULT_SMOOTHING, RobustStats, calibrate_scores, fit_stats
 
-from .checkpoint import Checkpoint, load_checkpoint
-from .protocols import AdaptableModel, HostInputs
+from .protocols import HostInputs
 
 PROTOCOLS = ("paper", "streaming", "both")
+DEFAULT_FPS = 10.0  # UCSD Ped2 / Ped1 frame rate; pass the footage's own rate for other data
 
 
 @dataclass
 class VideoScores:
-    """Raw per-frame score components of one video; frames before `first` have no prediction."""
+    """Per-frame results of one video; frames before `first` have no prediction (warm-up / adaptation).
+
+    `components` are the graph's raw score components, `score` the Detector's smoothed score and
+    `flags` its is_anomaly decision, all for the scored frames only; `labels` likewise.
+    """
 
     name: str
     first: int
     components: dict[str, np.ndarray]
     labels: Optional[np.ndarray] = None  # labels of the scored frames only
+    score: Optional[np.ndarray] = None
+    flags: Optional[np.ndarray] = None
 
     @property
     def size(self) -> int:
         return next(iter(self.components.values())).size
 
 
-@torch.inference_mode()
-def score_frames(model, state: dict[str, torch.Tensor], frames: np.ndarray) -> dict[str, np.ndarray]:
-    """Run one stream over uint8 frames (N, H, W, C) from an unbatched initial `state`, carrying the state.
-
-    Returns each score component for every frame that has a full clip (from frame clip_length − 1 on).
+def score_frames(model, state: dict, frames: np.ndarray) -> dict[str, np.ndarray]:
+    """Reference torch stream (tests, experiments): run `model` over uint8 frames (N, H, W, C) from an
+    unbatched initial `state`, carrying the state; every frame with a full clip gets each component.
     """
+    torch = require("torch")
     st = {k: v.unsqueeze(0) for k, v in state.items()}
     n_clip = model.clip_length
     video = torch.from_numpy(frames)
     values: dict[str, list[float]] = {k: [] for k in model.score_components}
     host = model.host_inputs if isinstance(model, HostInputs) else None  # e.g. MAAM-Net's flow, computed outside
-    for t in range(n_clip - 1, len(frames)):
-        clip = video[t - n_clip + 1:t + 1].unsqueeze(0)
-        out = model.stream_step(clip, st, **(host(clip) if host is not None else {}))
-        st = out["state"]
-        for k in values:
-            values[k].append(out["scores"][k].item())
+    with torch.inference_mode():
+        for t in range(n_clip - 1, len(frames)):
+            clip = video[t - n_clip + 1:t + 1].unsqueeze(0)
+            out = model.stream_step(clip, st, **(host(clip) if host is not None else {}))
+            st = out["state"]
+            for k in values:
+                values[k].append(out["scores"][k].item())
     return {k: np.asarray(v) for k, v in values.items()}
 
 
-def score_split(ckpt: Checkpoint, split: Split, progress: bool = True, desc: str = "scoring",
-                adapt_k: int = 0) -> list[VideoScores]:
-    """Score every video of a split as its own stream, each starting from the checkpoint's state.
+def stream_video(det: Any, video: Video, stream: str, *, fps: float = DEFAULT_FPS, adapt_k: int = 0) -> VideoScores:
+    """Feed one video, frame by frame, to a fresh stream `stream` of Detector `det`.
 
-    adapt_k > 0 (models with `adapt_stream`, e.g. MPN): each stream first adapts on its first
-    adapt_k clips and is scored from clip adapt_k on, so its first clip_length − 1 + adapt_k frames
-    get no score (MPN's K-shot protocol).
+    adapt_k > 0 (MPN): the stream first adapts on the video's first adapt_k clips and is fed from
+    frame adapt_k on, so its first clip_length − 1 + adapt_k frames get no score (the K-shot protocol).
     """
-    model = ckpt.model
-    out = []
-    for video in progress_bar(split.videos, total=len(split.videos), desc=desc, enabled=progress):
-        frames = video.load(model.spec)
-        scorer = model.adapt_stream(frames, adapt_k) if adapt_k else model
-        comps = score_frames(scorer, ckpt.state, frames[adapt_k:])
-        first = model.clip_length - 1 + adapt_k
-        labels = video.labels[first:] if video.labels is not None else None
-        out.append(VideoScores(video.name, first, comps, labels))
-    return out
+    h = det.stream(stream)
+    n = det.clip_length
+    frames = video.iter_frames()
+    if adapt_k:
+        head = [f for _, f in zip(range(adapt_k + n - 1), frames)]
+        if len(head) < adapt_k + n - 1:
+            raise DataError(f"video {video.name}: {adapt_k}-shot adaptation needs {adapt_k + n - 1} frames, "
+                            f"it has {len(head)}")
+        prepared = np.stack([prepare_frame(f, det.spec) for f in head])
+        h.adapt(clips=np.stack([prepared[i:i + n] for i in range(adapt_k)]))
+        frames = iter(head[adapt_k:] + list(frames))
+    comps: dict[str, list[float]] = {c: [] for c in det.recipe.signs}
+    score: list[float] = []
+    flags: list[bool] = []
+    for i, frame in enumerate(frames):  # a video shorter than one clip gets no scored frame
+        r = h.process(frame, (adapt_k + i) / fps)
+        if r.warmup:
+            continue
+        for c, v in r.components.items():
+            comps[c].append(v)
+        score.append(r.score)
+        flags.append(r.is_anomaly)
+    h.finish()
+    first = adapt_k + n - 1
+    labels = video.labels[first:] if video.labels is not None else None
+    return VideoScores(video.name, first, {c: np.asarray(v) for c, v in comps.items()}, labels,
+                       np.asarray(score, dtype=np.float64), np.asarray(flags, dtype=bool))
+
+
+def score_split(det: Any, split: Split, *, fps: float = DEFAULT_FPS, adapt_k: int = 0, progress: bool = True,
+                desc: str = "scoring") -> list[VideoScores]:
+    """Every video of a split as its own stream of `det`, each from the bundle's initial state."""
+    return [stream_video(det, v, f"{split.name}/{v.name}", fps=fps, adapt_k=adapt_k)
+            for v in progress_bar(split.videos, total=len(split.videos), desc=desc, enabled=progress)]
 
 
 def paper_scores(videos: list[VideoScores], signs: dict[str, int], weights: dict[str, float]) -> list[np.ndarray]:
     """Σ_c w_c·g(c) with g = per-video min-max, flipped (1 − g) for components where larger = normal.
 
-    For MNAD this is Eq. 16–17: S_t = λ(1 − g(PSNR)) + (1 − λ) g(D).
+    For MNAD this is Eq. 16–17: S_t = λ(1 − g(PSNR)) + (1 − λ) g(D). (Offline; the causal fusion
+    is `vadedge.scoring.fuse`.)
     """
     def oriented(x: np.ndarray, sign: int) -> np.ndarray:
         g = minmax_normalise(x)
@@ -96,25 +133,9 @@ def paper_scores(videos: list[VideoScores], signs: dict[str, int], weights: dict
     return [sum(w * oriented(v.components[c], signs[c]) for c, w in weights.items() if w) for v in videos]
 
 
-@dataclass
-class Calibration:
-    """Robust statistics of each score component on normal footage (used by the streaming protocol)."""
-
-    stats: dict[str, RobustStats]
-    frames: int
-
-    def fuse(self, v: VideoScores, signs: dict[str, int], weights: dict[str, float]) -> np.ndarray:
-        """Σ_c w_c · sign_c · z_c: larger = more anomalous, causal (fixed statistics)."""
-        return sum(w * signs[c] * self.stats[c].z(v.components[c]) for c, w in weights.items() if w)
-
-    def to_dict(self) -> dict:
-        return {"stats": {k: asdict(v) for k, v in self.stats.items()}, "frames": self.frames}
-
-
-def calibrate(videos: list[VideoScores]) -> Calibration:
-    names = videos[0].components.keys()
-    stats = {c: RobustStats.fit(np.concatenate([v.components[c] for v in videos])) for c in names}
-    return Calibration(stats, int(sum(v.size for v in videos)))
+def calibrate(videos: list[VideoScores]) -> dict[str, RobustStats]:
+    """Robust statistics of each score component over the scored frames of `videos` (normal footage)."""
+    return fit_stats(v.components for v in videos)
 
 
 def summarise(videos: list[VideoScores], scores: list[np.ndarray]) -> dict:
@@ -137,9 +158,11 @@ class EvalResult:
     data: str
     protocols: dict = field(default_factory=dict)
     seconds: float = 0.0
-    fps: float = 0.0
+    fps: float = 0.0  # frames scored per second of wall time
     calibration: Optional[dict] = None
     adapt_k: int = 0  # few-shot adaptation clips per stream (MPN)
+    operating_point: Optional[dict] = None  # smoothing / threshold / min_event_frames of the streaming protocol
+    backend: str = ""
 
     def format(self) -> str:
         rows = [("", *self.protocols.keys())]
@@ -149,43 +172,106 @@ class EvalResult:
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
         any_r = next(iter(self.protocols.values()))
         lines.append(f"{any_r['frames']} scored frames ({any_r['anomalous_frames']} anomalous), "
-                     f"{self.fps:.1f} frames/s scoring")
+                     f"{self.fps:.1f} frames/s scoring ({self.backend})")
+        op = self.operating_point
+        if op is not None:
+            th = (f"threshold on {op['on']:.3f} / off {op['off']:.3f}, min event {op['min_event_frames']} frames"
+                  if op.get("on") is not None else "no threshold")
+            lines.append(f"streaming operating point ({op['source']}): smoothing {op['smoothing']:g}, {th}")
+        alarms = self.protocols.get("streaming", {}).get("alarms")
+        if alarms:
+            lines.append(f"at the threshold: {alarms['false_alarms']} false alarm(s) of {alarms['alarms']} in "
+                         f"{alarms['normal_seconds']:.1f} s of normal footage = "
+                         f"{alarms['false_alarms_per_hour']:.0f} per hour (at {alarms['fps']:g} fps)")
+            if alarms["detected"]:
+                lines.append(f"  {alarms['detected']}/{alarms['intervals']} anomalous intervals detected; delay "
+                             f"median {alarms['delay_frames_median']:g} frames ({alarms['delay_s_median']:.2f} s), "
+                             f"mean {alarms['delay_frames_mean']:.1f} frames ({alarms['delay_s_mean']:.2f} s), "
+                             f"max {alarms['delay_frames_max']:g} frames")
+            else:
+                lines.append(f"  0/{alarms['intervals']} anomalous intervals detected")
         return "\n".join(lines)
 
 
-def evaluate(model_dir: str | Path, data: str | Path, *, protocol: str = "both", out: Optional[str | Path] = None,
-             smoothing: float = 1.0, calib_videos: Optional[int] = None, threads: Optional[int] = None,
-             progress: bool = True, plots: bool = True, adapt_k: int = 0) -> EvalResult:
-    """Evaluate a checkpoint on DATA/testing (labels required); write results.json, scores.csv and plots to `out`.
+def _model_kind(path: Path) -> str:
+    if (path / "vadedge.json").is_file():
+        return "bundle"
+    if (path / "config.json").is_file():
+        return "checkpoint"
+    raise CheckpointError(f"{path} is not a vadedge checkpoint or bundle (no config.json or vadedge.json)")
 
-    `adapt_k`: few-shot adaptation per stream (test and calibration videos) for models that support it.
+
+def evaluate(model_dir: str | Path, data: str | Path, *, protocol: str = "both", out: Optional[str | Path] = None,
+             smoothing: Optional[float] = None, calib_videos: Optional[int] = None, threads: Optional[int] = None,
+             progress: bool = True, plots: bool = True, adapt_k: int = 0, fps: float = DEFAULT_FPS,
+             backend: str = "auto") -> EvalResult:
+    """Evaluate a checkpoint or a bundle on DATA/testing (labels required); write results.json, scores.csv
+    and plots to `out`.
+
+    The streaming protocol scores at the model's operating point: a bundle's calibration, smoothing
+    and threshold; a checkpoint's are fitted on DATA/training first (the first `calib_videos`),
+    with the exporter's defaults. `smoothing` overrides the EMA factor. `fps`: frame rate of the
+    test footage, for the false-alarm rate and delays in seconds. `adapt_k`: few-shot adaptation
+    per stream (test and calibration videos) for models that support it.
     """
+    from vadedge.runtime.detector import Detector
+
     if protocol not in PROTOCOLS:
         raise ConfigError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    if threads:
-        torch.set_num_threads(threads)
-    ckpt = load_checkpoint(model_dir)
-    if adapt_k and not isinstance(ckpt.model, AdaptableModel):
-        raise ConfigError(f"--adapt-k: model '{ckpt.config['name']}' does not support few-shot adaptation")
+    if not fps > 0:
+        raise ConfigError(f"fps must be > 0, got {fps}")
+    kind = _model_kind(Path(model_dir))
+    if kind == "checkpoint":
+        from vadedge.train.checkpoint import load_checkpoint
+
+        load_checkpoint(model_dir)  # a clear CheckpointError for a broken checkpoint, before any scoring
     test = open_split(data, "testing", require_labels=True)
-    signs, weights = ckpt.model.score_components, ckpt.model.score_weights
+    load: dict[str, Any] = dict(backend=backend, threads=threads, heatmap=False, smoothing=smoothing)
+    det = Detector.load(model_dir, **load)
+    if adapt_k and not det.bundle.manifest["graph"]["params"]:
+        raise ConfigError(f"--adapt-k: model '{det.bundle.manifest['family']}' does not support few-shot adaptation")
+    signs, weights = dict(det.recipe.signs), dict(det.recipe.weights)
+    streaming = protocol in ("streaming", "both")
     t0 = time.time()
-    videos = score_split(ckpt, test, progress, "scoring test videos", adapt_k)
+    calibration: Optional[dict] = None
+    source = kind
+    if streaming and det.recipe.calibration is None:  # a checkpoint: fit the operating point export would ship
+        train_split = open_split(data, "training")
+        if calib_videos:
+            train_split.videos = train_split.videos[:calib_videos]
+        normal = score_split(det, train_split, fps=fps, adapt_k=adapt_k, progress=progress,
+                             desc="calibrating on training videos")
+        cal = calibrate_scores([v.components for v in normal], signs, weights,
+                               smoothing=DEFAULT_SMOOTHING if smoothing is None else smoothing)
+        calibration = cal.summary()
+        source = "fitted on training footage"
+        det.close()
+        det = Detector.load(model_dir, **{**load, "smoothing": cal.smoothing}, calibration=cal.stats,
+                            threshold=(cal.threshold["on"], cal.threshold["off"]),
+                            min_event_frames=DEFAULT_MIN_EVENT_FRAMES)
+    elif det.recipe.calibration is not None:
+        calibration = {"stats": {k: asdict(v) for k, v in det.recipe.stats.items()}, "source": kind}
+    t1 = time.time()
+    videos = score_split(det, test, fps=fps, adapt_k=adapt_k, progress=progress, desc="scoring test videos")
     scored = sum(v.size for v in videos)
-    fps = scored / max(time.time() - t0, 1e-9)
-    result = EvalResult(str(model_dir), str(data), fps=fps, adapt_k=adapt_k)
+    recipe = det.recipe
+    result = EvalResult(str(model_dir), str(data), fps=scored / max(time.time() - t1, 1e-9), adapt_k=adapt_k,
+                        calibration=calibration, backend=det.backend.describe())
+    det.close()
     per_frame: dict[str, list[np.ndarray]] = {}
     if protocol in ("paper", "both"):
         per_frame["paper"] = paper_scores(videos, signs, weights)
         result.protocols["paper"] = summarise(videos, per_frame["paper"])
-    if protocol in ("streaming", "both"):
-        train_split = open_split(data, "training")
-        if calib_videos:
-            train_split.videos = train_split.videos[:calib_videos]
-        calib = calibrate(score_split(ckpt, train_split, progress, "calibrating on training videos", adapt_k))
-        result.calibration = calib.to_dict()
-        per_frame["streaming"] = [ema(calib.fuse(v, signs, weights), smoothing) for v in videos]
-        result.protocols["streaming"] = {**summarise(videos, per_frame["streaming"]), "smoothing": smoothing}
+    if streaming:
+        per_frame["streaming"] = [v.score for v in videos]
+        result.operating_point = {"source": source if smoothing is None else f"{source}, smoothing overridden",
+                                  "smoothing": recipe.smoothing, "on": recipe.on, "off": recipe.off,
+                                  "min_event_frames": recipe.min_event_frames}
+        result.protocols["streaming"] = {**summarise(videos, per_frame["streaming"]), "smoothing": recipe.smoothing}
+        if recipe.has_threshold:
+            result.protocols["streaming"]["alarms"] = alarm_metrics(
+                [(v.name, np.r_[np.zeros(v.first, bool), v.labels], np.r_[np.zeros(v.first, bool), v.flags],
+                  v.first) for v in videos], fps)
     result.seconds = time.time() - t0
     if out is not None:
         out = Path(out)
@@ -206,8 +292,9 @@ def _write_scores_csv(path: Path, videos: list[VideoScores], per_frame: dict[str
     names = list(videos[0].components)
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["video", "frame", "label", *names, *[f"score_{k}" for k in per_frame]])
+        alarm = "streaming" in per_frame
+        w.writerow(["video", "frame", "label", *names, *[f"score_{k}" for k in per_frame], *(["alarm"] * alarm)])
         for i, v in enumerate(videos):
             for j in range(v.size):
                 w.writerow([v.name, v.first + j, int(v.labels[j]), *[f"{v.components[c][j]:.6g}" for c in names],
-                            *[f"{per_frame[k][i][j]:.5f}" for k in per_frame]])
+                            *[repr(float(per_frame[k][i][j])) for k in per_frame], *([int(v.flags[j])] * alarm)])

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vadedge.calibration.scores import calibrate_scores, fit_threshold, fuse
+from vadedge.calibration.scores import calibrate_scores, fit_threshold
 from vadedge.errors import ConfigError, DataError
-from vadedge.metrics import RobustStats, ema
+from vadedge.scoring import RobustStats, ema, fuse
 
 SIGNS = {"psnr": -1, "feature_distance": 1}
 WEIGHTS = {"psnr": 0.6, "feature_distance": 0.4}
@@ -35,18 +35,18 @@ def test_threshold_meets_the_false_alarm_target_with_hysteresis(target):
     th = cal.threshold
     assert th["policy"] == "false_alarm_rate" and th["target"] == target
     assert th["off"] < th["on"]
-    smoothed = np.concatenate([ema(fuse(v, cal.stats, SIGNS, WEIGHTS), 0.3) for v in videos])
+    smoothed = np.concatenate([ema(fuse(v, SIGNS, WEIGHTS, cal.stats), 0.3) for v in videos])
     assert np.mean(smoothed >= th["on"]) <= target          # the 'on' level keeps the rate on normal footage
     assert np.mean(smoothed >= th["on"]) >= target / 2      # and is not needlessly conservative
     # held-out normal footage of the same scene stays near the target
-    fresh = np.concatenate([ema(fuse(v, cal.stats, SIGNS, WEIGHTS), 0.3) for v in _normal_videos(seed=1)])
+    fresh = np.concatenate([ema(fuse(v, SIGNS, WEIGHTS, cal.stats), 0.3) for v in _normal_videos(seed=1)])
     assert np.mean(fresh >= th["on"]) <= 3 * target
 
 
 def test_fusion_orients_components():
     stats = {"psnr": RobustStats(30.0, 1.0), "feature_distance": RobustStats(0.02, 0.01)}
-    low_psnr = fuse({"psnr": np.array([25.0]), "feature_distance": np.array([0.02])}, stats, SIGNS, WEIGHTS)
-    high_dist = fuse({"psnr": np.array([30.0]), "feature_distance": np.array([0.07])}, stats, SIGNS, WEIGHTS)
+    low_psnr = fuse({"psnr": np.array([25.0]), "feature_distance": np.array([0.02])}, SIGNS, WEIGHTS, stats)
+    high_dist = fuse({"psnr": np.array([30.0]), "feature_distance": np.array([0.07])}, SIGNS, WEIGHTS, stats)
     assert low_psnr[0] == pytest.approx(0.6 * 5) and high_dist[0] == pytest.approx(0.4 * 5)
 
 
@@ -55,7 +55,7 @@ def test_anomalies_cross_the_threshold():
     cal = calibrate_scores(videos, SIGNS, WEIGHTS, smoothing=0.5)
     normal = _normal_videos(n=1, frames=40, seed=3)[0]
     abnormal = {"psnr": normal["psnr"] - 8, "feature_distance": normal["feature_distance"] + 0.02}
-    s = ema(fuse({k: np.r_[normal[k], abnormal[k]] for k in SIGNS}, cal.stats, SIGNS, WEIGHTS), 0.5)
+    s = ema(fuse({k: np.r_[normal[k], abnormal[k]] for k in SIGNS}, SIGNS, WEIGHTS, cal.stats), 0.5)
     assert (s[45:] > cal.threshold["on"]).all()
 
 

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from vadedge.metrics import RobustStats, ema, equal_error_rate, frame_auc, minmax_normalise
+from vadedge.metrics import equal_error_rate, frame_auc, minmax_normalise
+from vadedge.scoring import RobustStats, ema
 
 
 def test_minmax_normalise():
@@ -44,7 +45,7 @@ def test_ema_is_causal():
 
 def test_psnr_and_regular_score_hand_computed():
     torch = pytest.importorskip("torch")
-    from vadedge.train.scores import psnr, regular_score
+    from vadedge.train.score_heads import psnr, regular_score
 
     target = torch.zeros(1, 1, 2, 2) - 1.0  # 0 in [0, 1]
     pred = target.clone()

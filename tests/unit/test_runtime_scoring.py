@@ -6,7 +6,7 @@ import math
 import pytest
 
 from vadedge.errors import ConfigError
-from vadedge.metrics import ema
+from vadedge.scoring import ema
 from vadedge.runtime.scoring import CausalScorer, EventTracker, ScoreRecipe
 
 

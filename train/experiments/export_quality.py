@@ -123,7 +123,7 @@ def evaluate_variant(path: Path, graph: dict, model, state: dict, test, train, *
                      threads: Optional[int] = None, progress: bool = False, name: str = "") -> tuple[dict, list]:
     """Paper and streaming protocol results of one ONNX variant (same logic as vadedge.train.evaluate)."""
     from vadedge.export.runner import OnnxStream
-    from vadedge.metrics import ema
+    from vadedge.scoring import ema, fuse
     from vadedge.train.evaluate import calibrate, paper_scores, summarise
 
     stream = OnnxStream(path, graph, model.clip_length, threads=threads)
@@ -137,8 +137,9 @@ def evaluate_variant(path: Path, graph: dict, model, state: dict, test, train, *
                "frames": int(sum(v.size for v in videos)), "non_finite_scores": bad}
         return {"paper": nan, "streaming": dict(nan), "scoring_fps": 0.0}, videos
     res = {"paper": summarise(videos, paper_scores(videos, signs, weights))}
-    calib = calibrate(score_videos(stream, train, model.spec, state, progress, f"{name}: calibration videos"))
-    res["streaming"] = {**summarise(videos, [ema(calib.fuse(v, signs, weights), smoothing) for v in videos]),
+    stats = calibrate(score_videos(stream, train, model.spec, state, progress, f"{name}: calibration videos"))
+    res["streaming"] = {**summarise(videos, [ema(fuse(v.components, signs, weights, stats), smoothing)
+                                             for v in videos]),
                         "smoothing": smoothing}
     res["scoring_fps"] = sum(v.size for v in videos) / max(seconds, 1e-9)
     return res, videos

@@ -35,6 +35,7 @@ from vadedge.datasets import Split, open_split
 from vadedge.errors import ConfigError, VadedgeError
 from vadedge.commands._logging import DEFAULT, QUIET, console_logging
 from vadedge.progress import Progress
+from vadedge.scoring import fuse
 
 from ..checkpoint import Checkpoint, load_checkpoint
 from ..evaluate import VideoScores, calibrate, paper_scores, score_frames, summarise
@@ -152,8 +153,9 @@ def evaluate_conditions(conditions: Sequence[Condition], data: str | Path, *, st
             row["adapted_on"] = cond.adapted_on
         elif streaming:
             calib_scores, _ = score_videos(cond.ckpt, videos(train_split, cond.ckpt, cond.shift), cond.k)
-            calib = calibrate(calib_scores)
-            row["auc_streaming_common"] = summarise(common, [calib.fuse(v, signs, weights) for v in common])["auc"]
+            stats = calibrate(calib_scores)
+            row["auc_streaming_common"] = summarise(common, [fuse(v.components, signs, weights, stats)
+                                                             for v in common])["auc"]
         row["seconds"] = round(time.time() - t0, 1)
         rows.append(row)
         Progress(logger, progress).info(f"{cond.label:>10s} shift={row['shift']:<16s} K={cond.k:<3d} "

@@ -57,7 +57,7 @@ from ..backbone import Decoder, Encoder
 from ..data import ClipDataset, make_loader
 from ..memory import l2_normalize, memory_read, nearest_items
 from ..registry import register_model
-from ..scores import psnr
+from ..score_heads import psnr
 from ..som import adaptive_cluster
 from .lai import split_clip
 

@@ -47,7 +47,7 @@ from vadedge.preprocess import InputSpec
 from ..backbone import Decoder, Encoder
 from ..memory import l2_normalize, memory_read, memory_scores, nearest_item_mask
 from ..registry import register_model
-from ..scores import PsnrFeatureScoring, psnr
+from ..score_heads import PsnrFeatureScoring, psnr
 
 ITEM_GRAD_MODES = ("dis", "all", "none")
 WRITE_RULES = ("paper", "assigned")

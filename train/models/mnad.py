@@ -17,7 +17,7 @@ from ..backbone import Decoder, Encoder
 from ..losses import compactness_loss, reconstruction_loss, separateness_loss
 from ..memory import feature_distance, init_memory, l2_normalize, memory_delta, memory_read, memory_update
 from ..registry import register_model
-from ..scores import PsnrFeatureScoring, psnr, regular_score
+from ..score_heads import PsnrFeatureScoring, psnr, regular_score
 
 
 class MNAD(PsnrFeatureScoring, nn.Module):

@@ -22,7 +22,7 @@ from vadedge.preprocess import InputSpec
 
 from ..backbone import Decoder, Encoder, scaled_channels
 from ..memory import feature_distance
-from ..scores import psnr
+from ..score_heads import psnr
 from .mpn_dpu import DPUOutput, DynamicPrototypeUnit, compactness_loss, diversity_loss
 
 TAPS = {8: 0, 4: 3, 2: 6, 1: 9}  # DPU tap (downsampling factor) → first decoder step after it

@@ -8,7 +8,7 @@ from .buffer import FrameRing
 from .defaults import default_bundle
 from .detector import Detector, StreamHandle
 from .results import Event, FrameResult
-from .scoring import CausalScorer, EventTracker, ScoreRecipe
+from ..scoring import CausalScorer, EventTracker, ScoreRecipe
 from .sources import Frame, Source, open_source
 
 __all__ = ["Detector", "StreamHandle", "FrameResult", "Event", "FrameRing", "ScoreRecipe", "EventTracker",

@@ -128,7 +128,8 @@ class Detector:
              smoothing: Optional[float] = None, min_event_frames: Optional[int] = None, heatmap: bool = True,
              threads: Optional[int] = None, plugin_libraries: Sequence[str] = (), engine: Union[str, Path, None] = None,
              providers: Optional[Sequence[Any]] = None, provider_options: Optional[Mapping] = None,
-             cuda_graphs: bool = True, adapt_k: Optional[int] = None) -> "Detector":
+             cuda_graphs: bool = True, adapt_k: Optional[int] = None,
+             calibration: Optional[Mapping[str, Any]] = None) -> "Detector":
         """Load a bundle folder (None = the default bundle shipped with vadedge) on a backend.
 
         backend: "auto" (a TensorRT engine of the bundle if tensorrt is installed, else ONNX Runtime
@@ -136,8 +137,9 @@ class Detector:
         "torch" (a checkpoint folder written by `vadedge train`; needs vadedge[train]).
         device: "auto", "cpu", "cuda[:N]" or, for ONNX Runtime, "tensorrt[:N]" (its TensorRT EP).
         threshold / smoothing / min_event_frames override the bundle's calibrated values;
-        threshold is one number or (on, off). adapt_k: MPN bundles adapt each stream on its first
-        K clips (needs torch).
+        threshold is one number or (on, off). calibration ({component: vadedge.scoring.RobustStats})
+        replaces the bundle's score statistics (e.g. for a checkpoint, which has none). adapt_k: MPN
+        bundles adapt each stream on its first K clips (needs torch).
         """
         if backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -160,7 +162,7 @@ class Detector:
                            plugin_libraries=plugin_libraries, engine=engine, providers=providers,
                            provider_options=provider_options, cuda_graphs=cuda_graphs)
         recipe = ScoreRecipe.from_manifest(bundle.manifest["score"], threshold=threshold, smoothing=smoothing,
-                                           min_event_frames=min_event_frames)
+                                           min_event_frames=min_event_frames, calibration=calibration)
         return cls(bundle, be, recipe, heatmap=heatmap, adapt_k=adapt_k)
 
     # ------------------------------------------------------------------ streams

@@ -1,44 +1,14 @@
 """What the runtime hands back: one `FrameResult` per frame and an `Event` per detected anomaly."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 
+from ..scoring import Event  # defined with the event tracker that creates it
 
-@dataclass
-class Event:
-    """An anomalous interval of one stream (frame indices inclusive, timestamps in seconds).
-
-    An event is reported twice: when it is confirmed (it lasted `min_event_frames`; `end_frame` is
-    None) and when the score falls below the hysteresis `off` level (or the stream ends / resets).
-    `start_frame` is the first frame whose smoothed score crossed `on`, so it can lie before the
-    frame on which the event was reported.
-    """
-
-    stream: str
-    id: int
-    start_frame: int
-    start_time: float
-    peak_score: float
-    peak_frame: int
-    end_frame: Optional[int] = None
-    end_time: Optional[float] = None
-    reason: Optional[str] = None  # why it ended: "score" | "stream_end" | "reset" | "interrupted" | "source_lost"
-
-    @property
-    def is_open(self) -> bool:
-        return self.end_frame is None
-
-    @property
-    def frames(self) -> Optional[int]:
-        return None if self.end_frame is None else self.end_frame - self.start_frame + 1
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["frames"] = self.frames
-        return d
+__all__ = ["Event", "FrameResult"]
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""Per-frame score functions in torch (exportable): PSNR, MNAD's weighted regular score E_t, and the
-PSNR + feature-distance fusion shared by MNAD and Lai."""
+"""Torch score heads (exportable, inside the graph): PSNR, MNAD's weighted regular score E_t, and the
+score components (signs, weights) of the PSNR + feature-distance families, MNAD and Lai. The fusion
+of components into one score is `vadedge.scoring.fuse` (outside the graph)."""
 from __future__ import annotations
 
 import torch
