@@ -74,10 +74,15 @@ class HostInputs(Protocol):
 
 @runtime_checkable
 class AdaptableModel(Protocol):
-    """A model that adapts explicit parameters θ per stream on its first clips (few-shot, e.g. MPN)."""
+    """A model that adapts explicit parameters θ per stream on its first clips (few-shot, e.g. MPN's
+    Meta-SGD: θ' = θ − α ⊙ ∇L on the first clips)."""
 
     def adaptable_parameters(self) -> Mapping[str, "torch.nn.Parameter"]:
         """θ by name: exported as graph inputs, kept per stream by the runtime."""
+        ...
+
+    def alphas(self) -> Mapping[str, "torch.Tensor"]:
+        """The learned per-parameter step sizes α (same names and shapes as θ)."""
         ...
 
     def adapt_stream(self, frames: "torch.Tensor | np.ndarray", k: int) -> StreamModel:

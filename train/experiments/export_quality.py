@@ -67,7 +67,7 @@ def parse_variant(spec: str) -> dict:
 
 
 def build_variants(ckpt, variants: Sequence[dict], out: Path, calib_data: Path, *, calib_clips: int = 256,
-                   threads: Optional[int] = None, log: Optional[Progress] = None) -> tuple[dict[str, Path], dict, dict]:
+                   threads: Optional[int] = None, report: Optional[Progress] = None) -> tuple[dict[str, Path], dict, dict]:
     """Export FP32 once, derive every variant's ONNX file; returns ({name: path}, graph, build info)."""
     import onnx
 
@@ -101,7 +101,7 @@ def build_variants(ckpt, variants: Sequence[dict], out: Path, calib_data: Path, 
             notes[name] = {"clips": rep.clips, "quantized_tensors": rep.quantized_nodes}
         notes.setdefault(name, {})["build_seconds"] = round(time.time() - t0, 1)
         built[name] = path
-        (log or Progress(logger, False)).info(f"built {name}: {path.name}")
+        (report or Progress(logger, False)).info(f"built {name}: {path.name}")
     return built, graph, notes
 
 
@@ -170,7 +170,7 @@ def run(model_dir: str | Path, data: str | Path, out: str | Path, *, variants: S
     from vadedge.bench.timing import compare_latency, format_latency
     from vadedge.train.checkpoint import load_checkpoint
 
-    log = Progress(logger, progress)
+    report = Progress(logger, progress)
     out = Path(out)
     specs = [parse_variant(v) for v in variants]
     ckpt = load_checkpoint(model_dir)
@@ -179,7 +179,7 @@ def run(model_dir: str | Path, data: str | Path, out: str | Path, *, variants: S
     if calib_videos:
         train.videos = train.videos[:calib_videos]
     paths, graph, notes = build_variants(ckpt, specs, out / "onnx", Path(calib_data or data),
-                                         calib_clips=calib_clips, threads=threads, log=log)
+                                         calib_clips=calib_clips, threads=threads, report=report)
     state = {k: v.numpy() for k, v in ckpt.state.items()}
     results: dict = {"model_dir": str(model_dir), "data": str(data), "variants": {}, "build": notes}
     ref_videos = None
@@ -192,7 +192,7 @@ def run(model_dir: str | Path, data: str | Path, out: str | Path, *, variants: S
         else:
             res["agreement_vs_" + ref_name] = agreement(ref_videos, videos)
         results["variants"][v["name"]] = {**v, **res}
-        log.info(f"{v['name']}: paper AUC {100 * res['paper']['auc']:.2f} %, streaming AUC "
+        report.info(f"{v['name']}: paper AUC {100 * res['paper']['auc']:.2f} %, streaming AUC "
                  f"{100 * res['streaming']['auc']:.2f} %")
     frames = test.videos[0].load(ckpt.model.spec)[: ckpt.model.clip_length][None]
     feeds = {graph["frames_input"]: np.ascontiguousarray(frames)}

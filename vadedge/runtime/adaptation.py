@@ -29,6 +29,7 @@ def adapt_parameters(bundle: Bundle, clips: np.ndarray, base: Mapping[str, np.nd
     try:
         torch = require("torch")
         from vadedge.train.adapt import adapt
+        from vadedge.train.protocols import AdaptableModel
     except (MissingDependencyError, ImportError) as exc:
         raise MissingDependencyError(
             "MPN adaptation needs torch and the MPN model code (vadedge.train): "
@@ -36,7 +37,7 @@ def adapt_parameters(bundle: Bundle, clips: np.ndarray, base: Mapping[str, np.nd
     from .backends.torch import _load, checkpoint_of
 
     model = _load(checkpoint_of(bundle)).model
-    if not hasattr(model, "alphas"):
+    if not isinstance(model, AdaptableModel):
         raise BundleError(f"the checkpoint of {bundle.path} ({bundle.manifest['family']}) is not adaptable")
     alphas = model.alphas()
     unknown = [k for k in base if k not in alphas]
