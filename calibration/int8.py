@@ -28,6 +28,7 @@ from typing import Iterator, Optional, Union
 import numpy as np
 
 from vadedge._optional import require
+from vadedge.bundle import GraphSpec
 from vadedge.errors import ConfigError, DataError
 from vadedge.preprocess import InputSpec
 
@@ -75,7 +76,7 @@ class Int8Options:
 class ClipFeeds:
     """`onnxruntime.quantization.CalibrationDataReader` over normal footage, state carried by the FP32 graph."""
 
-    def __init__(self, fp32_model: Union[str, Path], graph: dict, spec: InputSpec, clip_length: int,
+    def __init__(self, fp32_model: Union[str, Path], graph: GraphSpec, spec: InputSpec, clip_length: int,
                  state: dict[str, np.ndarray], data: Union[str, Path], *, max_clips: int = DEFAULT_MAX_CLIPS,
                  threads: Optional[int] = None, progress: bool = False) -> None:
         from vadedge.export.runner import OnnxStream
@@ -115,7 +116,7 @@ class ClipFeeds:
     def _step_single(self, clip: np.ndarray, feeds: dict):
         if self.batch == 1:
             return self.stream.step(np.ascontiguousarray(clip), feeds)
-        state_inputs = {item["input"] for item in self.stream.graph["state"]}
+        state_inputs = {item.input for item in self.stream.graph.state}
         tiled_clip = np.repeat(clip, self.batch, axis=0)
         tiled = {k: np.repeat(v, self.batch, axis=0) if k in state_inputs else v for k, v in feeds.items()}
         scores, new, extra = self.stream.step(tiled_clip, tiled)
@@ -124,9 +125,9 @@ class ClipFeeds:
     def _stack(self, items: list[tuple[np.ndarray, dict]]) -> dict:
         """One batch of feeds: clips and per-stream state stacked; shared params once; side inputs computed."""
         self.clips_used += len(items)
-        frames_name = self.stream.graph["frames_input"]
+        frames_name = self.stream.graph.frames_input
         out = {frames_name: np.ascontiguousarray(np.concatenate([c for c, _ in items]))}
-        state_inputs = {item["input"] for item in self.stream.graph["state"]}
+        state_inputs = {item.input for item in self.stream.graph.state}
         for key, first in items[0][1].items():
             out[key] = (np.ascontiguousarray(np.concatenate([f[key] for _, f in items])) if key in state_inputs
                         else first)

@@ -13,17 +13,19 @@ import datetime as _dt
 import importlib
 import json
 import logging
+import os
+import secrets
 import shutil
-import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
 from vadedge._optional import require
 from vadedge._version import __version__
-from vadedge.bundle import BUNDLE_FILE, PRECISIONS, save_bundle
+from vadedge.bundle import (BUNDLE_FILE, PRECISIONS, EngineSpec, GraphSpec, InputSection, Manifest, ScoreSpec, Stats,
+                            ThresholdSpec, save_bundle)
 from vadedge.errors import ConfigError
 from vadedge.progress import Progress
 
@@ -86,17 +88,9 @@ def _default_score_data(cfg: dict) -> Optional[Path]:
     return Path(root) if root and Path(root).is_dir() else None
 
 
-def export_bundle(model_dir: Union[str, Path], out: Union[str, Path, None] = None, *, precision: str = "fp32",
-                  batch: Union[int, str] = 1, calib_data: Union[str, Path, None] = None,
-                  calib_method: str = "minmax", plugins: bool = False, error_map: bool = True,
-                  opset: int = 18, engine: str = "onnx", pred: bool = False,
-                  score_data: Union[str, Path, None, bool] = None, target_far: float = 0.01,
-                  smoothing: float = 0.3, min_event_frames: int = 5, fp16_keep: Optional[Iterable[str]] = None,
-                  int8_target: Optional[str] = None, int8_options=None, max_calib_clips: Optional[int] = None,
-                  max_score_videos: Optional[int] = None,
-                  plugin_libraries: Sequence[Union[str, Path]] = (), trt_options: Optional[dict] = None,
-                  threads: Optional[int] = None, progress: bool = True) -> Path:
-    """Export the checkpoint in `model_dir` to a bundle folder `out` (default MODEL_DIR/bundle); returns it.
+@dataclass(frozen=True)
+class ExportOptions:
+    """What `export_bundle` makes of a checkpoint (the `vadedge export` options; see docs/export.md).
 
     precision: the model the bundle runs ("fp32" | "fp16" | "int8"); model.onnx (FP32) is always
     included as the reference. calib_data: normal footage for INT8 calibration (required for int8).
@@ -105,131 +99,229 @@ def export_bundle(model_dir: Union[str, Path], out: Union[str, Path, None] = Non
     int8_target: "cpu" (uint8 activations, fastest in ONNX Runtime on CPU) or "trt" (symmetric Q/DQ
     that TensorRT builds); default "trt" with engine="trt", else "cpu".
     engine="trt" also builds a TensorRT engine on this machine (needs TensorRT and a GPU); plugins=True
-    swaps the memory nodes for the vadedge TensorRT plugins first. See docs/export.md.
+    swaps the memory nodes for the vadedge TensorRT plugins first.
     """
-    from ..calibration.int8 import ClipFeeds, Int8Options, quantize_int8
-    from ..calibration.scores import calibrate_scores, score_footage
-    from ..calibration.footage import open_normal_footage
-    from .fp16 import DEFAULT_KEEP, convert_to_fp16, precision_summary
-    from .onnx_export import check_batch, export_onnx
-    from .runner import OnnxStream
-    from .verify import check_bundle
 
-    onnx = require("onnx")
-    steps = Progress(logger, progress)  # step messages: INFO with progress, else DEBUG
-    check_options(precision, engine, calib_data, plugins)
-    batch = check_batch(batch)
-    _check_checkpoint_dir(Path(model_dir))
-    if engine == "trt":
-        _trt_module("tensorrt")
-        if (trt_options or {}).get("trt") is None:
-            require("tensorrt")  # fail before the export when TensorRT is absent (the extra is named)
-    calib_split = open_normal_footage(calib_data) if calib_data is not None else None  # fail fast on bad folders
-    from vadedge.train.checkpoint import load_checkpoint  # imports torch
+    precision: str = "fp32"
+    batch: Union[int, str] = 1
+    calib_data: Union[str, Path, None] = None
+    calib_method: str = "minmax"
+    plugins: bool = False
+    error_map: bool = True
+    opset: int = 18
+    engine: str = "onnx"
+    pred: bool = False
+    score_data: Union[str, Path, None, bool] = None
+    target_far: float = 0.01
+    smoothing: float = 0.3
+    min_event_frames: int = 5
+    fp16_keep: Optional[Iterable[str]] = None
+    int8_target: Optional[str] = None
+    int8_options: Any = None
+    max_calib_clips: Optional[int] = None
+    max_score_videos: Optional[int] = None
+    plugin_libraries: Sequence[Union[str, Path]] = ()
+    trt_options: Optional[dict] = None
+    threads: Optional[int] = None
+    progress: bool = True
 
-    ckpt = load_checkpoint(model_dir)
-    cfg = ckpt.config
-    model = ckpt.model
-    out = Path(out) if out is not None else Path(model_dir) / "bundle"
-    _prepare_out(out)
-    if score_data is None:
-        score_path = Path(calib_data) if calib_data is not None else _default_score_data(cfg)
-    elif score_data is False:
-        score_path = None
-    else:
-        score_path = Path(score_data)
-    score_split = open_normal_footage(score_path) if score_path is not None else None
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+@dataclass
+class _Job:
+    """One export in progress: the options, the loaded checkpoint and what the steps produce."""
+
+    model_dir: Path
+    out: Path
+    opts: ExportOptions
+    ckpt: Any
+    calib_split: Any = None
+    score_path: Optional[Path] = None
+    score_split: Any = None
+    graph: Optional[GraphSpec] = None
+    opset: int = 0
+    state: dict = field(default_factory=dict)
+    models: dict = field(default_factory=dict)
+    engines: list = field(default_factory=list)
+    calibration: Optional[dict] = None
+    threshold: Optional[ThresholdSpec] = None
+    prov: dict = field(default_factory=dict)
+    steps: Progress = field(default_factory=lambda: Progress(logger, False))
+
+    @property
+    def cfg(self) -> dict:
+        return self.ckpt.config
+
+    @property
+    def model(self) -> Any:
+        return self.ckpt.model
+
+
+def export_bundle(model_dir: Union[str, Path], out: Union[str, Path, None] = None,
+                  options: Optional[ExportOptions] = None, **overrides: Any) -> Path:
+    """Export the checkpoint in `model_dir` to a bundle folder `out` (default MODEL_DIR/bundle); returns it.
+
+    `options` (an ExportOptions) and/or keyword overrides of its fields (e.g. precision="int8").
+    Steps: check → ONNX FP32 → FP16 / INT8 → TensorRT engine → score calibration → vadedge.json
+    (validated) → model files checked against it, all in a staging folder that replaces `out` at the end.
+    """
+    opts = dataclasses.replace(options or ExportOptions(), **overrides)
+    job = _prepare(Path(model_dir), out, opts)
+    job.steps = Progress(logger, opts.progress)  # step messages: INFO with progress, else DEBUG
+    work = _staging_dir(job.out)
     try:
-        state = {k: v.detach().to("cpu") for k, v in ckpt.state.items()}
-        state_np = {k: v.numpy().astype(np.float32) for k, v in state.items()}
-        steps.info(f"exporting {cfg['name']} ({cfg.get('preset')}) to ONNX (batch {batch}) ...")
-        info = export_onnx(model, state, work / MODEL_FILES["fp32"], batch=batch, error_map=error_map,
-                           pred=pred, opset=opset)
-        from .torch_graph import adaptable_params
+        _export_fp32(job, work)
+        if opts.precision == "fp16":
+            _convert_fp16(job, work)
+        if opts.precision == "int8":
+            _quantize_int8(job, work)
+        if opts.engine == "trt":
+            job.engines.append(_build_trt(work, job.models[opts.precision], opts.precision, opts.plugins,
+                                          opts.plugin_libraries, opts.trt_options or {}, job.steps))
+        _calibrate_scores(job, work)
+        save_bundle(work, _manifest(job), job.state)
+        from .verify import check_bundle
 
-        for item in info.params:  # MPN's θ: defaults live in state.npz next to the stream state
-            state_np[item["name"]] = adaptable_params(model)[item["name"]].numpy().astype(np.float32)
-        graph = info.manifest()
-        models = {"fp32": MODEL_FILES["fp32"]}
-        prov: dict = {}
-        if precision == "fp16":
-            keep = tuple(fp16_keep) if fp16_keep is not None else DEFAULT_KEEP
-            steps.info(f"converting to FP16 (kept in FP32: {', '.join(keep) or 'nothing'}) ...")
-            m16 = convert_to_fp16(onnx.load(str(work / MODEL_FILES["fp32"])), keep)
-            onnx.save(m16, str(work / MODEL_FILES["fp16"]))
-            models["fp16"] = MODEL_FILES["fp16"]
-            prov["fp16"] = {"keep_fp32": list(keep), "nodes": precision_summary(m16)}
-        if precision == "int8":
-            target = int8_target or ("trt" if engine == "trt" else "cpu")
-            if engine == "trt" and target != "trt":
-                raise ConfigError("a TensorRT engine needs the symmetric INT8 profile (--int8-target trt)")
-            opts = int8_options or Int8Options.for_target(target)
-            if max_calib_clips:
-                opts = dataclasses.replace(opts, max_clips=int(max_calib_clips))
-            steps.info(f"INT8: calibrating ({calib_method}, up to {opts.max_clips} clips) on {calib_data} ...")
-            reader = ClipFeeds(work / MODEL_FILES["fp32"], graph, model.spec, model.clip_length, state_np,
-                               calib_data, max_clips=opts.max_clips, threads=threads)
-            report = quantize_int8(work / MODEL_FILES["fp32"], work / MODEL_FILES["int8"], reader,
-                                   method=calib_method, options=opts)
-            models["int8"] = MODEL_FILES["int8"]
-            prov["int8"] = {**asdict(report), "data": str(Path(calib_data).resolve()),
-                            "videos": len(calib_split.videos)}
-        engines = []
-        if engine == "trt":
-            engines.append(_build_trt(work, models[precision], precision, plugins, plugin_libraries,
-                                      trt_options or {}, steps))
-        calibration = threshold = None
-        if score_split is not None:
-            steps.info(f"score calibration on {score_path} with the {precision} graph ...")
-            stream = OnnxStream(work / models[precision], graph, model.clip_length, threads=threads)
-            videos = score_footage(stream, score_split, model.spec, state_np, max_videos=max_score_videos,
-                                   progress=progress)
-            cal = calibrate_scores(videos, model.score_components, model.score_weights, target=target_far,
-                                   smoothing=smoothing)
-            calibration, threshold = cal.manifest_calibration(), cal.threshold
-            trained_on = (cfg.get("data") or {}).get("root")
-            prov["score_calibration"] = {
-                **{k: v for k, v in cal.summary().items() if k != "stats"}, "precision": precision,
-                "data": str(score_path.resolve()),
-                "held_out": not (trained_on and Path(trained_on).resolve() == score_path.resolve()),
-            }
-        else:
-            steps.info("no score data: vadedge.json gets no calibration/threshold (pass --score-data)")
-        manifest = {
-            "schema_version": 1,
-            "family": cfg["name"],
-            "preset": cfg.get("preset"),
-            "precision": precision,
-            "input": {**model.spec.to_dict(), "clip_length": model.clip_length},
-            "graph": graph,
-            "models": models,
-            "engines": engines,
-            "state_file": "state.npz",
-            "score": {
-                "signs": {k: int(v) for k, v in model.score_components.items()},
-                "weights": {k: float(v) for k, v in model.score_weights.items()},
-                "calibration": calibration,
-                "smoothing": float(smoothing),
-                "threshold": threshold,
-                "min_event_frames": int(min_event_frames),
-            },
-            "provenance": _provenance(cfg, Path(model_dir), info.opset, batch, error_map, prov),
-        }
-        save_bundle(work, manifest, state_np)
         check_bundle(work)
-        _replace_dir(work, out)
+        _replace_dir(work, job.out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    steps.info(f"bundle written to {out}")
-    return out
+    job.steps.info(f"bundle written to {job.out}")
+    return job.out
+
+
+def _prepare(model_dir: Path, out: Union[str, Path, None], opts: ExportOptions) -> _Job:
+    """Every check that can fail fast (options, folders, footage, extras), then load the checkpoint."""
+    from ..calibration.footage import open_normal_footage
+    from .onnx_export import check_batch
+
+    require("onnx")
+    check_options(opts.precision, opts.engine, opts.calib_data, opts.plugins)
+    opts = dataclasses.replace(opts, batch=check_batch(opts.batch))
+    _check_checkpoint_dir(model_dir)
+    if opts.engine == "trt":
+        _trt_module("tensorrt")
+        if (opts.trt_options or {}).get("trt") is None:
+            require("tensorrt")  # fail before the export when TensorRT is absent (the extra is named)
+    calib_split = open_normal_footage(opts.calib_data) if opts.calib_data is not None else None
+    from vadedge.train.checkpoint import load_checkpoint  # imports torch
+
+    ckpt = load_checkpoint(model_dir)
+    out_path = Path(out) if out is not None else model_dir / "bundle"
+    _prepare_out(out_path)
+    if opts.score_data is None:
+        score_path = Path(opts.calib_data) if opts.calib_data is not None else _default_score_data(ckpt.config)
+    elif opts.score_data is False:
+        score_path = None
+    else:
+        score_path = Path(opts.score_data)
+    score_split = open_normal_footage(score_path) if score_path is not None else None
+    return _Job(model_dir, out_path, opts, ckpt, calib_split, score_path, score_split)
+
+
+def _staging_dir(out: Path) -> Path:
+    """A fresh hidden folder beside `out`, created with the umask's permissions (mkdtemp's 0700 would
+    leave the renamed bundle unreadable to a runtime running as another user)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        work = out.parent / f".{out.name}.{secrets.token_hex(6)}"
+        try:
+            work.mkdir(mode=0o777)
+            return work
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+
+
+def _export_fp32(job: _Job, work: Path) -> None:
+    from .onnx_export import export_onnx
+    from .torch_graph import adaptable_params
+
+    opts, cfg = job.opts, job.cfg
+    state = {k: v.detach().to("cpu") for k, v in job.ckpt.state.items()}
+    job.state = {k: v.numpy().astype(np.float32) for k, v in state.items()}
+    job.steps.info(f"exporting {cfg['name']} ({cfg.get('preset')}) to ONNX (batch {opts.batch}) ...")
+    info = export_onnx(job.model, state, work / MODEL_FILES["fp32"], batch=opts.batch, error_map=opts.error_map,
+                       pred=opts.pred, opset=opts.opset)
+    for item in info.params:  # MPN's θ: defaults live in state.npz next to the stream state
+        job.state[item.name] = adaptable_params(job.model)[item.name].numpy().astype(np.float32)
+    job.graph, job.opset = info.graph_spec(), info.opset
+    job.models = {"fp32": MODEL_FILES["fp32"]}
+
+
+def _convert_fp16(job: _Job, work: Path) -> None:
+    from .fp16 import DEFAULT_KEEP, convert_to_fp16, precision_summary
+
+    onnx = require("onnx")
+    keep = tuple(job.opts.fp16_keep) if job.opts.fp16_keep is not None else DEFAULT_KEEP
+    job.steps.info(f"converting to FP16 (kept in FP32: {', '.join(keep) or 'nothing'}) ...")
+    m16 = convert_to_fp16(onnx.load(str(work / MODEL_FILES["fp32"])), keep)
+    onnx.save(m16, str(work / MODEL_FILES["fp16"]))
+    job.models["fp16"] = MODEL_FILES["fp16"]
+    job.prov["fp16"] = {"keep_fp32": list(keep), "nodes": precision_summary(m16)}
+
+
+def _quantize_int8(job: _Job, work: Path) -> None:
+    from ..calibration.int8 import ClipFeeds, Int8Options, quantize_int8
+
+    opts = job.opts
+    target = opts.int8_target or ("trt" if opts.engine == "trt" else "cpu")
+    if opts.engine == "trt" and target != "trt":
+        raise ConfigError("a TensorRT engine needs the symmetric INT8 profile (--int8-target trt)")
+    q = opts.int8_options or Int8Options.for_target(target)
+    if opts.max_calib_clips:
+        q = dataclasses.replace(q, max_clips=int(opts.max_calib_clips))
+    job.steps.info(f"INT8: calibrating ({opts.calib_method}, up to {q.max_clips} clips) on {opts.calib_data} ...")
+    reader = ClipFeeds(work / MODEL_FILES["fp32"], job.graph, job.model.spec, job.model.clip_length, job.state,
+                       opts.calib_data, max_clips=q.max_clips, threads=opts.threads)
+    report = quantize_int8(work / MODEL_FILES["fp32"], work / MODEL_FILES["int8"], reader,
+                           method=opts.calib_method, options=q)
+    job.models["int8"] = MODEL_FILES["int8"]
+    job.prov["int8"] = {**asdict(report), "data": Path(opts.calib_data).name, "videos": len(job.calib_split.videos)}
+
+
+def _calibrate_scores(job: _Job, work: Path) -> None:
+    """Score statistics + threshold on normal footage, with the graph the bundle will run."""
+    from ..calibration.scores import calibrate_scores, score_footage
+    from .runner import OnnxStream
+
+    opts, model = job.opts, job.model
+    if job.score_split is None:
+        job.steps.info("no score data: vadedge.json gets no calibration/threshold (pass --score-data)")
+        return
+    job.steps.info(f"score calibration on {job.score_path} with the {opts.precision} graph ...")
+    stream = OnnxStream(work / job.models[opts.precision], job.graph, model.clip_length, threads=opts.threads)
+    videos = score_footage(stream, job.score_split, model.spec, job.state, max_videos=opts.max_score_videos,
+                           progress=opts.progress)
+    cal = calibrate_scores(videos, model.score_components, model.score_weights, target=opts.target_far,
+                           smoothing=opts.smoothing)
+    job.calibration = {k: Stats(float(v["location"]), float(v["scale"]))
+                       for k, v in cal.manifest_calibration().items()}
+    job.threshold = ThresholdSpec.from_dict(cal.threshold)
+    trained_on = (job.cfg.get("data") or {}).get("root")
+    job.prov["score_calibration"] = {
+        **{k: v for k, v in cal.summary().items() if k != "stats"}, "precision": opts.precision,
+        "data": job.score_path.name,
+        "held_out": not (trained_on and Path(trained_on).resolve() == job.score_path.resolve()),
+    }
+
+
+def _manifest(job: _Job) -> Manifest:
+    """The one place a bundle's vadedge.json is put together."""
+    opts, model, cfg = job.opts, job.model, job.cfg
+    return Manifest(
+        family=cfg["name"], preset=cfg.get("preset"), precision=opts.precision,
+        input=InputSection(**model.spec.to_dict(), clip_length=int(model.clip_length)),
+        graph=job.graph, models=dict(job.models), engines=tuple(job.engines), state_file="state.npz",
+        score=ScoreSpec(signs={k: int(v) for k, v in model.score_components.items()},
+                        weights={k: float(v) for k, v in model.score_weights.items()},
+                        calibration=job.calibration, smoothing=float(opts.smoothing), threshold=job.threshold,
+                        min_event_frames=int(opts.min_event_frames)),
+        provenance=_provenance(job),
+    )
 
 
 def _build_trt(work: Path, onnx_name: str, precision: str, plugins: bool, plugin_libraries, options: dict,
-               steps: Progress) -> dict:
+               steps: Progress) -> EngineSpec:
     onnx = require("onnx")
     trt_mod = _trt_module("tensorrt")
     src = work / onnx_name
@@ -248,31 +340,33 @@ def _build_trt(work: Path, onnx_name: str, precision: str, plugins: bool, plugin
     steps.info(f"building the TensorRT {precision} engine ...")
     side = trt_mod.build_engine(src, work / engine_file, precision=precision, plugin_libraries=libs, **options)
     shutil.rmtree(work / "plugins", ignore_errors=True)
-    device = side.get("device")
-    entry = {"file": engine_file, "precision": precision, "tensorrt": side.get("tensorrt"),
-             "device": device.get("name") if isinstance(device, dict) else device,
-             "sidecar": engine_file + ".json", "onnx": src.name, "plugins": bool(plugins)}
-    return {k: v for k, v in entry.items() if v is not None}
+    return EngineSpec.from_build(engine_file, precision, side, sidecar=engine_file + ".json", onnx=src.name,
+                                 plugins=bool(plugins))
 
 
-def _provenance(cfg: dict, model_dir: Path, opset: int, batch, error_map: bool, extra: dict) -> dict:
+def _provenance(job: _Job) -> dict:
+    """Versions, checkpoint and data summaries — no absolute paths of the build machine. The checkpoint
+    is recorded by folder name and relative to the bundle (what the torch backend / MPN adaptation use)."""
     import onnx
     import onnxruntime
     import torch
 
+    cfg, opts = job.cfg, job.opts
     data = cfg.get("data") or {}
     return {
         "vadedge_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "opset": opset,
+        "opset": job.opset,
         "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-        "checkpoint": {"path": str(model_dir.resolve()), "name": cfg.get("name"), "preset": cfg.get("preset"),
+        "checkpoint": {"folder": job.model_dir.resolve().name,
+                       "relative_path": os.path.relpath(job.model_dir.resolve(), job.out.resolve()),
+                       "name": cfg.get("name"), "preset": cfg.get("preset"),
                        "seed": cfg.get("seed"), "epochs": len(cfg.get("history", [])) or None,
                        "stage": cfg.get("stage")},
         "training_data": {"fingerprint": data.get("fingerprint"), "videos": data.get("videos"),
                           "clips": data.get("clips")},
-        "export": {"batch": batch, "error_map": error_map},
-        **extra,
+        "export": {"batch": opts.batch, "error_map": opts.error_map},
+        **job.prov,
     }
 
 
@@ -294,42 +388,40 @@ def describe(bundle_dir: Union[str, Path]) -> str:
 
     b = load_bundle(bundle_dir)
     m = b.manifest
-    g = m["graph"]
+    g, inp, sc = m.graph, m.input, m.score
     lines = [f"bundle      {b.path}",
-             f"family      {m['family']} (preset {m.get('preset')}), runs {b.precision}",
-             "input       {height}x{width} {color}, {frames} context frame(s), "
-             "clip of {clip_length}".format(**m["input"]),
-             f"batch       {g['batch']} stream(s) per call"]
-    for p, f in m["models"].items():
-        size = (b.path / f).stat().st_size / 1e6
-        lines.append(f"model       {p:5s} {f} ({size:.2f} MB)")
-    for e in m.get("engines", []):
-        lines.append(f"engine      {e['precision']:5s} {e['file']} "
-                     f"(TensorRT {e.get('tensorrt', '?')}, {e.get('device', '?')})")
-    lines.append(f"inputs      {g['frames_input']} uint8 [B, {m['input']['clip_length']}, {m['input']['height']}, "
-                 f"{m['input']['width']}, {1 if m['input']['color'] == 'gray' else 3}]")
-    for s in g["state"]:
-        lines.append(f"            {s['input']} {s['dtype']} [B, {', '.join(map(str, s['shape']))}] -> {s['output']}")
-    for s in g.get("side_inputs", []):
-        lines.append(f"            {s['input']} {s['dtype']} [B, {', '.join(map(str, s['shape']))}] (host-computed)")
-    for s in g["params"]:
-        lines.append(f"            {s['input']} {s['dtype']} [{', '.join(map(str, s['shape']))}] (adapted parameter)")
-    sc = m["score"]
-    lines.append("scores      " + ", ".join(f"{c} ({'+' if sc['signs'][c] > 0 else '-'}, w={sc['weights'][c]:g})"
-                                            for c in g["scores"]))
-    if g.get("extra_outputs"):
-        lines.append(f"extra       {', '.join(g['extra_outputs'])}")
-    if sc.get("calibration"):
-        for c, st in sc["calibration"].items():
-            lines.append(f"calibration {c}: location {st['location']:.5g}, scale {st['scale']:.5g}")
+             f"family      {m.family} (preset {m.preset}), runs {b.precision}",
+             f"input       {inp.height}x{inp.width} {inp.color}, {inp.frames} context frame(s), "
+             f"clip of {inp.clip_length}",
+             f"batch       {g.batch} stream(s) per call"]
+    for p in m.models:
+        path = b.model_file(p)
+        size = path.stat().st_size / 1e6 if path.is_file() else float("nan")
+        lines.append(f"model       {p:5s} {m.models[p]} ({size:.2f} MB)")
+    for e in m.engines:
+        lines.append(f"engine      {e.precision:5s} {e.file} (TensorRT {e.tensorrt or '?'}, {e.device or '?'})")
+    lines.append(f"inputs      {g.frames_input} uint8 [B, {inp.clip_length}, {inp.height}, {inp.width}, "
+                 f"{inp.channels}]")
+    for s in g.state:
+        lines.append(f"            {s.input} {s.dtype} [B, {', '.join(map(str, s.shape))}] -> {s.output}")
+    for d in g.side_inputs:
+        lines.append(f"            {d.input} {d.dtype} [B, {', '.join(map(str, d.shape))}] (host-computed)")
+    for s in g.params:
+        lines.append(f"            {s.input} {s.dtype} [{', '.join(map(str, s.shape))}] (adapted parameter)")
+    lines.append("scores      " + ", ".join(f"{c} ({'+' if sc.signs[c] > 0 else '-'}, w={sc.weights[c]:g})"
+                                            for c in g.scores))
+    if g.extra_outputs:
+        lines.append(f"extra       {', '.join(g.extra_outputs)}")
+    if sc.calibration:
+        for c, st in sc.calibration.items():
+            lines.append(f"calibration {c}: location {st.location:.5g}, scale {st.scale:.5g}")
     else:
         lines.append("calibration none (the runtime cannot normalise scores causally)")
-    th = sc.get("threshold")
-    if th:
-        lines.append(f"threshold   on {th['on']:.4g} / off {th['off']:.4g} ({th.get('policy')}, target "
-                     f"{th.get('target')}), smoothing {sc.get('smoothing')}, "
-                     f"min event {sc.get('min_event_frames')} frames")
-    pv = m["provenance"]
+    th = sc.threshold
+    if th is not None:
+        lines.append(f"threshold   on {th.on:.4g} / off {th.off:.4g} ({th.policy}, target "
+                     f"{th.target}), smoothing {sc.smoothing}, min event {sc.min_event_frames} frames")
+    pv = m.provenance
     lines.append(f"provenance  vadedge {pv.get('vadedge_version')}, opset {pv.get('opset')}, "
                  f"created {pv.get('created')}")
     return "\n".join(lines)
@@ -338,4 +430,4 @@ def describe(bundle_dir: Union[str, Path]) -> str:
 def manifest_json(bundle_dir: Union[str, Path]) -> str:
     from vadedge.bundle import load_bundle
 
-    return json.dumps(load_bundle(bundle_dir).manifest, indent=1)
+    return json.dumps(load_bundle(bundle_dir).manifest.to_dict(), indent=1)

@@ -19,6 +19,7 @@ from typing import Optional, Union
 import torch
 
 from vadedge._optional import require
+from vadedge.bundle import GraphSpec, SideInputSpec, TensorSpec
 from vadedge.errors import ConfigError
 
 from .functions import MIN_OPSET, attach_functions
@@ -35,19 +36,18 @@ class GraphInfo:
 
     batch: Union[int, str]
     frames_input: str
-    state: list[dict]
+    state: tuple[TensorSpec, ...]
     scores: dict[str, str]
     extra_outputs: dict[str, str] = field(default_factory=dict)
-    params: list[dict] = field(default_factory=list)
-    side_inputs: list[dict] = field(default_factory=list)
+    params: tuple[TensorSpec, ...] = ()
+    side_inputs: tuple[SideInputSpec, ...] = ()
     opset: int = DEFAULT_OPSET
 
-    def manifest(self) -> dict:
-        doc = {"batch": self.batch, "frames_input": self.frames_input, "state": self.state,
-               "params": self.params, "scores": self.scores, "extra_outputs": self.extra_outputs}
-        if self.side_inputs:
-            doc["side_inputs"] = self.side_inputs
-        return doc
+    def graph_spec(self) -> GraphSpec:
+        """The vadedge.json `graph` section of this graph."""
+        return GraphSpec(batch=self.batch, frames_input=self.frames_input, state=self.state, params=self.params,
+                         scores=dict(self.scores), extra_outputs=dict(self.extra_outputs),
+                         side_inputs=self.side_inputs)
 
 
 def check_batch(batch: Union[int, str]) -> Union[int, str]:
@@ -120,14 +120,12 @@ def export_onnx(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Un
         extra["error_map"] = "error_map"
     if pred:
         extra["pred"] = "pred"
-    side_items = [{"name": k, "input": k, "shape": list(v["shape"]), "dtype": "float32",
-                   **{m: x for m, x in v.items() if m not in ("shape", "dtype")}} for k, v in side.items()]
-    param_items = [{"name": k, "input": param_input_name(k), "output": "", "shape": list(v.shape),
-                    "dtype": "float32"} for k, v in theta.items()]
+    side_items = tuple(SideInputSpec(k, k, tuple(v["shape"]), provider=v.get("provider"), layout=v.get("layout"))
+                       for k, v in side.items())
+    param_items = tuple(TensorSpec(k, param_input_name(k), "", tuple(v.shape)) for k, v in theta.items())
     return GraphInfo(
         batch=batch, frames_input="frames",
-        state=[{"name": k, "input": f"{k}_in", "output": f"{k}_out", "shape": shapes[k], "dtype": "float32"}
-               for k in state_names],
+        state=tuple(TensorSpec(k, f"{k}_in", f"{k}_out", tuple(shapes[k])) for k in state_names),
         scores={k: k for k in score_names}, extra_outputs=extra, params=param_items, side_inputs=side_items,
         opset=opset)
 

@@ -10,40 +10,41 @@ from typing import Optional, Union
 
 import numpy as np
 
+from vadedge.bundle import GraphSpec
 from vadedge.runtime.backends.onnxruntime import make_session
 
 
 class OnnxStream:
     """A stream-step graph in ONNX Runtime; `graph` is the vadedge.json `graph` section."""
 
-    def __init__(self, model: Union[str, Path, bytes], graph: dict, clip_length: int, *,
+    def __init__(self, model: Union[str, Path, bytes], graph: GraphSpec, clip_length: int, *,
                  threads: Optional[int] = None, session=None) -> None:
         self.session = session if session is not None else make_session(model, threads=threads)
         self.graph = graph
         self.clip_length = int(clip_length)
-        self.score_outputs = dict(graph["scores"])
-        self.batch = graph["batch"]
-        self.side_inputs = list(graph.get("side_inputs", []))
+        self.score_outputs = dict(graph.scores)
+        self.batch = graph.batch
+        self.side_inputs = list(graph.side_inputs)
         self._providers = {}
         for item in self.side_inputs:  # host-computed inputs; a "provider" entry names an optical-flow provider
-            if "provider" in item:
+            if item.provider is not None:
                 from vadedge.flow import get_flow_provider
 
-                self._providers[item["input"]] = get_flow_provider(item["provider"])
+                self._providers[item.input] = get_flow_provider(dict(item.provider))
 
     def host_inputs(self, frames: np.ndarray) -> dict[str, np.ndarray]:
         """The graph's side inputs for uint8 clips [B, N, H, W, C] (e.g. optical flow), computed on the host."""
         feeds = {}
         for item in self.side_inputs:
-            provider = self._providers.get(item["input"])
+            provider = self._providers.get(item.input)
             if provider is None:
-                raise ValueError(f"no host provider for side input '{item['input']}'")
-            feeds[item["input"]] = np.ascontiguousarray(provider.clip_flow(frames), dtype=np.float32)
+                raise ValueError(f"no host provider for side input '{item.input}'")
+            feeds[item.input] = np.ascontiguousarray(provider.clip_flow(frames), dtype=np.float32)
         return feeds
 
     @classmethod
     def from_bundle(cls, bundle, precision: str = "fp32", threads: Optional[int] = None) -> "OnnxStream":
-        return cls(bundle.model_file(precision), bundle.manifest["graph"], bundle.clip_length, threads=threads)
+        return cls(bundle.model_file(precision), bundle.manifest.graph, bundle.clip_length, threads=threads)
 
     @property
     def static_batch(self) -> int:
@@ -55,25 +56,25 @@ class OnnxStream:
         Adapted parameters (`graph.params`, MPN) are shared by the call and fed unbatched.
         """
         feeds = {}
-        for item in self.graph["state"]:
-            arr = np.asarray(state[item["name"]], dtype=np.float32)
-            feeds[item["input"]] = np.ascontiguousarray(np.broadcast_to(arr, (batch, *arr.shape)))
-        for item in self.graph.get("params", []):
-            feeds[item["input"]] = np.ascontiguousarray(state[item["name"]], dtype=np.float32)
+        for item in self.graph.state:
+            arr = np.asarray(state[item.name], dtype=np.float32)
+            feeds[item.input] = np.ascontiguousarray(np.broadcast_to(arr, (batch, *arr.shape)))
+        for item in self.graph.params:
+            feeds[item.input] = np.ascontiguousarray(state[item.name], dtype=np.float32)
         return feeds
 
     def step(self, frames: np.ndarray, state_feeds: dict[str, np.ndarray]
              ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
         """One call: uint8 frames [B, N, H, W, C] + state feeds → (scores [B], next state feeds, extra outputs)."""
         names = [o.name for o in self.session.get_outputs()]
-        feeds = {self.graph["frames_input"]: frames, **state_feeds}
+        feeds = {self.graph.frames_input: frames, **state_feeds}
         if self.side_inputs:
             feeds.update(self.host_inputs(frames))
         outs = dict(zip(names, self.session.run(None, feeds)))
         scores = {c: outs[o] for c, o in self.score_outputs.items()}
-        new_state = {item["input"]: outs[item["output"]] for item in self.graph["state"]}
-        new_state.update({item["input"]: state_feeds[item["input"]] for item in self.graph.get("params", [])})
-        extras = {k: outs[o] for k, o in self.graph.get("extra_outputs", {}).items() if o in outs}
+        new_state = {item.input: outs[item.output] for item in self.graph.state}
+        new_state.update({item.input: state_feeds[item.input] for item in self.graph.params})
+        extras = {k: outs[o] for k, o in self.graph.extra_outputs.items() if o in outs}
         return scores, new_state, extras
 
     def score_frames(self, frames: np.ndarray, state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -228,8 +228,8 @@ def evaluate(model_dir: str | Path, data: str | Path, *, protocol: str = "both",
     test = open_split(data, "testing", require_labels=True)
     load: dict[str, Any] = dict(backend=backend, threads=threads, heatmap=False, smoothing=smoothing)
     det = Detector.load(model_dir, **load)
-    if adapt_k and not det.bundle.manifest["graph"]["params"]:
-        raise ConfigError(f"--adapt-k: model '{det.bundle.manifest['family']}' does not support few-shot adaptation")
+    if adapt_k and not det.bundle.manifest.graph.params:
+        raise ConfigError(f"--adapt-k: model '{det.bundle.manifest.family}' does not support few-shot adaptation")
     signs, weights = dict(det.recipe.signs), dict(det.recipe.weights)
     streaming = protocol in ("streaming", "both")
     t0 = time.time()

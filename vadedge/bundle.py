@@ -1,8 +1,16 @@
 """The deployable artifact (DESIGN principle 4): a folder with ONNX model(s), `state.npz` and `vadedge.json`.
 
-`vadedge.json` is versioned (`schema_version`) and validated on load with a small built-in checker,
-so the runtime needs no extra dependency; `BUNDLE_JSON_SCHEMA` is the same contract as a JSON
-Schema for other tools (a test keeps the two in agreement). Example:
+`vadedge.json` is versioned (`schema_version`) and parsed ONCE into a typed, frozen `Manifest`
+(`Manifest.from_dict` validates, `Manifest.to_dict` writes), so the runtime needs no extra
+dependency and no code reads the JSON by string keys. `BUNDLE_JSON_SCHEMA` is the structural part
+of the same contract as a JSON Schema for other tools (a test keeps the two in agreement); the
+cross-field checks (components agree, finite numbers, bounded sizes, file names inside the
+folder) live in `Manifest.from_dict`.
+
+A bundle is an artifact users download and share, so loading one never reads outside its folder
+(every file name is a relative path that must stay inside it after resolving symlinks), never
+accepts NaN/Infinity, and bounds every size it will allocate for (frame buffers, state arrays).
+Example:
 
     {
       "schema_version": 1,
@@ -35,10 +43,13 @@ Schema for other tools (a test keeps the two in agreement). Example:
 from __future__ import annotations
 
 import json
+import math
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Optional
+import zipfile
+import zlib
+from dataclasses import dataclass, field, fields
+from pathlib import Path, PurePosixPath
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -49,22 +60,37 @@ SCHEMA_VERSION = 1
 BUNDLE_FILE = "vadedge.json"
 PRECISIONS = ("fp32", "fp16", "int8")
 
+# Bounds on what a bundle may make the runtime allocate or parse (issue 15: a hostile vadedge.json
+# must give a clear error, not an out-of-memory kill or a RecursionError).
+MAX_MANIFEST_BYTES = 4 << 20  # vadedge.json size
+MAX_NESTING = 32  # depth of nested objects/arrays anywhere in vadedge.json
+MAX_SIDE = 8192  # input height / width
+MAX_CLIP = 256  # input frames / clip_length
+MAX_CLIP_BYTES = 1 << 28  # one stream's uint8 clip buffer: clip_length * H * W * C
+MAX_BATCH = 1024  # static batch (streams per call)
+MAX_RANK = 8  # rank of a state / parameter / side input (without the batch axis)
+MAX_ELEMENTS = 1 << 26  # elements of one state / parameter / side input (256 MB of float32)
+MAX_EVENT_FRAMES = 1 << 20
+
 
 class BundleError(VadedgeError):
     """A bundle folder that is missing, incomplete, or whose vadedge.json breaks the schema."""
 
 
+_SHAPE = {"type": "array", "maxItems": MAX_RANK,
+          "items": {"type": "integer", "minimum": 1, "maximum": MAX_ELEMENTS}}
 _STATE_ITEM = {
     "type": "object",
     "required": ["name", "input", "output", "shape", "dtype"],
     "properties": {
         "name": {"type": "string"}, "input": {"type": "string"}, "output": {"type": "string"},
-        "shape": {"type": "array", "items": {"type": "integer", "minimum": 1}},
+        "shape": _SHAPE,
         "dtype": {"type": "string", "enum": ["float32", "float16"]},
     },
 }
 _STATS = {"type": "object", "required": ["location", "scale"],
           "properties": {"location": {"type": "number"}, "scale": {"type": "number", "exclusiveMinimum": 0}}}
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 
 BUNDLE_JSON_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -79,15 +105,17 @@ BUNDLE_JSON_SCHEMA: dict[str, Any] = {
         "input": {
             "type": "object", "required": ["height", "width", "color", "frames", "clip_length"],
             "properties": {
-                "height": {"type": "integer", "minimum": 8}, "width": {"type": "integer", "minimum": 8},
+                "height": {"type": "integer", "minimum": 8, "maximum": MAX_SIDE},
+                "width": {"type": "integer", "minimum": 8, "maximum": MAX_SIDE},
                 "color": {"type": "string", "enum": ["gray", "rgb", "bgr"]},
-                "frames": {"type": "integer", "minimum": 1}, "clip_length": {"type": "integer", "minimum": 1},
+                "frames": {"type": "integer", "minimum": 1, "maximum": MAX_CLIP},
+                "clip_length": {"type": "integer", "minimum": 1, "maximum": MAX_CLIP},
             },
         },
         "graph": {
             "type": "object", "required": ["batch", "frames_input", "state", "params", "scores"],
             "properties": {
-                "batch": {"oneOf": [{"type": "integer", "minimum": 1}, {"const": "dynamic"}]},
+                "batch": {"oneOf": [{"type": "integer", "minimum": 1, "maximum": MAX_BATCH}, {"const": "dynamic"}]},
                 "frames_input": {"type": "string"},
                 "state": {"type": "array", "items": _STATE_ITEM},
                 "params": {"type": "array", "items": _STATE_ITEM},
@@ -95,18 +123,22 @@ BUNDLE_JSON_SCHEMA: dict[str, Any] = {
                 "side_inputs": {"type": "array", "items": {
                     "type": "object", "required": ["name", "input", "shape", "dtype"],
                     "properties": {"name": {"type": "string"}, "input": {"type": "string"},
-                                   "shape": {"type": "array", "items": {"type": "integer", "minimum": 1}},
+                                   "shape": _SHAPE,
                                    "dtype": {"type": "string", "enum": ["float32"]},
-                                   "provider": {"type": "object"}}}},
-                "scores": {"type": "object", "minProperties": 1, "additionalProperties": {"type": "string"}},
-                "extra_outputs": {"type": "object", "additionalProperties": {"type": "string"}},
+                                   "layout": {"type": "string"},
+                                   "provider": {"type": "object", "properties": {"name": {"type": "string"}}}}}},
+                "scores": {**_STRING_MAP, "minProperties": 1},
+                "extra_outputs": _STRING_MAP,
             },
         },
         "models": {"type": "object", "minProperties": 1,
                    "propertyNames": {"enum": list(PRECISIONS)}, "additionalProperties": {"type": "string"}},
-        "engines": {"type": "array", "items": {"type": "object", "required": ["file", "precision"],
-                                               "properties": {"file": {"type": "string"},
-                                                              "precision": {"type": "string"}}}},
+        "engines": {"type": "array", "items": {
+            "type": "object", "required": ["file", "precision"],
+            "properties": {"file": {"type": "string"}, "precision": {"type": "string", "enum": list(PRECISIONS)},
+                           "tensorrt": {"type": "string"}, "device": {"type": "string"},
+                           "sidecar": {"type": "string"}, "onnx": {"type": "string"},
+                           "plugins": {"type": "boolean"}, "version_compatible": {"type": "boolean"}}}},
         "state_file": {"type": "string"},
         "score": {
             "type": "object", "required": ["signs", "weights"],
@@ -118,13 +150,22 @@ BUNDLE_JSON_SCHEMA: dict[str, Any] = {
                 "smoothing": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
                 "threshold": {"oneOf": [{"type": "null"},
                                         {"type": "object", "required": ["on", "off"],
-                                         "properties": {"on": {"type": "number"}, "off": {"type": "number"}}}]},
-                "min_event_frames": {"type": "integer", "minimum": 1},
+                                         "properties": {"on": {"type": "number"}, "off": {"type": "number"},
+                                                        "policy": {"type": "string"},
+                                                        "target": {"type": "number"},
+                                                        "off_target": {"type": "number"}}}]},
+                "min_event_frames": {"type": "integer", "minimum": 1, "maximum": MAX_EVENT_FRAMES},
             },
         },
-        "provenance": {"type": "object", "required": ["vadedge_version"]},
+        "provenance": {"type": "object", "required": ["vadedge_version"],
+                       "properties": {"vadedge_version": {"type": "string"}}},
     },
 }
+
+
+# ---------------------------------------------------------------------------------------- checking
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def _type_ok(value: Any, spec: dict) -> bool:
@@ -134,9 +175,15 @@ def _type_ok(value: Any, spec: dict) -> bool:
     types = t if isinstance(t, list) else [t]
     checks = {"object": lambda v: isinstance(v, dict), "array": lambda v: isinstance(v, list),
               "string": lambda v: isinstance(v, str), "null": lambda v: v is None,
+              "boolean": lambda v: isinstance(v, bool),
               "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-              "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)}
+              "number": _is_number}
     return any(checks[x](value) for x in types)
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), type(value).__name__)
 
 
 def _validate(value: Any, spec: dict, where: str) -> None:
@@ -149,14 +196,16 @@ def _validate(value: Any, spec: dict, where: str) -> None:
                 return
             except BundleError as exc:
                 errors.append(str(exc))
-        raise BundleError(f"{where}: {value!r} matches none of the allowed forms ({'; '.join(errors)})")
-    if "const" in spec and value != spec["const"]:
-        raise BundleError(f"{where} must be {spec['const']!r}, got {value!r}")
+        raise BundleError(f"{where}: {value!r:.80} matches none of the allowed forms ({'; '.join(errors)})")
+    if "const" in spec and (value != spec["const"] or type(value) is not type(spec["const"])):
+        raise BundleError(f"{where} must be {spec['const']!r}, got {value!r:.80}")
     if not _type_ok(value, spec):
-        raise BundleError(f"{where} must be of type {spec['type']}, got {type(value).__name__}")
+        raise BundleError(f"{where} must be of type {spec['type']}, got {_type_name(value)}")
     if "enum" in spec and value not in spec["enum"]:
-        raise BundleError(f"{where} must be one of {spec['enum']}, got {value!r}")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise BundleError(f"{where} must be one of {spec['enum']}, got {value!r:.80}")
+    if _is_number(value):
+        if not math.isfinite(value):
+            raise BundleError(f"{where} must be a finite number, got {value}")
         if "minimum" in spec and value < spec["minimum"]:
             raise BundleError(f"{where} must be >= {spec['minimum']}, got {value}")
         if "maximum" in spec and value > spec["maximum"]:
@@ -178,29 +227,500 @@ def _validate(value: Any, spec: dict, where: str) -> None:
                 _validate(sub, props[key], f"{where}.{key}")
             elif "additionalProperties" in spec:
                 _validate(sub, spec["additionalProperties"], f"{where}.{key}")
-    if isinstance(value, list) and "items" in spec:
-        for i, item in enumerate(value):
-            _validate(item, spec["items"], f"{where}[{i}]")
+    if isinstance(value, list):
+        if "maxItems" in spec and len(value) > spec["maxItems"]:
+            raise BundleError(f"{where} must have at most {spec['maxItems']} items, got {len(value)}")
+        if "items" in spec:
+            for i, item in enumerate(value):
+                _validate(item, spec["items"], f"{where}[{i}]")
 
 
-def validate_manifest(doc: Any) -> None:
-    """Raise BundleError naming the first problem in a vadedge.json document."""
-    if isinstance(doc, dict) and doc.get("schema_version") not in (None, SCHEMA_VERSION):
-        raise BundleError(f"vadedge.json has schema_version {doc.get('schema_version')}; this vadedge reads "
-                          f"version {SCHEMA_VERSION} (upgrade vadedge or re-export the bundle)")
-    _validate(doc, BUNDLE_JSON_SCHEMA, "vadedge.json")
-    score = doc["score"]
-    comps = set(doc["graph"]["scores"])
-    for key in ("signs", "weights"):
-        if set(score[key]) != comps:
-            raise BundleError(f"vadedge.json: score.{key} names {sorted(score[key])} but the graph outputs "
-                              f"scores {sorted(comps)}")
-    if "precision" in doc and doc["precision"] not in doc["models"]:
-        raise BundleError(f"vadedge.json: precision is {doc['precision']!r} but models has only "
-                          f"{sorted(doc['models'])}")
-    if score.get("calibration") is not None and set(score["calibration"]) != comps:
-        raise BundleError(f"vadedge.json: score.calibration covers {sorted(score['calibration'])}, "
-                          f"expected {sorted(comps)}")
+def _check_tree(doc: Any) -> None:
+    """Free-form parts too (provenance, provider): JSON types only, string keys, finite numbers, bounded depth."""
+    todo = [(doc, 1, "vadedge.json")]
+    while todo:
+        value, depth, where = todo.pop()
+        if depth > MAX_NESTING:
+            raise BundleError(f"{where} is nested more than {MAX_NESTING} levels deep")
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if not isinstance(k, str):
+                    raise BundleError(f"{where} has a non-string key {k!r:.40}")
+                todo.append((v, depth + 1, f"{where}.{k}"))
+        elif isinstance(value, (list, tuple)):
+            todo.extend((v, depth + 1, f"{where}[{i}]") for i, v in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise BundleError(f"{where} must be a finite number, got {value}")
+        elif not (value is None or isinstance(value, (str, int, float))):
+            raise BundleError(f"{where} is a {type(value).__name__}, not a JSON value")
+
+
+def _relative_file(name: str, where: str) -> str:
+    """A file name in vadedge.json: a relative path that stays inside the bundle folder (checked again on disk)."""
+    parts = PurePosixPath(name).parts
+    if (not name or "\0" in name or "\\" in name or name.startswith("/") or ".." in parts
+            or not parts or parts == (".",) or (len(parts[0]) >= 2 and parts[0][1] == ":")):
+        raise BundleError(f"{where} must be a file name inside the bundle folder, got {name!r:.200}")
+    return name
+
+
+def _num(x: Any) -> float:
+    return float(x)
+
+
+# ---------------------------------------------------------------------------------------- types
+@dataclass(frozen=True)
+class InputSection:
+    """`input`: what the graph consumes — `frames` context frames, clips of `clip_length` frames."""
+
+    height: int
+    width: int
+    color: str
+    frames: int
+    clip_length: int
+
+    @property
+    def spec(self) -> InputSpec:
+        return InputSpec(self.height, self.width, self.color, self.frames)
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.color == "gray" else 3
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "InputSection":
+        return cls(*(int(d[k]) if k != "color" else str(d[k]) for k in ("height", "width", "color", "frames",
+                                                                          "clip_length")))
+
+    def to_dict(self) -> dict:
+        return {"height": self.height, "width": self.width, "color": self.color, "frames": self.frames,
+                "clip_length": self.clip_length}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A carried state tensor or an adapted parameter: `name` in state.npz, graph `input` / `output`."""
+
+    name: str
+    input: str
+    output: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "TensorSpec":
+        return cls(str(d["name"]), str(d["input"]), str(d["output"]), tuple(int(x) for x in d["shape"]),
+                   str(d["dtype"]))
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "input": self.input, "output": self.output, "shape": list(self.shape),
+                "dtype": self.dtype}
+
+
+@dataclass(frozen=True)
+class SideInputSpec:
+    """A host-computed graph input [B, *shape] (e.g. optical flow); `provider` configures its producer."""
+
+    name: str
+    input: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    provider: Optional[Mapping[str, Any]] = None
+    layout: Optional[str] = None  # what the values mean, for people reading vadedge.json
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "SideInputSpec":
+        prov = d.get("provider")
+        return cls(str(d["name"]), str(d["input"]), tuple(int(x) for x in d["shape"]), str(d["dtype"]),
+                   None if prov is None else json.loads(json.dumps(prov)), d.get("layout"))
+
+    def to_dict(self) -> dict:
+        doc: dict[str, Any] = {"name": self.name, "input": self.input, "shape": list(self.shape), "dtype": self.dtype}
+        if self.layout is not None:
+            doc["layout"] = self.layout
+        if self.provider is not None:
+            doc["provider"] = json.loads(json.dumps(self.provider))
+        return doc
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """`graph`: the stream-step graph's I/O contract (tensor names, batch, carried state)."""
+
+    batch: Union[int, str]  # static batch (streams per call) or "dynamic"
+    frames_input: str
+    state: tuple[TensorSpec, ...] = ()
+    params: tuple[TensorSpec, ...] = ()
+    scores: Mapping[str, str] = field(default_factory=dict)  # component -> output tensor [B]
+    extra_outputs: Mapping[str, str] = field(default_factory=dict)  # e.g. error_map
+    side_inputs: tuple[SideInputSpec, ...] = ()
+
+    @property
+    def static_batch(self) -> Optional[int]:
+        """The fixed batch size, None for a dynamic-batch graph."""
+        return None if self.batch == "dynamic" else int(self.batch)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "GraphSpec":
+        return cls(batch=d["batch"], frames_input=str(d["frames_input"]),
+                   state=tuple(TensorSpec.from_dict(s) for s in d["state"]),
+                   params=tuple(TensorSpec.from_dict(s) for s in d["params"]),
+                   scores=dict(d["scores"]), extra_outputs=dict(d.get("extra_outputs") or {}),
+                   side_inputs=tuple(SideInputSpec.from_dict(s) for s in d.get("side_inputs") or ()))
+
+    def to_dict(self) -> dict:
+        doc: dict[str, Any] = {"batch": self.batch, "frames_input": self.frames_input,
+                               "state": [s.to_dict() for s in self.state],
+                               "params": [p.to_dict() for p in self.params],
+                               "scores": dict(self.scores), "extra_outputs": dict(self.extra_outputs)}
+        if self.side_inputs:
+            doc["side_inputs"] = [s.to_dict() for s in self.side_inputs]
+        return doc
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """`engines[]`: a TensorRT engine built for one GPU (`device`) and TensorRT version."""
+
+    file: str
+    precision: str
+    tensorrt: Optional[str] = None
+    device: Optional[str] = None
+    sidecar: Optional[str] = None
+    onnx: Optional[str] = None
+    plugins: Optional[bool] = None
+    version_compatible: Optional[bool] = None
+
+    @classmethod
+    def from_build(cls, file: str, precision: str, built: Mapping[str, Any], **extra: Any) -> "EngineSpec":
+        """The entry for an engine just built, from its sidecar document `built` (TensorRT version, GPU)."""
+        device = built.get("device")
+        return cls(file=file, precision=precision, tensorrt=built.get("tensorrt"),
+                   device=device.get("name") if isinstance(device, Mapping) else device,
+                   version_compatible=True if built.get("version_compatible") else None, **extra)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "EngineSpec":
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Calibration of one score component on normal footage: z = (x − location) / scale."""
+
+    location: float
+    scale: float
+
+
+@dataclass(frozen=True)
+class ThresholdSpec:
+    """Hysteresis threshold on the smoothed fused score and the policy that chose it."""
+
+    on: float
+    off: float
+    policy: Optional[str] = None
+    target: Optional[float] = None
+    off_target: Optional[float] = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "ThresholdSpec":
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    """`score`: how components become a decision (signs, weights, calibration, EMA, threshold)."""
+
+    signs: Mapping[str, int]
+    weights: Mapping[str, float]
+    calibration: Optional[Mapping[str, Stats]] = None
+    smoothing: float = 1.0
+    threshold: Optional[ThresholdSpec] = None
+    min_event_frames: int = 1
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "ScoreSpec":
+        cal = d.get("calibration")
+        th = d.get("threshold")
+        return cls(signs={k: int(v) for k, v in d["signs"].items()},
+                   weights={k: _num(v) for k, v in d["weights"].items()},
+                   calibration=None if cal is None else {k: Stats(_num(v["location"]), _num(v["scale"]))
+                                                         for k, v in cal.items()},
+                   smoothing=_num(d.get("smoothing", 1.0)),
+                   threshold=None if th is None else ThresholdSpec.from_dict(th),
+                   min_event_frames=int(d.get("min_event_frames", 1)))
+
+    def to_dict(self) -> dict:
+        return {"signs": dict(self.signs), "weights": dict(self.weights),
+                "calibration": None if self.calibration is None else
+                {k: {"location": s.location, "scale": s.scale} for k, s in self.calibration.items()},
+                "smoothing": self.smoothing,
+                "threshold": None if self.threshold is None else self.threshold.to_dict(),
+                "min_event_frames": self.min_event_frames}
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """vadedge.json, typed. Build with `from_dict` (validates) or the constructor + `validated()`."""
+
+    family: str
+    input: InputSection
+    graph: GraphSpec
+    models: Mapping[str, str]  # precision -> model file name
+    score: ScoreSpec
+    provenance: Mapping[str, Any]  # free-form: versions, checkpoint, calibration summary
+    state_file: str = "state.npz"
+    preset: Optional[str] = None
+    precision: Optional[str] = None  # the model the bundle was exported to run
+    engines: tuple[EngineSpec, ...] = ()
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def default_precision(self) -> str:
+        """The precision the bundle runs by default (`precision`), else fp32, else its only model."""
+        if self.precision is not None:
+            return self.precision
+        return "fp32" if "fp32" in self.models else next(iter(self.models))
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> "Manifest":
+        """Validate a vadedge.json document and return it typed; BundleError names the first problem."""
+        if isinstance(doc, dict) and "schema_version" in doc:
+            version = doc["schema_version"]
+            if not isinstance(version, int) or isinstance(version, bool):
+                raise BundleError(f"vadedge.json: schema_version must be an integer (e.g. {SCHEMA_VERSION}), "
+                                  f"got {version!r:.40} ({_type_name(version)})")
+            if version != SCHEMA_VERSION:
+                raise BundleError(f"vadedge.json has schema_version {version}; this vadedge reads version "
+                                  f"{SCHEMA_VERSION} (upgrade vadedge or re-export the bundle)")
+        _check_tree(doc)
+        _validate(doc, BUNDLE_JSON_SCHEMA, "vadedge.json")
+        m = cls(family=doc["family"], input=InputSection.from_dict(doc["input"]),
+                graph=GraphSpec.from_dict(doc["graph"]), models=dict(doc["models"]),
+                score=ScoreSpec.from_dict(doc["score"]), provenance=json.loads(json.dumps(doc["provenance"])),
+                state_file=doc["state_file"], preset=doc.get("preset"), precision=doc.get("precision"),
+                engines=tuple(EngineSpec.from_dict(e) for e in doc.get("engines") or ()),
+                schema_version=doc["schema_version"])
+        m._check()
+        return m
+
+    def to_dict(self) -> dict:
+        """The JSON document (a fresh dict: mutating it does not touch the manifest)."""
+        doc: dict[str, Any] = {"schema_version": self.schema_version, "family": self.family, "preset": self.preset}
+        if self.precision is not None:
+            doc["precision"] = self.precision
+        doc.update(input=self.input.to_dict(), graph=self.graph.to_dict(), models=dict(self.models),
+                   engines=[e.to_dict() for e in self.engines], state_file=self.state_file,
+                   score=self.score.to_dict(), provenance=json.loads(json.dumps(self.provenance)))
+        return doc
+
+    def validated(self) -> "Manifest":
+        """Re-check a manifest built in code (the exporter): the same rules as a loaded one."""
+        return Manifest.from_dict(self.to_dict())
+
+    def files(self) -> list[tuple[str, str]]:
+        """(what, file name) of every file vadedge.json names: models, state file, engines and sidecars."""
+        out = [(f"{p} model", f) for p, f in self.models.items()]
+        out.append(("state file", self.state_file))
+        for e in self.engines:
+            out.append(("engine", e.file))
+            out += [(f"engine {what}", getattr(e, what)) for what in ("sidecar", "onnx") if getattr(e, what)]
+        return out
+
+    def _check(self) -> None:
+        """The rules a JSON Schema cannot say: components agree, sizes bounded, files inside the folder."""
+        comps = set(self.graph.scores)
+        sc = self.score
+        for key in ("signs", "weights"):
+            if set(getattr(sc, key)) != comps:
+                raise BundleError(f"vadedge.json: score.{key} names {sorted(getattr(sc, key))} but the graph "
+                                  f"outputs scores {sorted(comps)}")
+        if sc.calibration is not None and set(sc.calibration) != comps:
+            raise BundleError(f"vadedge.json: score.calibration covers {sorted(sc.calibration)}, "
+                              f"expected {sorted(comps)}")
+        if sc.threshold is not None and sc.threshold.off > sc.threshold.on:
+            raise BundleError(f"vadedge.json: score.threshold.off ({sc.threshold.off}) must not exceed on "
+                              f"({sc.threshold.on})")
+        if self.precision is not None and self.precision not in self.models:
+            raise BundleError(f"vadedge.json: precision is {self.precision!r} but models has only "
+                              f"{sorted(self.models)}")
+        inp = self.input
+        if inp.height % 8 or inp.width % 8:
+            raise BundleError(f"vadedge.json: input size must be multiples of 8, got {inp.height}x{inp.width}")
+        clip_bytes = inp.clip_length * inp.height * inp.width * inp.channels
+        if clip_bytes > MAX_CLIP_BYTES:
+            raise BundleError(f"vadedge.json: a clip of {inp.clip_length} x {inp.height}x{inp.width}x"
+                              f"{inp.channels} is {clip_bytes / 2**20:.0f} MiB per stream; the limit is "
+                              f"{MAX_CLIP_BYTES >> 20} MiB")
+        items = list(self.graph.state) + list(self.graph.params) + list(self.graph.side_inputs)
+        for item in items:
+            if math.prod(item.shape) > MAX_ELEMENTS:
+                raise BundleError(f"vadedge.json: '{item.name}' has shape {list(item.shape)}, more than "
+                                  f"{MAX_ELEMENTS} elements")
+        names = [i.name for i in list(self.graph.state) + list(self.graph.params)]
+        if len(set(names)) != len(names):
+            raise BundleError(f"vadedge.json: graph state/params names repeat: {names}")
+        for what, name in self.files():
+            _relative_file(name, f"vadedge.json: {what}")
+
+
+def validate_manifest(doc: Any) -> Manifest:
+    """Raise BundleError naming the first problem in a vadedge.json document; return it typed."""
+    return Manifest.from_dict(doc)
+
+
+# ---------------------------------------------------------------------------------------- graph I/O
+# graph I/O types as ONNX Runtime names them
+_ORT_TYPES = {"uint8": "tensor(uint8)", "float32": "tensor(float)", "float16": "tensor(float16)"}
+
+
+def expected_io(manifest: Manifest) -> tuple[dict[str, tuple[str, list]], list[str]]:
+    """({input name: (ort type, shape with 'B' for the batch)}, [required output names]) of a manifest
+    (adapted parameters without the batch axis: graphs may also take them per stream)."""
+    inp, g = manifest.input, manifest.graph
+    inputs = {g.frames_input: ("uint8", ["B", inp.clip_length, inp.height, inp.width, inp.channels])}
+    for item in list(g.state) + list(g.side_inputs):
+        inputs[item.input] = (item.dtype, ["B", *item.shape])
+    for p in g.params:
+        inputs[p.input] = (p.dtype, list(p.shape))
+    outputs = list(g.scores.values()) + [s.output for s in g.state] + list(g.extra_outputs.values())
+    return inputs, outputs
+
+
+def check_graph_io(name: str, inputs: Sequence, outputs: Sequence[str], manifest: Manifest) -> None:
+    """Raise BundleError if a graph's I/O (ONNX Runtime NodeArg-like `inputs`: .name/.type/.shape, and
+    output names) differs from what `manifest` describes.
+
+    The one model-vs-manifest check: `vadedge info` runs it on every model file, the ONNX Runtime
+    backend on the session it runs, so `run`, `demo` and the SDK reject a mismatched bundle on
+    load with the same message instead of failing at the first inference. A static `batch` must
+    be exactly what the graph declares (a number over a dynamic-batch graph is refused).
+    """
+    want_in, want_out = expected_io(manifest)
+    have_in = {i.name: i for i in inputs}
+    batch = manifest.graph.batch
+    if set(have_in) != set(want_in):
+        raise BundleError(f"{name}: graph inputs are {sorted(have_in)} but vadedge.json describes "
+                          f"{sorted(want_in)}")
+    for p in manifest.graph.params:  # adapted parameters: shared [*shape] or per stream [B, *shape]
+        if len(have_in[p.input].shape) == len(p.shape) + 1:
+            want_in[p.input] = (p.dtype, ["B", *p.shape])
+    for iname, (dtype, shape) in want_in.items():
+        got = have_in[iname]
+        if got.type != _ORT_TYPES[dtype]:
+            raise BundleError(f"{name}: input '{iname}' is {got.type}, vadedge.json says {dtype}")
+        if len(got.shape) != len(shape):
+            raise BundleError(f"{name}: input '{iname}' has rank {len(got.shape)}, vadedge.json says {len(shape)}")
+        for g_dim, w_dim in zip(got.shape, shape):
+            if w_dim == "B":
+                if batch == "dynamic":
+                    if isinstance(g_dim, int):
+                        raise BundleError(f"{name}: input '{iname}' has a fixed batch {g_dim}, "
+                                          f"vadedge.json says dynamic")
+                elif g_dim != batch:
+                    declared = g_dim if isinstance(g_dim, int) else "dynamic"
+                    raise BundleError(f"{name}: input '{iname}' has batch {declared}, vadedge.json says {batch} "
+                                      f"(graph.batch must be what the graph declares)")
+            elif g_dim != w_dim:
+                raise BundleError(f"{name}: input '{iname}' has shape {got.shape}, vadedge.json says "
+                                  f"{[batch if d == 'B' else d for d in shape]}")
+    have_out = set(outputs)
+    missing = [o for o in want_out if o not in have_out]
+    if missing:
+        raise BundleError(f"{name}: vadedge.json names outputs {missing} that the graph does not have "
+                          f"(it has {sorted(have_out)})")
+
+
+# ---------------------------------------------------------------------------------------- files
+def _confined(root: Path, name: str, what: str) -> Path:
+    """`root / name`, after resolving symlinks, must lie inside `root` (an existing file or not)."""
+    _relative_file(name, f"vadedge.json: {what}")
+    base = root.resolve()
+    target = (root / name).resolve()
+    if target != base and base not in target.parents:
+        raise BundleError(f"bundle {root}: {what} {name!r} resolves outside the bundle folder")
+    return target
+
+
+def read_manifest(path: Path) -> Manifest:
+    """Parse and validate `path` (a vadedge.json): size-bounded, NaN/Infinity and deep nesting refused."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise BundleError(f"{path} is {size} bytes; a vadedge.json is at most {MAX_MANIFEST_BYTES} bytes")
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise BundleError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise BundleError(f"{path} is not valid JSON (not UTF-8): {exc}") from exc
+
+    def no_constant(name: str) -> Any:
+        raise BundleError(f"{path} contains {name}: vadedge.json numbers must be finite")
+
+    def finite(text_value: str) -> float:
+        value = float(text_value)
+        if not math.isfinite(value):
+            raise BundleError(f"{path} contains the number {text_value[:40]}, which overflows to {value}")
+        return value
+
+    try:
+        doc = json.loads(text, parse_constant=no_constant, parse_float=finite)
+    except RecursionError as exc:
+        raise BundleError(f"{path} is nested too deeply to be a vadedge.json") from exc
+    except ValueError as exc:  # JSONDecodeError, and int() of a number with too many digits
+        raise BundleError(f"{path} is not valid JSON: {exc}") from exc
+    return Manifest.from_dict(doc)
+
+
+def _state_dtype(item: TensorSpec) -> np.dtype:
+    return np.dtype(item.dtype)
+
+
+def read_state(path: Path, items: list[TensorSpec], where: str) -> dict[str, np.ndarray]:
+    """The arrays `items` name from a .npz, shape- and dtype-checked from each header before reading it.
+
+    A truncated or corrupt archive, a missing array, a wrong shape or a non-float dtype gives a
+    BundleError; an array never costs more memory than vadedge.json declares.
+    """
+    state: dict[str, np.ndarray] = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = set(zf.namelist())
+            for item in items:
+                member = item.name + ".npy"
+                if member not in members:
+                    raise BundleError(f"{where} has no '{item.name}'")
+                with zf.open(member) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                    elif version == (2, 0):
+                        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                    else:
+                        raise BundleError(f"{where}: '{item.name}' has an unsupported .npy version {version}")
+                    if list(shape) != list(item.shape):
+                        raise BundleError(f"{where}: '{item.name}' has shape {list(shape)}, "
+                                          f"vadedge.json says {list(item.shape)}")
+                    if dtype.kind != "f" or dtype.itemsize > 8:
+                        raise BundleError(f"{where}: '{item.name}' has dtype {dtype}, vadedge.json says "
+                                          f"{item.dtype} (state arrays are floating point)")
+                    count = math.prod(shape)
+                    data = f.read(count * dtype.itemsize)
+                    if len(data) != count * dtype.itemsize:
+                        raise BundleError(f"{where}: '{item.name}' is truncated")
+                    arr = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+                    state[item.name] = np.ascontiguousarray(arr, dtype=_state_dtype(item))
+    except BundleError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as exc:
+        raise BundleError(f"{where} cannot be read (corrupt or truncated): {exc}") from exc
+    return state
 
 
 @dataclass
@@ -208,74 +728,69 @@ class Bundle:
     """A loaded bundle: the validated manifest, its folder and the initial per-stream state."""
 
     path: Path
-    manifest: dict
+    manifest: Manifest
     state: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def input_spec(self) -> InputSpec:
-        return InputSpec.from_dict(self.manifest["input"])
+        return self.manifest.input.spec
 
     @property
     def clip_length(self) -> int:
-        return int(self.manifest["input"]["clip_length"])
+        return self.manifest.input.clip_length
 
     @property
     def precision(self) -> str:
         """The precision the bundle was exported to run (`precision`), else fp32, else its only model."""
-        models = self.manifest["models"]
-        return self.manifest.get("precision") or ("fp32" if "fp32" in models else next(iter(models)))
+        return self.manifest.default_precision
+
+    def file(self, name: str, what: str = "file") -> Path:
+        """The path of a file vadedge.json names; BundleError if it would lie outside the bundle folder."""
+        return _confined(self.path, name, what)
 
     def model_file(self, precision: str = "fp32") -> Path:
-        models = self.manifest["models"]
+        models = self.manifest.models
         if precision not in models:
             raise BundleError(f"bundle {self.path} has no {precision} model (has: {', '.join(models)})")
-        return self.path / models[precision]
+        return self.file(models[precision], f"{precision} model")
 
 
-def save_bundle(path: str | Path, manifest: dict, state: dict[str, np.ndarray]) -> Path:
+def save_bundle(path: Union[str, Path], manifest: Union[Manifest, Mapping], state: Mapping[str, np.ndarray]) -> Path:
     """Validate and write vadedge.json + the state file into `path` (model files are written by the exporter)."""
     path = Path(path)
-    validate_manifest(manifest)
+    m = manifest.validated() if isinstance(manifest, Manifest) else Manifest.from_dict(manifest)
     path.mkdir(parents=True, exist_ok=True)
-    np.savez(path / manifest["state_file"], **{k: np.asarray(v) for k, v in state.items()})
+    np.savez(_confined(path, m.state_file, "state file"), **{k: np.asarray(v) for k, v in state.items()})
     tmp = path / (BUNDLE_FILE + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
+    tmp.write_text(json.dumps(m.to_dict(), indent=1, allow_nan=False))
     os.replace(tmp, path / BUNDLE_FILE)
     return path
 
 
-def load_bundle(path: str | Path, check_files: bool = True) -> Bundle:
-    """Read and validate a bundle folder; BundleError names what is missing or wrong."""
+def load_bundle(path: Union[str, Path], check_files: bool = True) -> Bundle:
+    """Read and validate a bundle folder; BundleError names what is missing or wrong.
+
+    Every file vadedge.json names must resolve inside the folder (checked before any file is
+    touched, so a bundle cannot probe or read paths elsewhere); check_files=False skips only the
+    existence check of the model files.
+    """
     path = Path(path)
     if not path.is_dir():
         raise BundleError(f"bundle {path} does not exist or is not a folder")
     mpath = path / BUNDLE_FILE
     if not mpath.is_file():
         raise BundleError(f"{path} is not a vadedge bundle (no {BUNDLE_FILE})")
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{mpath} is not valid JSON: {exc}") from exc
-    validate_manifest(manifest)
+    manifest = read_manifest(mpath)
+    files = {name: _confined(path, name, what) for what, name in manifest.files()}
     if check_files:
-        for precision, fname in manifest["models"].items():
-            if not (path / fname).is_file():
+        for precision, fname in manifest.models.items():
+            if not files[fname].is_file():
                 raise BundleError(f"bundle {path}: {precision} model file {fname} is missing")
     state: dict[str, np.ndarray] = {}
-    spath = path / manifest["state_file"]
-    if manifest["graph"]["state"] or manifest["graph"]["params"]:
+    items = list(manifest.graph.state) + list(manifest.graph.params)
+    if items:
+        spath = files[manifest.state_file]
         if not spath.is_file():
-            raise BundleError(f"bundle {path}: state file {manifest['state_file']} is missing")
-        try:
-            with np.load(spath, allow_pickle=False) as npz:
-                state = {k: npz[k] for k in npz.files}
-        except (OSError, ValueError) as exc:
-            raise BundleError(f"bundle {path}: cannot read {manifest['state_file']}: {exc}") from exc
-        for item in manifest["graph"]["state"] + manifest["graph"]["params"]:
-            arr = state.get(item["name"])
-            if arr is None:
-                raise BundleError(f"bundle {path}: {manifest['state_file']} has no '{item['name']}'")
-            if list(arr.shape) != list(item["shape"]):
-                raise BundleError(f"bundle {path}: '{item['name']}' has shape {list(arr.shape)}, "
-                                  f"vadedge.json says {item['shape']}")
+            raise BundleError(f"bundle {path}: state file {manifest.state_file} is missing")
+        state = read_state(spath, items, f"bundle {path}: {manifest.state_file}")
     return Bundle(path, manifest, state)

@@ -20,11 +20,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Union
 
 import numpy as np
 
 from .errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # the manifest types import OpenCV (preprocess); scoring stays numpy-only
+    from .bundle import ScoreSpec
 
 MAD_TO_SIGMA = 1.4826  # MAD of a normal distribution × this = its standard deviation
 DEFAULT_TARGET = 0.01
@@ -269,6 +272,12 @@ class ScoreRecipe:
     min_event_frames: int = 1
 
     def __post_init__(self) -> None:
+        numbers = [("smoothing", self.smoothing), ("threshold on", self.on), ("threshold off", self.off),
+                   *((f"weight of '{k}'", v) for k, v in self.weights.items()),
+                   *((f"calibration of '{k}'", x) for k, st in (self.calibration or {}).items() for x in st)]
+        for what, value in numbers:  # NaN compares false with everything: it would silence events
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(f"{what} must be a finite number, got {value}")
         if set(self.signs) != set(self.weights):
             raise ConfigError(f"score signs {sorted(self.signs)} and weights {sorted(self.weights)} differ")
         check_smoothing(self.smoothing)
@@ -294,7 +303,7 @@ class ScoreRecipe:
         return {k: RobustStats(float(loc), float(scale)) for k, (loc, scale) in self.calibration.items()}
 
     @classmethod
-    def from_manifest(cls, score: Mapping, *, threshold: float | tuple[float, float] | None = None,
+    def from_manifest(cls, score: ScoreSpec, *, threshold: float | tuple[float, float] | None = None,
                       smoothing: Optional[float] = None, min_event_frames: Optional[int] = None,
                       calibration: Optional[Mapping[str, RobustStats]] = None) -> "ScoreRecipe":
         """Build from a manifest's `score` section; explicit arguments override the bundle's values.
@@ -305,22 +314,20 @@ class ScoreRecipe:
         if calibration is not None:
             calib_pairs = {k: (float(v.location), float(v.scale)) for k, v in calibration.items()}
         else:
-            calib = score.get("calibration")
-            calib_pairs = ({k: (float(v["location"]), float(v["scale"])) for k, v in calib.items()}
-                           if calib else None)
+            calib_pairs = ({k: (s.location, s.scale) for k, s in score.calibration.items()}
+                           if score.calibration else None)
         on = off = None
         if threshold is not None:
             on, off = (threshold, threshold) if isinstance(threshold, (int, float)) else tuple(threshold)
-        elif score.get("threshold"):
-            on, off = score["threshold"]["on"], score["threshold"]["off"]
+        elif score.threshold is not None:
+            on, off = score.threshold.on, score.threshold.off
         return cls(
-            signs={k: int(v) for k, v in score["signs"].items()},
-            weights={k: float(v) for k, v in score["weights"].items()},
+            signs=dict(score.signs),
+            weights=dict(score.weights),
             calibration=calib_pairs,
-            smoothing=float(smoothing if smoothing is not None else score.get("smoothing", 1.0)),
+            smoothing=float(smoothing if smoothing is not None else score.smoothing),
             on=None if on is None else float(on), off=None if off is None else float(off),
-            min_event_frames=int(min_event_frames if min_event_frames is not None
-                                 else score.get("min_event_frames", 1)),
+            min_event_frames=int(min_event_frames if min_event_frames is not None else score.min_event_frames),
         )
 
     def fuse(self, components: Mapping[str, float]) -> float:

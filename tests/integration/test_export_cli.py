@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,12 +55,14 @@ def test_int8_export_cli_writes_a_calibrated_bundle(tmp_path, checkpoint, data):
     assert "mnad-pred" in res.output and "threshold" in res.output
     b = check_bundle(out)
     m = b.manifest
-    assert m["models"] == {"fp32": "model.onnx", "int8": "model.int8.onnx"} and m["precision"] == "int8"
-    assert m["graph"]["batch"] == "dynamic"
-    assert set(m["score"]["calibration"]) == {"psnr", "feature_distance"}
-    th = m["score"]["threshold"]
-    assert th["off"] < th["on"] and th["policy"] == "false_alarm_rate"
-    prov = m["provenance"]
+    assert m.models == {"fp32": "model.onnx", "int8": "model.int8.onnx"} and m.precision == "int8"
+    assert m.graph.batch == "dynamic"
+    assert set(m.score.calibration) == {"psnr", "feature_distance"}
+    th = m.score.threshold
+    assert th.off < th.on and th.policy == "false_alarm_rate"
+    prov = m.provenance
+    assert "/" not in json.dumps(prov["int8"]["data"]) and prov["checkpoint"]["relative_path"] == os.path.relpath(
+        Path(checkpoint).resolve(), out.resolve())  # no absolute build paths
     assert 0 < prov["int8"]["clips"] <= 12 and prov["int8"]["float_nodes_kept"] == ["MemoryRead", "MemoryUpdate"]
     assert prov["score_calibration"]["precision"] == "int8" and not prov["score_calibration"]["held_out"]
     q = onnx.load(str(out / "model.int8.onnx"))
@@ -78,7 +82,7 @@ def test_int8_export_cli_writes_a_calibrated_bundle(tmp_path, checkpoint, data):
 def test_fp16_export_api_keeps_memory_nodes_fp32(tmp_path, checkpoint):
     out = export_bundle(checkpoint, tmp_path / "b16", precision="fp16", score_data=False, progress=False)
     b = load_bundle(out)
-    assert b.manifest["score"]["calibration"] is None and b.manifest["score"]["threshold"] is None
+    assert b.manifest.score.calibration is None and b.manifest.score.threshold is None
     m16 = onnx.shape_inference.infer_shapes(onnx.load(str(out / "model.fp16.onnx")))
     types = {v.name: v.type.tensor_type.elem_type for v in list(m16.graph.value_info) + list(m16.graph.input)}
     mem_nodes = [n for n in m16.graph.node if n.domain == DOMAIN]
@@ -91,7 +95,7 @@ def test_fp16_export_api_keeps_memory_nodes_fp32(tmp_path, checkpoint):
     np.testing.assert_allclose(h["psnr"], a["psnr"], atol=0.05)
     # re-exporting over an existing bundle replaces it
     again = export_bundle(checkpoint, out, precision="fp32", score_data=False, progress=False)
-    assert load_bundle(again).manifest["models"] == {"fp32": "model.onnx"}
+    assert load_bundle(again).manifest.models == {"fp32": "model.onnx"}
 
 
 def test_trt_engine_path_with_a_fake_tensorrt(tmp_path, checkpoint):
@@ -100,10 +104,10 @@ def test_trt_engine_path_with_a_fake_tensorrt(tmp_path, checkpoint):
     out = export_bundle(checkpoint, tmp_path / "trt", precision="fp16", engine="trt", score_data=False,
                         progress=False, trt_options={"trt": fake, "device_info": {"name": "Fake Orin"}})
     m = load_bundle(out).manifest
-    (e,) = m["engines"]
-    assert e["file"] == "model.fp16.engine" and e["precision"] == "fp16" and e["device"] == "Fake Orin"
-    assert (out / e["file"]).is_file() and (out / e["sidecar"]).is_file()
-    assert json.loads((out / e["sidecar"]).read_text())["onnx"] == "model.fp16.onnx"
+    (e,) = m.engines
+    assert e.file == "model.fp16.engine" and e.precision == "fp16" and e.device == "Fake Orin"
+    assert (out / e.file).is_file() and (out / e.sidecar).is_file()
+    assert json.loads((out / e.sidecar).read_text())["onnx"] == "model.fp16.onnx"
 
 
 @pytest.mark.parametrize("args, message", [

@@ -56,7 +56,7 @@ class Exported:
         self.state = {k: v.clone() for k, v in self.model.initial_state().items()}
         self.path = root / f"{name}.onnx"
         self.info = export_onnx(self.model, self.state, self.path, batch=BATCH)
-        self.graph = self.info.manifest()
+        self.graph = self.info.graph_spec()
         self.params = {k: v.numpy() for k, v in adaptable_params(self.model).items()}
 
     def state_np(self) -> dict:
@@ -90,7 +90,7 @@ def test_onnx_runtime_matches_torch_on_one_call(name, exported):
     onnx.checker.check_model(proto, full_check=True)
     assert [i.name for i in proto.graph.input][0] == "frames"
     assert proto.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
-    if not ex.graph["params"]:  # folded into the convs (MPN keeps BN next to its adaptable parameters)
+    if not ex.graph.params:  # folded into the convs (MPN keeps BN next to its adaptable parameters)
         assert not any(n.op_type == "BatchNormalization" for n in proto.graph.node)
     uses_memory_ops = {n.op_type for n in proto.graph.node if n.domain == DOMAIN}
     if name.startswith("mnad"):
@@ -99,22 +99,22 @@ def test_onnx_runtime_matches_torch_on_one_call(name, exported):
     clips = np.stack([_frames(model.spec, model.clip_length, seed=s) for s in range(BATCH)])
     stream = OnnxStream(ex.path, ex.graph, model.clip_length)
     feeds = stream.batched_state(ex.state_np(), BATCH)
-    for item in ex.graph["state"]:  # a different state per stream
-        feeds[item["input"]] = feeds[item["input"]].copy()
-        feeds[item["input"]][1] = np.roll(feeds[item["input"]][1], 1, axis=0)
+    for item in ex.graph.state:  # a different state per stream
+        feeds[item.input] = feeds[item.input].copy()
+        feeds[item.input][1] = np.roll(feeds[item.input][1], 1, axis=0)
     scores, new_state, extras = stream.step(clips, feeds)
 
-    torch_state = {item["name"]: torch.from_numpy(feeds[item["input"]]) for item in ex.graph["state"]}
-    host = model.host_inputs(torch.from_numpy(clips)) if ex.graph.get("side_inputs") else {}
+    torch_state = {item.name: torch.from_numpy(feeds[item.input]) for item in ex.graph.state}
+    host = model.host_inputs(torch.from_numpy(clips)) if ex.graph.side_inputs else {}
     with torch.no_grad():
         ref = model.stream_step(torch.from_numpy(clips), torch_state, **host)
     for comp in model.score_components:
         np.testing.assert_allclose(scores[comp], ref["scores"][comp].numpy(), rtol=RTOL, atol=1e-6, err_msg=comp)
-    for item in ex.graph["state"]:
-        np.testing.assert_allclose(new_state[item["input"]], ref["state"][item["name"]].numpy(), rtol=RTOL,
-                                   atol=1e-5, err_msg=item["name"])
+    for item in ex.graph.state:
+        np.testing.assert_allclose(new_state[item.input], ref["state"][item.name].numpy(), rtol=RTOL,
+                                   atol=1e-5, err_msg=item.name)
         if name.startswith("mnad"):  # the gate is open: the written memory differs from the input
-            assert not np.allclose(new_state[item["input"]], feeds[item["input"]])
+            assert not np.allclose(new_state[item.input], feeds[item.input])
     assert extras["error_map"].shape[0] == BATCH and np.isfinite(extras["error_map"]).all()
 
 
@@ -135,7 +135,7 @@ def test_adapted_parameters_are_graph_inputs(exported):
     if "mpn" not in FAMILIES:
         pytest.skip("MPN is not registered")
     ex = exported("mpn")
-    assert ex.graph["params"], "MPN should expose its adaptable parameters as inputs"
+    assert ex.graph.params, "MPN should expose its adaptable parameters as inputs"
     g = torch.Generator().manual_seed(5)
     theta = {k: torch.from_numpy(v) + 0.05 * torch.randn(v.shape, generator=g) for k, v in ex.params.items()}
     clips = np.stack([_frames(ex.model.spec, ex.model.clip_length, seed=s) for s in range(BATCH)])

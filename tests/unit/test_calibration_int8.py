@@ -10,6 +10,7 @@ pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+from vadedge.bundle import GraphSpec, TensorSpec  # noqa: E402
 from vadedge.calibration.footage import open_normal_footage  # noqa: E402
 from vadedge.calibration.int8 import ClipFeeds, Int8Options, _convs_feeding, check_memory_nodes_float  # noqa: E402
 from vadedge.errors import ConfigError, DataError  # noqa: E402
@@ -35,9 +36,8 @@ def _counter_graph(path, batch=1):
         [helper.make_tensor("axes", TensorProto.INT64, [4], [1, 2, 3, 4]),
          helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), str(path))
-    return {"batch": batch, "frames_input": "frames", "params": [], "scores": {"psnr": "psnr"},
-            "state": [{"name": "counter", "input": "counter_in", "output": "counter_out", "shape": [1],
-                       "dtype": "float32"}]}
+    return GraphSpec(batch=batch, frames_input="frames", scores={"psnr": "psnr"},
+                     state=(TensorSpec("counter", "counter_in", "counter_out", (1,)),))
 
 
 @pytest.fixture

@@ -89,7 +89,7 @@ def _rewrite(path, fn):
 
 def test_round_trip_and_stream(bundle):
     b = check_bundle(bundle)
-    assert b.manifest == _manifest()
+    assert b.manifest.to_dict() == _manifest()
     assert b.state["memory"].shape == (M, D)
     stream = OnnxStream.from_bundle(b)
     frames = np.full((5, H, W, 1), 7, np.uint8)

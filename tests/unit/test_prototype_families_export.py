@@ -31,7 +31,7 @@ def test_exports_stateless_with_memory_read(tmp_path, name):
     model = create_model(name, "edge-xs", height=32, width=32, **overrides).eval()
     path = tmp_path / "model.onnx"
     info = export_onnx(model, model.initial_state(), path, error_map=False)
-    assert info.state == [] and info.scores == {s: s for s in scores}
+    assert info.state == () and info.scores == {s: s for s in scores}
     proto = onnx.load(str(path))
     assert [i.name for i in proto.graph.input] == ["frames"]
     assert ("vadedge", "MemoryRead") in {(n.domain, n.op_type) for n in proto.graph.node}

@@ -6,7 +6,7 @@ import pytest
 
 from vadedge.errors import DataError
 from vadedge.runtime.buffer import FrameRing
-from vadedge.runtime.testing import make_toy_bundle
+from tests.fakes.bundles import make_toy_bundle
 
 pytest.importorskip("onnx")
 

@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from vadedge.bundle import ScoreSpec
 from vadedge.errors import ConfigError
 from vadedge.scoring import ema
 from vadedge.runtime.scoring import CausalScorer, EventTracker, ScoreRecipe
@@ -69,13 +70,13 @@ def test_recipe_fuses_calibrated_components_with_signs():
     score = {"signs": {"psnr": -1, "fd": 1}, "weights": {"psnr": 0.6, "fd": 0.4},
              "calibration": {"psnr": {"location": 30.0, "scale": 2.0}, "fd": {"location": 0.1, "scale": 0.05}},
              "smoothing": 0.5, "threshold": {"on": 2.0, "off": 1.0}, "min_event_frames": 2}
-    r = ScoreRecipe.from_manifest(score)
+    r = ScoreRecipe.from_manifest(ScoreSpec.from_dict(score))
     # psnr 26 -> z = -2 -> oriented +2; fd 0.2 -> z = +2
     assert math.isclose(r.fuse({"psnr": 26.0, "fd": 0.2}), 0.6 * 2 + 0.4 * 2)
     assert (r.on, r.off, r.min_event_frames, r.smoothing) == (2.0, 1.0, 2, 0.5)
-    o = ScoreRecipe.from_manifest(score, threshold=5.0, smoothing=1.0, min_event_frames=1)
+    o = ScoreRecipe.from_manifest(ScoreSpec.from_dict(score), threshold=5.0, smoothing=1.0, min_event_frames=1)
     assert (o.on, o.off, o.smoothing, o.min_event_frames) == (5.0, 5.0, 1.0, 1)
-    uncal = ScoreRecipe.from_manifest({**score, "calibration": None, "threshold": None})
+    uncal = ScoreRecipe.from_manifest(ScoreSpec.from_dict({**score, "calibration": None, "threshold": None}))
     assert uncal.fuse({"psnr": 26.0, "fd": 0.2}) == pytest.approx(-0.6 * 26 + 0.4 * 0.2)
     assert not uncal.has_threshold
 

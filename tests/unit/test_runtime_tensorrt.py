@@ -23,7 +23,7 @@ from vadedge.runtime.backends.cuda import CudaApi, CudaError, CudaPythonApi, loa
 from vadedge.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 from vadedge.runtime.backends.tensorrt import TensorRTBackend  # noqa: E402
 from vadedge.runtime.scoring import ScoreRecipe  # noqa: E402
-from vadedge.runtime.testing import make_toy_bundle  # noqa: E402
+from tests.fakes.bundles import make_toy_bundle  # noqa: E402
 
 CALIB = {"psnr": {"location": 45.0, "scale": 5.0}, "feature_distance": {"location": 0.04, "scale": 0.02}}
 
@@ -280,7 +280,7 @@ def same(a, b):
 
 
 def detectors(bundle, cuda, trt, **kw):
-    recipe = ScoreRecipe.from_manifest(bundle.manifest["score"])
+    recipe = ScoreRecipe.from_manifest(bundle.manifest.score)
     tb = TensorRTBackend(bundle, trt=trt, cuda=cuda, **kw)
     return Detector(bundle, OnnxRuntimeBackend(bundle), recipe), Detector(bundle, tb, recipe), tb
 

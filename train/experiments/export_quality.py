@@ -79,7 +79,7 @@ def build_variants(ckpt, variants: Sequence[dict], out: Path, calib_data: Path, 
     fp32 = out / "model.fp32.onnx"
     t0 = time.time()
     info = export_onnx(ckpt.model, ckpt.state, fp32, batch=1)
-    graph = info.manifest()
+    graph = info.graph_spec()
     state = {k: v.numpy() for k, v in ckpt.state.items()}
     built: dict[str, Path] = {}
     notes: dict = {"export_seconds": round(time.time() - t0, 1)}
@@ -195,8 +195,8 @@ def run(model_dir: str | Path, data: str | Path, out: str | Path, *, variants: S
         report.info(f"{v['name']}: paper AUC {100 * res['paper']['auc']:.2f} %, streaming AUC "
                  f"{100 * res['streaming']['auc']:.2f} %")
     frames = test.videos[0].load(ckpt.model.spec)[: ckpt.model.clip_length][None]
-    feeds = {graph["frames_input"]: np.ascontiguousarray(frames)}
-    feeds.update({s["input"]: state[s["name"]][None] for s in graph["state"]})
+    feeds = {graph.frames_input: np.ascontiguousarray(frames)}
+    feeds.update({s.input: state[s.name][None] for s in graph.state})
     lat = compare_latency({k: p for k, p in paths.items()}, feeds, rounds=rounds, threads=threads)
     results["latency"] = {"threads": threads, "rounds": rounds, "rows": [asdict(r) for r in lat]}
     results["machine"] = _machine()

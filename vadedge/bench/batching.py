@@ -5,7 +5,7 @@
 Both modes run on the same Detector configuration and the same frames (`measure.streams_pass`),
 interleaved round by round, so the printed ratio is robust to machine load; absolute numbers depend
 on the machine. Needs a bundle exported with `--batch dynamic` (or a static batch >= --streams).
-Without BUNDLE a toy bundle (`make_toy_bundle`, needs `onnx`) is used.
+Without BUNDLE a synthetic bundle (`synthetic_bundle.write_synthetic_bundle`, needs `onnx`) is used.
 """
 from __future__ import annotations
 
@@ -45,9 +45,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = ap.parse_args(argv)
     bundle = args.bundle
     if bundle is None:
-        from ..runtime.testing import make_toy_bundle
+        from .synthetic_bundle import write_synthetic_bundle
 
-        bundle = make_toy_bundle(Path(tempfile.mkdtemp()) / "toy", batch="dynamic", height=128, width=128)
+        bundle = write_synthetic_bundle(Path(tempfile.mkdtemp()) / "synthetic", batch="dynamic", height=128,
+                                        width=128)
     described, a, b = compare_batching(bundle, args.streams, args.steps, args.rounds, args.threads)
     print(described)
     print(f"{args.streams} streams x {args.steps} frames, {args.rounds} interleaved rounds (median):")

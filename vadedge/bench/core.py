@@ -271,8 +271,7 @@ def _model_info(source: ModelSource, dets: dict) -> dict:
     det = next(iter(dets.values()), None)
     if det is not None:
         m = det.bundle.manifest
-        info.update(family=m.get("family"), preset=m.get("preset"), input=dict(m["input"]),
-                    batch=m["graph"]["batch"])
+        info.update(family=m.family, preset=m.preset, input=m.input.to_dict(), batch=m.graph.batch)
     return info
 
 

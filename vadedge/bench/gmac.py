@@ -81,14 +81,14 @@ def bundle_gmac(bundle_dir: Union[str, Path]) -> Optional[float]:
     try:
         b = load_bundle(bundle_dir)
         spec = b.input_spec
-        g = b.manifest["graph"]
-        feeds = {g["frames_input"]: np.zeros((1, b.clip_length, spec.height, spec.width, spec.channels), np.uint8)}
-        for item in g["state"]:
-            feeds[item["input"]] = np.asarray(b.state[item["name"]], np.float32)[None]
-        for item in g["params"]:
-            feeds[item["input"]] = np.asarray(b.state[item["name"]], np.float32)
-        for item in g.get("side_inputs", []):
-            feeds[item["input"]] = np.zeros((1, *item["shape"]), np.float32)
+        g = b.manifest.graph
+        feeds = {g.frames_input: np.zeros((1, b.clip_length, spec.height, spec.width, spec.channels), np.uint8)}
+        for item in g.state:
+            feeds[item.input] = np.asarray(b.state[item.name], np.float32)[None]
+        for item in g.params:
+            feeds[item.input] = np.asarray(b.state[item.name], np.float32)
+        for side in g.side_inputs:
+            feeds[side.input] = np.zeros((1, *side.shape), np.float32)
         return round(count_gmac(b.model_file("fp32"), feeds), 6)
     except Exception:  # noqa: BLE001 - GMAC is informative; the row still has its timings
         return None

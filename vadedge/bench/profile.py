@@ -28,19 +28,19 @@ def profile_bundle(bundle: Path, precision: str = "fp32", calls: int = 100, thre
     from .measure import clips_of, synthetic_frames
 
     b = load_bundle(bundle)
-    g = b.manifest["graph"]
+    g = b.manifest.graph
     tmp = tempfile.mkdtemp(prefix="vadedge-profile-")
     sess = make_session(b.model_file(precision), threads=threads, profile_prefix=str(Path(tmp) / "ort"))
     clips = clips_of(synthetic_frames(warmup + calls + b.clip_length), b.input_spec, b.clip_length)
-    state = {s["input"]: np.asarray(b.state[s["name"]], np.float32)[None] for s in g["state"]}
+    state = {s.input: np.asarray(b.state[s.name], np.float32)[None] for s in g.state}
     out_names = [o.name for o in sess.get_outputs()]
     t_sum = 0.0
     for i, clip in enumerate(clips[: warmup + calls]):
         t0 = time.perf_counter()
-        res = dict(zip(out_names, sess.run(None, {g["frames_input"]: np.ascontiguousarray(clip[None]), **state})))
+        res = dict(zip(out_names, sess.run(None, {g.frames_input: np.ascontiguousarray(clip[None]), **state})))
         if i >= warmup:
             t_sum += time.perf_counter() - t0
-        state = {s["input"]: res[s["output"]] for s in g["state"]}
+        state = {s.input: res[s.output] for s in g.state}
     trace = json.loads(Path(sess.end_profiling()).read_text())
     per_op: dict[str, float] = defaultdict(float)
     per_node: dict[tuple[str, str], float] = defaultdict(float)

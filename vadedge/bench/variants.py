@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import dataclasses
 import logging
 import shutil
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ..bundle import BUNDLE_FILE, Bundle, load_bundle, save_bundle
+from ..bundle import BUNDLE_FILE, Bundle, EngineSpec, load_bundle, save_bundle
 from ..errors import ConfigError
 from ..progress import Progress
 
@@ -140,11 +141,9 @@ class VariantBundle:
         self.path = workdir / "variants"
         if not (self.path / BUNDLE_FILE).is_file():
             self.path.mkdir(parents=True, exist_ok=True)
-            for prec, fname in self.src.manifest["models"].items():
-                shutil.copy2(self.src.path / fname, self.path / fname)
-            manifest = json.loads(json.dumps(self.src.manifest))
-            manifest.pop("precision", None)
-            manifest["engines"] = []
+            for prec in self.src.manifest.models:
+                shutil.copy2(self.src.model_file(prec), self.path / self.src.manifest.models[prec])
+            manifest = dataclasses.replace(self.src.manifest, precision=None, engines=())
             save_bundle(self.path, manifest, self.src.state)
 
     def bundle(self) -> Bundle:
@@ -155,13 +154,13 @@ class VariantBundle:
         target = self.path / f"model.{precision}.onnx" if precision != "fp32" else self.path / "model.onnx"
         if Path(file).resolve() != target.resolve():
             shutil.copy2(file, target)
-        b.manifest["models"][precision] = target.name
-        save_bundle(self.path, b.manifest, b.state)
+        models = {**b.manifest.models, precision: target.name}
+        save_bundle(self.path, dataclasses.replace(b.manifest, models=models), b.state)
 
     def add_engine(self, engine: Path, info: dict) -> None:
         b = self.bundle()
-        b.manifest.setdefault("engines", []).append({**info, "file": Path(engine).name})
-        save_bundle(self.path, b.manifest, b.state)
+        entry = EngineSpec.from_build(Path(engine).name, info.get("precision", "fp16"), info)
+        save_bundle(self.path, dataclasses.replace(b.manifest, engines=(*b.manifest.engines, entry)), b.state)
 
 
 def calibration_footage(source: ModelSource, calib_data: Optional[Path], workdir: Path, spec, videos: int = 4
@@ -209,7 +208,7 @@ def derive_int8(vb: VariantBundle, footage: Path, max_clips: int = 64) -> dict:
 
     b = vb.bundle()
     opts = Int8Options.for_target("cpu", max_clips=max_clips)
-    reader = ClipFeeds(b.model_file("fp32"), b.manifest["graph"], b.input_spec, b.clip_length,
+    reader = ClipFeeds(b.model_file("fp32"), b.manifest.graph, b.input_spec, b.clip_length,
                        {k: np.asarray(v) for k, v in b.state.items()}, footage, max_clips=max_clips)
     out = vb.path / "model.int8.onnx"
     report = quantize_int8(b.model_file("fp32"), out, reader, options=opts)
@@ -281,7 +280,7 @@ def _ort_row(row: Row, vb: Optional[VariantBundle], source: ModelSource, workdir
         row.reason = source.reasons.get("ort", "no ONNX model")
         return
     precision = PRECISION[row.backend]
-    models = vb.bundle().manifest["models"]
+    models = vb.bundle().manifest.models
     if precision not in models:
         if given.get(precision) is not None:
             vb.add_model(precision, _load_onnx_path(given[precision], precision))
@@ -316,7 +315,7 @@ def ort_loader(path: Path, precision: str, session_config: Optional[dict] = None
         bundle = load_bundle(path)
         be = OnnxRuntimeBackend(bundle, device="cpu", precision=precision, threads=threads,
                                 session_config=session_config)
-        return Detector(bundle, be, ScoreRecipe.from_manifest(bundle.manifest["score"]))
+        return Detector(bundle, be, ScoreRecipe.from_manifest(bundle.manifest.score))
 
     return load
 
@@ -350,7 +349,7 @@ def add_ab_rows(rows: list["Row"], session_config: dict) -> list["Row"]:
 def source_models(source: ModelSource) -> dict:
     if source.kind != "bundle" or source.bundle is None:
         return {}
-    return load_bundle(source.bundle).manifest["models"]
+    return dict(load_bundle(source.bundle).manifest.models)
 
 
 def _trt_row(row: Row, vb: Optional[VariantBundle], source: ModelSource, engine: Optional[Path],

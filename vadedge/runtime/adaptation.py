@@ -38,7 +38,7 @@ def adapt_parameters(bundle: Bundle, clips: np.ndarray, base: Mapping[str, np.nd
 
     model = _load(checkpoint_of(bundle)).model
     if not isinstance(model, AdaptableModel):
-        raise BundleError(f"the checkpoint of {bundle.path} ({bundle.manifest['family']}) is not adaptable")
+        raise BundleError(f"the checkpoint of {bundle.path} ({bundle.manifest.family}) is not adaptable")
     alphas = model.alphas()
     unknown = [k for k in base if k not in alphas]
     if unknown:

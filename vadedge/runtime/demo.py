@@ -100,6 +100,6 @@ def run_demo(out: str | Path, *, model: Optional[str | Path] = None, data: Optio
     finally:
         det.close()
     plot_scores(paths["plot"], [f for f, _ in per_frame], [s for _, s in per_frame], threshold=det.recipe.on,
-                labels=labels, events=summary.events, title=f"{det.bundle.manifest['family']} on {desc}")
+                labels=labels, events=summary.events, title=f"{det.bundle.manifest.family} on {desc}")
     summary.outputs["plot"] = str(paths["plot"])
     return DemoResult(desc, summary, paths["video"], paths["events"], paths["scores"], paths["plot"])

@@ -103,14 +103,14 @@ class Detector:
         self.heatmap = heatmap
         self.spec: InputSpec = bundle.input_spec
         self.clip_length = bundle.clip_length
-        state_names = [s["name"] for s in bundle.manifest["graph"]["state"]]
-        param_names = [p["name"] for p in bundle.manifest["graph"]["params"]]
+        state_names = [s.name for s in bundle.manifest.graph.state]
+        param_names = [p.name for p in bundle.manifest.graph.params]
         self._state0 = {k: np.asarray(bundle.state[k]) for k in state_names}
         self._base_params = {k: np.asarray(bundle.state[k]) for k in param_names}
         self._side_providers = _side_providers(bundle)
         if adapt_k is not None:
             if not param_names:
-                raise ConfigError(f"adapt_k: bundle {bundle.path} ({bundle.manifest['family']}) has no "
+                raise ConfigError(f"adapt_k: bundle {bundle.path} ({bundle.manifest.family}) has no "
                                   f"adaptable parameters; only MPN bundles adapt")
             if adapt_k < 1:
                 raise ConfigError(f"adapt_k must be >= 1, got {adapt_k}")
@@ -161,7 +161,7 @@ class Detector:
         be = _make_backend(backend, bundle, device, precision=precision, threads=threads,
                            plugin_libraries=plugin_libraries, engine=engine, providers=providers,
                            provider_options=provider_options, cuda_graphs=cuda_graphs)
-        recipe = ScoreRecipe.from_manifest(bundle.manifest["score"], threshold=threshold, smoothing=smoothing,
+        recipe = ScoreRecipe.from_manifest(bundle.manifest.score, threshold=threshold, smoothing=smoothing,
                                            min_event_frames=min_event_frames, calibration=calibration)
         return cls(bundle, be, recipe, heatmap=heatmap, adapt_k=adapt_k)
 
@@ -401,7 +401,7 @@ class Detector:
 
         h = self._handle(stream)
         if not self._base_params:
-            raise ConfigError(f"bundle {self.bundle.path} ({self.bundle.manifest['family']}) has no adaptable "
+            raise ConfigError(f"bundle {self.bundle.path} ({self.bundle.manifest.family}) has no adaptable "
                               f"parameters; only MPN bundles adapt")
         if clips is None:
             if not h.ring.ready:
@@ -429,8 +429,8 @@ class Detector:
 
     def describe(self) -> str:
         m = self.bundle.manifest
-        batch = m["graph"]["batch"]
-        return (f"{m['family']} ({m.get('preset') or 'custom'}) {self.spec.height}x{self.spec.width} "
+        batch = m.graph.batch
+        return (f"{m.family} ({m.preset or 'custom'}) {self.spec.height}x{self.spec.width} "
                 f"{self.spec.color}, clip {self.clip_length}, batch {batch}, {self.backend.describe()}")
 
 
@@ -451,14 +451,13 @@ def _timestamp(value: Any, stream: Any) -> float:
 def _side_providers(bundle: Bundle) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
     """Host-side producers of the graph's side inputs (only optical flow providers exist so far)."""
     out = {}
-    for item in bundle.manifest["graph"].get("side_inputs", []):
-        cfg = item.get("provider")
-        if cfg is None:
-            raise BundleError(f"bundle {bundle.path}: side input '{item['name']}' names no provider, so the "
+    for item in bundle.manifest.graph.side_inputs:
+        if item.provider is None:
+            raise BundleError(f"bundle {bundle.path}: side input '{item.name}' names no provider, so the "
                               f"runtime cannot compute it")
         from ..flow import get_flow_provider
 
-        out[item["name"]] = get_flow_provider(cfg)
+        out[item.name] = get_flow_provider(dict(item.provider))
     return out
 
 
@@ -470,7 +469,7 @@ def _auto_backend(bundle: Bundle, device: str) -> tuple[str, str]:
     """TensorRT if the bundle has an engine and tensorrt is importable; else ORT on a GPU; else ORT CPU."""
     if device not in (None, "auto") and not str(device).startswith("cuda"):
         return "onnxruntime", device
-    if bundle.manifest.get("engines") and importlib.util.find_spec("tensorrt") is not None:
+    if bundle.manifest.engines and importlib.util.find_spec("tensorrt") is not None:
         return "tensorrt", device if device not in (None, "auto") else "cuda:0"
     if device in (None, "auto"):
         from .._optional import require

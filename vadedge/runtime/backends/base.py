@@ -12,7 +12,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from ...bundle import Bundle, BundleError
+from ...bundle import Bundle, BundleError, Manifest
 
 
 @dataclass
@@ -37,17 +37,16 @@ class GraphIO:
     side: tuple[tuple[str, str], ...] = ()  # (side input name, input tensor): host-computed, e.g. flow
 
     @classmethod
-    def from_manifest(cls, manifest: Mapping) -> "GraphIO":
-        g = manifest["graph"]
-        batch = g.get("batch", 1)
+    def from_manifest(cls, manifest: Manifest) -> "GraphIO":
+        g = manifest.graph
         return cls(
-            frames=g["frames_input"],
-            state=tuple((s["name"], s["input"], s["output"]) for s in g["state"]),
-            params=tuple((p["name"], p["input"]) for p in g["params"]),
-            scores=tuple(g["scores"].items()),
-            extras=tuple((g.get("extra_outputs") or {}).items()),
-            batch=None if batch == "dynamic" else int(batch),
-            side=tuple((s["name"], s["input"]) for s in g.get("side_inputs", [])),
+            frames=g.frames_input,
+            state=tuple((s.name, s.input, s.output) for s in g.state),
+            params=tuple((p.name, p.input) for p in g.params),
+            scores=tuple(g.scores.items()),
+            extras=tuple(g.extra_outputs.items()),
+            batch=g.static_batch,
+            side=tuple((s.name, s.input) for s in g.side_inputs),
         )
 
     @property

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from ..._optional import require
-from ...bundle import Bundle, BundleError
+from ...bundle import Bundle, BundleError, check_graph_io
 from ...errors import ConfigError
 from .base import Backend, BackendOutput
 
@@ -106,11 +106,8 @@ class OnnxRuntimeBackend(Backend):
                  session_config: Optional[Mapping[str, str]] = None) -> None:
         super().__init__(bundle)
         ort = ort or require("onnxruntime")
-        models = bundle.manifest["models"]
-        default = bundle.manifest.get("precision")  # what the bundle was exported to run
-        self.precision = precision or (default if default in models else
-                                       "fp32" if "fp32" in models else next(iter(models)))
-        path = bundle.model_file(self.precision)
+        self.precision = precision or bundle.precision  # default: what the bundle was exported to run
+        path = self.model_path = bundle.model_file(self.precision)
         if providers is None:
             providers = default_providers(device, precision=self.precision, plugin_libraries=plugin_libraries,
                                           cache_dir=cache_dir or user_cache_dir("ort-trt", bundle),
@@ -135,23 +132,12 @@ class OnnxRuntimeBackend(Backend):
             len(self._inputs[t].shape) == len(self._param_shape(n)) + 1 for n, t in self.io.params)
 
     def _param_shape(self, name: str) -> list:
-        return next(p["shape"] for p in self.bundle.manifest["graph"]["params"] if p["name"] == name)
+        return list(next(p.shape for p in self.bundle.manifest.graph.params if p.name == name))
 
     def _check_io(self) -> None:
-        need_in = [self.io.frames] + [i for _, i, _ in self.io.state] + [t for _, t in self.io.params] + \
-            [t for _, t in self.io.side]
-        for name in need_in:
-            if name not in self._inputs:
-                raise BundleError(f"bundle {self.bundle.path}: the model has no input '{name}' "
-                                  f"(inputs: {', '.join(self._inputs)})")
-        for name in [t for _, t in self.io.scores] + [o for _, _, o in self.io.state]:
-            if name not in self._outputs:
-                raise BundleError(f"bundle {self.bundle.path}: the model has no output '{name}' "
-                                  f"(outputs: {', '.join(self._outputs)})")
-        dim0 = self._inputs[self.io.frames].shape[0]
-        if isinstance(dim0, int) and self.io.batch is not None and dim0 != self.io.batch:
-            raise BundleError(f"bundle {self.bundle.path}: vadedge.json says batch {self.io.batch} but the "
-                              f"model's frames input has batch {dim0}")
+        """The same model-vs-manifest check as `vadedge info`, on the session that will run."""
+        check_graph_io(f"bundle {self.bundle.path}: {self.model_path.name}", self.session.get_inputs(),
+                       self._outputs, self.bundle.manifest)
 
     @property
     def params_batched(self) -> bool:

@@ -23,14 +23,14 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from ..._optional import require
-from ...bundle import Bundle, BundleError
+from ...bundle import Bundle, BundleError, EngineSpec
 from ...errors import ConfigError
 from .base import Backend, BackendOutput
 from .cuda import CudaApi, load_cuda_api
 
 
 def pick_engine(bundle: Bundle, engine: Optional[str | Path], device_name: str,
-                precision: Optional[str] = None) -> tuple[Path, dict]:
+                precision: Optional[str] = None) -> tuple[Path, Optional[EngineSpec]]:
     """The engine file to load and its manifest entry: explicit, else the bundle's best match for this GPU."""
     if engine is not None:
         path = Path(engine)
@@ -38,25 +38,25 @@ def pick_engine(bundle: Bundle, engine: Optional[str | Path], device_name: str,
             path = bundle.path / path
         if not path.is_file():
             raise BundleError(f"TensorRT engine {engine} does not exist")
-        entry = next((e for e in bundle.manifest.get("engines", []) if e["file"] == path.name), {})
+        entry = next((e for e in bundle.manifest.engines if e.file == path.name), None)
         return path, entry
-    engines = bundle.manifest.get("engines") or []
+    engines = bundle.manifest.engines
     if not engines:
         raise BundleError(f"bundle {bundle.path} has no TensorRT engine: build one on this device with "
                           f"`vadedge export MODEL --engine trt` or pass --engine FILE")
 
-    def rank(e: dict) -> tuple:
-        return (e.get("device") == device_name, precision is None or e.get("precision") == precision)
+    def rank(e: EngineSpec) -> tuple:
+        return (e.device == device_name, precision is None or e.precision == precision)
 
     best = max(engines, key=rank)
-    if best.get("device") not in (None, device_name):
+    if best.device not in (None, device_name):
         import warnings
 
-        warnings.warn(f"engine {best['file']} was built for {best.get('device')}, this GPU is {device_name}; "
+        warnings.warn(f"engine {best.file} was built for {best.device}, this GPU is {device_name}; "
                       f"TensorRT engines are not portable across GPUs", stacklevel=3)
-    path = bundle.path / best["file"]
+    path = bundle.file(best.file, "engine")
     if not path.is_file():
-        raise BundleError(f"bundle {bundle.path}: engine file {best['file']} is missing")
+        raise BundleError(f"bundle {bundle.path}: engine file {best.file} is missing")
     return path, best
 
 
@@ -112,15 +112,17 @@ class TensorRTBackend(Backend):
         self.device = f"cuda:{self.device_index}"
         self.gpu_name = self.cuda.device_name(self.device_index)
         self.engine_path, self.engine_entry = pick_engine(bundle, engine, self.gpu_name,
-                                                          precision or bundle.manifest.get("precision"))
+                                                          precision or bundle.manifest.precision)
         sidecar = self.engine_path.with_suffix(self.engine_path.suffix + ".json")
         info = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
         self.logger = self.trt.Logger(self.trt.Logger.WARNING)
+        # the sidecar names libraries beside the engine by plain file name; never a path elsewhere
         libs = list(plugin_libraries) + [str(self.engine_path.parent / p) for p in info.get("plugin_libraries", [])
-                                         if (self.engine_path.parent / p).is_file()]
+                                         if isinstance(p, str) and p == Path(p).name
+                                         and (self.engine_path.parent / p).is_file()]
         self.plugin_handles = load_plugins(self.trt, libs, dlopen=dlopen)
         self.runtime = self.trt.Runtime(self.logger)
-        if info.get("version_compatible") or self.engine_entry.get("version_compatible"):
+        if info.get("version_compatible") or (self.engine_entry is not None and self.engine_entry.version_compatible):
             self.runtime.engine_host_code_allowed = True
         self.engine = self.runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
         if self.engine is None:
@@ -163,7 +165,7 @@ class TensorRTBackend(Backend):
             self.max_batch = int(frames.shape[0])
         self.param_inputs = {n: t for n, t in self.io.params if t in names}
         self.refit_params = {n: t for n, t in self.io.params if t not in names}
-        manifest_rank = {p["input"]: len(p["shape"]) for p in self.bundle.manifest["graph"]["params"]}
+        manifest_rank = {p.input: len(p.shape) for p in self.bundle.manifest.graph.params}
         self._batched = set()
         for t in self._tensors.values():
             if t.name in manifest_rank:

@@ -12,7 +12,8 @@ import numpy as np
 
 from ..._optional import require
 from ..._version import __version__
-from ...bundle import Bundle, BundleError
+from ...bundle import (Bundle, BundleError, GraphSpec, InputSection, Manifest, ScoreSpec, SideInputSpec,
+                       TensorSpec)
 from ...errors import ConfigError
 from .base import Backend, BackendOutput
 
@@ -39,16 +40,14 @@ def _load(path: Path) -> Any:
 
 
 def checkpoint_of(bundle: Bundle) -> Path:
-    """The checkpoint folder behind a bundle: the folder itself, BUNDLE/checkpoint, or provenance.checkpoint."""
+    """The checkpoint folder behind a bundle: the folder itself, BUNDLE/checkpoint, or where the exporter
+    recorded it relative to the bundle (provenance.checkpoint.relative_path; the default export location
+    MODEL_DIR/bundle gives ".."). Bundles carry no absolute build paths."""
     cands = [bundle.path, bundle.path / "checkpoint"]
-    prov = bundle.manifest.get("provenance", {})
-    for key in ("checkpoint", "model_dir"):
-        ref = prov.get(key)
-        if isinstance(ref, dict):  # the exporter writes {"path": ..., "name": ..., ...}
-            ref = ref.get("path")
-        if ref:
-            p = Path(ref)
-            cands.append(p if p.is_absolute() else bundle.path / p)
+    ckpt = bundle.manifest.provenance.get("checkpoint")
+    rel = ckpt.get("relative_path") if isinstance(ckpt, dict) else None
+    if isinstance(rel, str) and rel and not Path(rel).is_absolute():
+        cands.append(bundle.path / rel)
     for c in cands:
         if (c / "config.json").is_file() and (c / "model.safetensors").is_file():
             return c
@@ -61,28 +60,25 @@ def bundle_from_checkpoint(path: str | Path) -> Bundle:
     ckpt = _load(Path(path))
     model = ckpt.model
     state = {k: v.detach().cpu().numpy() for k, v in ckpt.state.items()}
-    items = [{"name": k, "input": f"{k}_in", "output": f"{k}_out", "shape": list(v.shape), "dtype": "float32"}
-             for k, v in state.items()]
+    items = [TensorSpec(k, f"{k}_in", f"{k}_out", tuple(v.shape)) for k, v in state.items()]
     params = []
     if hasattr(model, "adaptable_parameters"):
         for name, p in model.adaptable_parameters().items():
-            params.append({"name": name, "input": name, "output": name, "shape": list(p.shape), "dtype": "float32"})
+            params.append(TensorSpec(name, name, name, tuple(p.shape)))
             state[name] = p.detach().cpu().numpy()
-    spec = model.spec
-    side = [{"name": k, "input": k, "shape": list(v["shape"]), "dtype": "float32",
-             **{m: x for m, x in v.items() if m not in ("shape", "dtype")}}
+    side = [SideInputSpec(k, k, tuple(v["shape"]), provider=v.get("provider"))
             for k, v in (getattr(model, "side_inputs", None) or {}).items()]
-    manifest = {
-        "schema_version": 1, "family": ckpt.config.get("name", "unknown"), "preset": ckpt.config.get("preset"),
-        "input": {**spec.to_dict(), "clip_length": int(model.clip_length)},
-        "graph": {"batch": "dynamic", "frames_input": "frames", "state": items, "params": params,
-                  "scores": {c: c for c in model.score_components}, "extra_outputs": {"error_map": "error_map"},
-                  "side_inputs": side},
-        "models": {"fp32": "model.safetensors"}, "state_file": "state.safetensors",
-        "score": {"signs": dict(model.score_components), "weights": dict(model.score_weights),
-                  "calibration": None, "smoothing": 1.0, "threshold": None, "min_event_frames": 1},
-        "provenance": {"vadedge_version": __version__, "checkpoint": str(Path(path).resolve())},
-    }
+    manifest = Manifest(
+        family=ckpt.config.get("name", "unknown"), preset=ckpt.config.get("preset"),
+        input=InputSection(**model.spec.to_dict(), clip_length=int(model.clip_length)),
+        graph=GraphSpec(batch="dynamic", frames_input="frames", state=tuple(items), params=tuple(params),
+                        scores={c: c for c in model.score_components}, extra_outputs={"error_map": "error_map"},
+                        side_inputs=tuple(side)),
+        models={"fp32": "model.safetensors"}, state_file="state.safetensors",
+        score=ScoreSpec(signs={k: int(v) for k, v in model.score_components.items()},
+                        weights={k: float(v) for k, v in model.score_weights.items()}),
+        provenance={"vadedge_version": __version__, "checkpoint": {"name": ckpt.config.get("name")}},
+    ).validated()
     return Bundle(Path(path), manifest, state)
 
 

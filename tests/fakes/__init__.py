@@ -1,0 +1,1 @@
+"""Test doubles shared by the test suite (kept out of the vadedge wheel)."""
