@@ -22,7 +22,7 @@ pytest.importorskip("onnx")
 
 from vadedge.errors import VadedgeError  # noqa: E402
 from vadedge.runtime import Detector  # noqa: E402
-from vadedge.runtime.testing import make_toy_bundle  # noqa: E402
+from tests.fakes.bundles import make_toy_bundle  # noqa: E402
 
 _IDS = itertools.count()
 DTYPES = [np.uint8, np.int8, np.uint16, np.int32, np.int64, np.float16, np.float32, np.float64, np.bool_]

@@ -88,7 +88,7 @@ def test_progress_logs_at_info_or_debug_and_bars_stay_off_the_console(caplog, ca
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     pytest.importorskip("onnxruntime")
-    from vadedge.runtime.testing import make_toy_bundle
+    from tests.fakes.bundles import make_toy_bundle
 
     return make_toy_bundle(tmp_path_factory.mktemp("log") / "toy", batch="dynamic", height=32, width=32)
 

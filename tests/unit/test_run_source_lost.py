@@ -13,7 +13,7 @@ def test_an_event_open_while_a_live_source_is_down_closes_as_source_lost(tmp_pat
     pytest.importorskip("onnx")
     from vadedge.runtime import Detector
     from vadedge.runtime.pipeline import run_source
-    from vadedge.runtime.testing import make_toy_bundle
+    from tests.fakes.bundles import make_toy_bundle
 
     bundle = make_toy_bundle(tmp_path / "toy", threshold=(-1e9, -1e9))
     rng = np.random.default_rng(0)

@@ -9,9 +9,9 @@ ready-made files instead. A row that cannot run is kept with the reason (never d
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
-import dataclasses
 import logging
 import shutil
 from dataclasses import dataclass, field
