@@ -378,8 +378,20 @@ class GraphSpec:
         return doc
 
 
+class _FlatSection:
+    """from_dict / to_dict of a flat section whose optional fields are left out of the JSON when None."""
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Any:
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+        return {k: v for k, v in values.items() if v is not None}
+
+
 @dataclass(frozen=True)
-class EngineSpec:
+class EngineSpec(_FlatSection):
     """`engines[]`: a TensorRT engine built for one GPU (`device`) and TensorRT version."""
 
     file: str
@@ -399,12 +411,6 @@ class EngineSpec:
                    device=device.get("name") if isinstance(device, Mapping) else device,
                    version_compatible=True if built.get("version_compatible") else None, **extra)
 
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "EngineSpec":
-        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
-
-    def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
 
 @dataclass(frozen=True)
@@ -416,7 +422,7 @@ class Stats:
 
 
 @dataclass(frozen=True)
-class ThresholdSpec:
+class ThresholdSpec(_FlatSection):
     """Hysteresis threshold on the smoothed fused score and the policy that chose it."""
 
     on: float
@@ -424,13 +430,6 @@ class ThresholdSpec:
     policy: Optional[str] = None
     target: Optional[float] = None
     off_target: Optional[float] = None
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "ThresholdSpec":
-        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
-
-    def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
 
 @dataclass(frozen=True)
