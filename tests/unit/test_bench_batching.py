@@ -8,7 +8,7 @@ pytest.importorskip("onnx")
 
 from vadedge.bench.batching import compare_batching, main  # noqa: E402
 from vadedge.runtime import Detector  # noqa: E402
-from vadedge.runtime.testing import make_toy_bundle  # noqa: E402
+from tests.fakes.bundles import make_toy_bundle  # noqa: E402
 
 
 @pytest.fixture(scope="module")
