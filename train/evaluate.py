@@ -106,7 +106,7 @@ def stream_video(det: Any, video: Video, stream: str, *, fps: float = DEFAULT_FP
             comps[c].append(v)
         score.append(r.score)
         flags.append(r.is_anomaly)
-    h.finish()
+    det.remove_stream(h)  # the video ended: close an open event, free the stream's buffer and state
     first = adapt_k + n - 1
     labels = video.labels[first:] if video.labels is not None else None
     return VideoScores(video.name, first, {c: np.asarray(v) for c, v in comps.items()}, labels,
