@@ -145,12 +145,12 @@ def test_opencv_and_ffmpeg_follow_the_level(monkeypatch):
     monkeypatch.delenv("OPENCV_FFMPEG_LOGLEVEL", raising=False)
     before = cv2.getLogLevel()
     with console_logging(DEFAULT):
-        assert os.environ["OPENCV_FFMPEG_LOGLEVEL"] == "8" and os.environ["OPENCV_LOG_LEVEL"] == "ERROR"
+        assert os.environ["OPENCV_FFMPEG_LOGLEVEL"] == "-8" and os.environ["OPENCV_LOG_LEVEL"] == "ERROR"
         assert cv2.getLogLevel() == 2  # no OpenCV warnings at the default level
     with console_logging(QUIET):
         assert os.environ["OPENCV_FFMPEG_LOGLEVEL"] == "-8"
     with console_logging(VERBOSE):
-        assert cv2.getLogLevel() == 3 and os.environ["OPENCV_FFMPEG_LOGLEVEL"] == "24"
+        assert cv2.getLogLevel() == 3 and "OPENCV_FFMPEG_LOGLEVEL" not in os.environ  # FFmpeg's own default
     assert "OPENCV_FFMPEG_LOGLEVEL" not in os.environ and cv2.getLogLevel() == before  # restored
     monkeypatch.setenv("OPENCV_FFMPEG_LOGLEVEL", "32")  # the user's choice wins
     with console_logging(QUIET):

@@ -3,14 +3,17 @@
 | flags | vadedge logs | other libraries | OpenCV / FFmpeg | progress bars / status lines |
 |-------|--------------|-----------------|-----------------|------------------------------|
 | -q    | WARNING      | WARNING         | errors / silent | off                          |
-| none  | INFO         | WARNING         | errors / fatal  | on (on a terminal)           |
-| -v    | DEBUG        | WARNING         | warnings        | on                           |
-| -vv   | DEBUG        | DEBUG           | debug / verbose | on                           |
+| none  | INFO         | WARNING         | errors / silent | on (on a terminal)           |
+| -v    | DEBUG        | WARNING         | warnings / own  | on                           |
+| -vv   | DEBUG        | DEBUG           | debug / own     | on                           |
 
 The library only logs (`vadedge.progress`); this module is the one place that decides what reaches the
 console. Messages keep their plain text at the default level (what the commands printed before), and
 gain level and logger name under -v. OPENCV_LOG_LEVEL / OPENCV_FFMPEG_LOGLEVEL set by the user win.
-FFmpeg reads its level when OpenCV first opens a video, so the env knob must be set before that.
+FFmpeg reads its level when OpenCV first opens a video, so the env knob must be set before that. FFmpeg is
+silenced by default (a damaged stream prints a line per broken macroblock; vadedge reports what it means:
+a short read, a lost source); with -v it keeps its own default (errors, on stderr). Setting any level
+routes FFmpeg's messages through OpenCV's callback, which prints them on stdout, so -v sets none.
 """
 from __future__ import annotations
 
@@ -28,8 +31,9 @@ QUIET, DEFAULT, VERBOSE, DEBUG_ALL = -1, 0, 1, 2
 
 # OpenCV's own levels (cv2.utils.logging): 0 silent, 1 fatal, 2 error, 3 warning, 4 info, 5 debug.
 _OPENCV_LEVEL = {QUIET: ("ERROR", 2), DEFAULT: ("ERROR", 2), VERBOSE: ("WARNING", 3), DEBUG_ALL: ("DEBUG", 5)}
-# FFmpeg's av_log levels, read by OpenCV's FFmpeg backend when it first opens a video.
-_FFMPEG_LEVEL = {QUIET: -8, DEFAULT: 8, VERBOSE: 24, DEBUG_ALL: 40}  # quiet, fatal, warning, verbose
+# FFmpeg's av_log level (-8 = quiet), read by OpenCV's FFmpeg backend when it first opens a video;
+# None = leave FFmpeg's own (errors, on stderr).
+_FFMPEG_LEVEL = {QUIET: "-8", DEFAULT: "-8", VERBOSE: None, DEBUG_ALL: None}
 
 
 class _ConsoleHandler(logging.Handler):
@@ -51,8 +55,8 @@ class _ConsoleHandler(logging.Handler):
 
 def _opencv_settings(verbosity: int) -> dict[str, str]:
     """OpenCV's and FFmpeg's env knobs for `verbosity`, minus those the user set."""
-    wanted = {"OPENCV_LOG_LEVEL": _OPENCV_LEVEL[verbosity][0], "OPENCV_FFMPEG_LOGLEVEL": str(_FFMPEG_LEVEL[verbosity])}
-    return {k: v for k, v in wanted.items() if k not in os.environ}
+    wanted = {"OPENCV_LOG_LEVEL": _OPENCV_LEVEL[verbosity][0], "OPENCV_FFMPEG_LOGLEVEL": _FFMPEG_LEVEL[verbosity]}
+    return {k: v for k, v in wanted.items() if v is not None and k not in os.environ}
 
 
 def _cv2_level(level: Optional[int]) -> Optional[int]:
