@@ -122,7 +122,7 @@ def _rel(path: Path, start: Path) -> str:
 
 
 def _engine_io(engine_file: Path) -> Optional[dict]:
-    from vadedge.export.tensorrt.sidecar import EngineError, load_sidecar
+    from vadedge.runtime.engine import EngineError, load_sidecar
 
     try:
         return load_sidecar(engine_file)

@@ -1,58 +1,17 @@
-"""Lazy TensorRT import, version boundaries, a message-collecting logger and the CUDA device probe."""
+"""Build-side TensorRT facts: version boundaries, the CUDA device probe and dtype names.
+
+The lazy import, the version parser, the logger and EngineError live in `vadedge.runtime.engine`
+(shared with the runtime backend) and are re-exported here."""
 from __future__ import annotations
 
 import ctypes
-import logging
-import re
-from types import ModuleType
 from typing import Any, Optional
 
-from vadedge._optional import require
-from vadedge.errors import VadedgeError
-
-logger = logging.getLogger(__name__)
+from vadedge.runtime.engine import EngineError, import_tensorrt, make_logger, trt_version
 
 #: TensorRT 10.12 deprecated the weak-typing APIs; 11.0 removed them (strongly typed networks only).
 STRONG_TYPING_FROM = (10, 12)
 STRONG_TYPING_ONLY_FROM = (11, 0)
-
-
-class EngineError(VadedgeError):
-    """An engine could not be built, loaded or refitted (parser errors, bad sidecar, wrong weights...)."""
-
-
-def import_tensorrt(trt: Optional[ModuleType | Any] = None) -> Any:
-    """The injected module (tests pass a fake) or `import tensorrt` with an error naming the extra."""
-    return trt if trt is not None else require("tensorrt")
-
-
-def trt_version(trt: Any) -> tuple[int, int, int]:
-    """(major, minor, patch) of a tensorrt module from its __version__ ("10.3.0.30" -> (10, 3, 0))."""
-    m = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", str(getattr(trt, "__version__", "")))
-    if not m:
-        raise EngineError(f"cannot read the TensorRT version from {getattr(trt, '__version__', None)!r}")
-    return int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)
-
-
-def make_logger(trt: Any, verbose: bool = False) -> Any:
-    """A trt.ILogger that keeps warnings and errors (for error messages) and prints errors."""
-
-    class CollectingLogger(trt.ILogger):  # type: ignore[misc, name-defined]
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.messages: list[tuple[int, str]] = []
-
-        def log(self, severity: Any, msg: str) -> None:
-            level = int(severity)
-            if level <= 2 or verbose:  # INTERNAL_ERROR=0, ERROR=1, WARNING=2, INFO=3, VERBOSE=4
-                self.messages.append((level, str(msg)))
-            if level <= 1 or verbose:
-                logger.log(logging.ERROR if level <= 1 else logging.INFO, "[TensorRT] %s", msg)
-
-        def errors(self) -> list[str]:
-            return [m for level, m in self.messages if level <= 1]
-
-    return CollectingLogger()
 
 
 def cuda_device_info(index: int = 0) -> Optional[dict]:
@@ -91,3 +50,7 @@ def dtype_name(trt: Any, dtype: Any) -> str:
         return np.dtype(trt.nptype(dtype)).name
     except Exception:  # noqa: BLE001 - types without a numpy equivalent (bf16, fp8, int4)
         return str(dtype).split(".")[-1].lower()
+
+
+__all__ = ["STRONG_TYPING_FROM", "STRONG_TYPING_ONLY_FROM", "EngineError", "cuda_device_info", "dtype_name",
+           "import_tensorrt", "make_logger", "trt_version"]

@@ -18,19 +18,20 @@ import datetime as _dt
 import os
 import platform
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from vadedge.errors import ConfigError
 
+from vadedge.runtime.engine import load_plugin_libraries, sha256_file, write_sidecar
+
 from ._trt import (STRONG_TYPING_FROM, STRONG_TYPING_ONLY_FROM, EngineError, cuda_device_info, dtype_name,
                    import_tensorrt, make_logger, trt_version)
-from .sidecar import SIDECAR_SCHEMA, sha256_file, sidecar_path, write_json_atomic
 
 PRECISIONS = ("fp32", "fp16", "int8")
 HARDWARE_LEVELS = {"ampere_plus": "AMPERE_PLUS", "same_compute_capability": "SAME_COMPUTE_CAPABILITY"}
 PLUGIN_OP_TYPES = ("VadMemoryRead", "VadMemoryUpdate", "VadPrototypeFormation")
-_LOADED_LIBRARIES: list[Any] = []  # keep plugin libraries loaded for the life of the process
 
 
 def graph_precision(onnx_path: str | Path) -> Optional[str]:
@@ -78,55 +79,21 @@ def _check_precision(precision: str, graph: Optional[str], strong: bool, onnx_pa
     raise ConfigError(f"{onnx_path.name} computes in {graph}; build it with precision={graph!r}")
 
 
-def load_plugin_libraries(trt: Any, libraries: Sequence[str | Path], *, registry: Any = None,
-                          dlopen: Any = ctypes.CDLL) -> list[dict]:
-    """Load vadedge plugin libraries so TensorRT finds their creators; return [{file, path, sha256, loader}].
+def network_from_onnx(trt: Any, builder: Any, log: Any, onnx_path: Path, strong: bool,
+                      have_plugins: bool) -> tuple[Any, Any]:
+    """Step 2: (network, parser), the network (strongly typed or not) parsed from `onnx_path`.
 
-    A library that exports `getCreators` (libvadedge_plugins_dynamic.so) goes through the plugin
-    registry's `load_library` (IPluginRegistry::loadLibrary); one without it (libvadedge_plugins.so)
-    registers its creators when it is loaded, so `dlopen` (ctypes.CDLL) is enough. Usable by a runtime
-    before deserialising an engine as well as by the builder.
-    """
-    registry = registry if registry is not None else trt.get_plugin_registry()
-    loaded = []
-    for lib_path in (Path(p) for p in libraries):
-        if not lib_path.is_file():
-            raise ConfigError(f"plugin library {lib_path} does not exist (build it with vadedge export build-plugins)")
-        try:
-            handle = dlopen(str(lib_path))  # static-registration libraries register their creators here
-        except OSError as exc:
-            raise EngineError(f"cannot load plugin library {lib_path}: {exc}") from exc
-        _LOADED_LIBRARIES.append(handle)
-        loader = "dlopen"
-        if hasattr(handle, "getCreators"):  # built for IPluginRegistry::loadLibrary
-            if registry.load_library(str(lib_path)) is None:
-                raise EngineError(f"TensorRT's plugin registry could not load {lib_path}")
-            loader = "registry"
-        loaded.append({"file": lib_path.name, "path": str(lib_path), "sha256": sha256_file(lib_path),
-                       "loader": loader})
-    return loaded
-
-
-def _load_plugins(trt: Any, builder: Any, config: Any, libraries: Sequence[Path], version_compatible: bool,
-                  dlopen: Any) -> list[dict]:
-    """Load the libraries for a build; version-compatible plans also serialise them (loadLibrary variant)."""
-    loaded = load_plugin_libraries(trt, libraries, registry=builder.get_plugin_registry(), dlopen=dlopen)
-    if version_compatible and loaded:
-        static = [p["file"] for p in loaded if p["loader"] != "registry"]
-        if static:
-            raise ConfigError(f"{', '.join(static)} registers its plugins statically; a version-compatible engine "
-                              f"serialises its plugin libraries and needs the loadLibrary variant "
-                              f"(libvadedge_plugins_dynamic.so)")
-        config.plugins_to_serialize = [p["path"] for p in loaded]
-    for p in loaded:
-        del p["path"]
-    return loaded
-
-
-def _parse(trt: Any, network: Any, logger: Any, onnx_path: Path, have_plugins: bool) -> Any:
-    parser = trt.OnnxParser(network, logger)
+    The parser is returned because it must outlive the build; a failed parse reports every parser
+    error, with a hint when plugin nodes were met without plugin libraries."""
+    flags = 0
+    if strong:
+        flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+        if flag is not None:  # 11.x keeps the flag only for API compatibility
+            flags |= 1 << int(flag)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, log)
     if parser.parse_from_file(str(onnx_path)):
-        return parser
+        return network, parser
     lines = []
     for i in range(parser.num_errors):
         err = parser.get_error(i)
@@ -170,6 +137,121 @@ def _profile(builder: Any, config: Any, inputs: list[dict], batch_profile: tuple
     return [lo, opt, hi]
 
 
+
+
+@dataclass
+class BuildConfig:
+    """What step 3 made: the IBuilderConfig and the facts the sidecar records about it."""
+
+    config: Any
+    builder_flags: list[str] = field(default_factory=list)
+    refit_names: list[str] = field(default_factory=list)
+    batch_profile: Optional[list[int]] = None
+    inputs: list[dict] = field(default_factory=list)
+    outputs: list[dict] = field(default_factory=list)
+
+
+def load_build_plugins(trt: Any, builder: Any, libraries: Sequence[Path], dlopen: Any) -> list[dict]:
+    """Step 1: plugin libraries into the builder's registry (before parsing, so the parser finds them)."""
+    return load_plugin_libraries(trt, libraries, registry=builder.get_plugin_registry(), dlopen=dlopen)
+
+
+def create_config(trt: Any, builder: Any, network: Any, *, precision: str, strong: bool, workspace_mb: int,
+                  version_compatible: bool, hardware_compatibility: Optional[str],
+                  refittable: bool | Iterable[str], plugins: list[dict], batch_profile: tuple[int, int, int],
+                  timing_cache: Optional[Path]) -> BuildConfig:
+    """Step 3: the builder config: workspace, precision flags (10.x flag path only), compatibility,
+    refit, serialised plugins, the optimisation profile for a dynamic batch, the timing cache."""
+    config = builder.create_builder_config()
+    out = BuildConfig(config)
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+
+    def set_flag(name: str) -> None:
+        config.set_flag(getattr(trt.BuilderFlag, name))
+        out.builder_flags.append(name)
+
+    if not strong:
+        if precision == "fp16":
+            set_flag("FP16")
+        elif precision == "int8":
+            set_flag("INT8")  # Q/DQ graph: explicit quantisation; unquantised layers stay FP32
+    if version_compatible:
+        set_flag("VERSION_COMPATIBLE")
+        if plugins:  # a version-compatible plan carries its plugin libraries (loadLibrary variant only)
+            static = [p["file"] for p in plugins if p["loader"] != "registry"]
+            if static:
+                raise ConfigError(f"{', '.join(static)} registers its plugins statically; a version-compatible "
+                                  f"engine serialises its plugin libraries and needs the loadLibrary variant "
+                                  f"(libvadedge_plugins_dynamic.so)")
+            config.plugins_to_serialize = [p["path"] for p in plugins]
+    if hardware_compatibility:
+        level = getattr(trt.HardwareCompatibilityLevel, HARDWARE_LEVELS[hardware_compatibility], None)
+        if level is None:
+            raise ConfigError(f"TensorRT {trt.__version__} has no {hardware_compatibility} hardware compatibility")
+        config.hardware_compatibility_level = level
+    if refittable is True:
+        set_flag("REFIT")
+    elif refittable not in (False, None):
+        out.refit_names = [str(n) for n in refittable]  # type: ignore[union-attr]
+        if not out.refit_names:
+            raise ConfigError("refittable: give True or a non-empty list of weight names")
+        set_flag("REFIT_INDIVIDUAL")
+        unknown = [n for n in out.refit_names if not network.mark_weights_refittable(n)]
+        if unknown:
+            raise ConfigError(f"these weights are not in the network (ONNX initializer names expected): "
+                              f"{', '.join(unknown)}")
+    out.inputs, out.outputs = _tensors(trt, network, "input"), _tensors(trt, network, "output")
+    out.batch_profile = _profile(builder, config, out.inputs, batch_profile)
+    if timing_cache is not None:
+        data = timing_cache.read_bytes() if timing_cache.is_file() else b""
+        config.set_timing_cache(config.create_timing_cache(data), ignore_mismatch=False)
+    return out
+
+
+def build_plan(builder: Any, network: Any, config: Any, log: Any, onnx_path: Path) -> Any:
+    """Step 4: the serialised plan; a failed build quotes TensorRT's last logged errors."""
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        errors = "\n".join(f"  - {e}" for e in log.errors()[-10:]) or "  (no error was logged)"
+        raise EngineError(f"TensorRT failed to build an engine from {onnx_path.name}:\n{errors}")
+    return plan
+
+
+def save_engine(plan: Any, engine_path: Path, config: Any, timing_cache: Optional[Path]) -> None:
+    """Step 5a: the plan (plain, no header) and the updated timing cache, each written atomically."""
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = engine_path.with_name(engine_path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(memoryview(plan))
+    os.replace(tmp, engine_path)
+    if timing_cache is not None:
+        serialized = config.get_timing_cache().serialize()
+        cache_tmp = Path(str(timing_cache) + ".tmp")
+        cache_tmp.write_bytes(bytes(memoryview(serialized)))
+        os.replace(cache_tmp, timing_cache)
+
+
+def _check_options(onnx_path: Path, precision: str, hardware_compatibility: Optional[str],
+                   workspace_mb: int) -> None:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if not onnx_path.is_file():
+        raise ConfigError(f"ONNX model {onnx_path} does not exist")
+    if hardware_compatibility is not None and hardware_compatibility not in HARDWARE_LEVELS:
+        raise ConfigError(f"hardware_compatibility must be one of {sorted(HARDWARE_LEVELS)} or None, "
+                          f"got {hardware_compatibility!r}")
+    if workspace_mb < 1:
+        raise ConfigError(f"workspace_mb must be >= 1, got {workspace_mb}")
+
+
+def _strongly_typed(trt: Any, forced: Optional[bool]) -> bool:
+    """The network mode: strongly typed from TensorRT 10.12 on (only mode in 11.x) unless forced on 10.x."""
+    strong = trt_version(trt) >= STRONG_TYPING_FROM if forced is None else bool(forced)
+    if not strong and trt_version(trt) >= STRONG_TYPING_ONLY_FROM:
+        raise ConfigError(f"TensorRT {trt.__version__} builds strongly typed networks only")
+    return strong
+
+
 def build_engine(onnx_path: str | Path, engine_path: str | Path, *, precision: str = "fp16",
                  timing_cache: str | Path | None = None, version_compatible: bool = False,
                  hardware_compatibility: Optional[str] = None, refittable: bool | Iterable[str] = False,
@@ -192,120 +274,59 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, precision: s
     strongly_typed: None = by version (>= 10.12); True/False to force a path on 10.x.
     device_info, trt, dlopen: injection points for tests (TensorRT cannot run without a GPU).
     Returns the sidecar dict.
+
+    The steps, in the order of Polygraphy's loaders (docs/tensorrt.md says why Polygraphy itself is
+    not used): plugins -> network from ONNX -> config -> build -> save engine + sidecar.
     """
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if not onnx_path.is_file():
-        raise ConfigError(f"ONNX model {onnx_path} does not exist")
-    if hardware_compatibility is not None and hardware_compatibility not in HARDWARE_LEVELS:
-        raise ConfigError(f"hardware_compatibility must be one of {sorted(HARDWARE_LEVELS)} or None, "
-                          f"got {hardware_compatibility!r}")
-    if workspace_mb < 1:
-        raise ConfigError(f"workspace_mb must be >= 1, got {workspace_mb}")
+    cache = Path(timing_cache) if timing_cache is not None else None
+    _check_options(onnx_path, precision, hardware_compatibility, workspace_mb)
     trt = import_tensorrt(trt)
-    version = trt_version(trt)
-    strong = version >= STRONG_TYPING_FROM if strongly_typed is None else bool(strongly_typed)
-    if not strong and version >= STRONG_TYPING_ONLY_FROM:
-        raise ConfigError(f"TensorRT {trt.__version__} builds strongly typed networks only")
+    strong = _strongly_typed(trt, strongly_typed)
     _check_precision(precision, graph_precision(onnx_path), strong, onnx_path)
     if hardware_compatibility and platform.machine() == "aarch64":
         warnings.warn("hardware compatibility is documented as unsupported on JetPack; the build may fail",
                       stacklevel=2)
 
-    logger = make_logger(trt, verbose)
-    builder = trt.Builder(logger)
-    config = builder.create_builder_config()
-    plugins = _load_plugins(trt, builder, config, [Path(p) for p in plugin_libraries], version_compatible, dlopen)
-    flags = 0
-    if strong:
-        flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
-        if flag is not None:  # 11.x keeps the flag only for API compatibility
-            flags |= 1 << int(flag)
-    network = builder.create_network(flags)
-    _parse(trt, network, logger, onnx_path, bool(plugins))
+    log = make_logger(trt, verbose)
+    builder = trt.Builder(log)
+    plugins = load_build_plugins(trt, builder, [Path(p) for p in plugin_libraries], dlopen)
+    network, _parser = network_from_onnx(trt, builder, log, onnx_path, strong, bool(plugins))
+    built = create_config(trt, builder, network, precision=precision, strong=strong, workspace_mb=workspace_mb,
+                          version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
+                          refittable=refittable, plugins=plugins, batch_profile=batch_profile, timing_cache=cache)
+    plan = build_plan(builder, network, built.config, log, onnx_path)
+    save_engine(plan, engine_path, built.config, cache)
+    return write_sidecar(engine_path, _sidecar_facts(
+        trt, onnx_path, built, precision=precision, strong=strong, plugins=plugins,
+        version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
+        refittable=refittable, workspace_mb=workspace_mb, device_info=device_info))
 
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    builder_flags: list[str] = []
 
-    def set_flag(name: str) -> None:
-        config.set_flag(getattr(trt.BuilderFlag, name))
-        builder_flags.append(name)
-
-    if not strong:
-        if precision == "fp16":
-            set_flag("FP16")
-        elif precision == "int8":
-            set_flag("INT8")  # Q/DQ graph: explicit quantisation; unquantised layers stay FP32
-    if version_compatible:
-        set_flag("VERSION_COMPATIBLE")
-    if hardware_compatibility:
-        level = getattr(trt.HardwareCompatibilityLevel, HARDWARE_LEVELS[hardware_compatibility], None)
-        if level is None:
-            raise ConfigError(f"TensorRT {trt.__version__} has no {hardware_compatibility} hardware compatibility")
-        config.hardware_compatibility_level = level
-    refit_names: list[str] = []
-    if refittable is True:
-        set_flag("REFIT")
-    elif refittable not in (False, None):
-        refit_names = [str(n) for n in refittable]  # type: ignore[union-attr]
-        if not refit_names:
-            raise ConfigError("refittable: give True or a non-empty list of weight names")
-        set_flag("REFIT_INDIVIDUAL")
-        unknown = [n for n in refit_names if not network.mark_weights_refittable(n)]
-        if unknown:
-            raise ConfigError(f"these weights are not in the network (ONNX initializer names expected): "
-                              f"{', '.join(unknown)}")
-
-    inputs, outputs = _tensors(trt, network, "input"), _tensors(trt, network, "output")
-    profile = _profile(builder, config, inputs, batch_profile)
-
-    cache = None
-    if timing_cache is not None:
-        cache_path = Path(timing_cache)
-        data = cache_path.read_bytes() if cache_path.is_file() else b""
-        cache = config.create_timing_cache(data)
-        config.set_timing_cache(cache, ignore_mismatch=False)
-
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
-        errors = "\n".join(f"  - {e}" for e in logger.errors()[-10:]) or "  (no error was logged)"
-        raise EngineError(f"TensorRT failed to build an engine from {onnx_path.name}:\n{errors}")
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = engine_path.with_name(engine_path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(memoryview(plan))
-    os.replace(tmp, engine_path)
-    if timing_cache is not None:
-        serialized = config.get_timing_cache().serialize()
-        cache_tmp = Path(str(timing_cache) + ".tmp")
-        cache_tmp.write_bytes(bytes(memoryview(serialized)))
-        os.replace(cache_tmp, timing_cache)
-
-    batches = {t["shape"][0] for t in inputs if t["shape"]}
-    sidecar = {
-        "schema": SIDECAR_SCHEMA,
-        "engine": engine_path.name,
-        "engine_sha256": sha256_file(engine_path),
+def _sidecar_facts(trt: Any, onnx_path: Path, built: BuildConfig, *, precision: str, strong: bool,
+                   plugins: list[dict], version_compatible: bool, hardware_compatibility: Optional[str],
+                   refittable: bool | Iterable[str], workspace_mb: int, device_info: Optional[dict]) -> dict:
+    """Step 5b: the build facts a runtime checks before loading the engine (schema in docs/tensorrt.md)."""
+    batches = {t["shape"][0] for t in built.inputs if t["shape"]}
+    shipped = [{k: v for k, v in p.items() if k != "path"} for p in plugins]  # no build-machine paths
+    return {
         "onnx": onnx_path.name,
         "onnx_sha256": sha256_file(onnx_path),
         "precision": precision,
         "tensorrt": str(trt.__version__),
         "strongly_typed": strong,
-        "builder_flags": builder_flags,
+        "builder_flags": built.builder_flags,
         "device": device_info if device_info is not None else (cuda_device_info() or {"name": "unknown"}),
         "platform": platform.machine(),
-        "batch": "dynamic" if profile else (batches.pop() if len(batches) == 1 else None),
-        "batch_profile": profile,
+        "batch": "dynamic" if built.batch_profile else (batches.pop() if len(batches) == 1 else None),
+        "batch_profile": built.batch_profile,
         "version_compatible": bool(version_compatible),
         "hardware_compatibility": hardware_compatibility,
-        "refittable": refit_names if refit_names else bool(refittable),
-        "plugins": plugins,
+        "refittable": built.refit_names if built.refit_names else bool(refittable),
+        "plugins": shipped,
         "plugin_libraries": [p["file"] for p in plugins],  # file names, looked up beside the engine
         "workspace_mb": int(workspace_mb),
-        "inputs": inputs,
-        "outputs": outputs,
+        "inputs": built.inputs,
+        "outputs": built.outputs,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    write_json_atomic(sidecar_path(engine_path), sidecar)
-    return sidecar

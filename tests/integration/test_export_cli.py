@@ -99,8 +99,9 @@ def test_fp16_export_api_keeps_memory_nodes_fp32(tmp_path, checkpoint):
 
 
 def test_trt_engine_path_with_a_fake_tensorrt(tmp_path, checkpoint):
-    fake_mod = pytest.importorskip("vadedge.export.tensorrt.fake")
-    fake = fake_mod.FakeTensorRT("10.3.0")
+    from tests.fakes.tensorrt import FakeTensorRT
+
+    fake = FakeTensorRT("10.3.0")
     out = export_bundle(checkpoint, tmp_path / "trt", precision="fp16", engine="trt", score_data=False,
                         progress=False, trt_options={"trt": fake, "device_info": {"name": "Fake Orin"}})
     m = load_bundle(out).manifest

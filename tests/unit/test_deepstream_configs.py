@@ -16,7 +16,7 @@ from vadedge.errors import ConfigError  # noqa: E402
 from vadedge.export.deepstream import (DS_INPUT, SEQUENCE_LIBRARY, parse_config, write_deepstream_configs,  # noqa: E402
                                        write_deepstream_onnx)
 from vadedge.export.tensorrt import build_engine  # noqa: E402
-from vadedge.export.tensorrt.fake import FakeTensor, FakeTensorRT  # noqa: E402
+from tests.fakes.tensorrt import FakeTensor, FakeTensorRT  # noqa: E402
 
 H = W = 16
 T, CLIP, M, D = 2, 3, 4, 8

@@ -14,7 +14,7 @@ from onnx import TensorProto, helper  # noqa: E402
 from vadedge.errors import ConfigError, MissingDependencyError  # noqa: E402
 from vadedge.export.tensorrt import (EngineError, build_engine, graph_precision, load_sidecar,  # noqa: E402
                                      sidecar_path)
-from vadedge.export.tensorrt.fake import FakeParserError, FakeTensor, FakeTensorRT  # noqa: E402
+from tests.fakes.tensorrt import FakeParserError, FakeTensor, FakeTensorRT  # noqa: E402
 
 DEVICE = {"name": "Orin", "compute_capability": "8.7"}
 

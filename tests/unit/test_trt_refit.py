@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 
 from vadedge.export.tensorrt import EngineError, refit_engine, sidecar_path
-from vadedge.export.tensorrt.fake import FakeTensorRT
+from vadedge.runtime.engine import sha256_file
+from tests.fakes.tensorrt import FakeTensorRT
 
 
 @pytest.fixture
 def engine_file(tmp_path):
     path = tmp_path / "mpn.engine"
-    path.write_bytes(b"PLAN:REFIT")
+    path.write_bytes(FakeTensorRT.plan(flags=["REFIT"]))
     sidecar_path(path).write_text(json.dumps({"engine": "mpn.engine", "version_compatible": True}))
     return path
 
@@ -27,9 +28,11 @@ def test_refit_by_name_and_save(tmp_path, engine_file):
     np.testing.assert_array_equal(engine.weights["proto.weight"], np.arange(6))
     assert ("deserialize_cuda_engine", True) in trt.calls          # version-compatible: host code allowed
     assert ("set_named_weights", "proto.weight", 6) in trt.calls and ("refit_cuda_engine",) in trt.calls
-    assert out.read_bytes().startswith(b"PLAN-REFITTED")
+    plan = json.loads(out.read_bytes()[len(b"PLAN:"):])               # the refitted plan was serialised
+    assert plan["refitted"] and plan["weights"]["proto.weight"] == list(range(6))
     doc = json.loads(sidecar_path(out).read_text())
     assert doc["engine"] == out.name and doc["refitted_weights"] == ["head.bias", "proto.weight"]
+    assert doc["engine_sha256"] == sha256_file(out)
 
 
 def test_refit_an_in_memory_engine(engine_file):
@@ -53,7 +56,7 @@ def test_refit_errors(engine_file, tmp_path):
         refit_engine(engine_file, {}, trt=FakeTensorRT())
     bad = tmp_path / "bad.engine"
     bad.write_bytes(b"\x00junk")
-    with pytest.raises(EngineError, match="could not load bad.engine"):
+    with pytest.raises(EngineError, match="could not deserialise bad.engine"):
         refit_engine(bad, {"head.bias": np.ones(2, np.float32)}, trt=FakeTensorRT())
     with pytest.raises(EngineError, match="does not exist"):
         refit_engine(tmp_path / "none.engine", {"head.bias": np.ones(2)}, trt=FakeTensorRT())

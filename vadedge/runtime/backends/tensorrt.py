@@ -11,22 +11,26 @@
   built with `refittable=True` from a graph where they are initializers gets them by refit
   (`trt.Refitter.set_named_weights` with the manifest's `input` name as the weights name).
 
-Neither TensorRT nor a GPU exist on the development machines: this module is tested against a fake
-`tensorrt` module and a fake `CudaApi` (tests/unit/test_runtime_tensorrt.py), never on hardware.
+Plugin loading, sidecar validation, deserialisation and refit are `vadedge.runtime.engine`'s (shared
+with the exporter). Neither TensorRT nor a GPU exist on the development machines: this module is
+tested against the fake `tensorrt` module and `FakeCuda` of tests/fakes/tensorrt.py, never on hardware.
 """
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..._optional import require
 from ...bundle import Bundle, BundleError, EngineSpec
 from ...errors import ConfigError
+from ..engine import (deserialize_engine, import_tensorrt, load_plugin_libraries, load_sidecar, make_logger,
+                      refit_weights, sidecar_path)
 from .base import Backend, BackendOutput
 from .cuda import CudaApi, load_cuda_api
+
+logger = logging.getLogger(__name__)
 
 
 def pick_engine(bundle: Bundle, engine: Optional[str | Path], device_name: str,
@@ -60,30 +64,6 @@ def pick_engine(bundle: Bundle, engine: Optional[str | Path], device_name: str,
     return path, best
 
 
-def load_plugins(trt: Any, libraries: Sequence[str], dlopen: Any = None) -> list[Any]:
-    """Make plugin creators known to TensorRT before deserialising an engine that uses them.
-
-    A library that registers its creators statically (REGISTER_TENSORRT_PLUGIN) only needs to be
-    loaded (dlopen); one that exports `getCreators` is also handed to the plugin registry's
-    `load_library` (IPluginRegistry::loadLibrary). Handles are kept alive by the caller.
-    """
-    import ctypes
-
-    dlopen = dlopen or ctypes.CDLL
-    handles = []
-    for lib in libraries:
-        if not Path(lib).is_file():
-            raise ConfigError(f"plugin library {lib} does not exist (build it with `vadedge export build-plugins`)")
-        try:
-            handle = dlopen(str(lib))
-        except OSError as exc:
-            raise ConfigError(f"cannot load plugin library {lib}: {exc}") from exc
-        if hasattr(handle, "getCreators") and trt.get_plugin_registry().load_library(str(lib)) is None:
-            raise ConfigError(f"TensorRT's plugin registry could not load {lib}")
-        handles.append(handle)
-    return handles
-
-
 class _Tensor:
     """One engine I/O tensor with its device buffer and pinned host staging buffer."""
 
@@ -102,7 +82,7 @@ class TensorRTBackend(Backend):
                  precision: Optional[str] = None, plugin_libraries: Sequence[str] = (), cuda_graphs: bool = True,
                  trt: Any = None, cuda: Optional[CudaApi] = None, dlopen: Any = None) -> None:
         super().__init__(bundle)
-        self.trt = trt or require("tensorrt")
+        self.trt = import_tensorrt(trt)
         self.cuda = cuda or load_cuda_api()
         kind, _, idx = device.partition(":")
         if kind not in ("cuda", "gpu"):
@@ -113,21 +93,16 @@ class TensorRTBackend(Backend):
         self.gpu_name = self.cuda.device_name(self.device_index)
         self.engine_path, self.engine_entry = pick_engine(bundle, engine, self.gpu_name,
                                                           precision or bundle.manifest.precision)
-        sidecar = self.engine_path.with_suffix(self.engine_path.suffix + ".json")
-        info = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-        self.logger = self.trt.Logger(self.trt.Logger.WARNING)
+        info = self._checked_sidecar()
+        self.logger = make_logger(self.trt)
         # the sidecar names libraries beside the engine by plain file name; never a path elsewhere
         libs = list(plugin_libraries) + [str(self.engine_path.parent / p) for p in info.get("plugin_libraries", [])
                                          if isinstance(p, str) and p == Path(p).name
                                          and (self.engine_path.parent / p).is_file()]
-        self.plugin_handles = load_plugins(self.trt, libs, dlopen=dlopen)
-        self.runtime = self.trt.Runtime(self.logger)
-        if info.get("version_compatible") or (self.engine_entry is not None and self.engine_entry.version_compatible):
-            self.runtime.engine_host_code_allowed = True
-        self.engine = self.runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
-        if self.engine is None:
-            raise BundleError(f"TensorRT could not deserialise {self.engine_path}: engines only run with the "
-                              f"TensorRT version and GPU they were built for (rebuild it on this device)")
+        self.plugins = load_plugin_libraries(self.trt, libs, dlopen=dlopen)
+        entry_vc = self.engine_entry is not None and self.engine_entry.version_compatible
+        self.engine = deserialize_engine(self.trt, self.engine_path, self.logger,
+                                         version_compatible=bool(info.get("version_compatible") or entry_vc))
         self.context = self.engine.create_execution_context()
         self.stream = self.cuda.stream()
         self._tensors = self._discover()
@@ -137,6 +112,19 @@ class TensorRTBackend(Backend):
         self._graph: Any = None
         self._warm = False
         self.graph_launches = 0
+
+    def _checked_sidecar(self) -> dict:
+        """The engine's sidecar, validated (SHA-256, TensorRT major.minor, GPU) before TensorRT reads the plan.
+
+        Required when the bundle's manifest names one (every engine `vadedge export` builds); an engine
+        passed by hand without a sidecar (say from trtexec) loads with a warning, unchecked.
+        """
+        if sidecar_path(self.engine_path).is_file() or (self.engine_entry is not None and self.engine_entry.sidecar):
+            return load_sidecar(self.engine_path, tensorrt_version=str(self.trt.__version__),
+                                device_name=self.gpu_name)
+        logger.warning("engine %s has no sidecar: its SHA-256, TensorRT version and GPU are not checked",
+                       self.engine_path.name)
+        return {}
 
     # ---------------------------------------------------------------- engine I/O
     def _discover(self) -> dict[str, _Tensor]:
@@ -268,21 +256,9 @@ class TensorRTBackend(Backend):
         """Refit parameters that are engine weights; False when they are fed as inputs instead."""
         if not self.refit_params:
             return False
-        trt = self.trt
         self.cuda.sync(self.stream)
-        refitter = trt.Refitter(self.engine, self.logger)
-        keep = []
-        for name, weights_name in self.refit_params.items():
-            arr = np.ascontiguousarray(params[name], dtype=np.float32)
-            keep.append(arr)
-            if not refitter.set_named_weights(weights_name, trt.Weights(arr)):
-                raise BundleError(f"TensorRT refused weights '{weights_name}' for refit (is the engine refittable, "
-                                  f"built with refittable=True?)")
-        missing = list(refitter.get_missing_weights())
-        if missing:
-            raise BundleError(f"refit of {self.engine_path} also needs weights {missing}")
-        if not refitter.refit_cuda_engine():
-            raise RuntimeError(f"TensorRT refit of {self.engine_path} failed")
+        refit_weights(self.trt, self.engine, {weights_name: np.ascontiguousarray(params[name], dtype=np.float32)
+                                              for name, weights_name in self.refit_params.items()}, self.logger)
         if self._graph is not None:  # recapture after new weights
             self.cuda.destroy_graph(self._graph)
             self._graph = None
