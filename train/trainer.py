@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,8 +17,15 @@ from vadedge.datasets import Split, open_split
 from vadedge.errors import CheckpointError, ConfigError
 from vadedge.progress import Progress
 
-from .checkpoint import (MODEL_FILE, STATE_FILE, TRAINER_FILE, load_optimizer_state, load_tensors, read_config,
-                         save_checkpoint)
+from .checkpoint import (
+    MODEL_FILE,
+    STATE_FILE,
+    TRAINER_FILE,
+    load_optimizer_state,
+    load_tensors,
+    read_config,
+    save_checkpoint,
+)
 from .data import ClipDataset, fingerprint, make_loader
 from .flops import count_parameters, gmac_per_frame
 from .protocols import CustomLoader, PreparesData, SelectsParameters, TrainingTask

@@ -1,6 +1,7 @@
-"""FFmpeg's decoder messages follow the CLI level: a damaged video floods stderr with `[mpeg4 @ 0x…]` lines
-from FFmpeg itself (about 1,400 for this clip) unless vadedge sets its level; -v shows them. FFmpeg reads the level once per process, when OpenCV
-first opens a video, so each case runs `vadedge run` in a fresh interpreter."""
+"""FFmpeg's decoder messages follow the CLI level: a damaged video floods stderr with `[mpeg4 @ 0x…]`
+lines from FFmpeg itself (about 1,400 for this clip) unless vadedge sets its level; -v shows them.
+FFmpeg reads the level once per process, when OpenCV first opens a video, so each case runs
+`vadedge run` in a fresh interpreter."""
 from __future__ import annotations
 
 import os
@@ -13,7 +14,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 cv2 = pytest.importorskip("cv2")
 
-from vadedge.runtime.testing import make_toy_bundle  # noqa: E402
+from tests.fakes.bundles import make_toy_bundle  # noqa: E402
 
 VADEDGE = [sys.executable, "-c", "from vadedge.cli import main; main()"]
 

@@ -6,8 +6,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from vadedge.train.protocols import (AdaptableModel, CustomLoader, HostInputs, PreparesData,  # noqa: E402
-                                     SelectsParameters, StreamModel, TrainingTask, missing_members)
+from vadedge.train.protocols import (  # noqa: E402
+    AdaptableModel,
+    CustomLoader,
+    HostInputs,
+    PreparesData,
+    SelectsParameters,
+    StreamModel,
+    TrainingTask,
+    missing_members,
+)
 from vadedge.train.registry import ModelEntry, get_model_entry, list_models, register_model  # noqa: E402
 
 # capabilities each built-in family has (the trainer / exporter / evaluator branch on these)

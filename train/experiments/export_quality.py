@@ -67,10 +67,10 @@ def parse_variant(spec: str) -> dict:
 
 
 def build_variants(ckpt, variants: Sequence[dict], out: Path, calib_data: Path, *, calib_clips: int = 256,
-                   threads: Optional[int] = None, report: Optional[Progress] = None) -> tuple[dict[str, Path], dict, dict]:
+                   threads: Optional[int] = None,
+                   report: Optional[Progress] = None) -> tuple[dict[str, Path], dict, dict]:
     """Export FP32 once, derive every variant's ONNX file; returns ({name: path}, graph, build info)."""
     import onnx
-
     from vadedge.calibration.int8 import ClipFeeds, Int8Options, quantize_int8
     from vadedge.export.fp16 import convert_to_fp16, precision_summary
     from vadedge.export.onnx_export import export_onnx
@@ -123,8 +123,9 @@ def evaluate_variant(path: Path, graph: dict, model, state: dict, test, train, *
                      threads: Optional[int] = None, progress: bool = False, name: str = "") -> tuple[dict, list]:
     """Paper and streaming protocol results of one ONNX variant (same logic as vadedge.train.evaluate)."""
     from vadedge.export.runner import OnnxStream
-    from vadedge.scoring import ema, fuse
     from vadedge.train.evaluate import calibrate, paper_scores, summarise
+
+    from vadedge.scoring import ema, fuse
 
     stream = OnnxStream(path, graph, model.clip_length, threads=threads)
     signs, weights = model.score_components, model.score_weights
@@ -166,9 +167,10 @@ def run(model_dir: str | Path, data: str | Path, out: str | Path, *, variants: S
         calib_data: Optional[str | Path] = None, calib_clips: int = 256, calib_videos: Optional[int] = None,
         smoothing: float = 1.0, rounds: int = 50, threads: Optional[int] = 1, progress: bool = True) -> dict:
     """Build, evaluate and time every variant; write results.json and results.md into `out`."""
-    from vadedge.datasets import open_split
-    from vadedge.bench.timing import compare_latency, format_latency
     from vadedge.train.checkpoint import load_checkpoint
+
+    from vadedge.bench.timing import compare_latency, format_latency
+    from vadedge.datasets import open_split
 
     report = Progress(logger, progress)
     out = Path(out)

@@ -31,9 +31,9 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from vadedge.commands._logging import DEFAULT, QUIET, console_logging
 from vadedge.datasets import Split, open_split
 from vadedge.errors import ConfigError, VadedgeError
-from vadedge.commands._logging import DEFAULT, QUIET, console_logging
 from vadedge.progress import Progress
 from vadedge.scoring import fuse
 

@@ -219,7 +219,8 @@ def _timed_rounds(cfg: BenchConfig, dets: dict, raw: list[np.ndarray], frames_la
     timed = _Timed({k: [] for k in dets}, {k: [] for k in dets}, {k: [] for k in dets}, peaks)
     names = list(dets)
     for r in range(cfg.rounds):
-        report.info(f"round {r + 1}/{cfg.rounds}: model-only (interleaved in blocks of 25 calls) and end-to-end passes ...")
+        report.info(f"round {r + 1}/{cfg.rounds}: model-only (interleaved in blocks of 25 calls) "
+                    "and end-to-end passes ...")
         for name, times in measure.model_only_interleaved(dets, clips, settle=cfg.settle).items():
             timed.calls[name].extend(times)
             timed.round_fps[name].append(len(times) / sum(times))
