@@ -57,17 +57,19 @@ def checkpoint_of(bundle: Bundle) -> Path:
 
 def bundle_from_checkpoint(path: str | Path) -> Bundle:
     """An in-memory bundle description of a checkpoint folder (uncalibrated, dynamic batch)."""
+    from vadedge.train.protocols import AdaptableModel, HostInputs
+
     ckpt = _load(Path(path))
     model = ckpt.model
     state = {k: v.detach().cpu().numpy() for k, v in ckpt.state.items()}
     items = [TensorSpec(k, f"{k}_in", f"{k}_out", tuple(v.shape)) for k, v in state.items()]
     params = []
-    if hasattr(model, "adaptable_parameters"):
+    if isinstance(model, AdaptableModel):
         for name, p in model.adaptable_parameters().items():
             params.append(TensorSpec(name, name, name, tuple(p.shape)))
             state[name] = p.detach().cpu().numpy()
     side = [SideInputSpec(k, k, tuple(v["shape"]), provider=v.get("provider"))
-            for k, v in (getattr(model, "side_inputs", None) or {}).items()]
+            for k, v in (model.side_inputs if isinstance(model, HostInputs) else {}).items()]
     manifest = Manifest(
         family=ckpt.config.get("name", "unknown"), preset=ckpt.config.get("preset"),
         input=InputSection(**model.spec.to_dict(), clip_length=int(model.clip_length)),
