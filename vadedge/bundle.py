@@ -779,7 +779,7 @@ def load_bundle(path: Union[str, Path], check_files: bool = True) -> Bundle:
     mpath = path / BUNDLE_FILE
     if not mpath.is_file():
         raise BundleError(f"{path} is not a vadedge bundle (no {BUNDLE_FILE})")
-    manifest = read_manifest(mpath)
+    manifest = read_manifest(_confined(path, BUNDLE_FILE, BUNDLE_FILE))
     files = {name: _confined(path, name, what) for what, name in manifest.files()}
     if check_files:
         for precision, fname in manifest.models.items():

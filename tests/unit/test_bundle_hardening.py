@@ -114,6 +114,14 @@ def test_symlinks_resolving_outside_are_refused(tmp_path, clip):
     assert load_bundle(inner).model_file().name == "real.onnx"
 
 
+def test_manifest_symlinked_outside_is_refused(tmp_path, clip):
+    other = make_toy_bundle(tmp_path / "other")
+    bundle = make_toy_bundle(tmp_path / "b")
+    (bundle / BUNDLE_FILE).unlink()
+    (bundle / BUNDLE_FILE).symlink_to(other / BUNDLE_FILE)
+    _all_entry_points_reject(bundle, clip, "resolves outside the bundle folder")
+
+
 def test_info_is_not_an_existence_oracle(tmp_path):
     outputs = []
     for target in ("/etc/hostname", "/no/such/file/anywhere"):

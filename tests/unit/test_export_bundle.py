@@ -185,6 +185,26 @@ def test_manifest_agrees_with_the_json_schema_and_precision_checked(bundle):
         jsonschema.validate(doc, BUNDLE_JSON_SCHEMA)
 
 
+def test_manifest_types_cover_the_json_schema():
+    """Every property the JSON Schema describes is a field of the typed manifest, and vice versa."""
+    import dataclasses
+
+    from vadedge.bundle import (BUNDLE_JSON_SCHEMA, EngineSpec, GraphSpec, InputSection, Manifest, ScoreSpec,
+                                SideInputSpec, Stats, TensorSpec, ThresholdSpec)
+
+    props = BUNDLE_JSON_SCHEMA["properties"]
+    graph = props["graph"]["properties"]
+    score = props["score"]["properties"]
+    pairs = [(Manifest, props), (InputSection, props["input"]["properties"]), (GraphSpec, graph),
+             (TensorSpec, graph["state"]["items"]["properties"]),
+             (SideInputSpec, graph["side_inputs"]["items"]["properties"]),
+             (EngineSpec, props["engines"]["items"]["properties"]), (ScoreSpec, score),
+             (Stats, score["calibration"]["oneOf"][1]["additionalProperties"]["properties"]),
+             (ThresholdSpec, score["threshold"]["oneOf"][1]["properties"])]
+    for cls, schema in pairs:
+        assert {f.name for f in dataclasses.fields(cls)} == set(schema), cls.__name__
+
+
 def test_info_does_not_import_torch(bundle):
     import subprocess
     import sys
