@@ -228,7 +228,7 @@ class Builder(_Bound):
 
 class Network(_Bound):
     def __init__(self, flags: int) -> None:
-        st = getattr(self.fake.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+        st = self.fake.NetworkDefinitionCreationFlag.STRONGLY_TYPED
         self.strongly_typed = self.fake.major >= 11 or bool(flags & (1 << int(st)))
         self.num_inputs = len(self.fake.inputs)
         self.num_outputs = len(self.fake.outputs)

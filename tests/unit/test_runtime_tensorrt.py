@@ -7,6 +7,7 @@ replay, refit — and that the results equal the ONNX Runtime backend's.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import types
 
@@ -24,7 +25,6 @@ from vadedge.runtime.backends.tensorrt import TensorRTBackend  # noqa: E402
 from vadedge.runtime.engine import EngineError, sidecar_path, write_sidecar  # noqa: E402
 from vadedge.runtime.scoring import ScoreRecipe  # noqa: E402
 from tests.fakes.bundles import make_toy_bundle  # noqa: E402
-
 from tests.fakes.tensorrt import FakeCuda, FakeTensorRT  # noqa: E402
 
 CALIB = {"psnr": {"location": 45.0, "scale": 5.0}, "feature_distance": {"location": 0.04, "scale": 0.02}}
@@ -210,6 +210,26 @@ def test_runtime_validates_the_sidecar_before_loading_the_engine(tmp_path, caplo
     with caplog.at_level("WARNING"):
         TensorRTBackend(load_bundle(bundle.path), engine=loose, trt=trt, cuda=cuda).close()
     assert "not checked" in caplog.text
+
+
+def test_plugin_libraries_named_by_the_sidecar_are_checked_before_loading(tmp_path):
+    lib_bytes = b"\x7fELF plugins"
+    sha = hashlib.sha256(lib_bytes).hexdigest()
+    bundle = add_engine(make_toy_bundle(tmp_path / "b", batch=1), batch=1, sidecar={
+        "plugin_libraries": ["libvadedge_plugins.so"], "plugins": [{"file": "libvadedge_plugins.so", "sha256": sha}]})
+    lib = bundle.path / "libvadedge_plugins.so"
+    lib.write_bytes(lib_bytes)
+    opened = []
+    cuda, trt = make_fakes()
+    TensorRTBackend(bundle, trt=trt, cuda=cuda, dlopen=lambda p: opened.append(p) or types.SimpleNamespace()).close()
+    assert opened == [str(lib)]
+    lib.write_bytes(lib_bytes + b"+patched")  # a swapped library would run its code when loaded
+    with pytest.raises(EngineError, match="libvadedge_plugins.so .*SHA-256"):
+        TensorRTBackend(bundle, trt=trt, cuda=cuda, dlopen=lambda p: opened.append(p) or types.SimpleNamespace())
+    assert len(opened) == 1
+    add_engine(bundle.path, batch=1, sidecar={"plugin_libraries": ["../elsewhere/libx.so"]})
+    with pytest.raises(EngineError, match="only file names"):
+        TensorRTBackend(load_bundle(bundle.path), trt=trt, cuda=cuda)
 
 
 def test_missing_tensorrt_or_cuda_bindings_name_the_extra(tmp_path, monkeypatch):

@@ -183,6 +183,31 @@ def load_plugin_libraries(trt: Any, libraries: Sequence[str | Path], *, registry
     return loaded
 
 
+def sidecar_plugin_libraries(engine_path: str | Path, sidecar: Mapping[str, Any]) -> list[Path]:
+    """The plugin libraries a (validated) sidecar names that sit beside the engine, each checked against
+    the SHA-256 the build recorded, since loading a library runs its code.
+
+    Names must be plain file names (never a path elsewhere); a named library that is absent is left
+    to the caller (it may be passed explicitly).
+    """
+    engine = Path(engine_path)
+    recorded = {p.get("file"): p.get("sha256") for p in sidecar.get("plugins") or [] if isinstance(p, dict)}
+    found = []
+    for name in sidecar.get("plugin_libraries") or []:
+        if not (isinstance(name, str) and name == Path(name).name):
+            raise EngineError(f"the sidecar of {engine.name} names plugin library {name!r}: only file names "
+                              f"beside the engine are allowed")
+        path = engine.parent / name
+        if not path.is_file():
+            continue
+        want = recorded.get(name)
+        if want and sha256_file(path) != want:
+            raise EngineError(f"plugin library {name} beside {engine.name} does not match the SHA-256 recorded "
+                              f"when the engine was built: the file is corrupt or was replaced")
+        found.append(path)
+    return found
+
+
 # --------------------------------------------------------------------------- deserialise / refit
 def deserialize_engine(trt: Any, path: str | Path, log: Any, *, version_compatible: bool = False) -> Any:
     """Deserialise the plan at `path`; version-compatible plans embed a lean runtime (host code allowed)."""

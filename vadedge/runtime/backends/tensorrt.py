@@ -26,7 +26,7 @@ import numpy as np
 from ...bundle import Bundle, BundleError, EngineSpec
 from ...errors import ConfigError
 from ..engine import (deserialize_engine, import_tensorrt, load_plugin_libraries, load_sidecar, make_logger,
-                      refit_weights, sidecar_path)
+                      refit_weights, sidecar_path, sidecar_plugin_libraries)
 from .base import Backend, BackendOutput
 from .cuda import CudaApi, load_cuda_api
 
@@ -95,10 +95,7 @@ class TensorRTBackend(Backend):
                                                           precision or bundle.manifest.precision)
         info = self._checked_sidecar()
         self.logger = make_logger(self.trt)
-        # the sidecar names libraries beside the engine by plain file name; never a path elsewhere
-        libs = list(plugin_libraries) + [str(self.engine_path.parent / p) for p in info.get("plugin_libraries", [])
-                                         if isinstance(p, str) and p == Path(p).name
-                                         and (self.engine_path.parent / p).is_file()]
+        libs = list(plugin_libraries) + [str(p) for p in sidecar_plugin_libraries(self.engine_path, info)]
         self.plugins = load_plugin_libraries(self.trt, libs, dlopen=dlopen)
         entry_vc = self.engine_entry is not None and self.engine_entry.version_compatible
         self.engine = deserialize_engine(self.trt, self.engine_path, self.logger,
