@@ -1,4 +1,4 @@
-"""Score calibration for the runtime's causal normaliser (DESIGN principle 5).
+"""Score calibration for the runtime's causal normaliser (docs/design.md §5).
 
 The statistics, fusion, smoothing and threshold policy are implemented once, in `vadedge.scoring`
 (re-exported here for the exporter and other callers of this module's public names); this module

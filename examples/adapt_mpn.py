@@ -1,4 +1,4 @@
-"""Adapt an MPN model to a new scene on the device (few-shot, DESIGN principle 6).
+"""Adapt an MPN model to a new scene on the device (few-shot, docs/design.md §6).
 
 MPN's meta-learned step sizes let one gradient step on the first K clips of a stream fit the
 prototype unit and decoder head to a new camera. The runtime computes the step with torch and

@@ -1,4 +1,4 @@
-"""The `vadedge`-domain ONNX operators as model-local functions made of standard ops (DESIGN principle 3).
+"""The `vadedge`-domain ONNX operators as model-local functions made of standard ops (docs/design.md §3).
 
 Every runtime that reads ONNX functions (ONNX Runtime, TensorRT's parser, the onnx checker) runs these
 nodes as their bodies; the TensorRT path may swap them for plugin nodes (`vadedge.export.plugins`).

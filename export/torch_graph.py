@@ -2,7 +2,7 @@
 
 * `StreamStepGraph` turns the MODEL PROTOCOL (`stream_step(frames, state) -> {"scores", "state", ...}`)
   into a positional function `frames, *state -> *scores, *new_state[, error_map][, pred]`, which is
-  what an ONNX graph with state as I/O needs (DESIGN principle 1).
+  what an ONNX graph with state as I/O needs (docs/design.md §1).
 * `vadedge_memory_nodes()` makes the memory read / gated update of `vadedge.train.memory` and MPN's
   prototype formation (`vadedge.train.models.mpn_dpu`) appear as single `vadedge`-domain nodes while
   exporting (via `torch.onnx.ops.symbolic*`); the function bodies are attached afterwards

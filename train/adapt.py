@@ -1,4 +1,4 @@
-"""Few-shot test-time adaptation (MPN, papers-digest §1.3 "Test time"; DESIGN principle 6).
+"""Few-shot test-time adaptation (MPN test time, docs/design.md §10.3; docs/design.md §6).
 
 From the first K clip/target pairs of a stream: average the K per-pair gradients of the training
 loss with respect to the adaptable parameters θ, take one Meta-SGD step θ' = θ − α ⊙ ḡ, and return

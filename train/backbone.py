@@ -1,4 +1,4 @@
-"""The Frame-Pred / MNAD U-Net (papers-digest §0.1) with width multiplier, skips and BatchNorm switches."""
+"""The Frame-Pred / MNAD U-Net (docs/design.md §10.1) with width multiplier, skips and BatchNorm switches."""
 from __future__ import annotations
 
 from typing import Optional

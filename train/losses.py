@@ -1,4 +1,4 @@
-"""Training losses: reconstruction, MNAD compactness and separateness (papers-digest §3.3)."""
+"""Training losses: reconstruction, MNAD compactness and separateness (docs/design.md §10.2)."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""MNAD memory addressing as dense, static-shape tensor ops (DESIGN principle 3).
+"""MNAD memory addressing as dense, static-shape tensor ops (docs/design.md §3).
 
 Shapes: queries (B, K, C) with K = H·W query vectors per frame; memory (B, M, C) — one bank per
 stream. Everything here is argmax → one-hot masks, softmax, matmul and L2 normalisation: no loops,

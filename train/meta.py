@@ -1,4 +1,4 @@
-"""Meta-SGD (Li et al. 2017) as MPN uses it (papers-digest §1.3, Eq. 9–11): model-agnostic pieces.
+"""Meta-SGD (Li et al. 2017) as MPN uses it (docs/design.md §10.3; the paper's Eq. 9–11): model-agnostic pieces.
 
 A *loss function* here is `loss_fn(params, data) -> scalar`, where `params` maps parameter names to
 tensors (the adaptable subset θ) and `data` is whatever one set of pairs needs. The update is

@@ -1,4 +1,4 @@
-"""PSCD — MAAM-Net's Patch-based Stride Convolutional Detection (papers-digest §4.4, Algorithm 1).
+"""PSCD — MAAM-Net's Patch-based Stride Convolutional Detection (docs/design.md §10.6; the paper's Algorithm 1).
 
 A frame is as anomalous as its worst patch: the appearance error map (squared error) and the
 motion error map (absolute flow error) are summed over channels and over an h×w window that moves

@@ -1,4 +1,4 @@
-"""A small vectorised self-organising map: DLAN-AC's Adaptive Clusterer (papers-digest §5.2, Eq. 1–4).
+"""A small vectorised self-organising map: DLAN-AC's Adaptive Clusterer (docs/design.md §10.5; the paper's Eq. 1–4).
 
 Why our own NumPy SOM and not `minisom`: the clusterer needs two things, an online SOM over a few
 thousand feature vectors (a short sequential loop either way) and the winner of *every* training
@@ -8,7 +8,7 @@ dependency to the `train` extra. The update rule is minisom's (the authors' code
 
 * winner = argmin_l ‖x − c_l‖₂ (Eq. 1);
 * neighbourhood h = exp(−‖r_l − r_win‖² / (2σ(t)²)) over positions r on a square lattice
-  (the standard SOM / minisom form; the paper writes it over distances, see the digest);
+  (the standard SOM / minisom form; the paper writes it over distances, see docs/design.md §10.5);
 * c_l ← c_l + η(t)·h·(x − c_l) (Eq. 3) with the paper's asymptotic decay
   η(t) = η / (1 + t/(k/2)), σ(t) = σ / (1 + t/(k/2)), k = number of iterations.
 

@@ -1,4 +1,4 @@
-"""The deployable artifact (DESIGN principle 4): a folder with ONNX model(s), `state.npz` and `vadedge.json`.
+"""The deployable artifact (docs/design.md §4, §9): a folder with ONNX model(s), `state.npz` and `vadedge.json`.
 
 `vadedge.json` is versioned (`schema_version`) and parsed ONCE into a typed, frozen `Manifest`
 (`Manifest.from_dict` validates, `Manifest.to_dict` writes), so the runtime needs no extra

@@ -1,4 +1,4 @@
-"""DLAN-AC (Yang et al., ECCV 2022): Dynamic Local Aggregation Network with Adaptive Clusterer (digest §5).
+"""DLAN-AC (Yang et al., ECCV 2022): Dynamic Local Aggregation Network with Adaptive Clusterer (docs/design.md §10.5).
 
 A U-Net predicts the 5th frame from 4. At the 32×32 (here H/8×W/8) bottleneck, a NetVLAD layer
 softly assigns every feature vector to L = 25 clusters (Eq. 6: 1×1 conv + softmax), aggregates the

@@ -1,4 +1,4 @@
-"""Lai et al., "Anomaly Detection with Prototype-Guided Discriminative Latent Embeddings" (papers-digest §2).
+"""Lai et al., "Anomaly Detection with Prototype-Guided Discriminative Latent Embeddings" (docs/design.md §10.4).
 
 A U-Net encoder shared by two decoders: the future-frame decoder (with skips) and an RGB-difference
 decoder (no skips, training aid only). Between them a prototype-guided memory of N = 100 items:

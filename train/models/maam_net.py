@@ -1,6 +1,6 @@
 """MAAM-Net (Wang et al., Pattern Recognition 2023): one frame → reconstructed frame + its optical flow.
 
-Architecture (paper Table 1, papers-digest §4.2): a strided encoder (3×3 Conv+BN+ReLU, widths 64,
+Architecture (paper Table 1, docs/design.md §10.6): a strided encoder (3×3 Conv+BN+ReLU, widths 64,
 128, 256, 512, 512, strides 1, 2, 2, 2, 2), a learned memory of N items read by cosine similarity,
 softmax and hard shrinkage (λ = 1/N, then renormalised; the read-out *replaces* the feature), and
 two unshared decoders without skips (4 × ConvTranspose+BN+Dropout(0.3)+ReLU, widths 256, 256, 128,

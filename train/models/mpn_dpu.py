@@ -1,4 +1,4 @@
-"""MPN's Dynamic Prototype Unit (papers-digest §1.2, reference-code §2.3) as dense tensor ops.
+"""MPN's Dynamic Prototype Unit (docs/design.md §10.3, §11.2) as dense tensor ops.
 
 Shapes: features (B, C, h, w) at the decoder tap, viewed as N = h·w query vectors of dimension C;
 M prototypes per frame. Nothing persists between frames: the prototypes are recomputed from each

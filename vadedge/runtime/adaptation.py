@@ -1,4 +1,4 @@
-"""On-device few-shot adaptation (MPN, DESIGN principle 6) — the seam between runtime and training code.
+"""On-device few-shot adaptation (MPN, docs/design.md §6) — the seam between runtime and training code.
 
 One Meta-SGD step on the bundle's adaptable parameters θ from K clips of a stream, computed by
 `vadedge.train.adapt.adapt` with the model's learned step sizes α. Needs torch and the model's

@@ -1,4 +1,4 @@
-"""The one small interface every inference backend implements (DESIGN principle 7).
+"""The one small interface every inference backend implements (docs/design.md §7).
 
 A backend runs the bundle's pure model function on a batch of clips: frames uint8
 [B, clip_length, H, W, C] plus each stream's state (and MPN's adapted parameters) in, score
