@@ -28,6 +28,7 @@ from vadedge.bundle import (BUNDLE_FILE, PRECISIONS, EngineSpec, GraphSpec, Inpu
                             ThresholdSpec, save_bundle)
 from vadedge.errors import ConfigError
 from vadedge.progress import Progress
+from vadedge.scoring import DEFAULT_MIN_EVENT_FRAMES, DEFAULT_SMOOTHING, DEFAULT_TARGET
 
 logger = logging.getLogger(__name__)
 
@@ -112,9 +113,9 @@ class ExportOptions:
     engine: str = "onnx"
     pred: bool = False
     score_data: Union[str, Path, None, bool] = None
-    target_far: float = 0.01
-    smoothing: float = 0.3
-    min_event_frames: int = 5
+    target_far: float = DEFAULT_TARGET
+    smoothing: float = DEFAULT_SMOOTHING
+    min_event_frames: int = DEFAULT_MIN_EVENT_FRAMES
     fp16_keep: Optional[Iterable[str]] = None
     int8_target: Optional[str] = None
     int8_options: Any = None
