@@ -79,12 +79,12 @@ class ClipFeeds:
     def __init__(self, fp32_model: Union[str, Path], graph: GraphSpec, spec: InputSpec, clip_length: int,
                  state: dict[str, np.ndarray], data: Union[str, Path], *, max_clips: int = DEFAULT_MAX_CLIPS,
                  threads: Optional[int] = None, progress: bool = False) -> None:
-        from vadedge.export.runner import OnnxStream
+        from vadedge.runtime.runner import StreamRunner
 
         self.split = open_normal_footage(data)
-        self.stream = OnnxStream(fp32_model, graph, clip_length, threads=threads)
-        self.spec, self.clip_length, self.state = spec, clip_length, state
-        self.batch = self.stream.static_batch
+        self.runner = StreamRunner.for_model(fp32_model, graph, clip_length, state, threads=threads)
+        self.spec, self.clip_length = spec, clip_length
+        self.batch = self.runner.batch or 1
         total = sum(max(0, v.num_frames - clip_length + 1) for v in self.split.videos)
         if total == 0:
             raise DataError(f"no video in {self.split.root} has the {clip_length} frames one clip needs")
@@ -95,45 +95,38 @@ class ClipFeeds:
         self._it: Optional[Iterator[dict]] = None
 
     def _feeds(self) -> Iterator[dict]:
-        pending: list[tuple[np.ndarray, dict]] = []
+        pending: list[tuple[np.ndarray, dict]] = []  # (clip [1, N, H, W, C], state {name: [1, ...]})
         index = 0
         for _, frames in iter_videos(self.split, self.spec, self.clip_length):
-            feeds = self.stream.batched_state(self.state, 1)
+            state = self.runner.batched_state(1)
             n = self.clip_length
             for t in range(n - 1, len(frames)):
                 clip = frames[None, t - n + 1:t + 1]
                 if index % self.stride == 0:
-                    pending.append((clip, feeds))
+                    pending.append((clip, state))
                     if len(pending) == self.batch:
                         yield self._stack(pending)
                         pending = []
                 index += 1
-                _, feeds, _ = self._step_single(clip, feeds)  # carry the state as the runtime will
+                state = self._next_state(clip, state)  # carry the state as the runtime will
         if pending:  # pad the last batch by repeating its first clip
             pending += [pending[0]] * (self.batch - len(pending))
             yield self._stack(pending)
 
-    def _step_single(self, clip: np.ndarray, feeds: dict):
-        if self.batch == 1:
-            return self.stream.step(np.ascontiguousarray(clip), feeds)
-        state_inputs = {item.input for item in self.stream.graph.state}
-        tiled_clip = np.repeat(clip, self.batch, axis=0)
-        tiled = {k: np.repeat(v, self.batch, axis=0) if k in state_inputs else v for k, v in feeds.items()}
-        scores, new, extra = self.stream.step(tiled_clip, tiled)
-        return scores, {k: v[:1] if k in state_inputs else v for k, v in new.items()}, extra
+    def _next_state(self, clip: np.ndarray, state: dict) -> dict:
+        """One stream's state after `clip` (a static batch B > 1 graph runs it in every slot)."""
+        clips = np.ascontiguousarray(np.repeat(clip, self.batch, axis=0))
+        tiled = {k: np.repeat(v, self.batch, axis=0) for k, v in state.items()}
+        out = self.runner.step(clips, tiled, self.runner.call_params(self.batch))
+        return {k: v[:1] for k, v in out.state.items()}
 
     def _stack(self, items: list[tuple[np.ndarray, dict]]) -> dict:
-        """One batch of feeds: clips and per-stream state stacked; shared params once; side inputs computed."""
+        """One batch of graph feeds: clips and per-stream state stacked, parameters as the graph takes them,
+        side inputs computed."""
         self.clips_used += len(items)
-        frames_name = self.stream.graph.frames_input
-        out = {frames_name: np.ascontiguousarray(np.concatenate([c for c, _ in items]))}
-        state_inputs = {item.input for item in self.stream.graph.state}
-        for key, first in items[0][1].items():
-            out[key] = (np.ascontiguousarray(np.concatenate([f[key] for _, f in items])) if key in state_inputs
-                        else first)
-        if self.stream.side_inputs:
-            out.update(self.stream.host_inputs(out[frames_name]))
-        return out
+        clips = np.ascontiguousarray(np.concatenate([c for c, _ in items]))
+        state = {k: np.ascontiguousarray(np.concatenate([s[k] for _, s in items])) for k in self.runner.state_names}
+        return self.runner.graph_feeds(clips, state, self.runner.call_params(len(items)))
 
     # CalibrationDataReader protocol
     def get_next(self) -> Optional[dict]:

@@ -21,7 +21,7 @@ __all__ = ["DEFAULT_OFF_FACTOR", "DEFAULT_SMOOTHING", "DEFAULT_TARGET", "ScoreCa
 
 def score_footage(stream, footage, spec, state: dict[str, np.ndarray], *, max_videos: Optional[int] = None,
                   progress: bool = False) -> list[dict[str, np.ndarray]]:
-    """Score components of every video of `footage` (a Split) through an `OnnxStream`, state carried per video."""
+    """Score components of every video of `footage` (a Split) through a `StreamRunner`, state carried per video."""
     from .footage import iter_videos
 
     videos = list(iter_videos(footage, spec, stream.clip_length, max_videos))

@@ -283,14 +283,15 @@ def _quantize_int8(job: _Job, work: Path) -> None:
 def _calibrate_scores(job: _Job, work: Path) -> None:
     """Score statistics + threshold on normal footage, with the graph the bundle will run."""
     from ..calibration.scores import calibrate_scores, score_footage
-    from .runner import OnnxStream
+    from ..runtime.runner import StreamRunner
 
     opts, model = job.opts, job.model
     if job.score_split is None:
         job.steps.info("no score data: vadedge.json gets no calibration/threshold (pass --score-data)")
         return
     job.steps.info(f"score calibration on {job.score_path} with the {opts.precision} graph ...")
-    stream = OnnxStream(work / job.models[opts.precision], job.graph, model.clip_length, threads=opts.threads)
+    stream = StreamRunner.for_model(work / job.models[opts.precision], job.graph, model.clip_length, job.state,
+                                    precision=opts.precision, threads=opts.threads)
     videos = score_footage(stream, job.score_split, model.spec, job.state, max_videos=opts.max_score_videos,
                            progress=opts.progress)
     cal = calibrate_scores(videos, model.score_components, model.score_weights, target=opts.target_far,

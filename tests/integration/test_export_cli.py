@@ -19,7 +19,7 @@ from vadedge.calibration.int8 import check_memory_nodes_float  # noqa: E402
 from vadedge.cli import cli  # noqa: E402
 from vadedge.export import export_bundle  # noqa: E402
 from vadedge.export.functions import DOMAIN  # noqa: E402
-from vadedge.export.runner import OnnxStream  # noqa: E402
+from vadedge.runtime.runner import StreamRunner  # noqa: E402
 from vadedge.export.verify import check_bundle  # noqa: E402
 from vadedge.synthetic import generate_dataset  # noqa: E402
 from vadedge.train.checkpoint import save_checkpoint  # noqa: E402
@@ -69,11 +69,11 @@ def test_int8_export_cli_writes_a_calibrated_bundle(tmp_path, checkpoint, data):
     assert any(n.op_type == "QuantizeLinear" for n in q.graph.node)
     check_memory_nodes_float(q)
     # three streams in one call (dynamic batch) give what three separate calls give
-    stream = OnnxStream.from_bundle(b, "int8")
+    runner = StreamRunner.from_bundle(b, "int8")
     clips = np.random.default_rng(0).integers(0, 256, (3, 5, 32, 32, 1), dtype=np.uint8)
-    together, _, _ = stream.step(clips, stream.batched_state(b.state, 3))
+    together = runner.step(clips, runner.batched_state(3)).scores
     for i in range(3):
-        alone, _, _ = stream.step(clips[i:i + 1], stream.batched_state(b.state, 1))
+        alone = runner.step(clips[i:i + 1], runner.batched_state(1)).scores
         np.testing.assert_allclose(together["psnr"][i], alone["psnr"][0], rtol=1e-5)
     info = _invoke("info", out)
     assert info.exit_code == 0 and "int8" in info.output
@@ -90,8 +90,8 @@ def test_fp16_export_api_keeps_memory_nodes_fp32(tmp_path, checkpoint):
                              if types.get(x) in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16))
     assert any(t == onnx.TensorProto.FLOAT16 for t in types.values())
     frames = np.random.default_rng(1).integers(0, 256, (12, 32, 32, 1), dtype=np.uint8)
-    a = OnnxStream.from_bundle(b, "fp32").score_frames(frames, b.state)
-    h = OnnxStream.from_bundle(b, "fp16").score_frames(frames, b.state)
+    a = StreamRunner.from_bundle(b, "fp32").score_frames(frames, b.state)
+    h = StreamRunner.from_bundle(b, "fp16").score_frames(frames, b.state)
     np.testing.assert_allclose(h["psnr"], a["psnr"], atol=0.05)
     # re-exporting over an existing bundle replaces it
     again = export_bundle(checkpoint, out, precision="fp32", score_data=False, progress=False)

@@ -16,9 +16,9 @@ pytest.importorskip("onnxruntime")
 
 from vadedge.export.functions import DOMAIN  # noqa: E402
 from vadedge.export.onnx_export import export_onnx  # noqa: E402
-from vadedge.export.runner import OnnxStream  # noqa: E402
 from vadedge.export.torch_graph import adaptable_params  # noqa: E402
 from vadedge.preprocess import prepare_frame  # noqa: E402
+from vadedge.runtime.runner import StreamRunner  # noqa: E402
 from vadedge.synthetic import SceneGenerator  # noqa: E402
 from vadedge.train import create_model, list_models  # noqa: E402
 from vadedge.train.evaluate import score_frames  # noqa: E402
@@ -97,24 +97,24 @@ def test_onnx_runtime_matches_torch_on_one_call(name, exported):
         assert uses_memory_ops == {"MemoryRead", "MemoryUpdate"}
 
     clips = np.stack([_frames(model.spec, model.clip_length, seed=s) for s in range(BATCH)])
-    stream = OnnxStream(ex.path, ex.graph, model.clip_length)
-    feeds = stream.batched_state(ex.state_np(), BATCH)
-    for item in ex.graph.state:  # a different state per stream
-        feeds[item.input] = feeds[item.input].copy()
-        feeds[item.input][1] = np.roll(feeds[item.input][1], 1, axis=0)
-    scores, new_state, extras = stream.step(clips, feeds)
+    runner = StreamRunner.for_model(ex.path, ex.graph, model.clip_length, ex.state_np())
+    state = runner.batched_state(BATCH)
+    for k in state:  # a different state per stream
+        state[k][1] = np.roll(state[k][1], 1, axis=0)
+    out = runner.step(clips, state, runner.call_params(BATCH))
+    scores, new_state, extras = out.scores, out.state, out.extras
 
-    torch_state = {item.name: torch.from_numpy(feeds[item.input]) for item in ex.graph.state}
+    torch_state = {k: torch.from_numpy(v) for k, v in state.items()}
     host = model.host_inputs(torch.from_numpy(clips)) if ex.graph.side_inputs else {}
     with torch.no_grad():
         ref = model.stream_step(torch.from_numpy(clips), torch_state, **host)
     for comp in model.score_components:
         np.testing.assert_allclose(scores[comp], ref["scores"][comp].numpy(), rtol=RTOL, atol=1e-6, err_msg=comp)
     for item in ex.graph.state:
-        np.testing.assert_allclose(new_state[item.input], ref["state"][item.name].numpy(), rtol=RTOL,
+        np.testing.assert_allclose(new_state[item.name], ref["state"][item.name].numpy(), rtol=RTOL,
                                    atol=1e-5, err_msg=item.name)
         if name.startswith("mnad"):  # the gate is open: the written memory differs from the input
-            assert not np.allclose(new_state[item.input], feeds[item.input])
+            assert not np.allclose(new_state[item.name], state[item.name])
     assert extras["error_map"].shape[0] == BATCH and np.isfinite(extras["error_map"]).all()
 
 
@@ -124,7 +124,7 @@ def test_streaming_parity_over_a_video(name, exported):
     ex = exported(name)
     frames = _frames(ex.model.spec, 110, seed=3)
     want = score_frames(ex.model, ex.state, frames)
-    got = OnnxStream(ex.path, ex.graph, ex.model.clip_length).score_frames(frames, ex.state_np())
+    got = StreamRunner.for_model(ex.path, ex.graph, ex.model.clip_length, ex.state_np()).score_frames(frames)
     assert len(next(iter(got.values()))) == 110 - ex.model.clip_length + 1 >= 100
     for comp in ex.model.score_components:
         np.testing.assert_allclose(got[comp], want[comp], rtol=RTOL, atol=1e-6, err_msg=comp)
@@ -139,9 +139,9 @@ def test_adapted_parameters_are_graph_inputs(exported):
     g = torch.Generator().manual_seed(5)
     theta = {k: torch.from_numpy(v) + 0.05 * torch.randn(v.shape, generator=g) for k, v in ex.params.items()}
     clips = np.stack([_frames(ex.model.spec, ex.model.clip_length, seed=s) for s in range(BATCH)])
-    stream = OnnxStream(ex.path, ex.graph, ex.model.clip_length)
-    feeds = stream.batched_state({k: v.numpy() for k, v in theta.items()}, BATCH)
-    scores, _, _ = stream.step(clips, feeds)
+    runner = StreamRunner.for_model(ex.path, ex.graph, ex.model.clip_length, ex.state_np())
+    adapted = runner.call_params(BATCH, {k: v.numpy() for k, v in theta.items()})
+    scores = runner.step(clips, runner.batched_state(BATCH), adapted).scores
     with torch.no_grad():
         ref = ex.model.stream_step(torch.from_numpy(clips), {}, params=theta)
         base = ex.model.stream_step(torch.from_numpy(clips), {})
@@ -183,8 +183,8 @@ def test_int8_with_params_and_side_inputs(name, exported, quantized):
     assert report.clips >= 6 and report.quantized_nodes > 0
     check_memory_nodes_float(onnx.load(str(out)))
     frames = _frames(ex.model.spec, 12, seed=5)
-    ref = OnnxStream(ex.path, ex.graph, ex.model.clip_length).score_frames(frames, ex.state_np())
-    got = OnnxStream(out, ex.graph, ex.model.clip_length).score_frames(frames, ex.state_np())
+    ref = StreamRunner.for_model(ex.path, ex.graph, ex.model.clip_length, ex.state_np()).score_frames(frames)
+    got = StreamRunner.for_model(out, ex.graph, ex.model.clip_length, ex.state_np()).score_frames(frames)
     for comp in ex.model.score_components:
         assert np.isfinite(got[comp]).all()
         assert np.corrcoef(got[comp], ref[comp])[0, 1] > 0.5 or np.allclose(got[comp], ref[comp], rtol=0.1)

@@ -83,4 +83,4 @@ def test_streams_adapt_independently(mpn_checkpoint, frames):
     assert a.adapted and b.adapted and a.params is not b.params
     diffs = [float(np.abs(a.params[k] - b.params[k]).max()) for k in a.params]
     assert max(diffs) > 0
-    assert all(np.array_equal(v, det._base_params[k]) for k, v in det.stream("idle").params.items())
+    assert all(np.array_equal(v, det.base_params[k]) for k, v in det.stream("idle").params.items())

@@ -18,7 +18,7 @@ from onnx import TensorProto, helper  # noqa: E402
 
 from vadedge.bundle import BUNDLE_FILE, BundleError, load_bundle, save_bundle  # noqa: E402
 from vadedge.cli import cli  # noqa: E402
-from vadedge.export.runner import OnnxStream  # noqa: E402
+from vadedge.runtime.runner import StreamRunner  # noqa: E402
 from vadedge.export.verify import check_bundle  # noqa: E402
 
 H = W = 8
@@ -91,16 +91,17 @@ def test_round_trip_and_stream(bundle):
     b = check_bundle(bundle)
     assert b.manifest.to_dict() == _manifest()
     assert b.state["memory"].shape == (M, D)
-    stream = OnnxStream.from_bundle(b)
+    runner = StreamRunner.from_bundle(b)
     frames = np.full((5, H, W, 1), 7, np.uint8)
-    scores = stream.score_frames(frames, b.state)
+    scores = runner.score_frames(frames, b.state)
     np.testing.assert_allclose(scores["psnr"], 7.0)
     assert scores["psnr"].size == 5 - CLIP + 1
-    feeds = stream.batched_state(b.state, 1)
+    state = runner.batched_state(1)
     for _ in range(3):  # the caller carries the state: memory_out feeds memory_in
-        _, feeds, extra = stream.step(frames[None, :CLIP], feeds)
-    np.testing.assert_allclose(feeds["memory_in"], 3.0)
-    assert extra["error_map"].shape == (1, 2, 2)
+        out = runner.step(frames[None, :CLIP], state)
+        state = out.state
+    np.testing.assert_allclose(state["memory"], 3.0)
+    assert out.extras["error_map"].shape == (1, 2, 2)
 
 
 @pytest.mark.parametrize("breakage, message", [
@@ -125,9 +126,9 @@ def test_dynamic_batch_graph_accepted(tmp_path):
     onnx.save(_toy_graph("dynamic"), str(path / "model.onnx"))
     save_bundle(path, _manifest("dynamic"), {"memory": np.zeros((M, D), np.float32)})
     b = check_bundle(path)
-    stream = OnnxStream.from_bundle(b)
-    scores, feeds, _ = stream.step(np.zeros((3, CLIP, H, W, 1), np.uint8), stream.batched_state(b.state, 3))
-    assert scores["psnr"].shape == (3,) and feeds["memory_in"].shape == (3, M, D)
+    runner = StreamRunner.from_bundle(b)
+    out = runner.step(np.zeros((3, CLIP, H, W, 1), np.uint8), runner.batched_state(3))
+    assert out.scores["psnr"].shape == (3,) and out.state["memory"].shape == (3, M, D)
 
 
 @pytest.mark.parametrize("damage, message", [

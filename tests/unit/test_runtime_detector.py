@@ -256,7 +256,7 @@ def test_side_inputs_are_computed_once_per_frame_on_the_host(toy, monkeypatch):
     cfg = {"name": "farneback"}
     bundle = toy(batch="dynamic", flow=cfg)
     det = Detector.load(bundle)
-    provider = det._side_providers["flow"]
+    provider = det.runner.side_providers["flow"]
     calls = []
     real = type(provider).__call__
     monkeypatch.setattr(type(provider), "__call__", lambda self, a, b: (calls.append(1), real(self, a, b))[1])

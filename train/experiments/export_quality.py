@@ -106,7 +106,7 @@ def build_variants(ckpt, variants: Sequence[dict], out: Path, calib_data: Path, 
 
 
 def score_videos(stream, split, spec, state, progress: bool = False, desc: str = ""):
-    """VideoScores of every video of a split through an OnnxStream (state carried per video)."""
+    """VideoScores of every video of a split through a `StreamRunner` (state carried per video)."""
     from vadedge.train.evaluate import VideoScores
 
     out = []
@@ -122,12 +122,11 @@ def score_videos(stream, split, spec, state, progress: bool = False, desc: str =
 def evaluate_variant(path: Path, graph: dict, model, state: dict, test, train, *, smoothing: float = 1.0,
                      threads: Optional[int] = None, progress: bool = False, name: str = "") -> tuple[dict, list]:
     """Paper and streaming protocol results of one ONNX variant (same logic as vadedge.train.evaluate)."""
-    from vadedge.export.runner import OnnxStream
+    from vadedge.runtime.runner import StreamRunner
+    from vadedge.scoring import ema, fuse
     from vadedge.train.evaluate import calibrate, paper_scores, summarise
 
-    from vadedge.scoring import ema, fuse
-
-    stream = OnnxStream(path, graph, model.clip_length, threads=threads)
+    stream = StreamRunner.for_model(path, graph, model.clip_length, state, threads=threads)
     signs, weights = model.score_components, model.score_weights
     t0 = time.time()
     videos = score_videos(stream, test, model.spec, state, progress, f"{name}: test videos")

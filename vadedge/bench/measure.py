@@ -1,6 +1,6 @@
 """Timing loops of `vadedge bench`: model-only calls, the end-to-end pipeline, stream batching, memory.
 
-* model-only: `Detector.backend.run` on preprocessed clips of one stream, state carried, batch 1;
+* model-only: `Detector.runner.step` (one backend call) on preprocessed clips of one stream, state carried, batch 1;
   one sample per call (wall clock).
 * end-to-end: the `vadedge run` loop (`run_source`) on a video file: decode (its own thread) +
   preprocess + ring buffer + inference + causal scoring; FPS counts scored frames only (the first
@@ -91,19 +91,19 @@ def clips_of(frames: Sequence[np.ndarray], spec, clip_length: int) -> np.ndarray
 
 
 class ModelOnly:
-    """Model-only calls of one Detector on one stream's clips (batch 1), its state carried between calls."""
+    """Model-only calls of one Detector's `StreamRunner` on one stream's clips (batch 1), state carried."""
 
     def __init__(self, det) -> None:
-        self.det = det
-        self.state = {k: v[None] for k, v in det._initial_state().items()}
-        self.params = ({k: (v[None] if det.backend.params_batched else v) for k, v in det._base_params.items()}
-                       or None)
+        self.runner = det.runner
+        self.state = self.runner.batched_state(1)
+        self.params = self.runner.call_params(1)
 
     def call(self, clip: np.ndarray) -> float:
-        """Seconds of one backend call on `clip` (N, H, W, C)."""
+        """Seconds of one model call on `clip` (N, H, W, C)."""
         x = np.ascontiguousarray(clip[None])
+        side = self.runner.clip_side_inputs(x)  # host side inputs (optical flow) stay out of the model time
         t0 = time.perf_counter()
-        out = self.det.backend.run(x, self.state, self.params, None)
+        out = self.runner.step(x, self.state, self.params, side)
         dt = time.perf_counter() - t0
         self.state = out.state or self.state
         return dt

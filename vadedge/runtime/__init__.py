@@ -9,7 +9,8 @@ from .defaults import default_bundle
 from .detector import Detector, StreamHandle
 from .results import Event, FrameResult
 from ..scoring import CausalScorer, EventTracker, ScoreRecipe
+from .runner import StreamRunner
 from .sources import Frame, Source, open_source
 
 __all__ = ["Detector", "StreamHandle", "FrameResult", "Event", "FrameRing", "ScoreRecipe", "EventTracker",
-           "CausalScorer", "open_source", "Source", "Frame", "default_bundle"]
+           "CausalScorer", "open_source", "Source", "Frame", "default_bundle", "StreamRunner"]

@@ -28,12 +28,13 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from ..bundle import Bundle, BundleError, load_bundle
+from ..bundle import Bundle, load_bundle
 from ..errors import CallbackError, ConfigError, DataError
 from ..preprocess import InputSpec, prepare_frame
 from .backends.base import Backend, BackendOutput
 from .buffer import FrameRing
 from .results import Event, FrameResult
+from .runner import StreamRunner, side_providers
 from .scoring import CausalScorer, ScoreRecipe
 
 logger = logging.getLogger(__name__)
@@ -50,8 +51,8 @@ class StreamHandle:
         self._det = detector
         spec = detector.spec
         self.ring = FrameRing(detector.clip_length, (spec.height, spec.width, spec.channels))
-        self.state: dict[str, np.ndarray] = detector._initial_state()
-        self.params: dict[str, np.ndarray] = detector._base_params
+        self.state: dict[str, np.ndarray] = detector.initial_state()
+        self.params: dict[str, np.ndarray] = detector.base_params
         self.scorer = CausalScorer(detector.recipe, name)
         self.frame_index = -1  # index of the last frame received
         self.frame_shape: Optional[tuple[int, ...]] = None  # shape of this stream's input frames
@@ -60,7 +61,7 @@ class StreamHandle:
         # host-computed side inputs (e.g. MAAM-Net's optical flow): one value per consecutive frame
         # pair, computed once when the frame arrives, the last clip_length − 1 kept
         self.side_history: dict[str, deque] = {k: deque(maxlen=detector.clip_length - 1)
-                                                for k in detector._side_providers}
+                                                for k in detector.runner.side_providers}
         self._prev: Optional[np.ndarray] = None
 
     def process(self, frame: np.ndarray, timestamp: Optional[float] = None) -> FrameResult:
@@ -103,13 +104,11 @@ class Detector:
         self.heatmap = heatmap
         self.spec: InputSpec = bundle.input_spec
         self.clip_length = bundle.clip_length
-        state_names = [s.name for s in bundle.manifest.graph.state]
-        param_names = [p.name for p in bundle.manifest.graph.params]
-        self._state0 = {k: np.asarray(bundle.state[k]) for k in state_names}
-        self._base_params = {k: np.asarray(bundle.state[k]) for k in param_names}
-        self._side_providers = _side_providers(bundle)
+        # the one state-carrying loop (runtime/runner.py); the detector adds buffers, batching and scoring
+        self.runner = StreamRunner(backend, bundle.state, self.clip_length,
+                                   side_providers(bundle.manifest.graph, f"bundle {bundle.path}"))
         if adapt_k is not None:
-            if not param_names:
+            if not self.runner.base_params:
                 raise ConfigError(f"adapt_k: bundle {bundle.path} ({bundle.manifest.family}) has no "
                                   f"adaptable parameters; only MPN bundles adapt")
             if adapt_k < 1:
@@ -186,8 +185,14 @@ class Detector:
             return key
         return self.stream(str(key))
 
-    def _initial_state(self) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self._state0.items()}
+    def initial_state(self) -> dict[str, np.ndarray]:
+        """A fresh copy of one stream's initial graph state (unbatched), keyed by state name."""
+        return self.runner.initial_state()
+
+    @property
+    def base_params(self) -> dict[str, np.ndarray]:
+        """The bundle's adapted parameters before any adaptation (MPN; empty for other families)."""
+        return self.runner.base_params
 
     def on_event(self, callback: EventCallback, when: str = "both") -> EventCallback:
         """Call `callback(event)` when an event starts ("start"), ends ("end") or both.
@@ -249,9 +254,9 @@ class Detector:
                 h.frame_shape = h.frame_shape or pf[1]
                 h.ring.push(pf[0])
                 h.frame_index += 1
-                if self._side_providers:
+                if self.runner.side_providers:
                     if h._prev is not None:
-                        for k, provider in self._side_providers.items():
+                        for k, provider in self.runner.side_providers.items():
                             h.side_history[k].append(provider(h._prev, pf[0]))
                     h._prev = pf[0]
                 if h.ring.ready:
@@ -288,7 +293,7 @@ class Detector:
         if not ready:
             return []
         by_params: dict[int, list[StreamHandle]] = {}
-        if self._base_params and not self.backend.params_batched:
+        if self.base_params and not self.backend.params_batched:
             for h in ready:
                 by_params.setdefault(id(h.params), []).append(h)
             buckets = list(by_params.values())
@@ -305,13 +310,14 @@ class Detector:
         size = self.backend.batch or len(group)
         padded = group + [group[-1]] * (size - len(group))
         frames = np.stack([h.ring.clip() for h in padded])
-        state = {k: np.stack([h.state[k] for h in padded]) for k in self._state0}
+        state = {k: np.stack([h.state[k] for h in padded]) for k in self.runner.state_names}
         params = None
-        if self._base_params:
-            params = ({k: np.stack([h.params[k] for h in padded]) for k in self._base_params}
+        if self.base_params:
+            params = ({k: np.stack([h.params[k] for h in padded]) for k in self.base_params}
                       if self.backend.params_batched else group[0].params)
-        side = {k: np.stack([np.stack(h.side_history[k]) for h in padded]) for k in self._side_providers} or None
-        out = self.backend.run(frames, state, params, side)
+        side = {k: np.stack([np.stack(h.side_history[k]) for h in padded])
+                for k in self.runner.side_providers} or None
+        out = self.runner.step(frames, state, params, side)
         self.calls += 1
         return out
 
@@ -343,8 +349,8 @@ class Detector:
                     self._emit(ended)
                     last = ended
                 h.ring.reset()
-                h.state = self._initial_state()
-                h.params = self._base_params
+                h.state = self.initial_state()
+                h.params = self.base_params
                 h.frame_shape = None
                 h.adapt_clips = [] if self.adapt_k is not None else None
                 h.adapted = False
@@ -400,7 +406,7 @@ class Detector:
         from .adaptation import adapt_parameters
 
         h = self._handle(stream)
-        if not self._base_params:
+        if not self.base_params:
             raise ConfigError(f"bundle {self.bundle.path} ({self.bundle.manifest.family}) has no adaptable "
                               f"parameters; only MPN bundles adapt")
         if clips is None:
@@ -410,7 +416,7 @@ class Detector:
         clips = np.asarray(clips)
         if k is not None:
             clips = clips[:k]
-        new = adapt_parameters(self.bundle, clips, self._base_params)
+        new = adapt_parameters(self.bundle, clips, self.base_params)
         if self.backend.set_params(new):
             for other in self._streams.values():  # a refit changes the engine for every stream
                 other.params = new
@@ -446,19 +452,6 @@ def _timestamp(value: Any, stream: Any) -> float:
     if not math.isfinite(t):
         raise DataError(f"stream {name!r}: timestamp must be finite, got {value!r}")
     return t
-
-
-def _side_providers(bundle: Bundle) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
-    """Host-side producers of the graph's side inputs (only optical flow providers exist so far)."""
-    out = {}
-    for item in bundle.manifest.graph.side_inputs:
-        if item.provider is None:
-            raise BundleError(f"bundle {bundle.path}: side input '{item.name}' names no provider, so the "
-                              f"runtime cannot compute it")
-        from ..flow import get_flow_provider
-
-        out[item.name] = get_flow_provider(dict(item.provider))
-    return out
 
 
 def _is_checkpoint(path: Path) -> bool:

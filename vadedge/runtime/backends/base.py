@@ -8,11 +8,12 @@ the detector owns it, which is what makes batching several cameras into one call
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Union
 
 import numpy as np
 
-from ...bundle import Bundle, BundleError, Manifest
+from ...bundle import Bundle, BundleError, GraphSpec, Manifest
+from ...errors import ConfigError
 
 
 @dataclass
@@ -35,10 +36,17 @@ class GraphIO:
     extras: tuple[tuple[str, str], ...]  # (extra name, output tensor)
     batch: Optional[int]  # static batch size, None = dynamic
     side: tuple[tuple[str, str], ...] = ()  # (side input name, input tensor): host-computed, e.g. flow
+    param_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (param name, unbatched shape)
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> "GraphIO":
-        g = manifest.graph
+        return cls.from_graph(manifest.graph)
+
+    @classmethod
+    def from_graph(cls, g: Union[GraphSpec, Mapping]) -> "GraphIO":
+        """From the `graph` section alone (a model not yet in a bundle: export, INT8 calibration)."""
+        if not isinstance(g, GraphSpec):
+            g = GraphSpec.from_dict(g)
         return cls(
             frames=g.frames_input,
             state=tuple((s.name, s.input, s.output) for s in g.state),
@@ -47,7 +55,26 @@ class GraphIO:
             extras=tuple(g.extra_outputs.items()),
             batch=g.static_batch,
             side=tuple((s.name, s.input) for s in g.side_inputs),
+            param_shapes=tuple((p.name, tuple(p.shape)) for p in g.params),
         )
+
+    def feeds(self, frames: np.ndarray, state: Mapping[str, np.ndarray],
+              params: Optional[Mapping[str, np.ndarray]] = None,
+              side: Optional[Mapping[str, np.ndarray]] = None) -> dict[str, np.ndarray]:
+        """Graph input tensors {tensor name: array} of one call from arrays keyed by state / param / side names.
+
+        The one place that maps vadedge.json names to graph tensor names on the way in (`Backend._split`
+        maps the outputs back)."""
+        feed = {self.frames: frames}
+        for name, inp in self.side:
+            feed[inp] = (side or {})[name]
+        for name, inp, _ in self.state:
+            feed[inp] = state[name]
+        for name, inp in self.params:
+            if params is None or name not in params:
+                raise ConfigError(f"the model needs the adapted parameter '{name}'")
+            feed[inp] = params[name]
+        return feed
 
     @property
     def output_names(self) -> list[str]:
@@ -59,10 +86,12 @@ class Backend:
 
     name = "base"
 
-    def __init__(self, bundle: Bundle) -> None:
+    def __init__(self, bundle: Optional[Bundle], io: Optional[GraphIO] = None) -> None:
+        """`bundle` None only with `io`: a model that is not in a bundle yet (see OnnxRuntimeBackend.for_model)."""
         self.bundle = bundle
-        self.io = GraphIO.from_manifest(bundle.manifest)
+        self.io = io if io is not None else GraphIO.from_manifest(bundle.manifest)
         self.device = "cpu"
+        self.label = f"bundle {bundle.path}" if bundle is not None else "model"  # names the model in errors
 
     @property
     def batch(self) -> Optional[int]:
@@ -97,5 +126,5 @@ class Backend:
             state = {n: np.asarray(outputs[o]) for n, _, o in self.io.state}
             extras = {n: np.asarray(outputs[t]) for n, t in self.io.extras if t in outputs}
         except KeyError as exc:
-            raise BundleError(f"bundle {self.bundle.path}: the model has no output {exc}") from exc
+            raise BundleError(f"{self.label}: the model has no output {exc}") from exc
         return BackendOutput(scores, state, extras)

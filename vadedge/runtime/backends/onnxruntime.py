@@ -14,9 +14,9 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from ..._optional import require
-from ...bundle import Bundle, BundleError, check_graph_io
+from ...bundle import Bundle, BundleError, GraphSpec, check_graph_io
 from ...errors import ConfigError
-from .base import Backend, BackendOutput
+from .base import Backend, BackendOutput, GraphIO
 
 ProviderSpec = Any  # a provider name or (name, options) as onnxruntime accepts them
 CPU = ("CPUExecutionProvider",)
@@ -125,14 +125,36 @@ class OnnxRuntimeBackend(Backend):
         except Exception as exc:  # onnxruntime raises its own exception types for bad models
             raise BundleError(f"ONNX Runtime cannot load {path}: {exc}") from exc
         self.device = device
+        self._opened()
+        self._check_io()
+
+    @classmethod
+    def for_model(cls, model: Union[str, Path, bytes], graph: Union[GraphSpec, Mapping], *, precision: str = "fp32",
+                  threads: Optional[int] = None) -> "OnnxRuntimeBackend":
+        """ONNX Runtime on the CPU for a model and its `graph` section before any bundle exists.
+
+        The exporter's score calibration and INT8 calibration run the graph they are writing; the
+        finished bundle then gets the full model-vs-manifest check (`export.verify.check_bundle`).
+        """
+        self = cls.__new__(cls)
+        Backend.__init__(self, None, GraphIO.from_graph(graph))
+        self.precision = precision
+        self.model_path = None if isinstance(model, bytes) else Path(model)
+        self.label = f"model {model}" if self.model_path is not None else "model"
+        try:
+            self.session = make_session(model, threads=threads)
+        except Exception as exc:  # onnxruntime raises its own exception types for bad models
+            raise BundleError(f"ONNX Runtime cannot load {self.label}: {exc}") from exc
+        self._opened()
+        return self
+
+    def _opened(self) -> None:
+        """Read the session's I/O (after `self.session` is set)."""
         self._inputs = {i.name: i for i in self.session.get_inputs()}
         self._outputs = [o.name for o in self.session.get_outputs()]
-        self._check_io()
+        shapes = dict(self.io.param_shapes)
         self._params_batched = all(
-            len(self._inputs[t].shape) == len(self._param_shape(n)) + 1 for n, t in self.io.params)
-
-    def _param_shape(self, name: str) -> list:
-        return list(next(p.shape for p in self.bundle.manifest.graph.params if p.name == name))
+            t in self._inputs and len(self._inputs[t].shape) == len(shapes[n]) + 1 for n, t in self.io.params)
 
     def _check_io(self) -> None:
         """The same model-vs-manifest check as `vadedge info`, on the session that will run."""
@@ -153,15 +175,7 @@ class OnnxRuntimeBackend(Backend):
     def run(self, frames: np.ndarray, state: Mapping[str, np.ndarray],
             params: Optional[Mapping[str, np.ndarray]] = None,
             side: Optional[Mapping[str, np.ndarray]] = None) -> BackendOutput:
-        feed = {self.io.frames: frames}
-        for name, inp in self.io.side:
-            feed[inp] = side[name]
-        for name, inp, _ in self.io.state:
-            feed[inp] = state[name]
-        for name, inp in self.io.params:
-            if params is None or name not in params:
-                raise ConfigError(f"the model needs the adapted parameter '{name}'")
-            feed[inp] = params[name]
+        feed = self.io.feeds(frames, state, params, side)
         wanted = self.io.output_names
         wanted = [w for w in wanted if w in self._outputs]
         values = self.session.run(wanted, feed)
