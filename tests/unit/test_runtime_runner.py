@@ -12,7 +12,7 @@ from vadedge.bundle import BundleError, load_bundle  # noqa: E402
 from vadedge.preprocess import prepare_frame  # noqa: E402
 from vadedge.runtime import Detector  # noqa: E402
 from vadedge.runtime.runner import StreamRunner  # noqa: E402
-from vadedge.runtime.testing import make_toy_bundle  # noqa: E402
+from tests.fakes.bundles import make_toy_bundle  # noqa: E402
 
 H, W, T = 32, 40, 11
 VARIANTS = {
@@ -29,30 +29,29 @@ def _frames(seed=0):
 
 def _reference(bundle, prepared):
     """The graph fed by hand with tensor names, memory_out carried into memory_in, slot 0 read."""
-    m = bundle.manifest
-    g = m["graph"]
-    b = 1 if g["batch"] == "dynamic" else int(g["batch"])
+    g = bundle.manifest.graph
+    b = g.static_batch or 1
     sess = ort.InferenceSession(str(bundle.model_file("fp32")), providers=["CPUExecutionProvider"])
     shapes = {i.name: i.shape for i in sess.get_inputs()}
     n = bundle.clip_length
     mem = np.repeat(bundle.state["memory"][None], b, axis=0)
     flow = None
-    if g.get("side_inputs"):
+    if g.side_inputs:
         from vadedge.flow import get_flow_provider
 
-        flow = get_flow_provider(g["side_inputs"][0]["provider"])
-    out = {c: [] for c in g["scores"]}
+        flow = get_flow_provider(dict(g.side_inputs[0].provider))
+    out = {c: [] for c in g.scores}
     for t in range(n - 1, len(prepared)):
         clip = np.repeat(prepared[None, t - n + 1:t + 1], b, axis=0)
         feeds = {"frames": clip, "memory_in": mem}
-        if g["params"]:
+        if g.params:
             p = bundle.state["proto"]
             feeds["proto_in"] = np.repeat(p[None], b, axis=0) if len(shapes["proto_in"]) == 2 else p
         if flow is not None:
             feeds["flow"] = flow.clip_flow(clip)
         res = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
         mem = res["memory_out"]
-        for c, tensor in g["scores"].items():
+        for c, tensor in g.scores.items():
             out[c].append(float(res[tensor][0]))
     return {c: np.asarray(v) for c, v in out.items()}
 
@@ -96,8 +95,8 @@ def test_for_model_needs_every_initial_value(tmp_path):
     path = make_toy_bundle(tmp_path / "b", height=H, width=W)
     b = load_bundle(path)
     with pytest.raises(BundleError, match="memory"):
-        StreamRunner.for_model(b.model_file("fp32"), b.manifest["graph"], b.clip_length, {})
-    runner = StreamRunner.for_model(b.model_file("fp32"), b.manifest["graph"], b.clip_length, b.state)
+        StreamRunner.for_model(b.model_file("fp32"), b.manifest.graph, b.clip_length, {})
+    runner = StreamRunner.for_model(b.model_file("fp32"), b.manifest.graph, b.clip_length, b.state)
     frames = np.stack([prepare_frame(f, b.input_spec) for f in _frames(1)])
     np.testing.assert_array_equal(runner.score_frames(frames)["psnr"],
                                   StreamRunner.from_bundle(b).score_frames(frames)["psnr"])
