@@ -12,8 +12,14 @@ from typing import Optional
 import numpy as np
 
 from vadedge.progress import progress_bar
-from vadedge.scoring import (DEFAULT_OFF_FACTOR, DEFAULT_SMOOTHING, DEFAULT_TARGET, ScoreCalibration,
-                             calibrate_scores, fit_threshold)
+from vadedge.scoring import (
+    DEFAULT_OFF_FACTOR,
+    DEFAULT_SMOOTHING,
+    DEFAULT_TARGET,
+    ScoreCalibration,
+    calibrate_scores,
+    fit_threshold,
+)
 
 __all__ = ["DEFAULT_OFF_FACTOR", "DEFAULT_SMOOTHING", "DEFAULT_TARGET", "ScoreCalibration", "calibrate_scores",
            "fit_threshold", "score_footage"]

@@ -50,12 +50,19 @@ class VideoScores:
     first: int
     components: dict[str, np.ndarray]
     labels: Optional[np.ndarray] = None  # labels of the scored frames only
-    score: Optional[np.ndarray] = None
-    flags: Optional[np.ndarray] = None
+    score: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    flags: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
     @property
     def size(self) -> int:
         return next(iter(self.components.values())).size
+
+    @property
+    def labelled(self) -> np.ndarray:
+        """The labels of the scored frames (an error for unlabelled footage)."""
+        if self.labels is None:
+            raise DataError(f"video {self.name} has no labels")
+        return self.labels
 
 
 def score_frames(model, state: dict, frames: np.ndarray) -> dict[str, np.ndarray]:
@@ -130,7 +137,8 @@ def paper_scores(videos: list[VideoScores], signs: dict[str, int], weights: dict
         g = minmax_normalise(x)
         return g if sign > 0 else 1.0 - g
 
-    return [sum(w * oriented(v.components[c], signs[c]) for c, w in weights.items() if w) for v in videos]
+    return [np.asarray(sum(w * oriented(v.components[c], signs[c]) for c, w in weights.items() if w))
+            for v in videos]
 
 
 def calibrate(videos: list[VideoScores]) -> dict[str, RobustStats]:
@@ -139,9 +147,9 @@ def calibrate(videos: list[VideoScores]) -> dict[str, RobustStats]:
 
 
 def summarise(videos: list[VideoScores], scores: list[np.ndarray]) -> dict:
-    labels = np.concatenate([v.labels for v in videos])
+    labels = np.concatenate([v.labelled for v in videos])
     pooled = np.concatenate(scores)
-    per_video = {v.name: frame_auc(v.labels, s) for v, s in zip(videos, scores) if has_both_classes(v.labels)}
+    per_video = {v.name: frame_auc(v.labelled, s) for v, s in zip(videos, scores) if has_both_classes(v.labelled)}
     return {
         "auc": frame_auc(labels, pooled),
         "macro_auc": float(np.mean(list(per_video.values()))) if per_video else float("nan"),
@@ -249,8 +257,8 @@ def evaluate(model_dir: str | Path, data: str | Path, *, protocol: str = "both",
         det = Detector.load(model_dir, **{**load, "smoothing": cal.smoothing}, calibration=cal.stats,
                             threshold=(cal.threshold["on"], cal.threshold["off"]),
                             min_event_frames=DEFAULT_MIN_EVENT_FRAMES)
-    elif det.recipe.calibration is not None:
-        calibration = {"stats": {k: asdict(v) for k, v in det.recipe.stats.items()}, "source": kind}
+    elif (stats := det.recipe.stats) is not None:
+        calibration = {"stats": {k: asdict(v) for k, v in stats.items()}, "source": kind}
     t1 = time.time()
     videos = score_split(det, test, fps=fps, adapt_k=adapt_k, progress=progress, desc="scoring test videos")
     scored = sum(v.size for v in videos)
@@ -270,7 +278,7 @@ def evaluate(model_dir: str | Path, data: str | Path, *, protocol: str = "both",
         result.protocols["streaming"] = {**summarise(videos, per_frame["streaming"]), "smoothing": recipe.smoothing}
         if recipe.has_threshold:
             result.protocols["streaming"]["alarms"] = alarm_metrics(
-                [(v.name, np.r_[np.zeros(v.first, bool), v.labels], np.r_[np.zeros(v.first, bool), v.flags],
+                [(v.name, np.r_[np.zeros(v.first, bool), v.labelled], np.r_[np.zeros(v.first, bool), v.flags],
                   v.first) for v in videos], fps)
     result.seconds = time.time() - t0
     if out is not None:
@@ -281,7 +289,7 @@ def evaluate(model_dir: str | Path, data: str | Path, *, protocol: str = "both",
         if plots:
             from .plots import plot_roc, plot_score_curves
 
-            labels = np.concatenate([v.labels for v in videos])
+            labels = np.concatenate([v.labelled for v in videos])
             plot_roc(out / "roc.png", labels, {k: np.concatenate(s) for k, s in per_frame.items()})
             for name, scores in per_frame.items():
                 plot_score_curves(out / f"scores_{name}.png", videos, scores, title=f"{name} protocol")
@@ -296,5 +304,5 @@ def _write_scores_csv(path: Path, videos: list[VideoScores], per_frame: dict[str
         w.writerow(["video", "frame", "label", *names, *[f"score_{k}" for k in per_frame], *(["alarm"] * alarm)])
         for i, v in enumerate(videos):
             for j in range(v.size):
-                w.writerow([v.name, v.first + j, int(v.labels[j]), *[f"{v.components[c][j]:.6g}" for c in names],
+                w.writerow([v.name, v.first + j, int(v.labelled[j]), *[f"{v.components[c][j]:.6g}" for c in names],
                             *[repr(float(per_frame[k][i][j])) for k in per_frame], *([int(v.flags[j])] * alarm)])

@@ -4,7 +4,8 @@ Robust statistics, fusion and smoothing live in `vadedge.scoring`.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .errors import ConfigError, DataError
 
@@ -47,7 +49,7 @@ class RobustStats:
     scale: float
 
     @classmethod
-    def fit(cls, values: np.ndarray) -> "RobustStats":
+    def fit(cls, values: np.ndarray) -> RobustStats:
         v = np.asarray(values, dtype=np.float64)
         med = float(np.median(v))
         mad = float(np.median(np.abs(v - med))) * MAD_TO_SIGMA
@@ -96,12 +98,13 @@ def check_smoothing(alpha: float) -> float:
     return float(alpha)
 
 
-def ema(x: np.ndarray, alpha: float) -> np.ndarray:
+def ema(x: ArrayLike, alpha: float) -> np.ndarray:
     """Causal EMA of a sequence, `ema_step` applied frame by frame (α = 1 is the identity)."""
     check_smoothing(alpha)
-    out = np.empty(len(x), dtype=np.float64)
+    values = np.asarray(x, dtype=np.float64).reshape(-1)
+    out = np.empty(values.size, dtype=np.float64)
     acc: Optional[float] = None
-    for i, v in enumerate(np.asarray(x, dtype=np.float64)):
+    for i, v in enumerate(values):
         acc = ema_step(acc, float(v), alpha)
         out[i] = acc
     return out
@@ -285,7 +288,7 @@ class ScoreRecipe:
             raise ConfigError(f"min_event_frames must be >= 1, got {self.min_event_frames}")
         if (self.on is None) != (self.off is None):
             raise ConfigError("threshold needs both 'on' and 'off' (or neither)")
-        if self.on is not None and self.off > self.on:
+        if self.on is not None and self.off is not None and self.off > self.on:
             raise ConfigError(f"threshold off ({self.off}) must not exceed on ({self.on})")
         for name, (_, scale) in (self.calibration or {}).items():
             if not scale > 0:
@@ -305,12 +308,13 @@ class ScoreRecipe:
     @classmethod
     def from_manifest(cls, score: ScoreSpec, *, threshold: float | tuple[float, float] | None = None,
                       smoothing: Optional[float] = None, min_event_frames: Optional[int] = None,
-                      calibration: Optional[Mapping[str, RobustStats]] = None) -> "ScoreRecipe":
+                      calibration: Optional[Mapping[str, RobustStats]] = None) -> ScoreRecipe:
         """Build from a manifest's `score` section; explicit arguments override the bundle's values.
 
         `threshold` may be one number (then off = on, no hysteresis) or (on, off); `calibration`
         replaces the bundle's per-component statistics.
         """
+        calib_pairs: Optional[dict[str, tuple[float, float]]]
         if calibration is not None:
             calib_pairs = {k: (float(v.location), float(v.scale)) for k, v in calibration.items()}
         else:
@@ -344,7 +348,7 @@ class CausalScorer:
         self._stats = recipe.stats
         self._ema: Optional[float] = None
         self.tracker = (EventTracker(stream, recipe.on, recipe.off, recipe.min_event_frames)
-                        if recipe.has_threshold else None)
+                        if recipe.on is not None and recipe.off is not None else None)
 
     def update(self, frame: int, t: float, components: Mapping[str, float]
                ) -> tuple[float, float, bool, Optional[Event], Optional[Event]]:

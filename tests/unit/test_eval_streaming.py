@@ -13,11 +13,11 @@ from click.testing import CliRunner
 pytest.importorskip("onnx")
 pytest.importorskip("sklearn")
 
+from tests.fakes.bundles import make_toy_bundle  # noqa: E402
 from vadedge.cli import cli  # noqa: E402
 from vadedge.datasets import open_split  # noqa: E402
 from vadedge.metrics import alarm_metrics, runs  # noqa: E402
 from vadedge.runtime import Detector  # noqa: E402
-from tests.fakes.bundles import make_toy_bundle  # noqa: E402
 
 CALIB = {"psnr": {"location": 10.0, "scale": 2.0}, "feature_distance": {"location": 0.5, "scale": 0.1}}
 

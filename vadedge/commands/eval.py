@@ -17,7 +17,8 @@ from ._params import FiniteFloatRange
 @click.option("--data", required=True, type=click.Path(path_type=Path),
               help="Dataset root with testing/frames/<video>/ and labels.json (or frame_labels_*.npy).")
 @click.option("--protocol", type=click.Choice(["paper", "streaming", "both"]), default="both", show_default=True,
-              help="paper: per-video min-max (offline, as the papers); streaming: causal, calibrated on training footage.")
+              help="paper: per-video min-max (offline, as the papers); streaming: causal, the Detector's score at "
+                   "the operating point.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for results.json, scores.csv, roc.png and per-video score plots (default: MODEL/eval for a "
                    "checkpoint, ./eval-NAME for a bundle folder NAME).")
