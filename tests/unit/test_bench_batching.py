@@ -6,9 +6,9 @@ import pytest
 
 pytest.importorskip("onnx")
 
+from tests.fakes.bundles import make_toy_bundle  # noqa: E402
 from vadedge.bench.batching import compare_batching, main  # noqa: E402
 from vadedge.runtime import Detector  # noqa: E402
-from tests.fakes.bundles import make_toy_bundle  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -36,3 +36,12 @@ def test_remove_stream_forgets_it_and_closes_its_event(toy):
     assert "cam" not in det.streams
     assert event is not None and event.reason == "stream_end" and ended == [event]
     assert det.stream("cam").frame_index == -1  # a new stream of the same name starts fresh
+
+
+def test_profile_bundle_sums_kernel_time_by_op_type(toy):
+    from vadedge.bench.profile import format_profile, profile_bundle
+
+    p = profile_bundle(toy, calls=4, warmup=1, threads=1)
+    assert p["runs_profiled"] == 5 and p["calls"] == 4  # warm-up calls are traced, not timed
+    assert p["wall_ms"] > 0 and p["kernel_ms"] > 0 and "ReduceMean" in p["ops"]
+    assert "outside kernels" in format_profile(p)

@@ -8,11 +8,11 @@ import pytest
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+from tests.fakes.bundles import make_toy_bundle  # noqa: E402
 from vadedge.bundle import BundleError, load_bundle  # noqa: E402
 from vadedge.preprocess import prepare_frame  # noqa: E402
 from vadedge.runtime import Detector  # noqa: E402
 from vadedge.runtime.runner import StreamRunner  # noqa: E402
-from tests.fakes.bundles import make_toy_bundle  # noqa: E402
 
 H, W, T = 32, 40, 11
 VARIANTS = {

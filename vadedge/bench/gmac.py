@@ -7,8 +7,9 @@ inference. Q/DQ (INT8) graphs do the same work as the FP32 graph they came from:
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -82,7 +83,8 @@ def bundle_gmac(bundle_dir: Union[str, Path]) -> Optional[float]:
         b = load_bundle(bundle_dir)
         spec = b.input_spec
         g = b.manifest.graph
-        feeds = {g.frames_input: np.zeros((1, b.clip_length, spec.height, spec.width, spec.channels), np.uint8)}
+        frames = np.zeros((1, b.clip_length, spec.height, spec.width, spec.channels), np.uint8)
+        feeds: dict[str, np.ndarray] = {g.frames_input: frames}
         for item in g.state:
             feeds[item.input] = np.asarray(b.state[item.name], np.float32)[None]
         for item in g.params:

@@ -16,8 +16,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -91,10 +92,10 @@ def clips_of(frames: Sequence[np.ndarray], spec, clip_length: int) -> np.ndarray
 
 
 class ModelOnly:
-    """Model-only calls of one Detector's `StreamRunner` on one stream's clips (batch 1), state carried."""
+    """Model-only calls of a `StreamRunner` (a Detector's `runner`) on one stream's clips (batch 1), state carried."""
 
-    def __init__(self, det) -> None:
-        self.runner = det.runner
+    def __init__(self, runner) -> None:
+        self.runner = runner
         self.state = self.runner.batched_state(1)
         self.params = self.runner.call_params(1)
 
@@ -111,7 +112,7 @@ class ModelOnly:
 
 def model_only(det, clips: np.ndarray) -> list[float]:
     """Seconds of each backend call on the clips of one stream, state carried (batch 1)."""
-    runner = ModelOnly(det)
+    runner = ModelOnly(det.runner)
     return [runner.call(c) for c in clips]
 
 
@@ -121,7 +122,7 @@ def model_only_interleaved(dets: dict, clips: np.ndarray, block: int = 25, settl
     alike. Blocks, and an untimed `settle` pause before each, because thread pools (ONNX Runtime's, torch's
     OpenMP, the BLAS of the SGEMM) spin for a while after a call, and a call of another session started right
     then competes with them (docs/benchmarks.md: two ORT sessions alternating call by call ran 2.2x slower)."""
-    runners = {k: ModelOnly(d) for k, d in dets.items()}
+    runners = {k: ModelOnly(d.runner) for k, d in dets.items()}
     times: dict[str, list[float]] = {k: [] for k in dets}
     for start in range(0, len(clips), block):
         for k, r in runners.items():

@@ -13,8 +13,9 @@ Batched arrays have the batch first; an unbatched state is one stream's (the sha
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 
@@ -30,7 +31,7 @@ class StreamRunner:
     """A Backend plus the initial state, adapted parameters and host side inputs of its graph."""
 
     def __init__(self, backend: Backend, state: Mapping[str, np.ndarray], clip_length: int,
-                 side_providers: Optional[Mapping[str, "FlowProvider"]] = None) -> None:
+                 side_providers: Optional[Mapping[str, FlowProvider]] = None) -> None:
         """`state`: the bundle's state.npz contents (initial stream state and default adapted parameters)."""
         self.backend = backend
         self.clip_length = int(clip_length)
@@ -40,12 +41,12 @@ class StreamRunner:
             raise BundleError(f"{backend.label}: no initial value for {', '.join(missing)}")
         self._state0 = {n: np.asarray(state[n]) for n, _, _ in backend.io.state}
         self.base_params: dict[str, np.ndarray] = {n: np.asarray(state[n]) for n, _ in backend.io.params}
-        self.side_providers: dict[str, "FlowProvider"] = dict(side_providers or {})
+        self.side_providers: dict[str, FlowProvider] = dict(side_providers or {})
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_bundle(cls, bundle: Bundle, precision: Optional[str] = None, threads: Optional[int] = None
-                    ) -> "StreamRunner":
+                    ) -> StreamRunner:
         """ONNX Runtime on the CPU running the bundle's `precision` model (default: what it was exported to run)."""
         from .backends.onnxruntime import OnnxRuntimeBackend
 
@@ -55,7 +56,7 @@ class StreamRunner:
     @classmethod
     def for_model(cls, model: Union[str, Path, bytes], graph: Union[GraphSpec, Mapping], clip_length: int,
                   state: Mapping[str, np.ndarray], *, precision: str = "fp32", threads: Optional[int] = None
-                  ) -> "StreamRunner":
+                  ) -> StreamRunner:
         """ONNX Runtime on the CPU for a model file not yet in a bundle (the exporter, INT8 calibration)."""
         from .backends.onnxruntime import OnnxRuntimeBackend
 
@@ -130,7 +131,7 @@ class StreamRunner:
         n = self.clip_length
         carried = self.batched_state(b, state)
         call_params = self.call_params(b, params)
-        history = {k: deque(maxlen=n - 1) for k in self.side_providers}
+        history: dict[str, deque[np.ndarray]] = {k: deque(maxlen=n - 1) for k in self.side_providers}
         values: dict[str, list[float]] = {}
         for t in range(len(frames)):
             if t > 0:
@@ -154,7 +155,7 @@ class StreamRunner:
         self.backend.close()
 
 
-def side_providers(graph: GraphSpec, label: str) -> dict[str, "FlowProvider"]:
+def side_providers(graph: GraphSpec, label: str) -> dict[str, FlowProvider]:
     """Host-side producers of the graph's side inputs (only optical flow providers exist so far)."""
     out = {}
     for item in graph.side_inputs:

@@ -7,8 +7,9 @@ the detector owns it, which is what makes batching several cameras into one call
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -39,11 +40,11 @@ class GraphIO:
     param_shapes: tuple[tuple[str, tuple[int, ...]], ...] = ()  # (param name, unbatched shape)
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest) -> "GraphIO":
+    def from_manifest(cls, manifest: Manifest) -> GraphIO:
         return cls.from_graph(manifest.graph)
 
     @classmethod
-    def from_graph(cls, g: Union[GraphSpec, Mapping]) -> "GraphIO":
+    def from_graph(cls, g: Union[GraphSpec, Mapping]) -> GraphIO:
         """From the `graph` section alone (a model not yet in a bundle: export, INT8 calibration)."""
         if not isinstance(g, GraphSpec):
             g = GraphSpec.from_dict(g)
@@ -89,7 +90,11 @@ class Backend:
     def __init__(self, bundle: Optional[Bundle], io: Optional[GraphIO] = None) -> None:
         """`bundle` None only with `io`: a model that is not in a bundle yet (see OnnxRuntimeBackend.for_model)."""
         self.bundle = bundle
-        self.io = io if io is not None else GraphIO.from_manifest(bundle.manifest)
+        if io is None:
+            if bundle is None:
+                raise ValueError("a Backend needs a bundle or the GraphIO of its model")
+            io = GraphIO.from_manifest(bundle.manifest)
+        self.io = io
         self.device = "cpu"
         self.label = f"bundle {bundle.path}" if bundle is not None else "model"  # names the model in errors
 

@@ -8,8 +8,9 @@ with `--plugins` reach TensorRT through `trt_extra_plugin_lib_paths`.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -98,6 +99,7 @@ class OnnxRuntimeBackend(Backend):
     """Runs `model.<precision>.onnx` of a bundle in an onnxruntime.InferenceSession."""
 
     name = "onnxruntime"
+    model_path: Optional[Path]  # None for a model given as bytes
 
     def __init__(self, bundle: Bundle, *, device: str = "cpu", precision: Optional[str] = None,
                  providers: Optional[Sequence[ProviderSpec]] = None, threads: Optional[int] = None,
@@ -126,23 +128,24 @@ class OnnxRuntimeBackend(Backend):
             raise BundleError(f"ONNX Runtime cannot load {path}: {exc}") from exc
         self.device = device
         self._opened()
-        self._check_io()
+        self._check_io(bundle, path)
 
     @classmethod
     def for_model(cls, model: Union[str, Path, bytes], graph: Union[GraphSpec, Mapping], *, precision: str = "fp32",
-                  threads: Optional[int] = None) -> "OnnxRuntimeBackend":
-        """ONNX Runtime on the CPU for a model and its `graph` section before any bundle exists.
+                  threads: Optional[int] = None, profile_prefix: Optional[str] = None) -> OnnxRuntimeBackend:
+        """ONNX Runtime on the CPU for a model and its `graph` section, without the bundle's manifest check.
 
-        The exporter's score calibration and INT8 calibration run the graph they are writing; the
-        finished bundle then gets the full model-vs-manifest check (`export.verify.check_bundle`).
+        The exporter's score calibration and INT8 calibration run the graph they are writing (the
+        finished bundle then gets the full model-vs-manifest check, `export.verify.check_bundle`);
+        `vadedge.bench.profile` runs a bundle's model with ORT's profiler on (`profile_prefix`).
         """
         self = cls.__new__(cls)
         Backend.__init__(self, None, GraphIO.from_graph(graph))
         self.precision = precision
         self.model_path = None if isinstance(model, bytes) else Path(model)
-        self.label = f"model {model}" if self.model_path is not None else "model"
+        self.label = "model" if self.model_path is None else f"model {self.model_path}"
         try:
-            self.session = make_session(model, threads=threads)
+            self.session = make_session(model, threads=threads, profile_prefix=profile_prefix)
         except Exception as exc:  # onnxruntime raises its own exception types for bad models
             raise BundleError(f"ONNX Runtime cannot load {self.label}: {exc}") from exc
         self._opened()
@@ -156,10 +159,10 @@ class OnnxRuntimeBackend(Backend):
         self._params_batched = all(
             t in self._inputs and len(self._inputs[t].shape) == len(shapes[n]) + 1 for n, t in self.io.params)
 
-    def _check_io(self) -> None:
+    def _check_io(self, bundle: Bundle, path: Path) -> None:
         """The same model-vs-manifest check as `vadedge info`, on the session that will run."""
-        check_graph_io(f"bundle {self.bundle.path}: {self.model_path.name}", self.session.get_inputs(),
-                       self._outputs, self.bundle.manifest)
+        check_graph_io(f"bundle {bundle.path}: {path.name}", self.session.get_inputs(), self._outputs,
+                       bundle.manifest)
 
     @property
     def params_batched(self) -> bool:
