@@ -159,10 +159,10 @@ def function_model(op: str, inputs: Iterable[tuple[str, int, list]], outputs: It
     """A one-node model calling vadedge::`op` (tests, kernel checks); I/O given as (name, elem_type, shape)."""
     onnx = require("onnx")
     h = onnx.helper
-    inputs = [h.make_tensor_value_info(n, t, s) for n, t, s in inputs]
-    outputs = [h.make_tensor_value_info(n, t, s) for n, t, s in outputs]
-    node = h.make_node(op, [i.name for i in inputs], [o.name for o in outputs], domain=DOMAIN)
-    graph = h.make_graph([node], f"vadedge_{op}", inputs, outputs)
+    ins = [h.make_tensor_value_info(n, t, s) for n, t, s in inputs]
+    outs = [h.make_tensor_value_info(n, t, s) for n, t, s in outputs]
+    node = h.make_node(op, [i.name for i in ins], [o.name for o in outs], domain=DOMAIN)
+    graph = h.make_graph([node], f"vadedge_{op}", ins, outs)
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)], ir_version=9)
     attach_functions(model, opset)
     return model

@@ -21,6 +21,7 @@ import torch
 from vadedge._optional import require
 from vadedge.bundle import GraphSpec, SideInputSpec, TensorSpec
 from vadedge.errors import ConfigError
+from vadedge.train.protocols import StreamModel
 
 from .functions import MIN_OPSET, attach_functions
 from .torch_graph import (StreamStepGraph, adaptable_params, example_inputs, param_input_name, prepare_model,
@@ -74,6 +75,7 @@ def export_onnx(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Un
     full onnx checker.
     """
     onnx = require("onnx")
+    assert isinstance(model, StreamModel), "export_onnx exports a model with the StreamModel protocol"
     batch = check_batch(batch)
     if opset < MIN_OPSET:
         raise ConfigError(f"opset must be >= {MIN_OPSET} (torch's ONNX exporter and the vadedge functions "
@@ -94,7 +96,7 @@ def export_onnx(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Un
     net = prepare_model(model, keep=theta)
     wrapper = StreamStepGraph(net, state_names, score_names, side_names=list(side), param_names=list(theta),
                               error_map=error_map, pred=pred).eval()
-    args = example_inputs(net, {k: state[k] for k in state_names}, 2 if batch == "dynamic" else batch,
+    args = example_inputs(net, {k: state[k] for k in state_names}, 2 if batch == "dynamic" else int(batch),
                           side=list(side), params=theta)
     dynamic_shapes = None
     module: torch.nn.Module = wrapper
@@ -109,6 +111,7 @@ def export_onnx(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Un
         program = torch.onnx.export(module, args, dynamo=True, input_names=wrapper.input_names(),
                                     output_names=wrapper.output_names(), opset_version=opset,
                                     dynamic_shapes=dynamic_shapes, verbose=False)
+    assert program is not None  # dynamo=True always returns an ONNXProgram
     proto = program.model_proto
     attach_functions(proto, opset)
     proto.doc_string = f"vadedge stream step of {type(model).__name__}: uint8 frames + state in, scores + state out"

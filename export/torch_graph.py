@@ -15,13 +15,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import sys
-from typing import Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import torch
 from torch import nn
 
 from vadedge.errors import ConfigError
-from vadedge.train.protocols import AdaptableModel, HostInputs
+from vadedge.train.protocols import AdaptableModel, HostInputs, StreamModel
 
 ERROR_MAP_STRIDE = 4  # error map = per-pixel squared error average-pooled by this factor
 
@@ -105,8 +105,8 @@ def vadedge_memory_nodes() -> Iterator[None]:
     try:
         yield
     finally:
-        for mod, attr, value in patched:
-            setattr(mod, attr, value)
+        for owner, attr, value in patched:
+            setattr(owner, attr, value)
 
 
 def param_input_name(name: str) -> str:
@@ -125,6 +125,7 @@ class StreamStepGraph(nn.Module):
                  side_names: Iterable[str] = (), param_names: Iterable[str] = (),
                  error_map: bool = True, pred: bool = False, error_map_stride: int = ERROR_MAP_STRIDE) -> None:
         super().__init__()
+        assert isinstance(model, StreamModel), "StreamStepGraph wraps a model with the StreamModel protocol"
         self.model = model
         self.state_names = list(state_names)
         self.score_names = list(score_names)
@@ -156,7 +157,7 @@ class StreamStepGraph(nn.Module):
     def forward(self, frames: torch.Tensor, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         ns, nside = len(self.state_names), len(self.side_names)
         state = dict(zip(self.state_names, inputs[:ns]))
-        kwargs = dict(zip(self.side_names, inputs[ns:ns + nside]))
+        kwargs: dict[str, Any] = dict(zip(self.side_names, inputs[ns:ns + nside]))
         if self.param_names:
             kwargs["params"] = dict(zip(self.param_names, inputs[ns + nside:]))
         out = self.model.stream_step(frames, state, **kwargs)

@@ -101,16 +101,18 @@ class Decoder(nn.Module):
                                   nn.Conv2d(c1, out_channels, 3, padding=1), nn.Tanh())
 
     def features(self, z: torch.Tensor, skips: Optional[list[torch.Tensor]] = None) -> torch.Tensor:
-        x = self.up4(self.stage4(z))
         if self.skips:
             assert skips is not None
-            x = torch.cat([x, skips[2]], 1)
+        used = skips if self.skips else None
+        x = self.up4(self.stage4(z))
+        if used is not None:
+            x = torch.cat([x, used[2]], 1)
         x = self.up3(self.stage3(x))
-        if self.skips:
-            x = torch.cat([x, skips[1]], 1)
+        if used is not None:
+            x = torch.cat([x, used[1]], 1)
         x = self.up2(self.stage2(x))
-        if self.skips:
-            x = torch.cat([x, skips[0]], 1)
+        if used is not None:
+            x = torch.cat([x, used[0]], 1)
         return x
 
     def forward(self, z: torch.Tensor, skips: Optional[list[torch.Tensor]] = None) -> torch.Tensor:

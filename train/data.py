@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Optional, Sequence
+from typing import Any, Optional, Protocol, Sequence, cast
 
 import numpy as np
 import torch
@@ -53,13 +53,24 @@ class ClipDataset(Dataset):
         return torch.from_numpy(np.ascontiguousarray(clip))
 
 
-def make_loader(dataset: ClipDataset, batch_size: int, *, shuffle: bool, seed: int,
+class LoadableDataset(Protocol):
+    """What `make_loader` needs: a sized map-style torch Dataset whose `cache` says if it is in memory."""
+
+    @property
+    def cache(self) -> Optional[list[np.ndarray]]: ...
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> Any: ...
+
+
+def make_loader(dataset: LoadableDataset, batch_size: int, *, shuffle: bool, seed: int,
                 workers: Optional[int] = None) -> DataLoader:
     """A seeded DataLoader; in-memory datasets load in-process, disk-backed ones with 2 workers."""
     if workers is None:
         workers = 0 if dataset.cache is not None else 2
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle and len(dataset) >= batch_size,
+    return DataLoader(cast(Dataset, dataset), batch_size=batch_size, shuffle=shuffle, drop_last=shuffle and len(dataset) >= batch_size,
                       num_workers=workers, generator=gen, persistent_workers=workers > 0)
 
 

@@ -173,6 +173,7 @@ def _setup(model: str, cfg: dict, data: str | Path, *, seed: int, stage: Optiona
     gen = seed_everything(seed)
     entry = get_model_entry(model)
     net = entry.build_model(cfg["model"])
+    assert isinstance(net, torch.nn.Module), f"{model}: build_model must return a torch module"
     task = entry.make_task(net, tcfg, generator=gen, stage=stage)
     if init is not None:
         _load_init(Path(init), net, task)

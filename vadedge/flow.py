@@ -119,7 +119,7 @@ class DISFlow(FlowProvider):
 
     def _backward(self, curr: np.ndarray, prev: np.ndarray) -> np.ndarray:
         if getattr(self, "_algo", None) is None:
-            algo = cv2.DISOpticalFlow_create(_DIS_PRESETS[self.preset])
+            algo = cv2.DISOpticalFlow.create(_DIS_PRESETS[self.preset])
             if self.finest_scale is not None:
                 algo.setFinestScale(self.finest_scale)
             self._algo = algo

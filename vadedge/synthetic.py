@@ -34,7 +34,7 @@ class _Walker:
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     """Textured static scene: grass-like noise, a lighter walkway band, a few fixed 'benches'."""
-    noise = rng.normal(0, 1, (h // 4 + 1, w // 4 + 1, 3)).astype(np.float32)
+    noise: np.ndarray = rng.normal(0, 1, (h // 4 + 1, w // 4 + 1, 3)).astype(np.float32)
     noise = cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC)[:h, :w]
     fine = cv2.GaussianBlur(rng.normal(0, 1, (h, w, 3)).astype(np.float32), (0, 0), 1.0)
     base = np.empty((h, w, 3), np.float32)
@@ -194,7 +194,7 @@ def _intervals(labels: np.ndarray) -> list[list[int]]:
 def write_video(path: str | Path, frames: np.ndarray, fps: float = 25.0) -> Path:
     """Write BGR frames to an MP4 (mp4v) or AVI (MJPG) file, chosen by the suffix."""
     path = Path(path)
-    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
+    fourcc = cv2.VideoWriter.fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
     h, w = frames.shape[1:3]
     writer = cv2.VideoWriter(str(path), fourcc, fps, (w, h))
     if not writer.isOpened():

@@ -103,6 +103,8 @@ class DLANAC(nn.Module):
     module shares with the trainer on purpose so config.json records the M the SOM chose.
     """
 
+    num_kept: torch.Tensor  # buffer: M, the number of kept clusters
+
     def __init__(self, cfg: dict) -> None:
         super().__init__()
         self.cfg = cfg

@@ -164,6 +164,8 @@ def latent_loss(z_hat: torch.Tensor, z: torch.Tensor, zeta: float, form: str = "
 class MAAMNet(nn.Module):
     """Memory-augmented appearance-motion autoencoder; stateless, flow is a host-computed side input."""
 
+    pscd_scale: torch.Tensor  # buffer: typical (app, mot) worst-patch errors
+
     def __init__(self, cfg: dict) -> None:
         super().__init__()
         self.cfg = dict(cfg)
@@ -362,7 +364,7 @@ class MAAMTask:
         new = torch.stack([e["app"].mean(), e["mot"].mean()]).clamp_min(EPS)
         mom = float(self.cfg["scale_momentum"])
         # first update overwrites the placeholder ones; a resumed run (scale loaded) continues the EMA
-        first = not self.scale_seen and bool((m.pscd_scale == 1.0).all())
+        first = not self.scale_seen and bool(m.pscd_scale.eq(1.0).all())
         m.pscd_scale.copy_(new if first else mom * m.pscd_scale + (1.0 - mom) * new)
         self.scale_seen = True
 

@@ -37,6 +37,8 @@ def alpha_key(name: str) -> str:
 class MPN(nn.Module):
     """Meta Prototype Network. Stateless; θ' can replace the adaptable parameters per call."""
 
+    dpu_gate: torch.Tensor  # buffer: 0 = DPU bypassed
+
     def __init__(self, cfg: dict) -> None:
         super().__init__()
         self.cfg = dict(cfg)

@@ -114,5 +114,5 @@ def measure_peak(threads: Optional[int] = None, n: int = 2048, repeats: int = 5,
             by["torch"], controlled["torch"] = t, True
     if not by:
         raise ValueError("no SGEMM library measured")
-    lib = max(by, key=by.get)
+    lib = max(by, key=lambda name: by[name])
     return PeakResult(by[lib], lib, n, threads, by, controlled)

@@ -26,12 +26,13 @@ def find_ped2(data: Optional[Path] = None) -> Optional[Path]:
         if not (Path(data) / "testing").is_dir():
             raise DataError(f"{data} is not a dataset root with a testing/ split")
         return Path(data)
-    cands = [os.environ.get(PED2_ENV)] if os.environ.get(PED2_ENV) else []
+    env = os.environ.get(PED2_ENV)
+    cands: list[Path] = [Path(env)] if env else []
     cands += [Path.cwd().parent / "shared" / "datasets" / "ped2",
               Path(__file__).resolve().parents[3] / "shared" / "datasets" / "ped2"]
     for c in cands:
-        if c and (Path(c) / "testing" / "frames").is_dir():
-            return Path(c)
+        if (c / "testing" / "frames").is_dir():
+            return c
     return None
 
 

@@ -61,7 +61,7 @@ def trt_version(trt: Any) -> tuple[int, int, int]:
 def make_logger(trt: Any, verbose: bool = False) -> Any:
     """A trt.ILogger that keeps warnings and errors (quoted in error messages) and logs errors."""
 
-    class CollectingLogger(trt.ILogger):  # type: ignore[misc, name-defined]
+    class CollectingLogger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.messages: list[tuple[int, str]] = []

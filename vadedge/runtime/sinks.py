@@ -291,7 +291,7 @@ class AnnotatedVideo:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise DataError(f"cannot write video to {self.path}: {exc.strerror or exc}") from exc
-            fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
+            fourcc = cv2.VideoWriter.fourcc(*("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"))
             self._size = (out.shape[1], out.shape[0])
             self._writer = cv2.VideoWriter(str(self.path), fourcc, self.fps, self._size)
             if not self._writer.isOpened():

@@ -376,6 +376,7 @@ class IterableSource(Source):
         self._it = iter(self._iterable)
 
     def _read(self) -> Optional[np.ndarray]:
+        assert self._it is not None, "read before open"
         try:
             item = next(self._it)
         except StopIteration:
@@ -426,7 +427,7 @@ def open_source(spec: Union[str, int, Path, Iterable, Source], *, fps: Optional[
         if isinstance(spec, np.ndarray):
             raise DataError("open_source got one array; pass an iterable of frames (e.g. a list or generator)")
         return IterableSource(spec, fps=fps, queue_size=queue_size, live=bool(live)).open()
-    kw = dict(fps=fps, queue_size=queue_size, capture_factory=capture_factory)
+    kw: dict[str, Any] = dict(fps=fps, queue_size=queue_size, capture_factory=capture_factory)
     cam = parse_camera(spec) if not isinstance(spec, Path) else None
     if cam is not None:
         dev = Path(f"/dev/video{cam}")
@@ -437,7 +438,7 @@ def open_source(spec: Union[str, int, Path, Iterable, Source], *, fps: Optional[
     text = str(spec)
     if text.lower().startswith(URL_SCHEMES):
         return CaptureSource(text, live=live, backoff=backoff, max_reconnects=max_reconnects, **kw).open()
-    path = Path(spec)
+    path = Path(text)
     if path.is_dir():
         return FolderSource(path, fps=fps, queue_size=queue_size).open()
     if path.is_file():

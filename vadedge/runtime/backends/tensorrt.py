@@ -187,6 +187,7 @@ class TensorRTBackend(Backend):
     def _stage(self, name: str, value: np.ndarray, batch: int) -> None:
         t = self._tensors[name]
         value = np.asarray(value)
+        assert t.host is not None, "host buffers are allocated when the engine is loaded"
         view = t.host[:batch] if t.name in self._batched else t.host
         expected = view.shape
         if value.shape != expected:
@@ -233,6 +234,8 @@ class TensorRTBackend(Backend):
         for name, inp, _ in self.io.state:
             self._stage(inp, state[name], b)
         for name, inp in self.io.side:
+            if side is None or name not in side:
+                raise ConfigError(f"the engine needs the side input '{name}'")
             self._stage(inp, side[name], b)
         for name, inp in self.param_inputs.items():
             if params is None or name not in params:
@@ -243,6 +246,7 @@ class TensorRTBackend(Backend):
         for t in self._tensors.values():
             if t.is_input:
                 continue
+            assert t.host is not None, "host buffers are allocated when the engine is loaded"
             view = t.host[:b] if t.name in self._batched else t.host
             self.cuda.dtoh(view, t.device, self.stream)
             outputs[t.name] = view
