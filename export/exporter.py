@@ -138,7 +138,7 @@ class _Job:
     calib_split: Any = None
     score_path: Optional[Path] = None
     score_split: Any = None
-    graph: Optional[GraphSpec] = None
+    graph: GraphSpec = GraphSpec(batch=1, frames_input="frames")  # set by _export_fp32
     opset: int = 0
     state: dict = field(default_factory=dict)
     models: dict = field(default_factory=dict)
@@ -215,7 +215,7 @@ def _prepare(model_dir: Path, out: Union[str, Path, None], opts: ExportOptions) 
     elif opts.score_data is False:
         score_path = None
     else:
-        score_path = Path(opts.score_data)
+        score_path = Path(str(opts.score_data))
     score_split = open_normal_footage(score_path) if score_path is not None else None
     return _Job(model_dir, out_path, opts, ckpt, calib_split, score_path, score_split)
 
@@ -277,7 +277,8 @@ def _quantize_int8(job: _Job, work: Path) -> None:
     report = quantize_int8(work / MODEL_FILES["fp32"], work / MODEL_FILES["int8"], reader,
                            method=opts.calib_method, options=q)
     job.models["int8"] = MODEL_FILES["int8"]
-    job.prov["int8"] = {**asdict(report), "data": Path(opts.calib_data).name, "videos": len(job.calib_split.videos)}
+    job.prov["int8"] = {**asdict(report), "data": Path(str(opts.calib_data)).name,
+                        "videos": len(job.calib_split.videos)}
 
 
 def _calibrate_scores(job: _Job, work: Path) -> None:
@@ -286,10 +287,11 @@ def _calibrate_scores(job: _Job, work: Path) -> None:
     from ..runtime.runner import StreamRunner
 
     opts, model = job.opts, job.model
-    if job.score_split is None:
+    score_path = job.score_path
+    if job.score_split is None or score_path is None:
         job.steps.info("no score data: vadedge.json gets no calibration/threshold (pass --score-data)")
         return
-    job.steps.info(f"score calibration on {job.score_path} with the {opts.precision} graph ...")
+    job.steps.info(f"score calibration on {score_path} with the {opts.precision} graph ...")
     stream = StreamRunner.for_model(work / job.models[opts.precision], job.graph, model.clip_length, job.state,
                                     precision=opts.precision, threads=opts.threads)
     videos = score_footage(stream, job.score_split, model.spec, job.state, max_videos=opts.max_score_videos,
@@ -302,8 +304,8 @@ def _calibrate_scores(job: _Job, work: Path) -> None:
     trained_on = (job.cfg.get("data") or {}).get("root")
     job.prov["score_calibration"] = {
         **{k: v for k, v in cal.summary().items() if k != "stats"}, "precision": opts.precision,
-        "data": job.score_path.name,
-        "held_out": not (trained_on and Path(trained_on).resolve() == job.score_path.resolve()),
+        "data": score_path.name,
+        "held_out": not (trained_on and Path(trained_on).resolve() == score_path.resolve()),
     }
 
 

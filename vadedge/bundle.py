@@ -289,8 +289,7 @@ class InputSection:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "InputSection":
-        return cls(*(int(d[k]) if k != "color" else str(d[k]) for k in ("height", "width", "color", "frames",
-                                                                          "clip_length")))
+        return cls(int(d["height"]), int(d["width"]), str(d["color"]), int(d["frames"]), int(d["clip_length"]))
 
     def to_dict(self) -> dict:
         return {"height": self.height, "width": self.width, "color": self.color, "frames": self.frames,
@@ -759,7 +758,8 @@ def save_bundle(path: Union[str, Path], manifest: Union[Manifest, Mapping], stat
     path = Path(path)
     m = manifest.validated() if isinstance(manifest, Manifest) else Manifest.from_dict(manifest)
     path.mkdir(parents=True, exist_ok=True)
-    np.savez(_confined(path, m.state_file, "state file"), **{k: np.asarray(v) for k, v in state.items()})
+    arrays: dict[str, Any] = {k: np.asarray(v) for k, v in state.items()}
+    np.savez(_confined(path, m.state_file, "state file"), **arrays)
     tmp = path / (BUNDLE_FILE + ".tmp")
     tmp.write_text(json.dumps(m.to_dict(), indent=1, allow_nan=False))
     os.replace(tmp, path / BUNDLE_FILE)
