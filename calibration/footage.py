@@ -7,8 +7,9 @@ Accepted layouts for `--calib-data DIR`:
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 

@@ -21,9 +21,10 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -60,7 +61,7 @@ class Int8Options:
     target: str = "trt"
 
     @classmethod
-    def for_target(cls, target: str, **overrides) -> "Int8Options":
+    def for_target(cls, target: str, **overrides) -> Int8Options:
         """The "trt" (symmetric, Q/DQ around convolutions) or "cpu" (uint8, whole backbone) profile."""
         if target not in TARGETS:
             raise ConfigError(f"INT8 target must be one of {TARGETS}, got {target!r}")

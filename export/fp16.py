@@ -19,7 +19,7 @@ exact to the FP16 backbone's own error.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

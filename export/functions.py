@@ -18,7 +18,7 @@ FP32 or an FP16 call site. Semantics (the export contract):
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from vadedge._optional import require
 

@@ -24,8 +24,15 @@ from vadedge.errors import ConfigError
 from vadedge.train.protocols import StreamModel
 
 from .functions import MIN_OPSET, attach_functions
-from .torch_graph import (StreamStepGraph, adaptable_params, example_inputs, param_input_name, prepare_model,
-                          side_input_specs, vadedge_memory_nodes)
+from .torch_graph import (
+    StreamStepGraph,
+    adaptable_params,
+    example_inputs,
+    param_input_name,
+    prepare_model,
+    side_input_specs,
+    vadedge_memory_nodes,
+)
 
 DEFAULT_OPSET = 18
 MAX_DYNAMIC_BATCH = 256

@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import sys
-from typing import Any, Iterable, Iterator, Optional
+from collections.abc import Iterable, Iterator
+from typing import Any, Optional
 
 import torch
 from torch import nn

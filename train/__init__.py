@@ -6,7 +6,7 @@ from vadedge._optional import require as _require
 
 _require("torch")
 
-from .registry import create_model, get_model_entry, list_models, register_model  # noqa: E402
 from . import models as _models  # noqa: E402,F401  (registers the built-in families)
+from .registry import create_model, get_model_entry, list_models, register_model  # noqa: E402
 
 __all__ = ["create_model", "get_model_entry", "list_models", "register_model"]

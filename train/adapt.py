@@ -11,7 +11,8 @@ stream. The model provides two hooks (MPN does):
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Optional, Protocol, Sequence, cast
+from collections.abc import Sequence
+from typing import Any, Optional, Protocol, cast
 
 import numpy as np
 import torch

@@ -9,7 +9,8 @@ inner step (second order: `create_graph=True`) with respect to both θ and α.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 

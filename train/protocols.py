@@ -12,7 +12,8 @@ Everything else a family may offer is an optional capability with its own small 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Protocol, runtime_checkable
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Optional, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     import numpy as np
@@ -32,7 +33,7 @@ class StreamModel(Protocol):
     family has them); extra keyword inputs are the capabilities' (`host_inputs`, `params`).
     """
 
-    spec: "InputSpec"
+    spec: InputSpec
 
     @property
     def clip_length(self) -> int:
@@ -49,11 +50,11 @@ class StreamModel(Protocol):
         """Fusion weight of each component."""
         ...
 
-    def initial_state(self) -> dict[str, "torch.Tensor"]:
+    def initial_state(self) -> dict[str, torch.Tensor]:
         """The unbatched state a new stream starts from."""
         ...
 
-    def stream_step(self, frames: "torch.Tensor", state: dict[str, "torch.Tensor"], **inputs: Any) -> dict:
+    def stream_step(self, frames: torch.Tensor, state: dict[str, torch.Tensor], **inputs: Any) -> dict:
         """Score one clip per stream and return the next state."""
         ...
 
@@ -67,7 +68,7 @@ class HostInputs(Protocol):
         """{name: {"shape": unbatched shape, "dtype": ..., ...}} of each host-computed graph input."""
         ...
 
-    def host_inputs(self, frames: "torch.Tensor | np.ndarray") -> dict[str, "torch.Tensor"]:
+    def host_inputs(self, frames: torch.Tensor | np.ndarray) -> dict[str, torch.Tensor]:
         """The side inputs for a batch of uint8 clips, passed to `stream_step` as keyword arguments."""
         ...
 
@@ -77,15 +78,15 @@ class AdaptableModel(Protocol):
     """A model that adapts explicit parameters θ per stream on its first clips (few-shot, e.g. MPN's
     Meta-SGD: θ' = θ − α ⊙ ∇L on the first clips)."""
 
-    def adaptable_parameters(self) -> Mapping[str, "torch.nn.Parameter"]:
+    def adaptable_parameters(self) -> Mapping[str, torch.nn.Parameter]:
         """θ by name: exported as graph inputs, kept per stream by the runtime."""
         ...
 
-    def alphas(self) -> Mapping[str, "torch.Tensor"]:
+    def alphas(self) -> Mapping[str, torch.Tensor]:
         """The learned per-parameter step sizes α (same names and shapes as θ)."""
         ...
 
-    def adapt_stream(self, frames: "torch.Tensor | np.ndarray", k: int) -> StreamModel:
+    def adapt_stream(self, frames: torch.Tensor | np.ndarray, k: int) -> StreamModel:
         """A scorer for one stream, adapted on its first k clips."""
         ...
 
@@ -94,15 +95,15 @@ class AdaptableModel(Protocol):
 class TrainingTask(Protocol):
     """How a family trains: `training_step(batch) -> (loss, {name: float})` plus its persistent state."""
 
-    def training_step(self, batch: Any) -> tuple["torch.Tensor", dict[str, float]]:
+    def training_step(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss of one batch (the trainer does backward / step) and scalar logs (with "loss")."""
         ...
 
-    def state(self) -> dict[str, "torch.Tensor"]:
+    def state(self) -> dict[str, torch.Tensor]:
         """The stream state saved with the checkpoint (memory items, prototypes, ...)."""
         ...
 
-    def load_state(self, state: dict[str, "torch.Tensor"]) -> None:
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
         """Restore `state()` (resume, --init)."""
         ...
 
@@ -111,7 +112,7 @@ class TrainingTask(Protocol):
 class PreparesData(Protocol):
     """A task with a pass over the training data before the first epoch (e.g. clustering)."""
 
-    def prepare(self, dataset: "ClipDataset") -> None:
+    def prepare(self, dataset: ClipDataset) -> None:
         ...
 
 
@@ -119,7 +120,7 @@ class PreparesData(Protocol):
 class CustomLoader(Protocol):
     """A task that batches its own way (episodes, precomputed flow) instead of shuffled clips."""
 
-    def make_loader(self, dataset: "ClipDataset", batch_size: int, seed: int, workers: Optional[int]) -> Any:
+    def make_loader(self, dataset: ClipDataset, batch_size: int, seed: int, workers: Optional[int]) -> Any:
         ...
 
 
@@ -127,7 +128,7 @@ class CustomLoader(Protocol):
 class SelectsParameters(Protocol):
     """A task that trains only some parameters (a stage of a multi-stage family)."""
 
-    def trainable_parameters(self) -> Iterable["torch.nn.Parameter"]:
+    def trainable_parameters(self) -> Iterable[torch.nn.Parameter]:
         ...
 
 

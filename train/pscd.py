@@ -15,7 +15,6 @@ MAAM-Net's training task), so that ψ = 0.5 weighs both branches equally whateve
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +55,7 @@ class PSCDConfig:
     psi: float
 
     @classmethod
-    def create(cls, patch, stride, psi: float, frame_hw: tuple[int, int]) -> "PSCDConfig":
+    def create(cls, patch, stride, psi: float, frame_hw: tuple[int, int]) -> PSCDConfig:
         """Resolve a config for a frame size: ints are pixels; floats in (0, 1] are relative — the
         patch as a fraction of the frame's height/width, the stride as a fraction of the patch — so
         a preset keeps "the size of a person" when the input size is overridden."""

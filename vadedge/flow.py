@@ -25,8 +25,9 @@ Providers (pick with `get_flow_provider(name, **params)` or a config dict {"name
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import cv2
 import numpy as np

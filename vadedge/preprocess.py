@@ -40,7 +40,7 @@ class InputSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "InputSpec":
+    def from_dict(cls, d: dict) -> InputSpec:
         return cls(**{k: d[k] for k in ("height", "width", "color", "frames") if k in d})
 
 

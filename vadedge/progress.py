@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, Iterable, Iterator, Optional
+from collections.abc import Iterable, Iterator
+from typing import Any, Optional
 
 
 def stderr_is_terminal() -> bool:
@@ -50,7 +51,7 @@ class _SilentBar:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "_SilentBar":
+    def __enter__(self) -> _SilentBar:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -9,9 +9,10 @@ shape and size (a large box, like a car on a footpath). Frames go to
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import cv2
 import numpy as np

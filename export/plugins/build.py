@@ -10,8 +10,9 @@ import os
 import platform
 import shutil
 import subprocess
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional
 
 from .host import PluginBuildError
 

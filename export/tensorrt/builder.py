@@ -18,16 +18,24 @@ import datetime as _dt
 import os
 import platform
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Optional
 
 from vadedge.errors import ConfigError
-
 from vadedge.runtime.engine import load_plugin_libraries, sha256_file, write_sidecar
 
-from ._trt import (STRONG_TYPING_FROM, STRONG_TYPING_ONLY_FROM, EngineError, cuda_device_info, dtype_name,
-                   import_tensorrt, make_logger, trt_version)
+from ._trt import (
+    STRONG_TYPING_FROM,
+    STRONG_TYPING_ONLY_FROM,
+    EngineError,
+    cuda_device_info,
+    dtype_name,
+    import_tensorrt,
+    make_logger,
+    trt_version,
+)
 
 PRECISIONS = ("fp32", "fp16", "int8")
 HARDWARE_LEVELS = {"ampere_plus": "AMPERE_PLUS", "same_compute_capability": "SAME_COMPUTE_CAPABILITY"}
@@ -328,5 +336,5 @@ def _sidecar_facts(trt: Any, onnx_path: Path, built: BuildConfig, *, precision: 
         "workspace_mb": int(workspace_mb),
         "inputs": built.inputs,
         "outputs": built.outputs,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
@@ -182,7 +183,7 @@ class FakeCuda(CudaApi):
 class _Bound:
     """Base of the fake's API classes; `fake` is set on the per-instance subclass FakeTensorRT makes."""
 
-    fake: "FakeTensorRT"
+    fake: FakeTensorRT
 
 
 class Weights:
@@ -315,7 +316,7 @@ class Runtime(_Bound):
         self.logger = logger
         self.engine_host_code_allowed = False
 
-    def deserialize_cuda_engine(self, data: bytes) -> Optional["Engine"]:
+    def deserialize_cuda_engine(self, data: bytes) -> Optional[Engine]:
         self.fake.calls.append(("deserialize_cuda_engine", self.engine_host_code_allowed))
         data = bytes(data)
         try:
@@ -385,14 +386,14 @@ class Engine(_Bound):
         mx = (self.spec["max_batch"],) + shape[1:]
         return ((1,) + shape[1:], mx, mx)
 
-    def create_execution_context(self) -> "Context":
+    def create_execution_context(self) -> Context:
         return Context(self, self.fake)
 
 
 class Context:
     """Runs the engine's ONNX model on the inputs found in fake device memory."""
 
-    def __init__(self, engine: Engine, fake: "FakeTensorRT") -> None:
+    def __init__(self, engine: Engine, fake: FakeTensorRT) -> None:
         self.engine, self.fake = engine, fake
         self.addr: dict[str, int] = {}
         self.shapes: dict[str, tuple] = {}

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 
 pytest.importorskip("onnx")
 
+from tests.fakes.bundles import make_toy_bundle  # noqa: E402
 from vadedge.cli import cli  # noqa: E402
 from vadedge.runtime.sinks import read_events  # noqa: E402
-from tests.fakes.bundles import make_toy_bundle  # noqa: E402
 from vadedge.synthetic import write_video  # noqa: E402
 
 FRAMES = 8

@@ -20,9 +20,9 @@ from hypothesis.extra import numpy as hnp
 
 pytest.importorskip("onnx")
 
+from tests.fakes.bundles import make_toy_bundle  # noqa: E402
 from vadedge.errors import VadedgeError  # noqa: E402
 from vadedge.runtime import Detector  # noqa: E402
-from tests.fakes.bundles import make_toy_bundle  # noqa: E402
 
 _IDS = itertools.count()
 DTYPES = [np.uint8, np.int8, np.uint16, np.int32, np.int64, np.float16, np.float32, np.float64, np.bool_]
@@ -137,7 +137,7 @@ def test_process_many_is_all_or_nothing(detectors, batch, ts):
     det, _ = detectors
     names = [f"m{next(_IDS)}" for _ in batch]
     warm = np.zeros((32, 32, 3), np.uint8)
-    det.process_many({n: warm for n in names})  # every stream has a frame shape and an index
+    det.process_many(dict.fromkeys(names, warm))  # every stream has a frame shape and an index
     before = [_snapshot(det, n) for n in names]
     try:
         out = det.process_many(dict(zip(names, batch)), {names[0]: ts})

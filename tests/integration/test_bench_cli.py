@@ -11,8 +11,8 @@ pytest.importorskip("onnxruntime")
 
 from click.testing import CliRunner  # noqa: E402
 
-from vadedge.cli import cli  # noqa: E402
 from tests.fakes.bundles import make_toy_bundle  # noqa: E402
+from vadedge.cli import cli  # noqa: E402
 
 ALL = "torch,ort-fp32,ort-fp16,ort-int8,trt"
 FAST = ["--settle", "0", "--frames", "6", "--rounds", "1", "--stream-steps", "2", "--sgemm-n", "64"]

@@ -19,8 +19,8 @@ from vadedge.calibration.int8 import check_memory_nodes_float  # noqa: E402
 from vadedge.cli import cli  # noqa: E402
 from vadedge.export import export_bundle  # noqa: E402
 from vadedge.export.functions import DOMAIN  # noqa: E402
-from vadedge.runtime.runner import StreamRunner  # noqa: E402
 from vadedge.export.verify import check_bundle  # noqa: E402
+from vadedge.runtime.runner import StreamRunner  # noqa: E402
 from vadedge.synthetic import generate_dataset  # noqa: E402
 from vadedge.train.checkpoint import save_checkpoint  # noqa: E402
 from vadedge.train.registry import get_model_entry, resolve_config  # noqa: E402

@@ -42,7 +42,7 @@ def test_export_quality_end_to_end(tmp_path, capsys):
           "--calib-clips", "10", "--rounds", "3", "--quiet"])
     res = json.loads((out / "results.json").read_text())
     assert list(res["variants"]) == ["fp32", "fp16", "int8:cpu:minmax"]
-    for name, r in res["variants"].items():
+    for r in res["variants"].values():
         for protocol in ("paper", "streaming"):
             assert 0.0 <= r[protocol]["auc"] <= 1.0
             assert r[protocol]["frames"] == 2 * (24 - 4)

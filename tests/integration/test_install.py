@@ -6,7 +6,6 @@ test does not download torch again) but install vadedge itself from the source t
 from __future__ import annotations
 
 import os
-import site
 import subprocess
 import sys
 import sysconfig

@@ -16,8 +16,8 @@ import pytest
 
 pytest.importorskip("onnx")
 
-from vadedge.runtime import open_source  # noqa: E402
 from tests.fakes.bundles import make_toy_bundle  # noqa: E402
+from vadedge.runtime import open_source  # noqa: E402
 from vadedge.synthetic import write_video  # noqa: E402
 
 VADEDGE = [sys.executable, "-c", "from vadedge.cli import main; main()"]

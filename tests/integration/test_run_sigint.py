@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("onnx")
 
-from vadedge.runtime.sinks import read_events  # noqa: E402
 from tests.fakes.bundles import make_toy_bundle  # noqa: E402
+from vadedge.runtime.sinks import read_events  # noqa: E402
 from vadedge.synthetic import write_video  # noqa: E402
 
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from vadedge import DataError, InputSpec, generate_dataset, open_split, prepare_frame
+from vadedge import DataError, InputSpec, open_split, prepare_frame
 from vadedge.synthetic import SceneGenerator, write_video
 
 

@@ -11,12 +11,17 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper  # noqa: E402
 
+from tests.fakes.tensorrt import FakeTensor, FakeTensorRT  # noqa: E402
 from vadedge.bundle import save_bundle  # noqa: E402
 from vadedge.errors import ConfigError  # noqa: E402
-from vadedge.export.deepstream import (DS_INPUT, SEQUENCE_LIBRARY, parse_config, write_deepstream_configs,  # noqa: E402
-                                       write_deepstream_onnx)
+from vadedge.export.deepstream import (  # noqa: E402
+    DS_INPUT,
+    SEQUENCE_LIBRARY,
+    parse_config,
+    write_deepstream_configs,
+    write_deepstream_onnx,
+)
 from vadedge.export.tensorrt import build_engine  # noqa: E402
-from tests.fakes.tensorrt import FakeTensor, FakeTensorRT  # noqa: E402
 
 H = W = 16
 T, CLIP, M, D = 2, 3, 4, 8

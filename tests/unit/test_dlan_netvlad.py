@@ -19,9 +19,9 @@ def test_residual_aggregation_matches_loop():
     beta = torch.softmax(torch.randn(2, 7, 4, generator=g, dtype=torch.float64), -1)
     got = netvlad_residuals(f, beta, c)
     for b in range(2):
-        for l in range(4):
-            want = sum(beta[b, n, l] * (f[b, n] - c[l]) for n in range(7))
-            torch.testing.assert_close(got[b, l], want)
+        for j in range(4):
+            want = sum(beta[b, n, j] * (f[b, n] - c[j]) for n in range(7))
+            torch.testing.assert_close(got[b, j], want)
 
 
 def _model(m: int = 3, clusters: int = 5):
@@ -34,17 +34,17 @@ def _loop_prototypes(model, x):
     intra + global L2 normalisation, the shared FC, then L2 (cosine read)."""
     c, alpha, M = model.centres.detach(), model.alpha, model.num_prototypes
     L, N = c.shape[0], x.shape[0]
-    beta = [[math.exp(-alpha * float((x[n] - c[l]).pow(2).sum())) for l in range(L)] for n in range(N)]
+    beta = [[math.exp(-alpha * float((x[n] - c[j]).pow(2).sum())) for j in range(L)] for n in range(N)]
     beta = [[v / sum(row) for v in row] for row in beta]
     kept = []
-    for l in range(M):  # ghost clusters l >= M are part of the softmax above but dropped here
-        v = sum(beta[n][l] * (x[n] - c[l]) for n in range(N))
+    for j in range(M):  # ghost clusters j >= M are part of the softmax above but dropped here
+        v = sum(beta[n][j] * (x[n] - c[j]) for n in range(N))
         kept.append(v / v.norm())
     flat = torch.cat(kept)
     flat = flat / flat.norm()
     protos = []
-    for l in range(M):
-        p = model.fc(flat[l * c.shape[1]:(l + 1) * c.shape[1]])
+    for j in range(M):
+        p = model.fc(flat[j * c.shape[1]:(j + 1) * c.shape[1]])
         protos.append(p / p.norm())
     return torch.stack(protos)
 

@@ -18,8 +18,8 @@ from onnx import TensorProto, helper  # noqa: E402
 
 from vadedge.bundle import BUNDLE_FILE, BundleError, load_bundle, save_bundle  # noqa: E402
 from vadedge.cli import cli  # noqa: E402
-from vadedge.runtime.runner import StreamRunner  # noqa: E402
 from vadedge.export.verify import check_bundle  # noqa: E402
+from vadedge.runtime.runner import StreamRunner  # noqa: E402
 
 H = W = 8
 CLIP = 2
@@ -190,8 +190,18 @@ def test_manifest_types_cover_the_json_schema():
     """Every property the JSON Schema describes is a field of the typed manifest, and vice versa."""
     import dataclasses
 
-    from vadedge.bundle import (BUNDLE_JSON_SCHEMA, EngineSpec, GraphSpec, InputSection, Manifest, ScoreSpec,
-                                SideInputSpec, Stats, TensorSpec, ThresholdSpec)
+    from vadedge.bundle import (
+        BUNDLE_JSON_SCHEMA,
+        EngineSpec,
+        GraphSpec,
+        InputSection,
+        Manifest,
+        ScoreSpec,
+        SideInputSpec,
+        Stats,
+        TensorSpec,
+        ThresholdSpec,
+    )
 
     props = BUNDLE_JSON_SCHEMA["properties"]
     graph = props["graph"]["properties"]

@@ -10,11 +10,11 @@ import pytest
 
 pytest.importorskip("onnx")
 
+from tests.fakes.bundles import make_toy_bundle  # noqa: E402
 from vadedge.errors import CallbackError, DataError  # noqa: E402
 from vadedge.runtime import Detector  # noqa: E402
 from vadedge.runtime.results import Event, FrameResult  # noqa: E402
 from vadedge.runtime.sinks import EventLog, ScoreCSV  # noqa: E402
-from tests.fakes.bundles import make_toy_bundle  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,13 @@ torch = pytest.importorskip("torch")
 from vadedge.errors import ConfigError  # noqa: E402
 from vadedge.train import create_model  # noqa: E402
 from vadedge.train.memory import l2_normalize  # noqa: E402
-from vadedge.train.models.lai import (LaiTask, lai_memory_delta, lai_memory_update,  # noqa: E402
-                                      nearest_item_distance, trace_ratio_loss)
+from vadedge.train.models.lai import (  # noqa: E402
+    LaiTask,
+    lai_memory_delta,
+    lai_memory_update,
+    nearest_item_distance,
+    trace_ratio_loss,
+)
 from vadedge.train.registry import resolve_config  # noqa: E402
 
 

@@ -6,8 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from vadedge.train.memory import (feature_distance, l2_normalize, memory_delta, memory_read,  # noqa: E402
-                                  memory_update)
+from vadedge.train.memory import feature_distance, l2_normalize, memory_delta, memory_read, memory_update  # noqa: E402
 
 
 def _unit(rng, *shape):

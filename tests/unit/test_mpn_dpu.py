@@ -8,8 +8,7 @@ torch = pytest.importorskip("torch")
 
 from vadedge.train.memory import l2_normalize  # noqa: E402
 from vadedge.train.models.mpn import MPN  # noqa: E402
-from vadedge.train.models.mpn_dpu import (DynamicPrototypeUnit, compactness_loss, diversity_loss,  # noqa: E402
-                                          prototype_formation)
+from vadedge.train.models.mpn_dpu import DynamicPrototypeUnit, compactness_loss, diversity_loss, prototype_formation  # noqa: E402
 from vadedge.train.registry import create_model, resolve_config  # noqa: E402
 
 

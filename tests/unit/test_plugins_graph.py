@@ -92,7 +92,8 @@ def test_original_graph_runs_in_onnxruntime_but_plugins_are_trt_only():
     model = _model()
     feeds = {"x": np.ones((2, 4, 8), np.float32), "memory_in": np.zeros((2, 3, 8), np.float32)}
     ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
-    with pytest.raises(Exception):  # no CPU kernel for the plugin ops: they are for TensorRT
+    fail = ort.capi.onnxruntime_pybind11_state.Fail
+    with pytest.raises(fail, match="VadMemoryRead"):  # no CPU kernel for the plugin ops: they are for TensorRT
         ort.InferenceSession(replace_with_plugins(model).SerializeToString(), providers=["CPUExecutionProvider"])
 
 

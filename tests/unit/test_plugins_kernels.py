@@ -1,5 +1,5 @@
-"""The plugin kernel math (csrc/vad_memory_math.h, csrc/vad_prototype_math.h), built for the host and called through ctypes,
-against an independent NumPy reference, the ONNX function bodies of the vadedge domain (run in ONNX
+"""The plugin kernel math (csrc/vad_memory_math.h, csrc/vad_prototype_math.h), built for the host and called
+through ctypes, against an independent NumPy reference, the ONNX function bodies of the vadedge domain (run in ONNX
 Runtime) and train/memory.py; plus nvcc compiles of the CUDA kernels for Orin and a desktop GPU.
 
 No GPU is used: the CUDA kernels are only compiled here, never run.

@@ -11,9 +11,9 @@ from vadedge.runtime.sources import IterableSource
 
 def test_an_event_open_while_a_live_source_is_down_closes_as_source_lost(tmp_path):
     pytest.importorskip("onnx")
+    from tests.fakes.bundles import make_toy_bundle
     from vadedge.runtime import Detector
     from vadedge.runtime.pipeline import run_source
-    from tests.fakes.bundles import make_toy_bundle
 
     bundle = make_toy_bundle(tmp_path / "toy", threshold=(-1e9, -1e9))
     rng = np.random.default_rng(0)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.fakes.bundles import make_toy_bundle
 from vadedge.errors import DataError
 from vadedge.runtime.buffer import FrameRing
-from tests.fakes.bundles import make_toy_bundle
 
 pytest.importorskip("onnx")
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 import csv
 
 import cv2
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
 pytest.importorskip("onnx")
 
+from tests.fakes.bundles import make_toy_bundle  # noqa: E402
 from vadedge.cli import cli  # noqa: E402
 from vadedge.runtime.sinks import read_events  # noqa: E402
-from tests.fakes.bundles import make_toy_bundle  # noqa: E402
 from vadedge.synthetic import SceneGenerator, write_video  # noqa: E402
 
 CALIB = {"psnr": {"location": 40.0, "scale": 4.0}, "feature_distance": {"location": 0.05, "scale": 0.05}}

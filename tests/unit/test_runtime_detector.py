@@ -8,10 +8,10 @@ import pytest
 
 pytest.importorskip("onnx")
 
+from tests.fakes.bundles import make_toy_bundle  # noqa: E402
 from vadedge.bundle import BundleError  # noqa: E402
 from vadedge.errors import ConfigError, DataError, VadedgeError  # noqa: E402
 from vadedge.runtime import Detector  # noqa: E402
-from tests.fakes.bundles import make_toy_bundle  # noqa: E402
 
 CALIB = {"psnr": {"location": 45.0, "scale": 5.0}, "feature_distance": {"location": 0.04, "scale": 0.02}}
 

@@ -7,8 +7,8 @@ import pytest
 
 from vadedge.bundle import ScoreSpec
 from vadedge.errors import ConfigError
-from vadedge.scoring import ema
 from vadedge.runtime.scoring import CausalScorer, EventTracker, ScoreRecipe
+from vadedge.scoring import ema
 
 
 def run(tracker: EventTracker, scores):

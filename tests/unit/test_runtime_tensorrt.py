@@ -16,6 +16,8 @@ import pytest
 
 pytest.importorskip("onnx")
 
+from tests.fakes.bundles import make_toy_bundle  # noqa: E402
+from tests.fakes.tensorrt import FakeCuda, FakeTensorRT  # noqa: E402
 from vadedge.bundle import BundleError, load_bundle  # noqa: E402
 from vadedge.errors import ConfigError, MissingDependencyError  # noqa: E402
 from vadedge.runtime import Detector  # noqa: E402
@@ -24,8 +26,6 @@ from vadedge.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E40
 from vadedge.runtime.backends.tensorrt import TensorRTBackend  # noqa: E402
 from vadedge.runtime.engine import EngineError, sidecar_path, write_sidecar  # noqa: E402
 from vadedge.runtime.scoring import ScoreRecipe  # noqa: E402
-from tests.fakes.bundles import make_toy_bundle  # noqa: E402
-from tests.fakes.tensorrt import FakeCuda, FakeTensorRT  # noqa: E402
 
 CALIB = {"psnr": {"location": 45.0, "scale": 5.0}, "feature_distance": {"location": 0.04, "scale": 0.02}}
 

@@ -11,10 +11,9 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper  # noqa: E402
 
-from vadedge.errors import ConfigError, MissingDependencyError  # noqa: E402
-from vadedge.export.tensorrt import (EngineError, build_engine, graph_precision, load_sidecar,  # noqa: E402
-                                     sidecar_path)
 from tests.fakes.tensorrt import FakeParserError, FakeTensor, FakeTensorRT  # noqa: E402
+from vadedge.errors import ConfigError, MissingDependencyError  # noqa: E402
+from vadedge.export.tensorrt import EngineError, build_engine, graph_precision, load_sidecar, sidecar_path  # noqa: E402
 
 DEVICE = {"name": "Orin", "compute_capability": "8.7"}
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from tests.fakes.tensorrt import FakeTensorRT
 from vadedge.export.tensorrt import EngineError, refit_engine, sidecar_path
 from vadedge.runtime.engine import sha256_file
-from tests.fakes.tensorrt import FakeTensorRT
 
 
 @pytest.fixture

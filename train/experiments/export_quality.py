@@ -19,9 +19,10 @@ import argparse
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -71,6 +72,7 @@ def build_variants(ckpt, variants: Sequence[dict], out: Path, calib_data: Path, 
                    report: Optional[Progress] = None) -> tuple[dict[str, Path], dict, dict]:
     """Export FP32 once, derive every variant's ONNX file; returns ({name: path}, graph, build info)."""
     import onnx
+
     from vadedge.calibration.int8 import ClipFeeds, Int8Options, quantize_int8
     from vadedge.export.fp16 import convert_to_fp16, precision_summary
     from vadedge.export.onnx_export import export_onnx
@@ -166,10 +168,9 @@ def run(model_dir: str | Path, data: str | Path, out: str | Path, *, variants: S
         calib_data: Optional[str | Path] = None, calib_clips: int = 256, calib_videos: Optional[int] = None,
         smoothing: float = 1.0, rounds: int = 50, threads: Optional[int] = 1, progress: bool = True) -> dict:
     """Build, evaluate and time every variant; write results.json and results.md into `out`."""
-    from vadedge.train.checkpoint import load_checkpoint
-
     from vadedge.bench.timing import compare_latency, format_latency
     from vadedge.datasets import open_split
+    from vadedge.train.checkpoint import load_checkpoint
 
     report = Progress(logger, progress)
     out = Path(out)

@@ -13,15 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 import torch
 
+from vadedge.bench.timing import median_time
+
 from ..memory import l2_normalize
 from ..registry import get_model_entry, resolve_config
 from ..som import adaptive_cluster
-from vadedge.bench.timing import median_time
 
 FAMILIES = ("mnad-pred", "lai", "dlan-ac")
 

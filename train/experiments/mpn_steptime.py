@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import numpy as np
 import torch
 
+from vadedge.bench.timing import median_time
+
 from ..adapt import adapt
 from ..registry import get_model_entry, resolve_config
-from vadedge.bench.timing import median_time
 
 
 def _frames(data: Optional[str], spec, n: int) -> np.ndarray:

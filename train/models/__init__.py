@@ -1,6 +1,8 @@
 """Built-in model families; importing registers them."""
-from . import mnad  # noqa: F401
-from . import mpn  # noqa: F401
-from . import lai  # noqa: F401
-from . import dlan_ac  # noqa: F401
-from . import maam_net  # noqa: F401
+from . import (
+    dlan_ac,  # noqa: F401
+    lai,  # noqa: F401
+    maam_net,  # noqa: F401
+    mnad,  # noqa: F401
+    mpn,  # noqa: F401
+)

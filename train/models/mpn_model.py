@@ -9,7 +9,8 @@ parameters of `vadedge.train.adapt.adapt`. The learned Meta-SGD step sizes α li
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -184,10 +185,10 @@ class MPN(nn.Module):
                 "aux": {"feature_mse": fmse}, "pred": pred, "target": target}
 
     # ----- per-stream adaptation (evaluation / runtime) --------------------------------------------
-    def with_params(self, params: Mapping[str, torch.Tensor]) -> "AdaptedMPN":
+    def with_params(self, params: Mapping[str, torch.Tensor]) -> AdaptedMPN:
         return AdaptedMPN(self, dict(params))
 
-    def adapt_stream(self, frames: np.ndarray | torch.Tensor, k: int) -> "AdaptedMPN":
+    def adapt_stream(self, frames: np.ndarray | torch.Tensor, k: int) -> AdaptedMPN:
         """Adapt on the first k clips of a stream's uint8 frames (N, H, W, C); score from clip k on."""
         from ..adapt import adapt
 

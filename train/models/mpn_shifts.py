@@ -17,8 +17,8 @@ size), so it applies after `prepare_frame` and before the model, exactly where a
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import cv2
 import numpy as np

@@ -18,8 +18,7 @@ import numpy as np
 
 from .._optional import require
 from .._version import __version__
-from ..bundle import (GraphSpec, InputSection, Manifest, ScoreSpec, Stats, TensorSpec, ThresholdSpec,
-                      save_bundle)
+from ..bundle import GraphSpec, InputSection, Manifest, ScoreSpec, Stats, TensorSpec, ThresholdSpec, save_bundle
 
 Batch = Union[int, str]
 FAMILY = "synthetic"

@@ -14,9 +14,10 @@ import importlib.util
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -333,7 +334,7 @@ def parse_session_config(text: Optional[str]) -> dict:
     return out
 
 
-def add_ab_rows(rows: list["Row"], session_config: dict) -> list["Row"]:
+def add_ab_rows(rows: list[Row], session_config: dict) -> list[Row]:
     """After every available ORT row, a twin '<backend>+ab' loading the same model with `session_config`."""
     out = []
     for row in rows:

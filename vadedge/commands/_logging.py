@@ -23,7 +23,8 @@ import inspect
 import logging
 import os
 import sys
-from typing import Any, Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Any, Optional
 
 import click
 

@@ -12,8 +12,8 @@ from ._logging import verbosity_options
 @user_errors
 def models() -> None:
     """List registered model families and their presets."""
+    from vadedge.train.flops import count_parameters, gmac_per_frame
     from vadedge.train.registry import get_model_entry, list_models
-    from vadedge.train.flops import gmac_per_frame, count_parameters
 
     for name in list_models():
         entry = get_model_entry(name)

@@ -26,7 +26,7 @@ def synth(out: Path, train_videos: int, test_videos: int, frames_per_video: int,
     try:
         h, w = (int(x) for x in size.lower().split("x"))
     except ValueError:
-        raise click.BadParameter(f"expected HxW such as 96x128, got {size!r}", param_hint="--size")
+        raise click.BadParameter(f"expected HxW such as 96x128, got {size!r}", param_hint="--size") from None
     root = generate_dataset(out, train_videos=train_videos, test_videos=test_videos,
                             frames_per_video=frames_per_video, height=h, width=w, seed=seed)
     click.echo(f"wrote {train_videos} normal and {test_videos} test videos of {frames_per_video} frames to {root}")

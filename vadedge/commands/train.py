@@ -51,7 +51,8 @@ def train(model_name: str, preset: Optional[str], data: Path, out: Path, epochs:
         try:
             h, w = (int(x) for x in input_size.lower().split("x"))
         except ValueError:
-            raise click.BadParameter(f"expected HxW such as 128x192, got {input_size!r}", param_hint="--input-size")
+            raise click.BadParameter(f"expected HxW such as 128x192, got {input_size!r}",
+                                     param_hint="--input-size") from None
         overrides.update(height=h, width=w)
     from vadedge.train.trainer import train as run_training
 

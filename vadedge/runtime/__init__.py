@@ -4,11 +4,11 @@ Needs only numpy, OpenCV and ONNX Runtime; TensorRT (+ cuda-python or pycuda) an
 imported only by the backends that use them. Main entry points: `Detector.load`, `open_source`,
 `default_bundle`.
 """
+from ..scoring import CausalScorer, EventTracker, ScoreRecipe
 from .buffer import FrameRing
 from .defaults import default_bundle
 from .detector import Detector, StreamHandle
 from .results import Event, FrameResult
-from ..scoring import CausalScorer, EventTracker, ScoreRecipe
 from .runner import StreamRunner
 from .sources import Frame, Source, open_source
 

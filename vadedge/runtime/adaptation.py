@@ -8,7 +8,7 @@ inputs; TensorRT: refit). Manifest `graph.params[*].name` must be the torch para
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 

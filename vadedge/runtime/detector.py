@@ -23,8 +23,9 @@ import numbers
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -46,7 +47,7 @@ StreamKey = Union[str, "StreamHandle"]
 class StreamHandle:
     """One camera / video stream of a Detector: its frame buffer, state, parameters and scorer."""
 
-    def __init__(self, detector: "Detector", name: str) -> None:
+    def __init__(self, detector: Detector, name: str) -> None:
         self.name = name
         self._det = detector
         spec = detector.spec
@@ -128,7 +129,7 @@ class Detector:
              threads: Optional[int] = None, plugin_libraries: Sequence[str] = (), engine: Union[str, Path, None] = None,
              providers: Optional[Sequence[Any]] = None, provider_options: Optional[Mapping] = None,
              cuda_graphs: bool = True, adapt_k: Optional[int] = None,
-             calibration: Optional[Mapping[str, Any]] = None) -> "Detector":
+             calibration: Optional[Mapping[str, Any]] = None) -> Detector:
         """Load a bundle folder (None = the default bundle shipped with vadedge) on a backend.
 
         backend: "auto" (a TensorRT engine of the bundle if tensorrt is installed, else ONNX Runtime
@@ -383,7 +384,7 @@ class Detector:
     def close(self) -> None:
         self.backend.close()
 
-    def __enter__(self) -> "Detector":
+    def __enter__(self) -> Detector:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -16,15 +16,15 @@ import json
 import math
 import os
 from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Iterable, Mapping, Optional, Sequence, Union
+from typing import IO, Optional, Union
 
 import cv2
 import numpy as np
 
 from ..errors import ConfigError, DataError
 from .results import Event, FrameResult
-
 
 VIDEO_SUFFIXES = (".mp4", ".avi")
 PathLike = Union[str, Path]
@@ -251,7 +251,7 @@ def draw_overlay(frame: np.ndarray, result: Optional[FrameResult], heat01: Optio
         y = lambda v: int(round((strip_height - 4) - (v - lo) / span * (strip_height - 8)))  # noqa: E731
         n = len(history)
         xs = [int(i * (w - 1) / max(n - 1, 1)) for i in range(n)]
-        for i, (v, anomalous) in enumerate(history):
+        for i, (_, anomalous) in enumerate(history):
             if anomalous:
                 cv2.line(strip, (xs[i], 0), (xs[i], strip_height - 1), (0, 0, 110), 1)
         if threshold is not None:

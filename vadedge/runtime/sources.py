@@ -24,9 +24,10 @@ import queue
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Union
+from typing import Any, Optional, Union
 
 import cv2
 import numpy as np
@@ -85,14 +86,14 @@ class Source:
         return time.time() if self.live else index / (self.fps or 25.0)
 
     # public -----------------------------------------------------------------------
-    def open(self) -> "Source":
+    def open(self) -> Source:
         """Open now (errors surface here rather than on the first frame)."""
         if not self._opened:
             self._open()
             self._opened = True
         return self
 
-    def __enter__(self) -> "Source":
+    def __enter__(self) -> Source:
         return self.open()
 
     def __exit__(self, *exc: object) -> None:

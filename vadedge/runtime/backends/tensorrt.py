@@ -18,15 +18,24 @@ tested against the fake `tensorrt` module and `FakeCuda` of tests/fakes/tensorrt
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
 from ...bundle import Bundle, BundleError, EngineSpec
 from ...errors import ConfigError
-from ..engine import (deserialize_engine, import_tensorrt, load_plugin_libraries, load_sidecar, make_logger,
-                      refit_weights, sidecar_path, sidecar_plugin_libraries)
+from ..engine import (
+    deserialize_engine,
+    import_tensorrt,
+    load_plugin_libraries,
+    load_sidecar,
+    make_logger,
+    refit_weights,
+    sidecar_path,
+    sidecar_plugin_libraries,
+)
 from .base import Backend, BackendOutput
 from .cuda import CudaApi, load_cuda_api
 

@@ -5,15 +5,15 @@ A checkpoint has no score calibration, so pass a threshold (or run through a bun
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import numpy as np
 
 from ..._optional import require
 from ..._version import __version__
-from ...bundle import (Bundle, BundleError, GraphSpec, InputSection, Manifest, ScoreSpec, SideInputSpec,
-                       TensorSpec)
+from ...bundle import Bundle, BundleError, GraphSpec, InputSection, Manifest, ScoreSpec, SideInputSpec, TensorSpec
 from ...errors import ConfigError
 from .base import Backend, BackendOutput
 
