@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -201,7 +201,7 @@ def quantize_int8(fp32_path: Union[str, Path], out_path: Union[str, Path], reade
             src = pre
         calib = {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
                  "percentile": q.CalibrationMethod.Percentile}[method]
-        extra = {"ActivationSymmetric": options.symmetric_activations, "WeightSymmetric": True}
+        extra: dict[str, Any] = {"ActivationSymmetric": options.symmetric_activations, "WeightSymmetric": True}
         if method == "percentile":
             extra["CalibPercentile"] = options.percentile
         act = q.QuantType.QInt8 if options.symmetric_activations else q.QuantType.QUInt8

@@ -16,16 +16,27 @@ import logging
 import os
 import secrets
 import shutil
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
 from vadedge._optional import require
 from vadedge._version import __version__
-from vadedge.bundle import (BUNDLE_FILE, PRECISIONS, EngineSpec, GraphSpec, InputSection, Manifest, ScoreSpec, Stats,
-                            ThresholdSpec, save_bundle)
+from vadedge.bundle import (
+    BUNDLE_FILE,
+    PRECISIONS,
+    EngineSpec,
+    GraphSpec,
+    InputSection,
+    Manifest,
+    ScoreSpec,
+    Stats,
+    ThresholdSpec,
+    save_bundle,
+)
 from vadedge.errors import ConfigError
 from vadedge.progress import Progress
 from vadedge.scoring import DEFAULT_MIN_EVENT_FRAMES, DEFAULT_SMOOTHING, DEFAULT_TARGET
@@ -271,6 +282,7 @@ def _quantize_int8(job: _Job, work: Path) -> None:
     q = opts.int8_options or Int8Options.for_target(target)
     if opts.max_calib_clips:
         q = dataclasses.replace(q, max_clips=int(opts.max_calib_clips))
+    assert opts.calib_data is not None  # check_options: INT8 needs calibration data
     job.steps.info(f"INT8: calibrating ({opts.calib_method}, up to {q.max_clips} clips) on {opts.calib_data} ...")
     reader = ClipFeeds(work / MODEL_FILES["fp32"], job.graph, job.model.spec, job.model.clip_length, job.state,
                        opts.calib_data, max_clips=q.max_clips, threads=opts.threads)
@@ -359,7 +371,7 @@ def _provenance(job: _Job) -> dict:
     data = cfg.get("data") or {}
     return {
         "vadedge_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "opset": job.opset,
         "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
         "checkpoint": {"folder": job.model_dir.resolve().name,

@@ -71,8 +71,9 @@ def make_loader(dataset: LoadableDataset, batch_size: int, *, shuffle: bool, see
     if workers is None:
         workers = 0 if dataset.cache is not None else 2
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(cast(Dataset, dataset), batch_size=batch_size, shuffle=shuffle, drop_last=shuffle and len(dataset) >= batch_size,
-                      num_workers=workers, generator=gen, persistent_workers=workers > 0)
+    return DataLoader(cast(Dataset, dataset), batch_size=batch_size, shuffle=shuffle,
+                      drop_last=shuffle and len(dataset) >= batch_size, num_workers=workers, generator=gen,
+                      persistent_workers=workers > 0)
 
 
 def fingerprint(split: Split) -> str:

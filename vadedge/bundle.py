@@ -47,9 +47,10 @@ import math
 import os
 import zipfile
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -288,7 +289,7 @@ class InputSection:
         return 1 if self.color == "gray" else 3
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "InputSection":
+    def from_dict(cls, d: Mapping) -> InputSection:
         return cls(int(d["height"]), int(d["width"]), str(d["color"]), int(d["frames"]), int(d["clip_length"]))
 
     def to_dict(self) -> dict:
@@ -307,7 +308,7 @@ class TensorSpec:
     dtype: str = "float32"
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "TensorSpec":
+    def from_dict(cls, d: Mapping) -> TensorSpec:
         return cls(str(d["name"]), str(d["input"]), str(d["output"]), tuple(int(x) for x in d["shape"]),
                    str(d["dtype"]))
 
@@ -328,7 +329,7 @@ class SideInputSpec:
     layout: Optional[str] = None  # what the values mean, for people reading vadedge.json
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "SideInputSpec":
+    def from_dict(cls, d: Mapping) -> SideInputSpec:
         prov = d.get("provider")
         return cls(str(d["name"]), str(d["input"]), tuple(int(x) for x in d["shape"]), str(d["dtype"]),
                    None if prov is None else json.loads(json.dumps(prov)), d.get("layout"))
@@ -360,7 +361,7 @@ class GraphSpec:
         return None if self.batch == "dynamic" else int(self.batch)
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "GraphSpec":
+    def from_dict(cls, d: Mapping) -> GraphSpec:
         return cls(batch=d["batch"], frames_input=str(d["frames_input"]),
                    state=tuple(TensorSpec.from_dict(s) for s in d["state"]),
                    params=tuple(TensorSpec.from_dict(s) for s in d["params"]),
@@ -403,7 +404,7 @@ class EngineSpec(_FlatSection):
     version_compatible: Optional[bool] = None
 
     @classmethod
-    def from_build(cls, file: str, precision: str, built: Mapping[str, Any], **extra: Any) -> "EngineSpec":
+    def from_build(cls, file: str, precision: str, built: Mapping[str, Any], **extra: Any) -> EngineSpec:
         """The entry for an engine just built, from its sidecar document `built` (TensorRT version, GPU)."""
         device = built.get("device")
         return cls(file=file, precision=precision, tensorrt=built.get("tensorrt"),
@@ -443,7 +444,7 @@ class ScoreSpec:
     min_event_frames: int = 1
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "ScoreSpec":
+    def from_dict(cls, d: Mapping) -> ScoreSpec:
         cal = d.get("calibration")
         th = d.get("threshold")
         return cls(signs={k: int(v) for k, v in d["signs"].items()},
@@ -487,7 +488,7 @@ class Manifest:
         return "fp32" if "fp32" in self.models else next(iter(self.models))
 
     @classmethod
-    def from_dict(cls, doc: Any) -> "Manifest":
+    def from_dict(cls, doc: Any) -> Manifest:
         """Validate a vadedge.json document and return it typed; BundleError names the first problem."""
         if isinstance(doc, dict) and "schema_version" in doc:
             version = doc["schema_version"]
@@ -518,7 +519,7 @@ class Manifest:
                    score=self.score.to_dict(), provenance=json.loads(json.dumps(self.provenance)))
         return doc
 
-    def validated(self) -> "Manifest":
+    def validated(self) -> Manifest:
         """Re-check a manifest built in code (the exporter): the same rules as a loaded one."""
         return Manifest.from_dict(self.to_dict())
 

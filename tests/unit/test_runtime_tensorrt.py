@@ -1,7 +1,7 @@
 """TensorRT backend against a fake `tensorrt` module and a fake CUDA wrapper (no GPU, no TensorRT here).
 
-The fake (tests/fakes/tensorrt.py) engine computes with ONNX Runtime on the toy bundle's graph, reading its inputs from and
-writing its outputs to the fake device memory at the addresses the backend bound, so these tests
+The fake (tests/fakes/tensorrt.py) engine computes with ONNX Runtime on the toy bundle's graph, reading its inputs
+from and writing its outputs to the fake device memory at the addresses the backend bound, so these tests
 check the real plumbing: buffer sizes, host↔device copies, dynamic shapes, CUDA-graph capture and
 replay, refit — and that the results equal the ONNX Runtime backend's.
 """

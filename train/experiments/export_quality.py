@@ -22,10 +22,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
+from vadedge.bundle import GraphSpec
 from vadedge.commands._logging import DEFAULT, QUIET, console_logging
 from vadedge.progress import Progress, progress_bar
 
@@ -40,7 +41,7 @@ def parse_variant(spec: str) -> dict:
 
     parts = spec.split(":")
     precision = parts[0]
-    out = {"name": spec, "precision": precision}
+    out: dict[str, Any] = {"name": spec, "precision": precision}
     if precision == "fp32" and len(parts) == 1:
         return out
     if precision == "fp16":
@@ -69,7 +70,7 @@ def parse_variant(spec: str) -> dict:
 
 def build_variants(ckpt, variants: Sequence[dict], out: Path, calib_data: Path, *, calib_clips: int = 256,
                    threads: Optional[int] = None,
-                   report: Optional[Progress] = None) -> tuple[dict[str, Path], dict, dict]:
+                   report: Optional[Progress] = None) -> tuple[dict[str, Path], GraphSpec, dict]:
     """Export FP32 once, derive every variant's ONNX file; returns ({name: path}, graph, build info)."""
     import onnx
 
@@ -121,7 +122,7 @@ def score_videos(stream, split, spec, state, progress: bool = False, desc: str =
     return out
 
 
-def evaluate_variant(path: Path, graph: dict, model, state: dict, test, train, *, smoothing: float = 1.0,
+def evaluate_variant(path: Path, graph: GraphSpec, model, state: dict, test, train, *, smoothing: float = 1.0,
                      threads: Optional[int] = None, progress: bool = False, name: str = "") -> tuple[dict, list]:
     """Paper and streaming protocol results of one ONNX variant (same logic as vadedge.train.evaluate)."""
     from vadedge.runtime.runner import StreamRunner
@@ -199,7 +200,7 @@ def run(model_dir: str | Path, data: str | Path, out: str | Path, *, variants: S
     frames = test.videos[0].load(ckpt.model.spec)[: ckpt.model.clip_length][None]
     feeds = {graph.frames_input: np.ascontiguousarray(frames)}
     feeds.update({s.input: state[s.name][None] for s in graph.state})
-    lat = compare_latency({k: p for k, p in paths.items()}, feeds, rounds=rounds, threads=threads)
+    lat = compare_latency(dict(paths), feeds, rounds=rounds, threads=threads)
     results["latency"] = {"threads": threads, "rounds": rounds, "rows": [asdict(r) for r in lat]}
     results["machine"] = _machine()
     (out / "results.json").write_text(json.dumps(results, indent=1))

@@ -14,6 +14,7 @@ import argparse
 import json
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Optional
 
 import numpy as np
@@ -36,9 +37,17 @@ def _clips(data: Optional[str], spec, clip_length: int, batch: int) -> torch.Ten
         from vadedge.datasets import open_split
 
         video = open_split(data, "training").videos[0]
-        video.frame_files = video.frame_files[:n]
-        frames = video.load(spec)
+        if video.frame_files is not None:
+            video.frame_files = video.frame_files[:n]
+        frames = video.load(spec)[:n]
     return torch.from_numpy(np.stack([frames[i:i + clip_length] for i in range(batch)]))
+
+
+def _train_step(task, clips: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+    loss, _ = task.training_step(clips)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
 
 
 def measure(data: Optional[str] = None, preset: str = "edge-s", repeats: int = 3,
@@ -57,18 +66,12 @@ def measure(data: Optional[str] = None, preset: str = "edge-s", repeats: int = 3
         opt = torch.optim.Adam(net.parameters(), lr=cfg["train"]["lr"])
         clips = _clips(data, net.spec, net.clip_length, cfg["train"]["batch_size"])
 
-        def step() -> None:
-            loss, _ = task.training_step(clips)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
         net.train()
-        wall, cpu = median_time(step, repeats)
+        wall, cpu = median_time(partial(_train_step, task, clips, opt), repeats)
         net.eval()
         state = {k: v.unsqueeze(0) for k, v in net.initial_state().items()}
         with torch.inference_mode():
-            s_wall, s_cpu = median_time(lambda: net.stream_step(clips[:1], state), repeats)
+            s_wall, s_cpu = median_time(partial(net.stream_step, clips[:1], state), repeats)
         out[name] = {"batch": cfg["train"]["batch_size"], "train_wall_s": wall, "train_cpu_s": cpu,
                      "score_wall_s": s_wall, "score_cpu_s": s_cpu}
         if name == "dlan-ac":

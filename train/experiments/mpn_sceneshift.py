@@ -107,7 +107,7 @@ def score_videos(ckpt: Checkpoint, videos: list, k: int,
 def trim(videos: list[VideoScores], first: int) -> list[VideoScores]:
     """The same videos restricted to frames ≥ `first` (a common frame set across K)."""
     return [VideoScores(v.name, first, {c: x[first - v.first:] for c, x in v.components.items()},
-                        v.labels[first - v.first:]) for v in videos]
+                        v.labels[first - v.first:] if v.labels is not None else None) for v in videos]
 
 
 def _psnr_means(videos: list[VideoScores]) -> dict[str, float]:
@@ -155,7 +155,7 @@ def evaluate_conditions(conditions: Sequence[Condition], data: str | Path, *, st
         elif streaming:
             calib_scores, _ = score_videos(cond.ckpt, videos(train_split, cond.ckpt, cond.shift), cond.k)
             stats = calibrate(calib_scores)
-            row["auc_streaming_common"] = summarise(common, [fuse(v.components, signs, weights, stats)
+            row["auc_streaming_common"] = summarise(common, [np.asarray(fuse(v.components, signs, weights, stats))
                                                              for v in common])["auc"]
         row["seconds"] = round(time.time() - t0, 1)
         rows.append(row)
@@ -175,7 +175,8 @@ def format_table(rows: list[dict]) -> str:
         label = r["label"] + (f" (θ' from {r['adapted_on']})" if r.get("adapted_on") else "")
         cells = [label, r["shift"], str(r["k"]), f"{100 * r['auc_paper_common']:.2f}",
                  f"{100 * r['auc_paper_code']:.2f}"]
-        cells += [f"{100 * r['auc_streaming_common']:.2f}" if "auc_streaming_common" in r else "—"] if has_stream else []
+        if has_stream:
+            cells.append(f"{100 * r['auc_streaming_common']:.2f}" if "auc_streaming_common" in r else "—")
         cells += [f"{r['psnr_normal']:.2f} / {r['psnr_anomalous']:.2f}", f"{r['adapt_seconds_mean']:.3f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from functools import partial
 from typing import Optional
 
 import numpy as np
@@ -31,8 +32,9 @@ def _frames(data: Optional[str], spec, n: int) -> np.ndarray:
     from vadedge.datasets import open_split
 
     video = open_split(data, "training").videos[0]
-    video.frame_files = video.frame_files[:n]
-    return video.load(spec)
+    if video.frame_files is not None:
+        video.frame_files = video.frame_files[:n]
+    return video.load(spec)[:n]
 
 
 def measure(data: Optional[str] = None, preset: str = "edge-s", repeats: int = 3, threads: Optional[int] = None,
@@ -71,6 +73,7 @@ def measure(data: Optional[str] = None, preset: str = "edge-s", repeats: int = 3
         task = mpn_entry.task(model, dict(tcfg), stage=stage)  # resolves the per-stage batch size
         task.prepare(None)
         bs = int(task.cfg["batch_size"])
+        batch: dict[str, torch.Tensor] | torch.Tensor
         if stage == "meta":
             k = int(tcfg["shots"])
             idx = torch.from_numpy(rng.integers(0, len(clips), (bs, 2 * k)))
@@ -80,8 +83,8 @@ def measure(data: Optional[str] = None, preset: str = "edge-s", repeats: int = 3
         results[f"mpn_{stage}_step"] = median_time(train_step(task, task.trainable_parameters(), batch), repeats)
     model.eval()
     for k in (1, 5, 10):
-        results[f"adapt_k{k}"] = median_time(lambda: adapt(model, model.adaptable_parameters(), model.alphas(), clips[:k]),
-                                       repeats)
+        step = partial(adapt, model, model.adaptable_parameters(), model.alphas(), clips[:k])
+        results[f"adapt_k{k}"] = median_time(step, repeats)
     results["adapt_k10_frozen_part"] = median_time(lambda: model.adaptation_data(clips[:10]), repeats)
     with torch.inference_mode():
         results["score_step"] = median_time(lambda: model.stream_step(clips[:1], {}), repeats)

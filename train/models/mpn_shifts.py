@@ -13,7 +13,7 @@ size), so it applies after `prepare_frame` and before the model, exactly where a
 | scale               | factor f ~ U(0.6, 0.85), offsets ~ U(0, 1)         | zoom out: shrink, pad by edge replication |
 | brightness_contrast | brightness b ~ U(−40, 40), contrast c ~ U(0.6, 1.4) | (x − 128)·c + 128 + b, clipped |
 | blur                | σ ~ U(0.8, 2.0) pixels of the model input          | Gaussian blur |
-| noise               | σ ~ U(4, 12) grey levels, seed                     | additive Gaussian noise, new draw per frame |
+| noise               | σ ~ U(4, 12) grey levels, seed                     | additive Gaussian noise, fresh per frame |
 """
 from __future__ import annotations
 

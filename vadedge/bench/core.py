@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -98,7 +98,7 @@ def parse_sizes(text: Optional[str]) -> list[tuple[int, int]]:
 
 
 def machine_info(threads: Optional[int]) -> dict:
-    info = {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
+    info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
             "python": platform.python_version(), "threads": threads, "cpu": platform.processor() or None}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -198,6 +198,8 @@ def _load_rows(rows: list[Row], threads: int) -> dict:
     for row in rows:
         if row.available:
             try:
+                if row.load is None:
+                    raise RuntimeError("the row has no loader")
                 dets[row.backend] = row.load(threads)
             except Exception as exc:  # noqa: BLE001 - reported in the row
                 row.reason = f"failed to load: {type(exc).__name__}: {exc}"
@@ -317,8 +319,11 @@ def _ratios(rows: list[dict]) -> dict:
 def _rss(row: Row, source: ModelSource, variant_dir: Optional[Path], frames: int, threads: int) -> dict:
     if row.backend.endswith("+ab"):
         return {"note": "same model as the row above; not measured separately"}
+    model = source.checkpoint if row.backend == "torch" else variant_dir
+    if model is None:
+        return {"note": "no model files for this row"}
     if row.backend == "torch":
-        return measure.measure_rss(source.checkpoint, "torch", None, frames, threads)
+        return measure.measure_rss(model, "torch", None, frames, threads)
     if row.backend == "trt":
-        return measure.measure_rss(variant_dir, "tensorrt", None, frames, threads)
-    return measure.measure_rss(variant_dir, "onnxruntime", row.backend.split("-")[1], frames, threads)
+        return measure.measure_rss(model, "tensorrt", None, frames, threads)
+    return measure.measure_rss(model, "onnxruntime", row.backend.split("-")[1], frames, threads)

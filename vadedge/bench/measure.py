@@ -73,7 +73,7 @@ def write_video(frames: Sequence[np.ndarray], path: Path, fps: float = 25.0) -> 
         return path
     h, w = frames[0].shape[:2]
     tmp = path.with_suffix(".tmp.mp4")
-    vw = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    vw = cv2.VideoWriter(str(tmp), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
     if not vw.isOpened():
         raise DataError(f"OpenCV cannot write {path}")
     for f in frames:

@@ -59,7 +59,7 @@ def format_latency(rows: list[Latency]) -> str:
     return "\n".join(lines)
 
 
-def median_time(fn: Callable[[], None], repeats: int) -> tuple[float, float]:
+def median_time(fn: Callable[[], object], repeats: int) -> tuple[float, float]:
     """(median wall s, median process-CPU s) of `repeats` calls of `fn` after one warm-up call.
 
     Process CPU time stays meaningful on a shared machine where wall time includes waiting.

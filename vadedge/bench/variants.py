@@ -14,7 +14,7 @@ import importlib.util
 import json
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
@@ -31,7 +31,7 @@ _SILENT = Progress(logging.getLogger(__name__), enabled=False)  # default: step 
 PRECISION = {"ort-fp32": "fp32", "ort-fp16": "fp16", "ort-int8": "int8"}
 
 
-def parse_backends(text: Union[str, list, tuple]) -> list[str]:
+def parse_backends(text: Union[str, Sequence[str]]) -> list[str]:
     """'torch,ort-fp32' → ['torch', 'ort-fp32']; ConfigError naming the valid ones for anything else."""
     items = [b.strip().lower() for b in (text.split(",") if isinstance(text, str) else text) if b.strip()]
     if not items:
@@ -99,6 +99,7 @@ def resolve_source(model: Optional[Union[str, Path]], preset: Optional[str], wor
         from ..export import export_bundle
 
         report.info(f"exporting {src.label} to ONNX (dynamic batch) ...")
+        assert src.checkpoint is not None  # a checkpoint source
         src.bundle = export_bundle(src.checkpoint, out, batch="dynamic", score_data=False, progress=False)
     return src
 
@@ -285,7 +286,7 @@ def _ort_row(row: Row, vb: Optional[VariantBundle], source: ModelSource, workdir
     if precision not in models:
         if given.get(precision) is not None:
             vb.add_model(precision, _load_onnx_path(given[precision], precision))
-        elif precision in source_models(source):
+        elif source.bundle is not None and precision in source_models(source):
             vb.add_model(precision, load_bundle(source.bundle).model_file(precision))
         elif not _has("onnx"):
             row.reason = f"deriving the {precision} model needs onnx: pip install 'vadedge[export]'"

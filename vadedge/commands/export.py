@@ -119,7 +119,7 @@ def _int(value: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not a number or 'dynamic'", param_hint="--batch")
+        raise click.BadParameter(f"{value!r} is not a number or 'dynamic'", param_hint="--batch") from None
 
 
 @export_group.command("build-plugins")

@@ -301,7 +301,7 @@ class Detector:
         else:
             buckets = [ready]
         size = self.backend.batch
-        chunks = []
+        chunks: list[list[StreamHandle]] = []
         for bucket in buckets:
             step = size or len(bucket)
             chunks.extend(bucket[i:i + step] for i in range(0, len(bucket), step))
@@ -429,7 +429,7 @@ class Detector:
         if h.adapt_clips is None or h.adapted:
             return
         h.adapt_clips.append(np.array(h.ring.clip()))
-        if len(h.adapt_clips) >= self.adapt_k:
+        if self.adapt_k is not None and len(h.adapt_clips) >= self.adapt_k:
             clips = np.stack(h.adapt_clips)
             h.adapt_clips = None
             self.adapt(h, clips=clips)

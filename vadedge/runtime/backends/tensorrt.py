@@ -86,6 +86,7 @@ class TensorRTBackend(Backend):
     """Runs a deserialised engine; see the module docstring."""
 
     name = "tensorrt"
+    bundle: Bundle  # never None here: an engine always belongs to a bundle
 
     def __init__(self, bundle: Bundle, *, engine: Optional[str | Path] = None, device: str = "cuda:0",
                  precision: Optional[str] = None, plugin_libraries: Sequence[str] = (), cuda_graphs: bool = True,
