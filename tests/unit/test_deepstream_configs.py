@@ -44,11 +44,14 @@ def _bundle(tmp_path, color="gray", batch=1):
         helper.make_node("Reshape", ["xm", "shape_b11"], ["xm3"]),
         helper.make_node("Add", ["m2", "xm3"], ["memory_out"]),
     ]
-    inits = [helper.make_tensor("s0", TensorProto.INT64, [1], [0]), helper.make_tensor("s1", TensorProto.INT64, [1], [1]),
-             helper.make_tensor("ax1", TensorProto.INT64, [1], [1]), helper.make_tensor("two", TensorProto.FLOAT, [], [2.0]),
+    inits = [helper.make_tensor("s0", TensorProto.INT64, [1], [0]),
+             helper.make_tensor("s1", TensorProto.INT64, [1], [1]),
+             helper.make_tensor("ax1", TensorProto.INT64, [1], [1]),
+             helper.make_tensor("two", TensorProto.FLOAT, [], [2.0]),
              helper.make_tensor("shape_b11", TensorProto.INT64, [3], [-1, 1, 1])]
     graph = helper.make_graph(nodes, "tiny", [frames, mem_in],
-                              [f32("psnr", [batch]), f32("feature_distance", [batch]), f32("memory_out", [batch, M, D])],
+                              [f32("psnr", [batch]), f32("feature_distance", [batch]),
+                               f32("memory_out", [batch, M, D])],
                               initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     root = tmp_path / "bundle"

@@ -214,7 +214,8 @@ def test_plugin_libraries(tmp_path, fp32):
 
 
 def test_dynamic_batch_gets_an_optimisation_profile(tmp_path, fp32):
-    trt = FakeTensorRT("10.3.0", inputs=[FakeTensor("frames", (-1, 5, 64, 64, 1)), FakeTensor("memory_in", (-1, 10, 32))])
+    trt = FakeTensorRT("10.3.0",
+                       inputs=[FakeTensor("frames", (-1, 5, 64, 64, 1)), FakeTensor("memory_in", (-1, 10, 32))])
     side = _build(tmp_path, fp32, trt, precision="fp32", batch_profile=(1, 4, 16))
     (profile,) = [c[1] for c in trt.calls if c[0] == "add_optimization_profile"]
     assert profile["frames"] == ((1, 5, 64, 64, 1), (4, 5, 64, 64, 1), (16, 5, 64, 64, 1))
