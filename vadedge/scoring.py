@@ -1,5 +1,7 @@
 """The one scoring core: robust statistics → fusion → causal EMA → hysteresis threshold → events.
 
+Why causal, and where it sits in the data flow: docs/design.md §5, §8.
+
 Used by the runtime (`Detector`, per frame), by score calibration (`vadedge export`, per video
 array) and by `vadedge eval` (the streaming protocol runs through `Detector`, hence through this
 module). numpy only: no torch, no ONNX Runtime.

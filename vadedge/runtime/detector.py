@@ -1,4 +1,4 @@
-"""`Detector`: frames in, `FrameResult`s and events out, for one or many streams.
+"""`Detector`: frames in, `FrameResult`s and events out, for one or many streams (docs/design.md §8).
 
     det = Detector.load("bundle/")                 # backend="auto": TensorRT engine > ORT GPU > ORT CPU
     r = det.process(frame)                         # one stream ("default")

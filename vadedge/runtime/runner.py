@@ -3,7 +3,7 @@
 Every caller that runs a bundle's graph over frames goes through it: `Detector` (one runner for all its
 streams, batching them), export (score calibration and the parity checks), INT8 calibration and the
 benchmark's model-only calls. It keeps no per-stream state itself: callers pass the state in and get the
-next state back, so one runner serves any number of streams.
+next state back, so one runner serves any number of streams (docs/design.md §1, §8).
 
 Key convention: state, adapted parameters and side inputs are keyed by their vadedge.json *names*
 (`graph.state[].name`, e.g. "memory"), never by graph tensor names ("memory_in" / "memory_out").
