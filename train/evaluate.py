@@ -24,15 +24,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-from vadedge._optional import require
 from vadedge.datasets import Split, Video, open_split
 from vadedge.errors import CheckpointError, ConfigError, DataError
 from vadedge.metrics import alarm_metrics, equal_error_rate, frame_auc, has_both_classes, minmax_normalise
 from vadedge.preprocess import prepare_frame
 from vadedge.progress import progress_bar
 from vadedge.scoring import DEFAULT_MIN_EVENT_FRAMES, DEFAULT_SMOOTHING, RobustStats, calibrate_scores, fit_stats
-
-from .protocols import HostInputs
 
 PROTOCOLS = ("paper", "streaming", "both")
 DEFAULT_FPS = 10.0  # UCSD Ped2 / Ped1 frame rate; pass the footage's own rate for other data
@@ -63,26 +60,6 @@ class VideoScores:
         if self.labels is None:
             raise DataError(f"video {self.name} has no labels")
         return self.labels
-
-
-def score_frames(model, state: dict, frames: np.ndarray) -> dict[str, np.ndarray]:
-    """Reference torch stream (tests, experiments): run `model` over uint8 frames (N, H, W, C) from an
-    unbatched initial `state`, carrying the state; every frame with a full clip gets each component.
-    """
-    torch = require("torch")
-    st = {k: v.unsqueeze(0) for k, v in state.items()}
-    n_clip = model.clip_length
-    video = torch.from_numpy(frames)
-    values: dict[str, list[float]] = {k: [] for k in model.score_components}
-    host = model.host_inputs if isinstance(model, HostInputs) else None  # e.g. MAAM-Net's flow, computed outside
-    with torch.inference_mode():
-        for t in range(n_clip - 1, len(frames)):
-            clip = video[t - n_clip + 1:t + 1].unsqueeze(0)
-            out = model.stream_step(clip, st, **(host(clip) if host is not None else {}))
-            st = out["state"]
-            for k in values:
-                values[k].append(out["scores"][k].item())
-    return {k: np.asarray(v) for k, v in values.items()}
 
 
 def stream_video(det: Any, video: Video, stream: str, *, fps: float = DEFAULT_FPS, adapt_k: int = 0) -> VideoScores:

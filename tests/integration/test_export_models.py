@@ -21,7 +21,6 @@ from vadedge.preprocess import prepare_frame  # noqa: E402
 from vadedge.runtime.runner import StreamRunner  # noqa: E402
 from vadedge.synthetic import SceneGenerator  # noqa: E402
 from vadedge.train import create_model, list_models  # noqa: E402
-from vadedge.train.evaluate import score_frames  # noqa: E402
 
 FAMILIES = list_models()
 # architecture options exported like a family of their own: "family+option=value"
@@ -123,7 +122,7 @@ def test_streaming_parity_over_a_video(name, exported):
     """110 frames of one synthetic video, the state carried by the ONNX caller: the same score sequence."""
     ex = exported(name)
     frames = _frames(ex.model.spec, 110, seed=3)
-    want = score_frames(ex.model, ex.state, frames)
+    want = StreamRunner.for_torch(ex.model, ex.state).score_frames(frames)
     got = StreamRunner.for_model(ex.path, ex.graph, ex.model.clip_length, ex.state_np()).score_frames(frames)
     assert len(next(iter(got.values()))) == 110 - ex.model.clip_length + 1 >= 100
     for comp in ex.model.score_components:

@@ -36,10 +36,11 @@ from vadedge.commands._logging import DEFAULT, QUIET, console_logging
 from vadedge.datasets import Split, open_split
 from vadedge.errors import ConfigError, VadedgeError
 from vadedge.progress import Progress
+from vadedge.runtime.runner import StreamRunner
 from vadedge.scoring import fuse
 
 from ..checkpoint import Checkpoint, load_checkpoint
-from ..evaluate import VideoScores, calibrate, paper_scores, score_frames, summarise
+from ..evaluate import VideoScores, calibrate, paper_scores, summarise
 from ..models.mpn_shifts import Shift, parse_shift
 from ..trainer import train
 
@@ -98,7 +99,7 @@ def score_videos(ckpt: Checkpoint, videos: list, k: int,
         t0 = time.perf_counter()
         scorer = model.adapt_stream(frames if adapt_frames is None else adapt_frames[i], k)
         seconds.append(time.perf_counter() - t0)
-        comps = score_frames(scorer, ckpt.state, frames[k:])
+        comps = StreamRunner.for_torch(scorer, ckpt.state).score_frames(frames[k:])
         first = model.clip_length - 1 + k
         out.append(VideoScores(name, first, comps, labels[first:] if labels is not None else None))
     return out, seconds

@@ -23,6 +23,8 @@ from ..bundle import Bundle, BundleError, GraphSpec
 from .backends.base import Backend, BackendOutput
 
 if TYPE_CHECKING:
+    from vadedge.train.protocols import StreamModel
+
     from ..flow import FlowProvider
 
 
@@ -63,6 +65,18 @@ class StreamRunner:
         graph = graph if isinstance(graph, GraphSpec) else GraphSpec.from_dict(graph)
         backend = OnnxRuntimeBackend.for_model(model, graph, precision=precision, threads=threads)
         return cls(backend, state, clip_length, side_providers(graph, backend.label))
+
+    @classmethod
+    def for_torch(cls, model: StreamModel, state: Optional[Mapping] = None, *, device: str = "cpu",
+                  threads: Optional[int] = None) -> StreamRunner:
+        """A torch stream model in memory (train/protocols.py `StreamModel`) run as it is, from its
+        unbatched `state` (default: `model.initial_state()`): the torch reference that export parity
+        checks compare ONNX against, and the loop experiments score with. Needs vadedge[train]."""
+        from .backends.torch import TorchBackend, numpy_state
+
+        state = numpy_state(model.initial_state() if state is None else state)
+        backend = TorchBackend.for_model(model, state, device=device, threads=threads)
+        return cls(backend, state, model.clip_length, side_providers(backend.graph, backend.label))
 
     # ------------------------------------------------------------------ state
     @property

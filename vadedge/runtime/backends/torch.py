@@ -1,4 +1,5 @@
-"""torch backend: runs a training checkpoint (`vadedge train` output) through its MODEL PROTOCOL.
+"""torch backend: runs a training checkpoint (`vadedge train` output), or a stream model in memory,
+through its MODEL PROTOCOL (train/protocols.py `StreamModel`).
 
 For research and for checking an exported bundle against its source model; needs vadedge[train].
 A checkpoint has no score calibration, so pass a threshold (or run through a bundle for events).
@@ -7,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -15,7 +16,10 @@ from ..._optional import require
 from ..._version import __version__
 from ...bundle import Bundle, BundleError, GraphSpec, InputSection, Manifest, ScoreSpec, SideInputSpec, TensorSpec
 from ...errors import ConfigError
-from .base import Backend, BackendOutput
+from .base import Backend, BackendOutput, GraphIO
+
+if TYPE_CHECKING:
+    from vadedge.train.protocols import StreamModel
 
 _CACHE: dict[str, Any] = {}
 
@@ -55,28 +59,43 @@ def checkpoint_of(bundle: Bundle) -> Path:
                       f"{', '.join(str(c) for c in cands)}); the torch backend and MPN adaptation need it")
 
 
+def model_graph(model: Any, state: Mapping[str, np.ndarray], *, adaptable: bool = False) -> GraphSpec:
+    """The `graph` section of a torch stream model (train/protocols.py StreamModel): its state items, score
+    components and host side inputs, keyed by the same names as an exported graph; with `adaptable`, an
+    AdaptableModel's θ as explicit parameter inputs (their values are then part of the runner's state)."""
+    from vadedge.train.protocols import AdaptableModel, HostInputs
+
+    items = [TensorSpec(k, f"{k}_in", f"{k}_out", tuple(np.shape(v))) for k, v in state.items()]
+    params = []
+    if adaptable and isinstance(model, AdaptableModel):
+        params = [TensorSpec(n, n, n, tuple(p.shape)) for n, p in model.adaptable_parameters().items()]
+    side = [SideInputSpec(k, k, tuple(v["shape"]), provider=v.get("provider"))
+            for k, v in (model.side_inputs if isinstance(model, HostInputs) else {}).items()]
+    return GraphSpec(batch="dynamic", frames_input="frames", state=tuple(items), params=tuple(params),
+                     scores={c: c for c in model.score_components}, extra_outputs={"error_map": "error_map"},
+                     side_inputs=tuple(side))
+
+
+def numpy_state(state: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Torch tensors (or arrays) by name as numpy arrays on the host."""
+    torch = require("torch")
+    return {k: v.detach().cpu().numpy() if torch.is_tensor(v) else np.asarray(v) for k, v in state.items()}
+
+
 def bundle_from_checkpoint(path: str | Path) -> Bundle:
     """An in-memory bundle description of a checkpoint folder (uncalibrated, dynamic batch)."""
-    from vadedge.train.protocols import AdaptableModel, HostInputs
+    from vadedge.train.protocols import AdaptableModel
 
     ckpt = _load(Path(path))
     model = ckpt.model
-    state = {k: v.detach().cpu().numpy() for k, v in ckpt.state.items()}
-    items = [TensorSpec(k, f"{k}_in", f"{k}_out", tuple(v.shape)) for k, v in state.items()]
-    params = []
+    state = numpy_state(ckpt.state)
+    graph = model_graph(model, state, adaptable=True)
     if isinstance(model, AdaptableModel):
-        for name, p in model.adaptable_parameters().items():
-            params.append(TensorSpec(name, name, name, tuple(p.shape)))
-            state[name] = p.detach().cpu().numpy()
-    side = [SideInputSpec(k, k, tuple(v["shape"]), provider=v.get("provider"))
-            for k, v in (model.side_inputs if isinstance(model, HostInputs) else {}).items()]
+        state.update(numpy_state(model.adaptable_parameters()))
     manifest = Manifest(
         family=ckpt.config.get("name", "unknown"), preset=ckpt.config.get("preset"),
         input=InputSection(**model.spec.to_dict(), clip_length=int(model.clip_length)),
-        graph=GraphSpec(batch="dynamic", frames_input="frames", state=tuple(items), params=tuple(params),
-                        scores={c: c for c in model.score_components}, extra_outputs={"error_map": "error_map"},
-                        side_inputs=tuple(side)),
-        models={"fp32": "model.safetensors"}, state_file="state.safetensors",
+        graph=graph, models={"fp32": "model.safetensors"}, state_file="state.safetensors",
         score=ScoreSpec(signs={k: int(v) for k, v in model.score_components.items()},
                         weights={k: float(v) for k, v in model.score_weights.items()}),
         provenance={"vadedge_version": __version__, "checkpoint": {"name": ckpt.config.get("name")}},
@@ -85,20 +104,49 @@ def bundle_from_checkpoint(path: str | Path) -> Bundle:
 
 
 class TorchBackend(Backend):
-    """`model.stream_step` under torch.inference_mode; params (MPN θ') are shared by a call's clips."""
+    """`model.stream_step` under torch.inference_mode; params (MPN θ') are shared by a call's clips.
+
+    Two ways in: a bundle whose checkpoint it loads (`vadedge run --backend torch`), or `for_model`, a
+    stream model already in memory (the torch reference that export parity tests and experiments run
+    through `StreamRunner.for_torch`)."""
 
     name = "torch"
+    graph: GraphSpec  # the model's graph section (the bundle's, or built from the model by `for_model`)
+    ckpt: Any  # the loaded checkpoint, None for `for_model`
+    model: Any  # the StreamModel that runs
 
     def __init__(self, bundle: Bundle, *, device: str = "cpu", threads: Optional[int] = None) -> None:
         super().__init__(bundle)
+        self.graph = bundle.manifest.graph
+        self._setup(device, threads)
+        self.ckpt = _load(checkpoint_of(bundle))
+        self.model = self.ckpt.model.to(device)
+
+    @classmethod
+    def for_model(cls, model: StreamModel, state: Mapping[str, Any], *, device: str = "cpu",
+                  threads: Optional[int] = None) -> TorchBackend:
+        """A backend for a stream model in memory, run as it is (its own weights; an adapted scorer such
+        as MPN's `adapt_stream` result carries its θ'), so the graph takes no adapted parameters.
+
+        `state`: the model's unbatched stream state by name (tensors or arrays; only names and shapes are
+        read here, the runner carries the values). The model is not moved: put it on `device` first."""
+        self = cls.__new__(cls)
+        graph = model_graph(model, numpy_state(state))
+        Backend.__init__(self, None, GraphIO.from_graph(graph))
+        self.graph = graph
+        self.label = f"model {type(model).__name__}"
+        self._setup(device, threads)
+        self.ckpt = None
+        self.model = model
+        return self
+
+    def _setup(self, device: str, threads: Optional[int]) -> None:
+        if device.startswith("tensorrt"):
+            raise ConfigError("the torch backend runs on cpu or cuda[:N]")
         self.torch = require("torch")
         if threads:
             self.torch.set_num_threads(int(threads))
-        self.ckpt = _load(checkpoint_of(bundle))
-        if device.startswith("tensorrt"):
-            raise ConfigError("the torch backend runs on cpu or cuda[:N]")
         self.device = device
-        self.model = self.ckpt.model.to(device)
 
     @property
     def batch(self) -> Optional[int]:
@@ -113,11 +161,11 @@ class TorchBackend(Backend):
             side: Optional[Mapping[str, np.ndarray]] = None) -> BackendOutput:
         torch = self.torch
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
-            st = {k: torch.from_numpy(np.asarray(v, np.float32)).to(self.device) for k, v in state.items()}
-            kw = {k: torch.from_numpy(np.ascontiguousarray(v)).to(self.device) for k, v in (side or {}).items()}
+            x = self._tensor(frames)
+            st = {k: self._tensor(v, np.float32) for k, v in state.items()}
+            kw: dict[str, Any] = {k: self._tensor(v) for k, v in (side or {}).items()}
             if params:
-                kw["params"] = {k: torch.from_numpy(np.asarray(v)).to(self.device) for k, v in params.items()}
+                kw["params"] = {k: self._tensor(v) for k, v in params.items()}
             out = self.model.stream_step(x, st, **kw)
             scores = {c: out["scores"][c].float().cpu().numpy().reshape(-1) for c, _ in self.io.scores}
             new_state = {k: v.float().cpu().numpy() for k, v in out["state"].items()}
@@ -131,3 +179,9 @@ class TorchBackend(Backend):
                 err = torch.nn.functional.avg_pool2d(err, _error_map_stride()).squeeze(1)
                 extras["error_map"] = err.cpu().numpy()
         return BackendOutput(scores, new_state, extras)
+
+    def _tensor(self, array: np.ndarray, dtype: Optional[type] = None) -> Any:
+        """A host array as a tensor on the device (read-only views, e.g. broadcast clips, are copied first:
+        torch tensors are always writable)."""
+        a = np.ascontiguousarray(array, dtype=dtype)
+        return self.torch.from_numpy(a if a.flags.writeable else a.copy()).to(self.device)
