@@ -265,7 +265,7 @@ class Fitted:
 
 
 def robust(x: np.ndarray) -> tuple[float, float]:
-    from vadedge.metrics import RobustStats
+    from vadedge.scoring import RobustStats
 
     st = RobustStats.fit(x)
     return st.location, st.scale
@@ -306,13 +306,13 @@ def fit(cand: Candidate, videos: Sequence[Video], bundle_weights: dict[str, floa
 
 
 def smoothed(f: Fitted, v: Video, baseline: int) -> np.ndarray:
-    from vadedge.metrics import ema
+    from vadedge.scoring import ema
 
     return ema(f.fused(v, baseline), SMOOTHING)
 
 
 def threshold(f: Fitted, videos: Sequence[Video], baseline: int) -> tuple[float, float]:
-    from vadedge.calibration.scores import fit_threshold
+    from vadedge.scoring import fit_threshold
 
     t = fit_threshold(np.concatenate([smoothed(f, v, baseline) for v in videos]), TARGET)
     return t["on"], t["off"]
@@ -320,7 +320,7 @@ def threshold(f: Fitted, videos: Sequence[Video], baseline: int) -> tuple[float,
 
 def track(score: np.ndarray, on: float, off: float) -> tuple[np.ndarray, int]:
     """Per-frame 'in a confirmed event' flags and the number of events (the runtime's EventTracker)."""
-    from vadedge.runtime.scoring import EventTracker
+    from vadedge.scoring import EventTracker
 
     tr = EventTracker("x", on, off, MIN_EVENT)
     flags = np.zeros(score.size, dtype=bool)
@@ -331,42 +331,43 @@ def track(score: np.ndarray, on: float, off: float) -> tuple[np.ndarray, int]:
     return flags, events
 
 
+def alarms(scores: Sequence[np.ndarray], videos: Sequence[Video], on: float, off: float) -> dict:
+    """vadedge.metrics.alarm_metrics over the tracker's flags (labels all 0 for normal videos)."""
+    from vadedge.metrics import alarm_metrics
+
+    rows = []
+    for s, v in zip(scores, videos):
+        flags, _ = track(s, on, off)
+        labels = v.labels if v.labels is not None else np.zeros(s.size, int)
+        rows.append((v.name, labels, flags, 0))
+    return alarm_metrics(rows, FPS)
+
+
 def false_alarms(cand: Candidate, train: Sequence[Video], bw: dict[str, float]) -> dict:
     """Leave-videos-out on normal footage: fit stats, weights and threshold on the other folds."""
-    events = frames = over = 0
-    folds = np.array_split(np.arange(len(train)), FOLDS)
-    for held in folds:
+    alarms_n = frames = over = 0
+    seconds = 0.0
+    for held in np.array_split(np.arange(len(train)), FOLDS):
         fit_on = [v for i, v in enumerate(train) if i not in held]
         f = fit(cand, fit_on, bw)
         on, off = threshold(f, fit_on, cand.baseline)
-        for i in held:
-            s = smoothed(f, train[i], cand.baseline)
-            _, n = track(s, on, off)
-            events += n
-            frames += s.size
-            over += int((s >= on).sum())
-    return {"fa_per_hour": events / (frames / FPS / 3600), "heldout_over": over / frames, "heldout_events": events}
+        scores = [smoothed(f, train[i], cand.baseline) for i in held]
+        m = alarms(scores, [train[i] for i in held], on, off)
+        alarms_n += m["false_alarms"]
+        seconds += m["normal_seconds"]
+        frames += sum(s.size for s in scores)
+        over += sum(int((s >= on).sum()) for s in scores)
+    return {"fa_per_hour": alarms_n / seconds * 3600, "heldout_over": over / frames, "heldout_alarms": alarms_n}
 
 
 def delays(scores: Sequence[np.ndarray], test: Sequence[Video], on: float, off: float) -> dict:
-    """Detection delay from each anomalous interval's first scored frame to the confirmed event."""
-    out, missed, false_events = [], 0, 0
-    for s, v in zip(scores, test):
-        flags, _ = track(s, on, off)
-        lab = v.labels.astype(bool)
-        starts = np.flatnonzero(lab & ~np.r_[False, lab[:-1]])
-        for a in starts:
-            b = a + int(np.argmin(lab[a:])) if not lab[a:].all() else lab.size
-            hit = np.flatnonzero(flags[a:b])
-            if hit.size:
-                out.append(int(hit[0]))
-            else:
-                missed += 1
-        ev_start = flags & ~np.r_[False, flags[:-1]]
-        false_events += int((ev_start & ~lab).sum())
-    return {"delay_median_frames": float(np.median(out)) if out else float("nan"),
-            "delay_max_frames": float(np.max(out)) if out else float("nan"),
-            "detected": len(out), "missed": missed, "false_events_test": false_events}
+    """Detection delay per anomalous interval (from its first scored frame) and false alarms on test."""
+    m = alarms(scores, test, on, off)
+    nan = float("nan")
+    return {"delay_median_frames": nan if m["delay_frames_median"] is None else m["delay_frames_median"],
+            "delay_max_frames": nan if m["delay_frames_max"] is None else m["delay_frames_max"],
+            "detected": m["detected"], "missed": m["missed"], "false_alarms_test": m["false_alarms"],
+            "fa_per_hour_test_normal": m["false_alarms_per_hour"]}
 
 
 def paper_auc(f: Fitted, test: Sequence[Video]) -> float:
@@ -463,11 +464,12 @@ def guard_report(train: Sequence[Video], scene: Sequence[Video]) -> dict:
 
 def analyse(data: Path, cache: Path, bundle: Optional[str], out_json: Optional[Path]) -> int:
     from vadedge.bundle import load_bundle
-    from vadedge.metrics import ema, frame_auc
+    from vadedge.metrics import frame_auc
     from vadedge.runtime.defaults import default_bundle
+    from vadedge.scoring import ema
 
     b = load_bundle(Path(bundle) if bundle else default_bundle())
-    score = b.manifest["score"]
+    score = b.manifest.score.to_dict()  # the typed ScoreSpec as the manifest dict
     bw = score["weights"]
     train = load_videos(cache, "training", 1)
     test = load_videos(cache, "testing", 1, data)
