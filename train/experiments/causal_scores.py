@@ -32,8 +32,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -55,18 +56,15 @@ def extract(data: Path, cache: Path, bundle: Optional[str], threads: int,
     for split, stride in jobs:
         out_dir = cache / f"{split}-s{stride}"
         out_dir.mkdir(parents=True, exist_ok=True)
-        for name, load, _ in source_videos(data, split):
+        for name, load in source_videos(data, split):
             path = out_dir / f"{name}.npz"
             if path.exists():
                 continue
             t0 = time.perf_counter()
             stream = det.stream(f"{split}/{name}/s{stride}")
             rows: dict[str, list] = {k: [] for k in ("frame", "psnr", "feature_distance", "score", "raw")}
-            maps = []
-            frames = load()
-            labels = None
-            if isinstance(frames, tuple):
-                frames, labels = frames
+            maps: list[np.ndarray] = []
+            frames, labels = load()
             for i, frame in enumerate(frames):
                 if i % stride:
                     continue
@@ -78,12 +76,16 @@ def extract(data: Path, cache: Path, bundle: Optional[str], threads: int,
                 rows["feature_distance"].append(r.components["feature_distance"])
                 rows["score"].append(r.score)
                 rows["raw"].append(r.raw_score)
+                if r.heatmap is None:
+                    raise RuntimeError(f"bundle gives no error map for {split}/{name}: export it with error_map")
                 maps.append(r.heatmap)
             stream.finish()
-            arrays = {k: np.asarray(v, dtype=np.int64 if k == "frame" else np.float64) for k, v in rows.items()}
+            arrays: dict[str, Any] = {k: np.asarray(v, dtype=np.int64 if k == "frame" else np.float64)
+                                      for k, v in rows.items()}
             if labels is not None:
                 arrays["labels"] = np.asarray(labels)[arrays["frame"]].astype(np.int64)
-            np.savez(path, error_map=np.stack(maps).astype(np.float32), **arrays)
+            arrays["error_map"] = np.stack(maps).astype(np.float32)
+            np.savez(path, **arrays)
             logger.info("%s s%d %s: %d frames in %.1f s", split, stride, name, len(maps),
                         time.perf_counter() - t0)
 
@@ -128,8 +130,24 @@ def pseudo_anomaly(frames: Sequence[np.ndarray], kind: str, seed: int) -> tuple[
     return out, labels
 
 
-def source_videos(data: Path, split: str) -> list[tuple[str, Callable[[], list[np.ndarray]], Optional[np.ndarray]]]:
-    """(name, frame loader, per-frame labels) of a job's videos.
+Loader = Callable[[], tuple[list[np.ndarray], Optional[np.ndarray]]]  # -> frames, per-frame labels or None
+
+
+def _frames(frames: np.ndarray) -> tuple[list[np.ndarray], Optional[np.ndarray]]:
+    return list(frames), None
+
+
+def _video_frames(video: Any) -> tuple[list[np.ndarray], Optional[np.ndarray]]:
+    return list(video.iter_frames()), None
+
+
+def _pseudo_frames(video: Any, i: int) -> tuple[list[np.ndarray], Optional[np.ndarray]]:
+    frames = [video.read_frame(j) for j in range(PSEUDO_FRAMES)]
+    return pseudo_anomaly(frames, PSEUDO_KINDS[i % len(PSEUDO_KINDS)], seed=i)
+
+
+def source_videos(data: Path, split: str) -> list[tuple[str, Loader]]:
+    """(name, loader of frames and labels) of a job's videos (test labels are attached later).
 
     split: a dataset split; "pseudo" = PSEUDO_VIDEOS of the training split, first PSEUDO_FRAMES
     frames, with a pasted object (labelled normal footage for choosing a design without test
@@ -142,16 +160,11 @@ def source_videos(data: Path, split: str) -> list[tuple[str, Callable[[], list[n
         from vadedge.synthetic import iter_synthetic_videos
 
         vids = list(iter_synthetic_videos(2, 100, height=240, width=360, seed=7, anomalous=False))
-        return [(f"{i + 1:02d}", (lambda f=f: list(f)), None) for i, (f, _) in enumerate(vids)]
+        return [(f"{i + 1:02d}", partial(_frames, f)) for i, (f, _) in enumerate(vids)]
     if split == "pseudo":
-        out = []
-        for i, v in enumerate(x for x in open_split(data, "training").videos if x.name in PSEUDO_VIDEOS):
-            def load(v=v, i=i):
-                frames = [v.read_frame(j) for j in range(PSEUDO_FRAMES)]
-                return pseudo_anomaly(frames, PSEUDO_KINDS[i % len(PSEUDO_KINDS)], seed=i)
-            out.append((v.name, load, None))
-        return out
-    return [(v.name, (lambda v=v: list(v.iter_frames())), v.labels) for v in open_split(data, split).videos]
+        chosen = [v for v in open_split(data, "training").videos if v.name in PSEUDO_VIDEOS]
+        return [(v.name, partial(_pseudo_frames, v, i)) for i, v in enumerate(chosen)]
+    return [(v.name, partial(_video_frames, v)) for v in open_split(data, split).videos]
 
 
 # ---------------------------------------------------------------------------------------------- cache
@@ -167,6 +180,12 @@ class Video:
     @property
     def size(self) -> int:
         return int(self.arrays["frame"].size)
+
+
+def labels_of(v: Video) -> np.ndarray:
+    if v.labels is None:
+        raise ValueError(f"video {v.name} has no labels")
+    return v.labels
 
 
 def load_videos(cache: Path, split: str, stride: int, data: Optional[Path] = None) -> list[Video]:
@@ -255,10 +274,10 @@ class Fitted:
     def fused(self, v: Video, baseline: int = 0) -> np.ndarray:
         total = np.zeros(v.size)
         for c, w in self.weights.items():
-            loc, scale = self.stats[c]
+            loc0, scale = self.stats[c]
             x = v.comps[c]
+            loc = np.full(x.size, loc0)
             if baseline:
-                loc = np.full(x.size, loc)
                 loc[baseline:] = np.median(x[:baseline])
             total += w * SIGNS[c] * (x - loc) / scale
         return total
@@ -381,7 +400,7 @@ def paper_auc(f: Fitted, test: Sequence[Video]) -> float:
             g = minmax_normalise(v.comps[c])
             total += w * (g if SIGNS[c] > 0 else 1.0 - g)
         per.append(total)
-    return frame_auc(np.concatenate([v.labels for v in test]), np.concatenate(per))
+    return frame_auc(np.concatenate([labels_of(v) for v in test]), np.concatenate(per))
 
 
 def evaluate(cand: Candidate, train: Sequence[Video], test: Sequence[Video], strided: dict[int, list[Video]],
@@ -390,26 +409,26 @@ def evaluate(cand: Candidate, train: Sequence[Video], test: Sequence[Video], str
 
     f = fit(cand, train, bw)
     on, off = threshold(f, train, cand.baseline)
-    labels = np.concatenate([v.labels for v in test])
+    labels = np.concatenate([labels_of(v) for v in test])
     scores = [smoothed(f, v, cand.baseline) for v in test]
     raw = np.concatenate([f.fused(v, cand.baseline) for v in test])
-    per_video = [frame_auc(v.labels, s) for v, s in zip(test, scores) if 0 < v.labels.sum() < v.size]
+    per_video = [frame_auc(labels_of(v), s) for v, s in zip(test, scores) if 0 < labels_of(v).sum() < v.size]
     res = {"name": cand.name, "weights": f.weights, "stats": f.stats, "inflation": f.inflation,
            "on": on, "off": off,
            "causal_auc": frame_auc(labels, np.concatenate(scores)), "causal_auc_raw": frame_auc(labels, raw),
            "causal_macro_auc": float(np.mean(per_video)), "paper_auc": paper_auc(f, test),
            **false_alarms(cand, train, bw), **delays(scores, test, on, off)}
     if pseudo:  # the selection criterion: normal footage with pasted objects, no test label involved
-        res["pseudo_auc"] = frame_auc(np.concatenate([v.labels for v in pseudo]),
+        res["pseudo_auc"] = frame_auc(np.concatenate([labels_of(v) for v in pseudo]),
                                       np.concatenate([smoothed(f, v, cand.baseline) for v in pseudo]))
     if scene:  # a camera the model never saw: how far normal frames land above the threshold
-        s = np.concatenate([smoothed(f, v, cand.baseline) for v in scene])
-        res["scene_median"] = float(np.median(s))
-        res["scene_over"] = float(np.mean(s >= on))
+        sc = np.concatenate([smoothed(f, v, cand.baseline) for v in scene])
+        res["scene_median"] = float(np.median(sc))
+        res["scene_over"] = float(np.mean(sc >= on))
     for stride, vids in strided.items():
-        s = [smoothed(f, v, cand.baseline) for v in vids]
-        res[f"s{stride}_over"] = float(np.mean(np.concatenate(s) >= on))
-        res[f"s{stride}_events"] = sum(track(x, on, off)[1] for x in s)
+        ss = [smoothed(f, v, cand.baseline) for v in vids]
+        res[f"s{stride}_over"] = float(np.mean(np.concatenate(ss) >= on))
+        res[f"s{stride}_events"] = sum(track(x, on, off)[1] for x in ss)
     return res
 
 
@@ -476,7 +495,7 @@ def analyse(data: Path, cache: Path, bundle: Optional[str], out_json: Optional[P
     strided = {k: vids for k in (2, 3) if (vids := load_videos(cache, "training", k))}
     pseudo = load_videos(cache, "pseudo", 1)
     scene = load_videos(cache, "scene", 1)
-    labels = np.concatenate([v.labels for v in test])
+    labels = np.concatenate([labels_of(v) for v in test])
     # 1. reproduce the SDK: its own smoothed score, and the same recomputed from the cached components
     sdk = np.concatenate([v.arrays["score"] for v in test])
     calib = score["calibration"]
