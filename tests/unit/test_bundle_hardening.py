@@ -348,3 +348,17 @@ def test_shipped_bundle_has_no_absolute_build_paths():
     assert not [s for s in strings if s.startswith(("/", "~")) or (len(s) > 2 and s[1:3] in (":\\", ":/"))]
     Manifest.from_dict(doc)
     assert math.isfinite(doc["score"]["threshold"]["on"])
+
+
+def test_synthetic_bundle_for_the_bench_is_a_valid_bundle(tmp_path):
+    """`vadedge.bench.synthetic_bundle` (product code, no test helper) writes a bundle that checks and runs."""
+    from vadedge.bench.synthetic_bundle import write_synthetic_bundle
+    from vadedge.export.verify import check_bundle
+
+    path = write_synthetic_bundle(tmp_path / "s", height=32, width=48)
+    b = check_bundle(path)
+    assert b.manifest.family == "synthetic" and b.manifest.graph.batch == "dynamic"
+    det = Detector.load(path, backend="onnxruntime", device="cpu")
+    rng = np.random.default_rng(0)
+    results = [det.process(rng.integers(0, 255, (32, 48, 3), np.uint8)) for _ in range(6)]
+    assert results[-1].score is not None and math.isfinite(results[-1].score)
