@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -27,6 +27,10 @@ from . import measure
 from .gmac import bundle_gmac
 from .peak import achieved_gflops, measure_peak, peak_share
 from .variants import ModelSource, Row, parse_backends, prepare_rows, resolve_source
+
+if TYPE_CHECKING:
+    from ..runtime import Detector
+    from .peak import PeakResult
 
 logger = logging.getLogger(__name__)
 
@@ -172,10 +176,10 @@ class _Timed:
     calls: dict[str, list[float]]  # seconds of every model-only call
     round_fps: dict[str, list[float]]  # model-only throughput of each round
     e2e: dict[str, list[dict]]  # one end-to-end pass per round
-    peaks: list  # PeakResult before and after the rounds
+    peaks: list[PeakResult]  # before and after the rounds
 
     @property
-    def peak(self):
+    def peak(self) -> PeakResult:
         return max(self.peaks, key=lambda p: p.gflops)
 
 
@@ -192,9 +196,9 @@ def _prepare_rows(cfg: BenchConfig, source: ModelSource, workdir: Path, report: 
     return rows, variant_dir
 
 
-def _load_rows(rows: list[Row], threads: int) -> dict:
+def _load_rows(rows: list[Row], threads: int) -> dict[str, Detector]:
     """{row name: Detector} of every available row; a row that fails to load keeps the reason."""
-    dets: dict[str, object] = {}
+    dets: dict[str, Detector] = {}
     for row in rows:
         if row.available:
             try:
@@ -206,7 +210,7 @@ def _load_rows(rows: list[Row], threads: int) -> dict:
     return dets
 
 
-def _timed_rounds(cfg: BenchConfig, dets: dict, raw: list[np.ndarray], frames_label: str, workdir: Path,
+def _timed_rounds(cfg: BenchConfig, dets: dict[str, Detector], raw: list[np.ndarray], frames_label: str, workdir: Path,
                   threads: int, report: Progress) -> _Timed:
     """SGEMM peak → warm-up → R rounds (model-only blocks, then end-to-end passes) → SGEMM peak again."""
     import zlib
@@ -248,7 +252,7 @@ def _result_rows(rows: list[Row], timed: _Timed, gmac: Optional[float]) -> list[
     return out
 
 
-def _scaling_tables(cfg: BenchConfig, rows: list[Row], dets: dict, source: ModelSource,
+def _scaling_tables(cfg: BenchConfig, rows: list[Row], dets: dict[str, Detector], source: ModelSource,
                     variant_dir: Optional[Path], raw: list[np.ndarray], workdir: Path, threads: int,
                     report: Progress) -> dict:
     """{"streams": throughput vs streams of the ORT rows, "sizes": throughput vs input size} (None = skipped)."""
@@ -270,8 +274,9 @@ def _p(x: Optional[str]) -> Optional[Path]:
     return Path(x) if x else None
 
 
-def _model_info(source: ModelSource, dets: dict) -> dict:
-    info = {"source": source.label, "kind": source.kind, "checkpoint": str(source.checkpoint or "") or None}
+def _model_info(source: ModelSource, dets: dict[str, Detector]) -> dict:
+    info: dict[str, Any] = {"source": source.label, "kind": source.kind,
+                            "checkpoint": str(source.checkpoint) if source.checkpoint else None}
     det = next(iter(dets.values()), None)
     if det is not None:
         m = det.bundle.manifest

@@ -16,14 +16,19 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
 from ..errors import DataError
 from ..preprocess import prepare_frame
+
+if TYPE_CHECKING:
+    from ..preprocess import InputSpec
+    from ..runtime import Detector
+    from ..runtime.runner import StreamRunner
 
 
 def synthetic_frames(count: int, height: int = 240, width: int = 360, seed: int = 0) -> list[np.ndarray]:
@@ -83,7 +88,7 @@ def write_video(frames: Sequence[np.ndarray], path: Path, fps: float = 25.0) -> 
     return path
 
 
-def clips_of(frames: Sequence[np.ndarray], spec, clip_length: int) -> np.ndarray:
+def clips_of(frames: Sequence[np.ndarray], spec: InputSpec, clip_length: int) -> np.ndarray:
     """Preprocessed sliding clips uint8 [T − N + 1, N, H, W, C] (views into one array)."""
     pre = np.stack([prepare_frame(f, spec) for f in frames])
     n = clip_length
@@ -94,7 +99,7 @@ def clips_of(frames: Sequence[np.ndarray], spec, clip_length: int) -> np.ndarray
 class ModelOnly:
     """Model-only calls of a `StreamRunner` (a Detector's `runner`) on one stream's clips (batch 1), state carried."""
 
-    def __init__(self, runner) -> None:
+    def __init__(self, runner: StreamRunner) -> None:
         self.runner = runner
         self.state = self.runner.batched_state(1)
         self.params = self.runner.call_params(1)
@@ -110,13 +115,13 @@ class ModelOnly:
         return dt
 
 
-def model_only(det, clips: np.ndarray) -> list[float]:
+def model_only(det: Detector, clips: np.ndarray) -> list[float]:
     """Seconds of each backend call on the clips of one stream, state carried (batch 1)."""
     runner = ModelOnly(det.runner)
     return [runner.call(c) for c in clips]
 
 
-def model_only_interleaved(dets: dict, clips: np.ndarray, block: int = 25, settle: float = 0.2
+def model_only_interleaved(dets: Mapping[str, Detector], clips: np.ndarray, block: int = 25, settle: float = 0.2
                            ) -> dict[str, list[float]]:
     """Every Detector in turn on the same clips, `block` calls at a time, so background load hits all rows
     alike. Blocks, and an untimed `settle` pause before each, because thread pools (ONNX Runtime's, torch's
@@ -143,7 +148,7 @@ def import_seconds(repeats: int = 3) -> float:
     return best
 
 
-def end_to_end(det, video: Path) -> dict:
+def end_to_end(det: Detector, video: Path) -> dict:
     """One `run_source` pass over the video file on a fresh stream: seconds, frames, scored frames."""
     from ..runtime.pipeline import run_source
     from ..runtime.sources import open_source
@@ -153,7 +158,7 @@ def end_to_end(det, video: Path) -> dict:
     return {"seconds": summary.seconds, "frames": summary.frames, "scored": summary.scored}
 
 
-def streams_pass(det, frames: Sequence[np.ndarray], streams: int, steps: int, batched: bool = True) -> float:
+def streams_pass(det: Detector, frames: Sequence[np.ndarray], streams: int, steps: int, batched: bool = True) -> float:
     """Frames per second (all streams together) of `streams` cameras after warm-up: one `process_many` call
     per step (batched), or one `process` call per stream and step. Stream i starts i·7 frames into `frames`."""
     det.reset()

@@ -13,6 +13,7 @@ import argparse
 import json
 import tempfile
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
@@ -65,7 +66,7 @@ def format_profile(p: dict, top: int = 12) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
+def main(argv: Optional[Sequence[str]] = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("bundle", type=Path)
     ap.add_argument("--precision", default="fp32", help="comma list, e.g. fp32,int8")

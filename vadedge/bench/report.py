@@ -35,7 +35,7 @@ SCHEMA = {
 }
 
 
-def _f(x, fmt: str = "{:.1f}") -> str:
+def _f(x: Optional[float], fmt: str = "{:.1f}") -> str:
     return "—" if x is None else fmt.format(x)
 
 

@@ -13,9 +13,11 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
+from typing import Optional
 
 
-def main(argv=None) -> None:
+def main(argv: Optional[Sequence[str]] = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
     ap.add_argument("--backend", default="onnxruntime")

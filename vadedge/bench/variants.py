@@ -17,13 +17,19 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 
 from ..bundle import BUNDLE_FILE, Bundle, EngineSpec, load_bundle, save_bundle
 from ..errors import ConfigError
 from ..progress import Progress
+
+if TYPE_CHECKING:
+    from ..preprocess import InputSpec
+    from ..runtime import Detector
+
+Loader = Callable[[Optional[int]], "Detector"]  # a row's Detector factory: threads -> loaded Detector
 
 BACKENDS = ("torch", "ort-fp32", "ort-fp16", "ort-int8", "trt")
 DEFAULT_BACKENDS = ("torch", "ort-fp32", "ort-int8", "trt")
@@ -89,7 +95,8 @@ def resolve_source(model: Optional[Union[str, Path]], preset: Optional[str], wor
             return ModelSource(str(path), "bundle", bundle=path, checkpoint=_checkpoint_of_bundle(path))
         if not (path / "config.json").is_file():
             raise ConfigError(f"{path} is neither a bundle (no {BUNDLE_FILE}) nor a checkpoint (no config.json)")
-        src = ModelSource(str(path), "checkpoint", checkpoint=path)
+        ckpt = path
+        src = ModelSource(str(path), "checkpoint", checkpoint=ckpt)
     out = workdir / "fp32"
     if (out / BUNDLE_FILE).is_file():
         src.bundle = out
@@ -99,8 +106,7 @@ def resolve_source(model: Optional[Union[str, Path]], preset: Optional[str], wor
         from ..export import export_bundle
 
         report.info(f"exporting {src.label} to ONNX (dynamic batch) ...")
-        assert src.checkpoint is not None  # a checkpoint source
-        src.bundle = export_bundle(src.checkpoint, out, batch="dynamic", score_data=False, progress=False)
+        src.bundle = export_bundle(ckpt, out, batch="dynamic", score_data=False, progress=False)
     return src
 
 
@@ -165,8 +171,8 @@ class VariantBundle:
         save_bundle(self.path, dataclasses.replace(b.manifest, engines=(*b.manifest.engines, entry)), b.state)
 
 
-def calibration_footage(source: ModelSource, calib_data: Optional[Path], workdir: Path, spec, videos: int = 4
-                        ) -> tuple[Path, str]:
+def calibration_footage(source: ModelSource, calib_data: Optional[Path], workdir: Path, spec: InputSpec,
+                        videos: int = 4) -> tuple[Path, str]:
     """Normal footage for INT8: --calib-data, else the checkpoint's training data (first `videos`), else synthetic."""
     from ..calibration.footage import open_normal_footage
 
@@ -224,7 +230,7 @@ class Row:
 
     backend: str
     reason: Optional[str] = None
-    load: Optional[Callable[[Optional[int]], object]] = None
+    load: Optional[Loader] = None  # set when the row can run (reason None)
     detail: dict = field(default_factory=dict)
 
     @property
@@ -265,7 +271,7 @@ def _torch_row(row: Row, source: ModelSource) -> None:
         return
     ckpt = source.checkpoint
 
-    def load(threads: Optional[int]):
+    def load(threads: Optional[int]) -> Detector:
         from ..runtime import Detector
 
         return Detector.load(ckpt, backend="torch", device="cpu", threads=threads, heatmap=True)
@@ -303,10 +309,10 @@ def _ort_row(row: Row, vb: Optional[VariantBundle], source: ModelSource, workdir
 
 
 def ort_loader(path: Path, precision: str, session_config: Optional[dict] = None
-               ) -> Callable[[Optional[int]], object]:
+               ) -> Loader:
     """A Detector factory for ONNX Runtime on the CPU, optionally with extra session config entries."""
 
-    def load(threads: Optional[int]):
+    def load(threads: Optional[int]) -> Detector:
         from ..runtime import Detector
 
         if not session_config:
@@ -373,7 +379,7 @@ def _trt_row(row: Row, vb: Optional[VariantBundle], source: ModelSource, engine:
     path, eng = vb.path, Path(engine)
     row.detail["engine"] = str(eng)
 
-    def load(threads: Optional[int]):
+    def load(threads: Optional[int]) -> Detector:
         from ..runtime import Detector
 
         return Detector.load(path, backend="tensorrt", device="cuda:0", engine=eng)
