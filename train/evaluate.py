@@ -245,7 +245,9 @@ def evaluate(model_dir: str | Path, data: str | Path, *, protocol: str = "both",
     det.close()
     per_frame: dict[str, list[np.ndarray]] = {}
     if protocol in ("paper", "both"):
-        per_frame["paper"] = paper_scores(videos, signs, weights)
+        # the family's paper fusion (score.paper_weights), not the bundle's causal weights
+        paper_weights = dict(det.bundle.manifest.score.offline_weights)
+        per_frame["paper"] = paper_scores(videos, signs, paper_weights)
         result.protocols["paper"] = summarise(videos, per_frame["paper"])
     if streaming:
         per_frame["streaming"] = [v.score for v in videos]

@@ -92,6 +92,7 @@ _STATE_ITEM = {
 _STATS = {"type": "object", "required": ["location", "scale"],
           "properties": {"location": {"type": "number"}, "scale": {"type": "number", "exclusiveMinimum": 0}}}
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+LOCAL_SOURCES = ("error_map",)  # extra outputs a local component can be computed from
 
 BUNDLE_JSON_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -156,6 +157,13 @@ BUNDLE_JSON_SCHEMA: dict[str, Any] = {
                                                         "target": {"type": "number"},
                                                         "off_target": {"type": "number"}}}]},
                 "min_event_frames": {"type": "integer", "minimum": 1, "maximum": MAX_EVENT_FRAMES},
+                # derived components computed on the host from an extra output (docs/causal-scores.md)
+                "local": {"type": "object", "additionalProperties": {
+                    "type": "object", "required": ["source", "window"],
+                    "properties": {"source": {"type": "string", "enum": list(LOCAL_SOURCES)},
+                                   "window": {"type": "integer", "minimum": 1, "maximum": MAX_SIDE}}}},
+                "dropped": _STRING_MAP,  # component -> why the fusion leaves it out (weight 0)
+                "paper_weights": {"type": "object", "additionalProperties": {"type": "number"}},
             },
         },
         "provenance": {"type": "object", "required": ["vadedge_version"],
@@ -433,8 +441,22 @@ class ThresholdSpec(_FlatSection):
 
 
 @dataclass(frozen=True)
+class LocalSpec:
+    """`score.local.<name>`: a derived component, the local error of an extra output (vadedge.scoring.
+    local_components): mean over `window`×`window` model-input pixels, max over the frame, in dB."""
+
+    source: str
+    window: int
+
+
+@dataclass(frozen=True)
 class ScoreSpec:
-    """`score`: how components become a decision (signs, weights, calibration, EMA, threshold)."""
+    """`score`: how components become a decision (signs, weights, calibration, EMA, threshold).
+
+    Components are the graph's `scores` plus the derived `local` ones. `dropped` names components the
+    causal fusion leaves out (weight 0) and why; `paper_weights` is the family's paper fusion for the
+    offline paper protocol of `vadedge eval` (default: `weights`).
+    """
 
     signs: Mapping[str, int]
     weights: Mapping[str, float]
@@ -442,26 +464,46 @@ class ScoreSpec:
     smoothing: float = 1.0
     threshold: Optional[ThresholdSpec] = None
     min_event_frames: int = 1
+    local: Mapping[str, LocalSpec] = field(default_factory=dict)
+    dropped: Mapping[str, str] = field(default_factory=dict)
+    paper_weights: Optional[Mapping[str, float]] = None
+
+    @property
+    def offline_weights(self) -> Mapping[str, float]:
+        """The weights of the offline paper protocol: `paper_weights`, else the causal `weights`."""
+        return self.paper_weights if self.paper_weights is not None else self.weights
 
     @classmethod
     def from_dict(cls, d: Mapping) -> ScoreSpec:
         cal = d.get("calibration")
         th = d.get("threshold")
+        pw = d.get("paper_weights")
         return cls(signs={k: int(v) for k, v in d["signs"].items()},
                    weights={k: _num(v) for k, v in d["weights"].items()},
                    calibration=None if cal is None else {k: Stats(_num(v["location"]), _num(v["scale"]))
                                                          for k, v in cal.items()},
                    smoothing=_num(d.get("smoothing", 1.0)),
                    threshold=None if th is None else ThresholdSpec.from_dict(th),
-                   min_event_frames=int(d.get("min_event_frames", 1)))
+                   min_event_frames=int(d.get("min_event_frames", 1)),
+                   local={k: LocalSpec(str(v["source"]), int(v["window"])) for k, v in (d.get("local") or {}).items()},
+                   dropped={k: str(v) for k, v in (d.get("dropped") or {}).items()},
+                   paper_weights=None if pw is None else {k: _num(v) for k, v in pw.items()})
 
     def to_dict(self) -> dict:
-        return {"signs": dict(self.signs), "weights": dict(self.weights),
-                "calibration": None if self.calibration is None else
-                {k: {"location": s.location, "scale": s.scale} for k, s in self.calibration.items()},
-                "smoothing": self.smoothing,
-                "threshold": None if self.threshold is None else self.threshold.to_dict(),
-                "min_event_frames": self.min_event_frames}
+        doc: dict[str, Any] = {
+            "signs": dict(self.signs), "weights": dict(self.weights),
+            "calibration": None if self.calibration is None else
+            {k: {"location": s.location, "scale": s.scale} for k, s in self.calibration.items()},
+            "smoothing": self.smoothing,
+            "threshold": None if self.threshold is None else self.threshold.to_dict(),
+            "min_event_frames": self.min_event_frames}
+        if self.local:  # optional sections are left out when empty: older bundles read back unchanged
+            doc["local"] = {k: {"source": v.source, "window": v.window} for k, v in self.local.items()}
+        if self.dropped:
+            doc["dropped"] = dict(self.dropped)
+        if self.paper_weights is not None:
+            doc["paper_weights"] = dict(self.paper_weights)
+        return doc
 
 
 @dataclass(frozen=True)
@@ -534,8 +576,24 @@ class Manifest:
 
     def _check(self) -> None:
         """The rules a JSON Schema cannot say: components agree, sizes bounded, files inside the folder."""
-        comps = set(self.graph.scores)
         sc = self.score
+        comps = set(self.graph.scores) | set(sc.local)
+        for name, loc in sc.local.items():
+            if name in self.graph.scores:
+                raise BundleError(f"vadedge.json: score.local.{name} has the name of a graph output score")
+            if loc.source not in self.graph.extra_outputs:
+                raise BundleError(f"vadedge.json: score.local.{name} is computed from '{loc.source}', which "
+                                  f"the graph does not output (graph.extra_outputs: "
+                                  f"{sorted(self.graph.extra_outputs)})")
+            if loc.window > min(self.input.height, self.input.width):
+                raise BundleError(f"vadedge.json: score.local.{name} window {loc.window} px exceeds the "
+                                  f"{self.input.height}x{self.input.width} input")
+        for key in ("dropped", "paper_weights"):
+            if unknown := sorted(set(getattr(sc, key) or ()) - comps):
+                raise BundleError(f"vadedge.json: score.{key} names {unknown}, which are not score components "
+                                  f"{sorted(comps)}")
+        if heavy := sorted(c for c in sc.dropped if sc.weights.get(c)):
+            raise BundleError(f"vadedge.json: score.dropped components {heavy} must have weight 0")
         for key in ("signs", "weights"):
             if set(getattr(sc, key)) != comps:
                 raise BundleError(f"vadedge.json: score.{key} names {sorted(getattr(sc, key))} but the graph "

@@ -71,6 +71,144 @@ def fit_stats(videos: Iterable[Mapping[str, np.ndarray]]) -> dict[str, RobustSta
     return {c: RobustStats.fit(np.concatenate([np.asarray(v[c]) for v in videos])) for c in sorted(videos[0])}
 
 
+# ---------------------------------------------------------------------------------- local error
+DB_EPS = 1e-10  # added to an energy before −10·log10, so a perfect prediction gives a finite 100 dB
+
+
+def window_max_mse(error_map: np.ndarray, cells: int, mask: Optional[np.ndarray] = None) -> np.ndarray:
+    """Max over the frame of the mean error over `cells`×`cells` windows (box filter, stride one cell).
+
+    `error_map`: [B, h, w] (or [h, w]) per-cell squared error; the box filter is an integral image
+    (cumulative sums), so the cost does not grow with the window. `mask` ([h, w], 1 = scored,
+    0 = ignored) is multiplied into the map first, so masked cells never raise the maximum.
+    Returns [B] (or a 0-d array for one map).
+    """
+    m = np.asarray(error_map, dtype=np.float64)
+    single = m.ndim == 2
+    if single:
+        m = m[None]
+    if m.ndim != 3:
+        raise DataError(f"error map must be [B, h, w], got shape {m.shape}")
+    n, h, w = m.shape
+    if not 1 <= cells <= min(h, w):
+        raise ConfigError(f"local window of {cells} cells does not fit a {h}x{w} error map")
+    if mask is not None:
+        if np.shape(mask) != (h, w):
+            raise ConfigError(f"mask of shape {np.shape(mask)} does not match the {h}x{w} error map")
+        m = m * np.asarray(mask, dtype=np.float64)
+    c = np.zeros((n, h + 1, w + 1))
+    c[:, 1:, 1:] = m.cumsum(1).cumsum(2)
+    s = c[:, cells:, cells:] - c[:, :-cells, cells:] - c[:, cells:, :-cells] + c[:, :-cells, :-cells]
+    out = s.reshape(n, -1).max(1) / (cells * cells)
+    return out[0] if single else out
+
+
+def local_error_db(error_map: np.ndarray, cells: int, mask: Optional[np.ndarray] = None) -> np.ndarray:
+    """The local error component: −10·log10 of `window_max_mse` (a "local PSNR" in dB, sign −1 like psnr).
+
+    dB, not the raw MSE, so that robust statistics see a roughly symmetric distribution rather than a
+    heavy tail (docs/causal-scores.md). The whole-map mean in dB equals psnr.
+    """
+    return -10.0 * np.log10(window_max_mse(error_map, cells, mask) + DB_EPS)
+
+
+def error_map_cell(input_hw: tuple[int, int], map_hw: tuple[int, int]) -> int:
+    """Model-input pixels per error-map cell (e.g. 4 for a 32×48 map of a 128×192 input)."""
+    (ih, iw), (mh, mw) = input_hw, map_hw
+    if mh < 1 or mw < 1 or ih % mh or iw % mw or ih // mh != iw // mw:
+        raise ConfigError(f"error map {mh}x{mw} is not a uniform downsampling of the {ih}x{iw} input")
+    return ih // mh
+
+
+def local_components(error_maps: np.ndarray, windows: Mapping[str, int], input_hw: tuple[int, int],
+                     mask: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+    """{name: [B] local error in dB} for windows given in model-input pixels (multiples of one cell)."""
+    maps = np.asarray(error_maps)
+    cell = error_map_cell(input_hw, maps.shape[-2:])
+    out = {}
+    for name, px in windows.items():
+        if px % cell:
+            raise ConfigError(f"local component '{name}': window {px} px is not a multiple of the error "
+                              f"map's cell ({cell} px)")
+        out[name] = local_error_db(maps, px // cell, mask)
+    return out
+
+
+# ---------------------------------------------------------------------------------- component selection
+MIN_RELATIVE_SPREAD = 0.1  # robust scale / location (energy units) below this: a degenerate component
+MAX_HELDOUT_Z = 3.0  # |median| or spread of held-out z-scores above this: the statistics do not transfer
+
+
+def to_energy(values: ArrayLike, units: str) -> np.ndarray:
+    """A component in non-negative energy units: dB (−10·log10 of an MSE) back to the MSE; energy as is."""
+    x = np.asarray(values, dtype=np.float64)
+    if units == "db":
+        return np.power(10.0, -x / 10.0)
+    if units == "energy":
+        return x
+    raise ConfigError(f"component units must be 'db' or 'energy', got {units!r}")
+
+
+@dataclass
+class ComponentSelection:
+    """Which components a fusion keeps (equal weights) and why the others were dropped."""
+
+    weights: dict[str, float]  # every component; 0 for a dropped one
+    dropped: dict[str, str]  # component -> reason
+    evidence: dict[str, dict[str, float]]  # component -> relative_spread, heldout_z_median, heldout_z_spread
+
+
+def select_components(fit_videos: Iterable[Mapping[str, np.ndarray]],
+                      heldout_videos: Iterable[Mapping[str, np.ndarray]], signs: Mapping[str, int],
+                      units: Mapping[str, str], *, min_relative_spread: float = MIN_RELATIVE_SPREAD,
+                      max_heldout_z: float = MAX_HELDOUT_Z) -> ComponentSelection:
+    """The degenerate-component guard and weight rule of docs/causal-scores.md, on normal footage only.
+
+    Both video sets must be footage the model did not train on (a distance whose queries sit on the
+    model's memory items looks healthy on its own training footage). A component is dropped when
+    its relative spread (robust scale / location in energy units, over `fit_videos`) is below
+    `min_relative_spread`, or when, with statistics fitted on `fit_videos`, the z-scores of
+    `heldout_videos` have |median| or spread (1.4826·MAD) above `max_heldout_z`. The survivors get
+    equal weights 1/n (on Ped2 inverse held-out spread ranked the same; equal has no estimation
+    noise). Test labels are never involved.
+    """
+    fit_v, held_v = list(fit_videos), list(heldout_videos)
+    if not fit_v or not held_v:
+        raise DataError("component selection needs normal footage to fit on and held-out normal footage")
+    names = sorted(signs)
+    for v in fit_v + held_v:
+        if missing := [c for c in names if c not in v]:
+            raise ConfigError(f"component selection: footage has no values for {missing}")
+    if missing := [c for c in names if c not in units]:
+        raise ConfigError(f"component selection: no units for {missing}")
+    dropped: dict[str, str] = {}
+    evidence: dict[str, dict[str, float]] = {}
+    for c in names:
+        fit_x = np.concatenate([np.asarray(v[c], dtype=np.float64) for v in fit_v])
+        held_x = np.concatenate([np.asarray(v[c], dtype=np.float64) for v in held_v])
+        energy = to_energy(fit_x, units[c])
+        level = float(np.median(energy))  # not RobustStats: its fallback scale would hide a constant
+        spread = float(np.median(np.abs(energy - level))) * MAD_TO_SIGMA
+        rel = spread / abs(level) if level else (0.0 if spread == 0 else math.inf)
+        z = signs[c] * np.asarray(RobustStats.fit(fit_x).z(held_x))
+        z_med = float(np.median(z))
+        z_spread = float(np.median(np.abs(z - z_med))) * MAD_TO_SIGMA
+        evidence[c] = {"relative_spread": float(rel), "heldout_z_median": z_med, "heldout_z_spread": z_spread}
+        reasons = []
+        if rel < min_relative_spread:
+            reasons.append(f"relative spread {rel:.3g} < {min_relative_spread:g} on normal footage")
+        if abs(z_med) > max_heldout_z or z_spread > max_heldout_z:
+            reasons.append(f"held-out normal footage gets z median {z_med:.3g}, spread {z_spread:.3g} "
+                           f"(limit {max_heldout_z:g})")
+        if reasons:
+            dropped[c] = "; ".join(reasons)
+    kept = [c for c in names if c not in dropped]
+    if not kept:
+        raise DataError(f"every score component is degenerate on this footage: {dropped}")
+    weights = {c: (0.0 if c in dropped else 1.0 / len(kept)) for c in names}
+    return ComponentSelection(weights, dropped, evidence)
+
+
 # ---------------------------------------------------------------------------------- fusion + EMA
 def fuse(components: Mapping[str, ArrayOrFloat], signs: Mapping[str, int], weights: Mapping[str, float],
          stats: Optional[Mapping[str, RobustStats]] = None) -> ArrayOrFloat:

@@ -195,6 +195,7 @@ def test_manifest_types_cover_the_json_schema():
         EngineSpec,
         GraphSpec,
         InputSection,
+        LocalSpec,
         Manifest,
         ScoreSpec,
         SideInputSpec,
@@ -211,7 +212,8 @@ def test_manifest_types_cover_the_json_schema():
              (SideInputSpec, graph["side_inputs"]["items"]["properties"]),
              (EngineSpec, props["engines"]["items"]["properties"]), (ScoreSpec, score),
              (Stats, score["calibration"]["oneOf"][1]["additionalProperties"]["properties"]),
-             (ThresholdSpec, score["threshold"]["oneOf"][1]["properties"])]
+             (ThresholdSpec, score["threshold"]["oneOf"][1]["properties"]),
+             (LocalSpec, score["local"]["additionalProperties"]["properties"])]
     for cls, schema in pairs:
         assert {f.name for f in dataclasses.fields(cls)} == set(schema), cls.__name__
 

@@ -42,7 +42,6 @@ logger = logging.getLogger(__name__)
 
 CELL = 4  # pixels per error-map cell (export.torch_graph.ERROR_MAP_STRIDE)
 WINDOWS = (8, 16, 32)  # local-error window sizes in pixels
-EPS = 1e-10
 
 
 # ---------------------------------------------------------------------------------------------- extract
@@ -211,21 +210,14 @@ def load_videos(cache: Path, split: str, stride: int, data: Optional[Path] = Non
     return out
 
 
-def window_max(maps: np.ndarray, cells: int) -> np.ndarray:
-    """Max over the frame of the mean of `cells`×`cells` windows (box filter, stride one cell)."""
-    n, h, w = maps.shape
-    c = np.zeros((n, h + 1, w + 1))
-    c[:, 1:, 1:] = maps.astype(np.float64).cumsum(1).cumsum(2)
-    s = c[:, cells:, cells:] - c[:, :-cells, cells:] - c[:, cells:, :-cells] + c[:, :-cells, :-cells]
-    return s.reshape(n, -1).max(1) / (cells * cells)
-
-
 def components(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The graph's components plus the local-error candidates (in dB: −10·log10 of the window MSE)."""
+    """The graph's components plus the local-error candidates (the scoring core's `local_error_db`)."""
+    from vadedge.scoring import local_error_db
+
     out = {"psnr": arrays["psnr"], "feature_distance": arrays["feature_distance"]}
     maps = arrays["error_map"]
     for px in WINDOWS:
-        out[f"local{px}"] = -10 * np.log10(window_max(maps, px // CELL) + EPS)
+        out[f"local{px}"] = local_error_db(maps, px // CELL)
     return out
 
 

@@ -35,7 +35,7 @@ from ..preprocess import InputSpec, prepare_frame
 from .backends.base import Backend, BackendOutput
 from .buffer import FrameRing
 from .results import Event, FrameResult
-from .runner import StreamRunner, side_providers
+from .runner import LocalScores, StreamRunner, side_providers
 from .scoring import CausalScorer, ScoreRecipe
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,8 @@ class Detector:
         self.clip_length = bundle.clip_length
         # the one state-carrying loop (runtime/runner.py); the detector adds buffers, batching and scoring
         self.runner = StreamRunner(backend, bundle.state, self.clip_length,
-                                   side_providers(bundle.manifest.graph, f"bundle {bundle.path}"))
+                                   side_providers(bundle.manifest.graph, f"bundle {bundle.path}"),
+                                   LocalScores.of(bundle))
         if adapt_k is not None:
             if not self.runner.base_params:
                 raise ConfigError(f"adapt_k: bundle {bundle.path} ({bundle.manifest.family}) has no "

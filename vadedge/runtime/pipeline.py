@@ -201,7 +201,8 @@ def run_source(detector: Detector, source: Source, *, stream: Optional[str] = No
     try:
         log = EventLog(events) if events else None
         opened.append(log)
-        csvw = ScoreCSV(scores, [c for c, _ in detector.backend.io.scores]) if scores else None
+        csvw = ScoreCSV(scores, [c for c, _ in detector.backend.io.scores] + list(detector.bundle.manifest.score.local)
+                        ) if scores else None
         opened.append(csvw)
         vid = AnnotatedVideo(video, fps=source.fps or 25.0, threshold=detector.recipe.on) if video else None
         opened.append(vid)

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 
-from ..bundle import Bundle, BundleError, GraphSpec
+from ..bundle import Bundle, BundleError, GraphSpec, LocalSpec
+from ..errors import VadedgeError
+from ..scoring import local_components
 from .backends.base import Backend, BackendOutput
 
 if TYPE_CHECKING:
@@ -33,9 +35,12 @@ class StreamRunner:
     """A Backend plus the initial state, adapted parameters and host side inputs of its graph."""
 
     def __init__(self, backend: Backend, state: Mapping[str, np.ndarray], clip_length: int,
-                 side_providers: Optional[Mapping[str, FlowProvider]] = None) -> None:
-        """`state`: the bundle's state.npz contents (initial stream state and default adapted parameters)."""
+                 side_providers: Optional[Mapping[str, FlowProvider]] = None,
+                 local: Optional[LocalScores] = None) -> None:
+        """`state`: the bundle's state.npz contents (initial stream state and default adapted parameters);
+        `local`: derived components added to every call's scores (a bundle's `score.local`)."""
         self.backend = backend
+        self.local = local
         self.clip_length = int(clip_length)
         missing = [n for n, _, _ in backend.io.state] + [n for n, _ in backend.io.params]
         missing = [n for n in missing if n not in state]
@@ -53,7 +58,8 @@ class StreamRunner:
         from .backends.onnxruntime import OnnxRuntimeBackend
 
         backend = OnnxRuntimeBackend(bundle, device="cpu", precision=precision, threads=threads)
-        return cls(backend, bundle.state, bundle.clip_length, side_providers(bundle.manifest.graph, backend.label))
+        return cls(backend, bundle.state, bundle.clip_length, side_providers(bundle.manifest.graph, backend.label),
+                   LocalScores.of(bundle))
 
     @classmethod
     def for_model(cls, model: Union[str, Path, bytes], graph: Union[GraphSpec, Mapping], clip_length: int,
@@ -119,7 +125,10 @@ class StreamRunner:
         with side inputs: computed here from the clips (callers that stream keep them incrementally)."""
         if side is None and self.side_providers:
             side = self.clip_side_inputs(clips)
-        return self.backend.run(clips, state, params, side)
+        out = self.backend.run(clips, state, params, side)
+        if self.local is not None:
+            out.scores.update(self.local(out.extras, self.backend.label))
+        return out
 
     def clip_side_inputs(self, clips: np.ndarray) -> Optional[dict[str, np.ndarray]]:
         """The side inputs of whole clips [B, N, H, W, C] computed on the host: {name: [B, N − 1, ...]}."""
@@ -161,12 +170,53 @@ class StreamRunner:
             for k, v in out.scores.items():
                 values.setdefault(k, []).append(float(v[0]))
         if not values:
-            names = [c for c, _ in self.backend.io.scores]
+            names = [c for c, _ in self.backend.io.scores] + list(self.local.windows if self.local else ())
             return {k: np.zeros(0) for k in names}
         return {k: np.asarray(v) for k, v in values.items()}
 
     def close(self) -> None:
         self.backend.close()
+
+
+class LocalScores:
+    """A bundle's derived `score.local` components, computed from the graph's extra outputs.
+
+    One implementation, `vadedge.scoring.local_components`; the optional ROI / privacy `mask`
+    (1 = scored, 0 = ignored, at the error map's resolution) is multiplied into the map first.
+    """
+
+    def __init__(self, local: Mapping[str, LocalSpec], input_hw: tuple[int, int],
+                 mask: Optional[np.ndarray] = None) -> None:
+        self.windows = {name: spec.window for name, spec in local.items()}
+        self.sources = {name: spec.source for name, spec in local.items()}
+        self.input_hw = input_hw
+        self.mask = mask
+
+    @classmethod
+    def of(cls, bundle: Bundle, mask: Optional[np.ndarray] = None) -> Optional[LocalScores]:
+        """The bundle's local components (None when it declares none: the graph's scores only)."""
+        local = bundle.manifest.score.local
+        if not local:
+            return None
+        inp = bundle.manifest.input
+        return cls(local, (inp.height, inp.width), mask)
+
+    def __call__(self, extras: Mapping[str, np.ndarray], label: str) -> dict[str, np.ndarray]:
+        """{component: float32 [B]} from one call's extra outputs."""
+        out: dict[str, np.ndarray] = {}
+        for source in sorted(set(self.sources.values())):
+            if source not in extras:
+                raise BundleError(f"{label}: score.local needs the graph output '{source}', which this "
+                                  f"model did not return")
+            windows = {n: w for n, w in self.windows.items() if self.sources[n] == source}
+            maps = np.asarray(extras[source], dtype=np.float64)
+            maps = maps.reshape(maps.shape[0], *maps.shape[-2:])  # [B, 1, h, w] or [B, h, w]
+            try:
+                comps = local_components(maps, windows, self.input_hw, self.mask)
+            except VadedgeError as exc:
+                raise BundleError(f"{label}: {exc}") from exc
+            out.update({n: np.asarray(v, dtype=np.float32).reshape(-1) for n, v in comps.items()})
+        return out
 
 
 def side_providers(graph: GraphSpec, label: str) -> dict[str, FlowProvider]:
