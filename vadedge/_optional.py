@@ -20,6 +20,8 @@ _EXTRAS: dict[str, tuple[Optional[str], str]] = {
     "onnxruntime": (None, "the ONNX Runtime backend"),
     "tensorrt": ("trt", "TensorRT engines"),
     "pycuda": ("trt", "TensorRT device buffers"),
+    "paho": ("integrations", "the MQTT event sink"),
+    "prometheus_client": ("integrations", "the Prometheus metrics endpoint"),
 }
 
 

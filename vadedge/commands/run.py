@@ -1,6 +1,7 @@
 """`vadedge run SOURCE`: score a camera, stream, video file or frames folder live and report events."""
 from __future__ import annotations
 
+import functools
 import math
 import sys
 from pathlib import Path
@@ -70,6 +71,16 @@ def parse_threshold(text: Optional[str]) -> Optional[tuple[float, float]]:
 @click.option("--source-lost-after", type=FiniteFloatRange(min=0), default=5.0, show_default=True,
               help="Live sources: close an open event (reason source_lost) after this many seconds without frames.")
 @click.option("--no-heatmap", is_flag=True, help="Do not draw / keep error maps.")
+@click.option("--camera-name", default="default", show_default=True,
+              help="Camera name in event messages, MQTT topics and metrics (letters, digits, _ . -).")
+@click.option("--webhook", "webhooks", multiple=True, metavar="URL",
+              help="POST new / update / end event messages (JSON) to URL; spooled while it is down. Repeatable.")
+@click.option("--mqtt", default=None, metavar="HOST[:PORT][/PREFIX]",
+              help="Publish events to an MQTT broker, Frigate-style topics under PREFIX (default vadedge).")
+@click.option("--metrics", default=None, metavar="[HOST:]PORT",
+              help="Serve Prometheus /metrics and /healthz (host default 127.0.0.1).")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=Path("vadedge-state"), show_default=True,
+              help="Folder for the webhook / MQTT spools and the persistent event numbers.")
 @verbosity_options
 @user_errors
 def run_cmd(source: str, model: Optional[Path], backend: str, device: str, precision: Optional[str],
@@ -77,7 +88,8 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
             save_video: Optional[Path], show: bool, max_frames: Optional[int], threshold: Optional[str],
             smoothing: Optional[float], min_event_frames: Optional[int], fps: Optional[float],
             adapt_k: Optional[int], threads: Optional[int], max_reconnects: int, source_lost_after: float,
-            no_heatmap: bool, quiet: bool) -> None:
+            no_heatmap: bool, camera_name: str, webhooks: tuple[str, ...], mqtt: Optional[str],
+            metrics: Optional[str], state_dir: Path, quiet: bool) -> None:
     """Score SOURCE frame by frame and report anomalous events.
 
     \b
@@ -100,6 +112,7 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
     from vadedge.runtime.sinks import check_outputs
 
     thr = parse_threshold(threshold)
+    feed, meter = _integrations(camera_name, webhooks, mqtt, metrics, state_dir)
     check_outputs({"events": events, "scores": scores, "video": save_video},
                   inputs=[None if _is_remote(source) else Path(source), model, engine, *plugins])
     src = None
@@ -114,6 +127,7 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
     except KeyboardInterrupt as exc:
         if src is not None:
             src.close()
+        _close_integrations(feed, meter)
         code = exc.exit_code if isinstance(exc, Interrupted) else 130
         click.echo(f"interrupted while {'loading the model' if src is not None else 'opening the source'}",
                    err=True)
@@ -121,6 +135,7 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
     except BaseException:
         if src is not None:
             src.close()
+        _close_integrations(feed, meter)
         raise
     if not quiet:
         click.echo(f"model: {det.describe()}", err=True)
@@ -131,12 +146,61 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
             click.echo("note: the bundle has no score calibration; scores are raw fused values", err=True)
     try:
         summary = run_source(det, src, events=events, scores=scores, video=save_video, show=show,
-                             max_frames=max_frames, progress=not quiet, source_lost_after=source_lost_after)
+                             max_frames=max_frames, progress=not quiet, source_lost_after=source_lost_after,
+                             stream=camera_name, feed=feed, metrics=meter)
     finally:
         det.close()
+        if meter is not None:
+            meter.close()
     click.echo(summary.format())
     if summary.interrupted:
         sys.exit(summary.exit_code)
+
+
+def _integrations(camera: str, webhooks: tuple[str, ...], mqtt: Optional[str], metrics: Optional[str],
+                  state_dir: Path):  # noqa: ANN202 - (EventFeed | None, Metrics | None)
+    """Build the event feed (webhook / MQTT sinks) and the metrics server the options ask for."""
+    from vadedge.delivery import EventFeed, MqttSettings, build_sink, check_camera_name
+
+    check_camera_name(camera)
+    meter = None
+    if metrics is not None:
+        from vadedge.delivery.metrics import Metrics, parse_address
+
+        meter = Metrics()
+        host, port = parse_address(metrics)
+        meter.serve(host, port)
+    on_failure = meter.failure if meter is not None else None
+    sinks = []
+    try:
+        for url in webhooks:
+            sinks.append(build_sink("webhook", {"url": url}, on_failure))
+        if mqtt is not None:
+            sinks.append(build_sink("mqtt", MqttSettings.parse(mqtt), on_failure))
+        if meter is not None:
+            for sink in sinks:
+                meter.watch_spool(sink.name, functools.partial(getattr, sink, "pending"))
+        on_message = None
+        if meter is not None:
+            counter = meter
+
+            def on_message(m) -> None:  # noqa: ANN001 - an EventMessage
+                counter.event(m.camera, m.type)
+
+        feed = EventFeed(sinks, state_dir, on_message=on_message) if sinks else None
+    except BaseException:
+        _close_integrations(None, meter, sinks)
+        raise
+    return feed, meter
+
+
+def _close_integrations(feed, meter, sinks=()) -> None:  # noqa: ANN001
+    for s in (*sinks, feed, meter):
+        if s is not None:
+            try:
+                s.close()
+            except Exception:  # noqa: BLE001 - already failing; the original error is reported
+                pass
 
 
 def _is_remote(source: str) -> bool:

@@ -188,12 +188,18 @@ def run_source(detector: Detector, source: Source, *, stream: Optional[str] = No
                video: Optional[str | Path] = None, show: bool = False, max_frames: Optional[int] = None,
                progress: bool = True, status_out: Optional[TextIO] = None,
                on_result: Optional[Callable[[Any, FrameResult], None]] = None,
-               source_lost_after: float = SOURCE_LOST_AFTER) -> RunSummary:
+               source_lost_after: float = SOURCE_LOST_AFTER, feed: Any = None, metrics: Any = None) -> RunSummary:
     """Run `source` through `detector` as one stream, writing the requested sinks; see module doc.
+
+    feed (a `vadedge.delivery.EventFeed`) receives the events and frames for new / update / end
+    messages and is closed with the other sinks; metrics (a `vadedge.delivery.metrics.Metrics`)
+    counts frames, latency, drops and reconnects under the stream's name.
 
     Raises DataError (after closing every sink and the source) when a sink cannot be written.
     """
     handle = detector.stream(stream or "default")
+    if metrics is not None:
+        metrics.camera(handle.name)
     summary = RunSummary(source.name)
     status = _Status(source.total if max_frames is None else min(source.total or max_frames, max_frames),
                      source.live, status_out or sys.stderr, progress)  # stderr now, not at import
@@ -220,6 +226,8 @@ def run_source(detector: Detector, source: Source, *, stream: Optional[str] = No
     def on_event(e: Event) -> None:
         if log is not None:
             log.write(e)
+        if feed is not None:
+            feed.event(e)
         if e.is_open:
             status.message(f"event #{e.id} started at frame {e.start_frame} (t {e.start_time:.2f} s)")
         else:
@@ -239,6 +247,8 @@ def run_source(detector: Detector, source: Source, *, stream: Optional[str] = No
                     if f is None:  # no frame for a while: a live source may be down
                         if source.live and not lost and time.monotonic() - last_frame >= source_lost_after:
                             lost = True
+                            if metrics is not None:
+                                metrics.camera_down(handle.name)
                             handle.finish("source_lost")
                         if stop.requested:
                             break
@@ -249,6 +259,11 @@ def run_source(detector: Detector, source: Source, *, stream: Optional[str] = No
                     if r.score is not None:
                         summary.scored += 1
                         summary.max_score = r.score if summary.max_score is None else max(summary.max_score, r.score)
+                    if feed is not None:
+                        feed.frame(handle.name, r.frame_index, r.timestamp, r.score, r.heatmap, f.image.shape)
+                    if metrics is not None:
+                        metrics.frame(handle.name, r.score is not None, r.latency_ms)
+                        metrics.source(handle.name, source.dropped, source.reconnects)
                     if csvw is not None:
                         csvw.write(r)
                     if viewer is not None:
@@ -275,7 +290,7 @@ def run_source(detector: Detector, source: Source, *, stream: Optional[str] = No
     if r is not None:
         status.update(summary.frames, r, source, len(summary.events), force=True)
     status.done()
-    closing = _close_all([log, csvw, vid, win])
+    closing = _close_all([log, feed, csvw, vid, win])
     source.close()
     detector._callbacks = [(cb, w) for cb, w in detector._callbacks if cb is not on_event]
     failure = failure or closing

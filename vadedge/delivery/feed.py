@@ -1,0 +1,177 @@
+"""Turns detector events and frame results into new / update / end messages for every sink.
+
+`EventFeed` is fed from the run loop: `event(e)` from the detector's event callback and
+`frame(result, image_shape)` after each processed frame. A "new" message waits for the frame
+that confirmed the event so it carries the box of that frame's error map; "update" is sent while
+the event is open when its peak score rose, at most every `update_interval` seconds of stream
+time; "end" carries the final peak, box and reason. Every message goes to every sink in order; a
+sink that raises does not keep the others from receiving it (the first error is re-raised).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+from ..errors import ConfigError
+from ..scoring import Event
+from .base import Sink
+from .messages import Box, EventIds, EventMessage, peak_box
+from .spool import Spool
+
+logger = logging.getLogger(__name__)
+CAMERA_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def check_camera_name(name: str) -> str:
+    """Camera names go into MQTT topics and file names: letters, digits, '_', '.', '-'."""
+    if not CAMERA_NAME.match(name or ""):
+        raise ConfigError(f"camera name must be 1-64 letters, digits, '_', '.' or '-', got {name!r}")
+    return name
+
+
+@dataclass
+class _Open:
+    id: str
+    seq: int
+    event: Event
+    sent: int = 0  # messages sent for this event
+    peak: float = float("-inf")
+    peak_frame: int = -1
+    box: Optional[Box] = None
+    last_update: float = float("-inf")  # stream time of the last message
+    announced: bool = False
+
+
+class EventFeed:
+    """Fan-out of one camera-event stream to sinks; see module doc."""
+
+    def __init__(
+        self,
+        sinks: Sequence[Sink],
+        state_dir: Union[str, Path],
+        update_interval: float = 1.0,
+        on_message: Optional[Callable[[EventMessage], None]] = None,
+    ) -> None:
+        self.sinks = list(sinks)
+        names = [s.name for s in self.sinks]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"two sinks with the same target: {', '.join(sorted(names))}")
+        self.ids = EventIds(Path(state_dir) / "event-ids.json")
+        self.spool = Spool(Path(state_dir) / "spool")
+        for sink in self.sinks:
+            sink.open(self.spool.reader(sink.name))
+        self.update_interval = update_interval
+        self._open: dict[tuple[str, int], _Open] = {}  # (camera, detector event id) -> state
+        self._on_message = on_message
+        self.sent = 0
+
+    # ------------------------------------------------------------------ input
+    def event(self, e: Event) -> None:
+        """A detector event started (is_open) or ended; call from `Detector.on_event`."""
+        key = (e.stream, e.id)
+        if e.is_open:
+            uid, seq = self.ids.allocate(e.stream)
+            self._open[key] = _Open(uid, seq, e, peak=e.peak_score, peak_frame=e.peak_frame)
+            return
+        st = self._open.pop(key, None)
+        if st is None:  # an end without a start we saw (e.g. a feed attached mid-event)
+            uid, seq = self.ids.allocate(e.stream)
+            st = _Open(uid, seq, e, peak=e.peak_score, peak_frame=e.peak_frame)
+        if not st.announced:
+            self._emit("new", st)
+        if e.peak_score >= st.peak:
+            st.peak, st.peak_frame = e.peak_score, e.peak_frame
+        st.event = e
+        self._emit("end", st)
+
+    def frame(
+        self,
+        stream: str,
+        frame_index: int,
+        timestamp: float,
+        score: Optional[float],
+        heatmap=None,
+        image_shape: Optional[tuple[int, ...]] = None,
+    ) -> None:  # noqa: ANN001
+        """After each processed frame of `stream`: announce a confirmed event, send updates."""
+        for (cam, _), st in list(self._open.items()):
+            if cam != stream:
+                continue
+            rose = score is not None and score > st.peak
+            if rose or (not st.announced and st.box is None):
+                if score is not None and rose:
+                    st.peak, st.peak_frame = float(score), frame_index
+                if image_shape is not None:
+                    st.box = peak_box(heatmap, image_shape) or st.box
+            if not st.announced:
+                st.last_update = timestamp
+                self._emit("new", st)
+            elif rose and timestamp - st.last_update >= self.update_interval:
+                st.last_update = timestamp
+                self._emit("update", st)
+
+    # ------------------------------------------------------------------ output
+    def _emit(self, kind: str, st: _Open) -> None:
+        e = st.event
+        st.announced = True
+        msg = EventMessage(
+            type=kind,
+            id=st.id,
+            camera=e.stream,
+            seq=st.seq,
+            message_id=f"{st.id}:{st.sent}",
+            start_frame=e.start_frame,
+            start_time=e.start_time,
+            peak_score=st.peak,
+            peak_frame=st.peak_frame,
+            end_frame=e.end_frame if kind == "end" else None,
+            end_time=e.end_time if kind == "end" else None,
+            reason=e.reason if kind == "end" else None,
+            box=st.box,
+            wall_time=time.time(),
+        )
+        st.sent += 1
+        self.publish(msg)
+
+    def publish(self, msg: EventMessage) -> None:
+        """Spool one message (durable for every sink on return), then let synchronous sinks write
+        it; all of them run even when one fails, then the first failure is re-raised."""
+        self.spool.put(msg.to_json())
+        first: Optional[BaseException] = None
+        for sink in self.sinks:
+            pump = getattr(sink, "pump", None)
+            if pump is None:
+                continue
+            try:
+                pump()
+            except Exception as exc:  # noqa: BLE001 - re-raised after the other sinks got it
+                logger.error("sink %s failed on event %s (%s): %s", sink.name, msg.id, msg.type, exc)
+                first = first or exc
+        self.sent += 1
+        if self._on_message is not None:
+            self._on_message(msg)
+        if first is not None:
+            raise first
+
+    def close(self) -> None:
+        """Close every sink (network sinks first drain their spool for a moment); re-raises the
+        first failure after all were closed."""
+        first: Optional[BaseException] = None
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception as exc:  # noqa: BLE001
+                logger.error("closing sink %s failed: %s", sink.name, exc)
+                first = first or exc
+        self.spool.close()
+        if first is not None:
+            raise first
+
+
+__all__ = ["EventFeed", "check_camera_name"]
