@@ -35,7 +35,12 @@ Example:
         "calibration": {"psnr": {"location": 31.2, "scale": 1.1}, ...} | null,
         "smoothing": 0.3,                                  # causal EMA factor (1 = none)
         "threshold": {"on": 3.0, "off": 2.0, "policy": "false_alarm_rate", "target": 0.01} | null,
-        "min_event_frames": 5
+        "min_event_frames": 5,
+        "local": {"local16": {"source": "error_map", "window": 16}},  # optional derived components:
+                                                           # local error of the error map (vadedge.scoring)
+        "dropped": {"feature_distance": "relative spread 0.007 < 0.1 ..."},  # optional: weight-0 and why
+        "paper_weights": {"psnr": 0.6, "feature_distance": 0.4},  # optional: `vadedge eval`'s paper fusion
+        "mask": {"width": 360, "height": 240, "mode": "exclude", "polygons": [[[0, 0], [40, 0], [40, 20]]]}
       },
       "provenance": {"vadedge_version": "0.1.0", "opset": 17, "created": "…", ...}
     }
@@ -162,6 +167,13 @@ BUNDLE_JSON_SCHEMA: dict[str, Any] = {
                     "type": "object", "required": ["source", "window"],
                     "properties": {"source": {"type": "string", "enum": list(LOCAL_SOURCES)},
                                    "window": {"type": "integer", "minimum": 1, "maximum": MAX_SIDE}}}},
+                "mask": {"type": "object", "required": ["width", "height", "polygons"],  # vadedge/roi.py
+                         "properties": {"width": {"type": "integer", "minimum": 1, "maximum": 1 << 16},
+                                        "height": {"type": "integer", "minimum": 1, "maximum": 1 << 16},
+                                        "mode": {"type": "string", "enum": ["exclude", "include"]},
+                                        "polygons": {"type": "array", "items": {"type": "array", "items": {
+                                            "type": "array", "minItems": 2, "maxItems": 2,
+                                            "items": {"type": "number"}}}}}},
                 "dropped": _STRING_MAP,  # component -> why the fusion leaves it out (weight 0)
                 "paper_weights": {"type": "object", "additionalProperties": {"type": "number"}},
             },
@@ -450,6 +462,21 @@ class LocalSpec:
 
 
 @dataclass(frozen=True)
+class MaskSpec:
+    """`score.mask`: ROI / privacy polygons in the pixels of a `width` × `height` camera frame, applied
+    to the error map before the local components (vadedge/roi.py). `mode`: "exclude" or "include"."""
+
+    width: int
+    height: int
+    polygons: tuple[tuple[tuple[float, float], ...], ...]
+    mode: str = "exclude"
+
+    def to_dict(self) -> dict:
+        return {"width": self.width, "height": self.height, "mode": self.mode,
+                "polygons": [[[x, y] for x, y in poly] for poly in self.polygons]}
+
+
+@dataclass(frozen=True)
 class ScoreSpec:
     """`score`: how components become a decision (signs, weights, calibration, EMA, threshold).
 
@@ -467,6 +494,7 @@ class ScoreSpec:
     local: Mapping[str, LocalSpec] = field(default_factory=dict)
     dropped: Mapping[str, str] = field(default_factory=dict)
     paper_weights: Optional[Mapping[str, float]] = None
+    mask: Optional[MaskSpec] = None
 
     @property
     def offline_weights(self) -> Mapping[str, float]:
@@ -487,7 +515,11 @@ class ScoreSpec:
                    min_event_frames=int(d.get("min_event_frames", 1)),
                    local={k: LocalSpec(str(v["source"]), int(v["window"])) for k, v in (d.get("local") or {}).items()},
                    dropped={k: str(v) for k, v in (d.get("dropped") or {}).items()},
-                   paper_weights=None if pw is None else {k: _num(v) for k, v in pw.items()})
+                   paper_weights=None if pw is None else {k: _num(v) for k, v in pw.items()},
+                   mask=None if d.get("mask") is None else MaskSpec(
+                       int(d["mask"]["width"]), int(d["mask"]["height"]),
+                       tuple(tuple((_num(x), _num(y)) for x, y in poly) for poly in d["mask"]["polygons"]),
+                       str(d["mask"].get("mode", "exclude"))))
 
     def to_dict(self) -> dict:
         doc: dict[str, Any] = {
@@ -503,6 +535,8 @@ class ScoreSpec:
             doc["dropped"] = dict(self.dropped)
         if self.paper_weights is not None:
             doc["paper_weights"] = dict(self.paper_weights)
+        if self.mask is not None:
+            doc["mask"] = self.mask.to_dict()
         return doc
 
 
@@ -592,6 +626,17 @@ class Manifest:
             if unknown := sorted(set(getattr(sc, key) or ()) - comps):
                 raise BundleError(f"vadedge.json: score.{key} names {unknown}, which are not score components "
                                   f"{sorted(comps)}")
+        if sc.mask is not None:
+            if not sc.local:
+                raise BundleError("vadedge.json: score.mask applies to local components, and score.local "
+                                  "declares none")
+            from .errors import ConfigError
+            from .roi import check_mask
+
+            try:
+                check_mask(sc.mask, "vadedge.json: score.mask")
+            except ConfigError as exc:
+                raise BundleError(str(exc)) from exc
         if heavy := sorted(c for c in sc.dropped if sc.weights.get(c)):
             raise BundleError(f"vadedge.json: score.dropped components {heavy} must have weight 0")
         for key in ("signs", "weights"):

@@ -197,6 +197,7 @@ def test_manifest_types_cover_the_json_schema():
         InputSection,
         LocalSpec,
         Manifest,
+        MaskSpec,
         ScoreSpec,
         SideInputSpec,
         Stats,
@@ -213,7 +214,8 @@ def test_manifest_types_cover_the_json_schema():
              (EngineSpec, props["engines"]["items"]["properties"]), (ScoreSpec, score),
              (Stats, score["calibration"]["oneOf"][1]["additionalProperties"]["properties"]),
              (ThresholdSpec, score["threshold"]["oneOf"][1]["properties"]),
-             (LocalSpec, score["local"]["additionalProperties"]["properties"])]
+             (LocalSpec, score["local"]["additionalProperties"]["properties"]),
+             (MaskSpec, score["mask"]["properties"])]
     for cls, schema in pairs:
         assert {f.name for f in dataclasses.fields(cls)} == set(schema), cls.__name__
 

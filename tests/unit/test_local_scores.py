@@ -241,3 +241,105 @@ def test_the_shipped_bundle_scores_local_components_through_the_detector():
         for name, v in want.items():
             assert r.components[name] == pytest.approx(float(v[0]), rel=1e-6)
     det.close()
+
+
+# ---------------------------------------------------------------------------------- ROI / privacy mask
+MASK = {"width": 48, "height": 32, "mode": "exclude", "polygons": [[[0, 0], [8, 0], [8, 8], [0, 8]]]}
+
+
+def test_mask_polygons_are_validated_with_clear_errors(tmp_path):
+    from vadedge.roi import mask_from_dict, read_mask
+
+    assert mask_from_dict(MASK).polygons == (((0.0, 0.0), (8.0, 0.0), (8.0, 8.0), (0.0, 8.0)),)
+    outside = copy.deepcopy(MASK)
+    outside["polygons"][0][2] = [60, 8]
+    with pytest.raises(ConfigError, match=r"\(60, 8\) outside the 48x32 frame"):
+        mask_from_dict(outside)
+    with pytest.raises(ConfigError, match="3 to"):
+        mask_from_dict({**MASK, "polygons": [[[0, 0], [1, 1]]]})
+    with pytest.raises(ConfigError, match="mode"):
+        mask_from_dict({**MASK, "mode": "blur"})
+    with pytest.raises(ConfigError, match="polygons"):
+        mask_from_dict({"width": 48, "height": 32})
+    bad = tmp_path / "m.json"
+    bad.write_text("{nope")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        read_mask(bad)
+
+
+def test_mask_cell_weights_follow_the_polygons_scaled_to_the_model_input():
+    from vadedge.roi import cell_weights, mask_from_dict
+
+    # a 96x64 camera frame; the model input is 32x48 (scale 1/2), cells of 4 px
+    spec = mask_from_dict({"width": 96, "height": 64, "polygons": [[[0, 0], [16, 0], [16, 16], [0, 16]]]})
+    w = cell_weights(spec, (32, 48), 4)
+    assert w.shape == (8, 12)
+    assert w[0, 0] == 0 and w[1, 1] < 1 and w[4, 4] == 1  # the top-left 8x8 model pixels are ignored
+    include = cell_weights(mask_from_dict({**spec.to_dict(), "mode": "include"}), (32, 48), 4)
+    np.testing.assert_allclose(include, 1 - w)
+
+
+def test_a_mask_in_the_manifest_or_at_run_time_silences_a_masked_hot_region():
+    from vadedge.roi import mask_from_dict
+
+    frames = np.full((6, 32, 48, 1), 10, np.uint8)
+    frames[:, 0:8, 0:8] = 250  # a bright "clock overlay" in the top-left corner
+    local = {"local8": LocalSpec("error_map", 8)}
+    plain = StreamRunner(_MapBackend(), {}, 5, local=LocalScores(local, (32, 48))).score_frames(frames)
+    masked = StreamRunner(_MapBackend(), {}, 5,
+                          local=LocalScores(local, (32, 48), mask_from_dict(MASK))).score_frames(frames)
+    assert plain["local8"][0] == pytest.approx(-10 * np.log10(250 / 255), abs=1e-4)
+    assert masked["local8"][0] == pytest.approx(-10 * np.log10(10 / 255), abs=1e-4)
+    doc = _with_local(_manifest_doc())
+    doc["score"]["mask"] = copy.deepcopy(MASK)
+    m = Manifest.from_dict(doc)
+    assert m.score.mask == mask_from_dict(MASK) and Manifest.from_dict(m.to_dict()) == m
+    doc["score"]["mask"]["polygons"][0][0] = [-1, 0]
+    with pytest.raises(BundleError, match="outside"):
+        Manifest.from_dict(doc)
+    no_local = _manifest_doc()
+    no_local["score"]["mask"] = copy.deepcopy(MASK)
+    with pytest.raises(BundleError, match="declares none"):
+        Manifest.from_dict(no_local)
+
+
+def test_run_mask_outside_the_frame_exits_2(tmp_path):
+    from click.testing import CliRunner
+
+    from vadedge.cli import cli
+
+    bad = tmp_path / "mask.json"
+    bad.write_text('{"width": 360, "height": 240, "polygons": [[[0, 0], [400, 0], [400, 20]]]}')
+    res = CliRunner().invoke(cli, ["run", str(tmp_path / "missing.mp4"), "--mask", str(bad)])
+    assert res.exit_code == 2, res.output
+    assert "outside the 360x240 frame" in res.output and "Traceback" not in res.output
+
+
+def test_the_detector_applies_a_run_time_mask_to_the_shipped_bundle():
+    pytest.importorskip("onnxruntime")
+    from vadedge.roi import cell_weights, mask_from_dict
+    from vadedge.runtime.defaults import default_bundle_path
+    from vadedge.runtime.detector import Detector
+    from vadedge.synthetic import iter_synthetic_videos
+
+    spec = mask_from_dict({"width": 360, "height": 240, "mode": "include",
+                           "polygons": [[[0, 120], [180, 120], [180, 240], [0, 240]]]})
+    det = Detector.load(default_bundle_path(), backend="onnxruntime", device="cpu", threads=1, mask=spec)
+    frames, _ = next(iter_synthetic_videos(1, 5, height=240, width=360, seed=3, anomalous=False))
+    r = [det.stream("s").process(f) for f in frames][-1]
+    inp = det.bundle.manifest.input
+    weights = cell_weights(spec, (inp.height, inp.width), 4)
+    want = local_components(r.heatmap[None], {"local16": 16}, (inp.height, inp.width), weights)
+    assert r.components["local16"] == pytest.approx(float(want["local16"][0]), rel=1e-6)
+    assert r.components["local16"] != pytest.approx(float(local_error_db(r.heatmap, 4)), rel=1e-6)
+    det.close()
+
+
+def test_a_run_time_mask_on_a_bundle_without_local_components_is_a_clear_error(tmp_path):
+    from vadedge.bundle import Bundle
+    from vadedge.roi import mask_from_dict
+
+    bundle = Bundle(tmp_path, Manifest.from_dict(_manifest_doc()), {})
+    assert LocalScores.of(bundle) is None  # no score.local: the graph's scores only, as before
+    with pytest.raises(ConfigError, match="no local score components"):
+        LocalScores.of(bundle, mask_from_dict(MASK))

@@ -81,6 +81,10 @@ def parse_threshold(text: Optional[str]) -> Optional[tuple[float, float]]:
               help="Serve Prometheus /metrics and /healthz (host default 127.0.0.1).")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=Path("vadedge-state"), show_default=True,
               help="Folder for the webhook / MQTT spools and the persistent event numbers.")
+@click.option("--mask", "mask_file", type=click.Path(path_type=Path), default=None,
+              help="ROI / privacy mask for the local score components: a JSON file {width, height, mode: "
+                   "exclude|include, polygons: [[[x, y], ...], ...]} in the source's pixel coordinates "
+                   "(replaces the bundle's score.mask).")
 @verbosity_options
 @user_errors
 def run_cmd(source: str, model: Optional[Path], backend: str, device: str, precision: Optional[str],
@@ -89,7 +93,7 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
             smoothing: Optional[float], min_event_frames: Optional[int], fps: Optional[float],
             adapt_k: Optional[int], threads: Optional[int], max_reconnects: int, source_lost_after: float,
             no_heatmap: bool, camera_name: str, webhooks: tuple[str, ...], mqtt: Optional[str],
-            metrics: Optional[str], state_dir: Path, quiet: bool) -> None:
+            metrics: Optional[str], state_dir: Path, mask_file: Optional[Path], quiet: bool) -> None:
     """Score SOURCE frame by frame and report anomalous events.
 
     \b
@@ -112,6 +116,11 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
     from vadedge.runtime.sinks import check_outputs
 
     thr = parse_threshold(threshold)
+    mask = None
+    if mask_file is not None:
+        from vadedge.roi import read_mask
+
+        mask = read_mask(mask_file)
     feed, meter = _integrations(camera_name, webhooks, mqtt, metrics, state_dir)
     check_outputs({"events": events, "scores": scores, "video": save_video},
                   inputs=[None if _is_remote(source) else Path(source), model, engine, *plugins])
@@ -123,7 +132,7 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
             det = Detector.load(model, backend=backend, device=device, precision=precision, threshold=thr,
                                 smoothing=smoothing, min_event_frames=min_event_frames, heatmap=not no_heatmap,
                                 threads=threads, plugin_libraries=[str(p) for p in plugins], engine=engine,
-                                adapt_k=adapt_k)
+                                adapt_k=adapt_k, mask=mask)
     except KeyboardInterrupt as exc:
         if src is not None:
             src.close()

@@ -29,7 +29,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from ..bundle import Bundle, load_bundle
+from ..bundle import Bundle, MaskSpec, load_bundle
 from ..errors import CallbackError, ConfigError, DataError
 from ..preprocess import InputSpec, prepare_frame
 from .backends.base import Backend, BackendOutput
@@ -98,7 +98,7 @@ class Detector:
     """Runs a bundle on frames of one or more streams; see the module docstring."""
 
     def __init__(self, bundle: Bundle, backend: Backend, recipe: ScoreRecipe, *, heatmap: bool = True,
-                 adapt_k: Optional[int] = None) -> None:
+                 adapt_k: Optional[int] = None, mask: Optional[MaskSpec] = None) -> None:
         self.bundle = bundle
         self.backend = backend
         self.recipe = recipe
@@ -108,7 +108,7 @@ class Detector:
         # the one state-carrying loop (runtime/runner.py); the detector adds buffers, batching and scoring
         self.runner = StreamRunner(backend, bundle.state, self.clip_length,
                                    side_providers(bundle.manifest.graph, f"bundle {bundle.path}"),
-                                   LocalScores.of(bundle))
+                                   LocalScores.of(bundle, mask))
         if adapt_k is not None:
             if not self.runner.base_params:
                 raise ConfigError(f"adapt_k: bundle {bundle.path} ({bundle.manifest.family}) has no "
@@ -130,7 +130,7 @@ class Detector:
              threads: Optional[int] = None, plugin_libraries: Sequence[str] = (), engine: Union[str, Path, None] = None,
              providers: Optional[Sequence[Any]] = None, provider_options: Optional[Mapping] = None,
              cuda_graphs: bool = True, adapt_k: Optional[int] = None,
-             calibration: Optional[Mapping[str, Any]] = None) -> Detector:
+             calibration: Optional[Mapping[str, Any]] = None, mask: Optional[MaskSpec] = None) -> Detector:
         """Load a bundle folder (None = the default bundle shipped with vadedge) on a backend.
 
         backend: "auto" (a TensorRT engine of the bundle if tensorrt is installed, else ONNX Runtime
@@ -140,7 +140,8 @@ class Detector:
         threshold / smoothing / min_event_frames override the bundle's calibrated values;
         threshold is one number or (on, off). calibration ({component: vadedge.scoring.RobustStats})
         replaces the bundle's score statistics (e.g. for a checkpoint, which has none). adapt_k: MPN
-        bundles adapt each stream on its first K clips (needs torch).
+        bundles adapt each stream on its first K clips (needs torch). mask: an ROI / privacy mask
+        (vadedge.roi) for the local score components, replacing the bundle's `score.mask`.
         """
         if backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
@@ -164,7 +165,7 @@ class Detector:
                            provider_options=provider_options, cuda_graphs=cuda_graphs)
         recipe = ScoreRecipe.from_manifest(bundle.manifest.score, threshold=threshold, smoothing=smoothing,
                                            min_event_frames=min_event_frames, calibration=calibration)
-        return cls(bundle, be, recipe, heatmap=heatmap, adapt_k=adapt_k)
+        return cls(bundle, be, recipe, heatmap=heatmap, adapt_k=adapt_k, mask=mask)
 
     # ------------------------------------------------------------------ streams
     def stream(self, name: str = "default") -> StreamHandle:

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
 
-from ..bundle import Bundle, BundleError, GraphSpec, LocalSpec
-from ..errors import VadedgeError
-from ..scoring import local_components
+from ..bundle import Bundle, BundleError, GraphSpec, LocalSpec, MaskSpec
+from ..errors import ConfigError, VadedgeError
+from ..scoring import error_map_cell, local_components
 from .backends.base import Backend, BackendOutput
 
 if TYPE_CHECKING:
@@ -186,20 +186,36 @@ class LocalScores:
     """
 
     def __init__(self, local: Mapping[str, LocalSpec], input_hw: tuple[int, int],
-                 mask: Optional[np.ndarray] = None) -> None:
+                 mask: Optional[MaskSpec] = None) -> None:
         self.windows = {name: spec.window for name, spec in local.items()}
         self.sources = {name: spec.source for name, spec in local.items()}
         self.input_hw = input_hw
         self.mask = mask
+        self._weights: dict[tuple[int, int], np.ndarray] = {}  # error-map shape -> cell weights of the mask
 
     @classmethod
-    def of(cls, bundle: Bundle, mask: Optional[np.ndarray] = None) -> Optional[LocalScores]:
-        """The bundle's local components (None when it declares none: the graph's scores only)."""
-        local = bundle.manifest.score.local
-        if not local:
+    def of(cls, bundle: Bundle, mask: Optional[MaskSpec] = None) -> Optional[LocalScores]:
+        """The bundle's local components (None when it declares none: the graph's scores only).
+
+        `mask` (a run-time ROI / privacy mask) replaces the bundle's `score.mask`."""
+        score = bundle.manifest.score
+        if not score.local:
+            if mask is not None:
+                raise ConfigError(f"bundle {bundle.path} has no local score components (score.local), so a "
+                                  f"mask would change nothing; re-score it with local components first")
             return None
         inp = bundle.manifest.input
-        return cls(local, (inp.height, inp.width), mask)
+        return cls(score.local, (inp.height, inp.width), mask if mask is not None else score.mask)
+
+    def mask_weights(self, map_hw: tuple[int, int]) -> Optional[np.ndarray]:
+        """The mask at the error map's resolution (computed once per map shape), None without a mask."""
+        if self.mask is None:
+            return None
+        if map_hw not in self._weights:
+            from ..roi import cell_weights
+
+            self._weights[map_hw] = cell_weights(self.mask, self.input_hw, error_map_cell(self.input_hw, map_hw))
+        return self._weights[map_hw]
 
     def __call__(self, extras: Mapping[str, np.ndarray], label: str) -> dict[str, np.ndarray]:
         """{component: float32 [B]} from one call's extra outputs."""
@@ -212,7 +228,7 @@ class LocalScores:
             maps = np.asarray(extras[source], dtype=np.float64)
             maps = maps.reshape(maps.shape[0], *maps.shape[-2:])  # [B, 1, h, w] or [B, h, w]
             try:
-                comps = local_components(maps, windows, self.input_hw, self.mask)
+                comps = local_components(maps, windows, self.input_hw, self.mask_weights(maps.shape[-2:]))
             except VadedgeError as exc:
                 raise BundleError(f"{label}: {exc}") from exc
             out.update({n: np.asarray(v, dtype=np.float32).reshape(-1) for n, v in comps.items()})
