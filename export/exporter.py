@@ -426,6 +426,14 @@ def describe(bundle_dir: Union[str, Path]) -> str:
         lines.append(f"            {s.input} {s.dtype} [{', '.join(map(str, s.shape))}] (adapted parameter)")
     lines.append("scores      " + ", ".join(f"{c} ({'+' if sc.signs[c] > 0 else '-'}, w={sc.weights[c]:g})"
                                             for c in g.scores))
+    if sc.local:
+        lines.append("local       " + ", ".join(f"{c} ({'+' if sc.signs[c] > 0 else '-'}, w={sc.weights[c]:g}; "
+                                                f"{s.window} px window of {s.source})" for c, s in sc.local.items()))
+    for c, why in sc.dropped.items():
+        lines.append(f"dropped     {c}: {why}")
+    if sc.mask is not None:
+        lines.append(f"mask        {sc.mask.mode} {len(sc.mask.polygons)} polygon(s) in a "
+                     f"{sc.mask.width}x{sc.mask.height} frame")
     if g.extra_outputs:
         lines.append(f"extra       {', '.join(g.extra_outputs)}")
     if sc.calibration:

@@ -343,3 +343,15 @@ def test_a_run_time_mask_on_a_bundle_without_local_components_is_a_clear_error(t
     assert LocalScores.of(bundle) is None  # no score.local: the graph's scores only, as before
     with pytest.raises(ConfigError, match="no local score components"):
         LocalScores.of(bundle, mask_from_dict(MASK))
+
+
+def test_info_lists_local_and_dropped_components_of_the_shipped_bundle():
+    from click.testing import CliRunner
+
+    from vadedge.cli import cli
+    from vadedge.runtime.defaults import default_bundle_path
+
+    res = CliRunner().invoke(cli, ["info", str(default_bundle_path()), "--no-check"])
+    assert res.exit_code == 0, res.output
+    assert "local16 (-, w=0.25; 16 px window of error_map)" in res.output
+    assert "dropped     feature_distance: relative spread" in res.output
