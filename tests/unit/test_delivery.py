@@ -257,6 +257,7 @@ def test_nothing_lost_across_receiver_broker_restarts_and_sigkill(tmp_path):
         w = _writer(tmp_path, rx, broker.port, 0, 400)
         for _ in range(3):  # a few events go through, then both receivers go down
             w.stdout.readline()
+        wait_for(lambda: len(rx.bodies) >= 2 and len(sub.on("vad/events")) >= 2, 20, "the first deliveries")
         rx.stop()
         broker.stop()
         for _ in range(5):
