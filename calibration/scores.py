@@ -7,6 +7,7 @@ the exported graph.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Optional
 
 import numpy as np
@@ -22,7 +23,7 @@ from vadedge.scoring import (
 )
 
 __all__ = ["DEFAULT_OFF_FACTOR", "DEFAULT_SMOOTHING", "DEFAULT_TARGET", "ScoreCalibration", "calibrate_scores",
-           "fit_threshold", "score_footage"]
+           "fit_threshold", "score_footage", "score_videos"]
 
 
 def score_footage(stream, footage, spec, state: dict[str, np.ndarray], *, max_videos: Optional[int] = None,
@@ -30,8 +31,12 @@ def score_footage(stream, footage, spec, state: dict[str, np.ndarray], *, max_vi
     """Score components of every video of `footage` (a Split) through a `StreamRunner`, state carried per video."""
     from .footage import iter_videos
 
-    videos = list(iter_videos(footage, spec, stream.clip_length, max_videos))
-    out = []
-    for _, frames in progress_bar(videos, total=len(videos), desc="score calibration", enabled=progress):
-        out.append(stream.score_frames(frames, state))
-    return out
+    videos = [frames for _, frames in iter_videos(footage, spec, stream.clip_length, max_videos)]
+    return score_videos(stream, videos, state, progress=progress)
+
+
+def score_videos(stream, videos: Sequence[np.ndarray], state: dict[str, np.ndarray], *,
+                 progress: bool = False) -> list[dict[str, np.ndarray]]:
+    """Score components of each preprocessed video (uint8 (T, H, W, C)), each a fresh stream from `state`."""
+    return [stream.score_frames(frames, state)
+            for frames in progress_bar(videos, total=len(videos), desc="score calibration", enabled=progress)]

@@ -39,6 +39,7 @@ from vadedge.bundle import (
 )
 from vadedge.errors import ConfigError
 from vadedge.progress import Progress
+from vadedge.runtime.sampling import trained_fps
 from vadedge.scoring import DEFAULT_MIN_EVENT_FRAMES, DEFAULT_SMOOTHING, DEFAULT_TARGET
 
 logger = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ class ExportOptions:
     trt_options: Optional[dict] = None
     threads: Optional[int] = None
     progress: bool = True
+    fps: Optional[float] = None  # trained frame rate for vadedge.json input.fps (default: sampling.trained_fps)
 
 
 @dataclass
@@ -326,7 +328,8 @@ def _manifest(job: _Job) -> Manifest:
     opts, model, cfg = job.opts, job.model, job.cfg
     return Manifest(
         family=cfg["name"], preset=cfg.get("preset"), precision=opts.precision,
-        input=InputSection(**model.spec.to_dict(), clip_length=int(model.clip_length)),
+        input=InputSection(**model.spec.to_dict(), clip_length=int(model.clip_length),
+                           fps=trained_fps(cfg, opts.fps)),
         graph=job.graph, models=dict(job.models), engines=tuple(job.engines), state_file="state.npz",
         score=ScoreSpec(signs={k: int(v) for k, v in model.score_components.items()},
                         weights={k: float(v) for k, v in model.score_weights.items()},

@@ -16,7 +16,8 @@ Example:
       "schema_version": 1,
       "family": "mnad-pred", "preset": "edge-s",
       "precision": "int8",                           # optional: the model to run by default
-      "input": {"height": 128, "width": 128, "color": "gray", "frames": 4, "clip_length": 5},
+      "input": {"height": 128, "width": 128, "color": "gray", "frames": 4, "clip_length": 5,
+                "fps": 10},                          # optional: the frame rate the model was trained at
       "graph": {
         "batch": 1,                                  # static batch (streams per call) or "dynamic"
         "frames_input": "frames",                    # uint8 [B, clip_length, H, W, C]
@@ -77,6 +78,11 @@ MAX_BATCH = 1024  # static batch (streams per call)
 MAX_RANK = 8  # rank of a state / parameter / side input (without the batch axis)
 MAX_ELEMENTS = 1 << 26  # elements of one state / parameter / side input (256 MB of float32)
 MAX_EVENT_FRAMES = 1 << 20
+MAX_FPS = 1000.0
+# The temporal contract (docs/runtime.md "Frame rate"): `input.fps` is the frame rate the model was
+# trained at; sources are sampled to it. A bundle without it was trained on Ped2-rate footage
+# (UCSD Ped2 / Ped1 are 10 fps), the only data bundles were exported from before the field existed.
+DEFAULT_FPS = 10.0
 
 
 class BundleError(VadedgeError):
@@ -117,6 +123,7 @@ BUNDLE_JSON_SCHEMA: dict[str, Any] = {
                 "color": {"type": "string", "enum": ["gray", "rgb", "bgr"]},
                 "frames": {"type": "integer", "minimum": 1, "maximum": MAX_CLIP},
                 "clip_length": {"type": "integer", "minimum": 1, "maximum": MAX_CLIP},
+                "fps": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_FPS},
             },
         },
         "graph": {
@@ -299,6 +306,12 @@ class InputSection:
     color: str
     frames: int
     clip_length: int
+    fps: Optional[float] = None  # the frame rate the model was trained at (None: an older bundle)
+
+    @property
+    def frame_rate(self) -> float:
+        """The rate sources are sampled at: `fps`, else DEFAULT_FPS (bundles that predate the field)."""
+        return float(self.fps) if self.fps is not None else DEFAULT_FPS
 
     @property
     def spec(self) -> InputSpec:
@@ -310,11 +323,16 @@ class InputSection:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> InputSection:
-        return cls(int(d["height"]), int(d["width"]), str(d["color"]), int(d["frames"]), int(d["clip_length"]))
+        fps = d.get("fps")
+        return cls(int(d["height"]), int(d["width"]), str(d["color"]), int(d["frames"]), int(d["clip_length"]),
+                   None if fps is None else _num(fps))
 
     def to_dict(self) -> dict:
-        return {"height": self.height, "width": self.width, "color": self.color, "frames": self.frames,
-                "clip_length": self.clip_length}
+        doc: dict[str, Any] = {"height": self.height, "width": self.width, "color": self.color,
+                               "frames": self.frames, "clip_length": self.clip_length}
+        if self.fps is not None:
+            doc["fps"] = self.fps
+        return doc
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ def test_int8_export_cli_writes_a_calibrated_bundle(tmp_path, checkpoint, data):
     m = b.manifest
     assert m.models == {"fp32": "model.onnx", "int8": "model.int8.onnx"} and m.precision == "int8"
     assert m.graph.batch == "dynamic"
+    assert m.input.fps == 10  # the checkpoint's config names no rate: the Ped2 default is recorded
     assert set(m.score.calibration) == {"psnr", "feature_distance"}
     th = m.score.threshold
     assert th.off < th.on and th.policy == "false_alarm_rate"
@@ -94,8 +95,9 @@ def test_fp16_export_api_keeps_memory_nodes_fp32(tmp_path, checkpoint):
     h = StreamRunner.from_bundle(b, "fp16").score_frames(frames, b.state)
     np.testing.assert_allclose(h["psnr"], a["psnr"], atol=0.05)
     # re-exporting over an existing bundle replaces it
-    again = export_bundle(checkpoint, out, precision="fp32", score_data=False, progress=False)
+    again = export_bundle(checkpoint, out, precision="fp32", score_data=False, progress=False, fps=25)
     assert load_bundle(again).manifest.models == {"fp32": "model.onnx"}
+    assert load_bundle(again).manifest.input.fps == 25  # `vadedge export --fps`
 
 
 def test_trt_engine_path_with_a_fake_tensorrt(tmp_path, checkpoint):

@@ -50,7 +50,7 @@ def anomalous_video(tmp_path_factory):
     frames, labels = SceneGenerator(SCENE["height"], SCENE["width"], seed=SCENE["seed"]).render(
         120, seed=777, anomaly="shape", anomaly_start=50)
     path = tmp_path_factory.mktemp("video") / "scene.avi"
-    write_video(path, frames, fps=25)
+    write_video(path, frames, fps=10)  # the generated scene moves at the bundle's 10 fps
     return path, labels
 
 

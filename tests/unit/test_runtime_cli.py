@@ -19,10 +19,11 @@ CALIB = {"psnr": {"location": 40.0, "scale": 4.0}, "feature_distance": {"locatio
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    """A generated 96x128 scene, 80 frames, with a too-fast object from frame 30, as a video file."""
+    """A generated 96x128 scene, 80 frames, with a too-fast object from frame 30, as a video file at the
+    toy bundles' frame rate (10 fps, the default), so every frame is scored."""
     frames, labels = SceneGenerator(96, 128, seed=3).render(80, seed=3001, anomaly="speed", anomaly_start=30)
     path = tmp_path_factory.mktemp("clip") / "clip.avi"
-    write_video(path, frames, fps=20)
+    write_video(path, frames, fps=10)
     return path, labels
 
 

@@ -11,6 +11,7 @@ COMMANDS = (
     "eval",
     "models",
     "export",
+    "calibrate",
     "info",
     "synth",
     "run",

@@ -14,6 +14,7 @@ from vadedge.scoring import DEFAULT_MIN_EVENT_FRAMES, DEFAULT_SMOOTHING, DEFAULT
 
 from ._errors import user_errors
 from ._logging import verbosity_options
+from ._params import FiniteFloatRange
 
 EPILOG = """\b
 Examples:
@@ -88,6 +89,9 @@ def export_group() -> None:
 @click.option("--opset", type=click.IntRange(min=18), default=18, show_default=True, help="ONNX opset.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Bundle folder (default: MODEL_DIR/bundle).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime threads for calibration.")
+@click.option("--fps", type=FiniteFloatRange(min=0, min_open=True), default=None,
+              help="Frame rate the model was trained at, recorded in the bundle; sources are sampled to it "
+                   "(default: the checkpoint's data.fps, else 10, the Ped2 rate).")
 @verbosity_options
 @user_errors
 def export_bundle_cmd(model_dir: Path, engine: str, precision: str, calib_data: Optional[Path], calib_method: str,
@@ -95,7 +99,7 @@ def export_bundle_cmd(model_dir: Path, engine: str, precision: str, calib_data: 
                       no_score_calibration: bool,
                       target_far: float, smoothing: float, min_event_frames: int, plugins: bool,
                       plugin_libs: tuple[Path, ...], batch: str, no_error_map: bool, pred: bool, opset: int,
-                      out: Optional[Path], threads: Optional[int], quiet: bool) -> None:
+                      out: Optional[Path], threads: Optional[int], fps: Optional[float], quiet: bool) -> None:
     """Export the checkpoint in MODEL_DIR to a bundle: model*.onnx, state.npz and vadedge.json.
 
     The graph takes uint8 frames and the stream state, and returns the score components, the new
@@ -111,7 +115,7 @@ def export_bundle_cmd(model_dir: Path, engine: str, precision: str, calib_data: 
                          error_map=not no_error_map, opset=opset, engine=engine, pred=pred,
                          score_data=False if no_score_calibration else score_data, target_far=target_far,
                          smoothing=smoothing, min_event_frames=min_event_frames, max_calib_clips=calib_clips,
-                         plugin_libraries=plugin_libs, threads=threads, progress=not quiet)
+                         plugin_libraries=plugin_libs, threads=threads, progress=not quiet, fps=fps)
     click.echo(describe(path))
 
 

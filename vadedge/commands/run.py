@@ -62,7 +62,12 @@ def parse_threshold(text: Optional[str]) -> Optional[tuple[float, float]]:
 @click.option("--min-event-frames", type=click.IntRange(min=1), default=None,
               help="Override the minimum event length in frames.")
 @click.option("--fps", type=FiniteFloatRange(min=0, min_open=True), default=None,
-              help="Frame rate for frames folders (timestamps); video files and cameras report their own.")
+              help="Frame rate of SOURCE when it has no timing (frames folders; default: the model's rate); "
+                   "video files and cameras report their own.")
+@click.option("--sample-fps", type=FiniteFloatRange(min=0, min_open=True), default=None,
+              help="Score frames at this rate (default: the rate the model was trained at, from the bundle); "
+                   "a faster source is subsampled evenly by timestamp.")
+@click.option("--all-frames", is_flag=True, help="Score every frame of SOURCE, whatever its rate (no sampling).")
 @click.option("--adapt-k", type=click.IntRange(min=1), default=None,
               help="MPN bundles: adapt to the scene on the first K clips (needs torch).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for inference.")
@@ -91,9 +96,10 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
             engine: Optional[Path], plugins: tuple[Path, ...], events: Optional[Path], scores: Optional[Path],
             save_video: Optional[Path], show: bool, max_frames: Optional[int], threshold: Optional[str],
             smoothing: Optional[float], min_event_frames: Optional[int], fps: Optional[float],
-            adapt_k: Optional[int], threads: Optional[int], max_reconnects: int, source_lost_after: float,
-            no_heatmap: bool, camera_name: str, webhooks: tuple[str, ...], mqtt: Optional[str],
-            metrics: Optional[str], state_dir: Path, mask_file: Optional[Path], quiet: bool) -> None:
+            sample_fps: Optional[float], all_frames: bool, adapt_k: Optional[int], threads: Optional[int],
+            max_reconnects: int, source_lost_after: float, no_heatmap: bool, camera_name: str,
+            webhooks: tuple[str, ...], mqtt: Optional[str], metrics: Optional[str], state_dir: Path,
+            mask_file: Optional[Path], quiet: bool) -> None:
     """Score SOURCE frame by frame and report anomalous events.
 
     \b
@@ -107,6 +113,10 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
       vadedge run camera0 --model bundle/ --events events.jsonl --show
       vadedge run clip.mp4 --save-video annotated.mp4 --scores scores.csv
 
+    Frames are scored at the rate the model was trained at (the bundle's input.fps): a faster
+    source is subsampled evenly by timestamp (30 fps -> 10 fps keeps every 3rd frame), a slower
+    one is warned about once. --sample-fps overrides the rate, --all-frames turns sampling off.
+
     Ctrl-C, SIGTERM or SIGHUP stops cleanly: open events are closed and written, outputs are
     finalised; the exit code is 128 + the signal number (130, 143, 129). Output paths are checked
     against the inputs and each other before anything is opened.
@@ -116,6 +126,8 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
     from vadedge.runtime.sinks import check_outputs
 
     thr = parse_threshold(threshold)
+    if all_frames and sample_fps is not None:
+        raise click.UsageError("--sample-fps and --all-frames exclude each other")
     mask = None
     if mask_file is not None:
         from vadedge.roi import read_mask
@@ -133,6 +145,7 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
                                 smoothing=smoothing, min_event_frames=min_event_frames, heatmap=not no_heatmap,
                                 threads=threads, plugin_libraries=[str(p) for p in plugins], engine=engine,
                                 adapt_k=adapt_k, mask=mask)
+            src.sample_at(None if all_frames else sample_fps or det.frame_rate)
     except KeyboardInterrupt as exc:
         if src is not None:
             src.close()

@@ -436,11 +436,18 @@ class Detector:
             h.adapt_clips = None
             self.adapt(h, clips=clips)
 
+    @property
+    def frame_rate(self) -> float:
+        """The frame rate the model was trained at (vadedge.json `input.fps`, default 10): sample
+        sources at it, e.g. `open_source(spec, sample_fps=det.frame_rate)` (docs/runtime.md)."""
+        return self.bundle.manifest.input.frame_rate
+
     def describe(self) -> str:
         m = self.bundle.manifest
         batch = m.graph.batch
         return (f"{m.family} ({m.preset or 'custom'}) {self.spec.height}x{self.spec.width} "
-                f"{self.spec.color}, clip {self.clip_length}, batch {batch}, {self.backend.describe()}")
+                f"{self.spec.color}, clip {self.clip_length}, {self.frame_rate:g} fps, batch {batch}, "
+                f"{self.backend.describe()}")
 
 
 def _timestamp(value: Any, stream: Any) -> float:

@@ -40,6 +40,7 @@ class RunSummary:
     scored: int = 0
     events: list[Event] = field(default_factory=list)
     dropped: int = 0
+    skipped: int = 0  # frames the sampler left out (a source faster than the model's frame rate)
     reconnects: int = 0
     seconds: float = 0.0
     interrupted: bool = False
@@ -61,6 +62,8 @@ class RunSummary:
     def format(self) -> str:
         lines = [f"{'interrupted after' if self.interrupted else 'processed'} {self.frames} frames "
                  f"({self.scored} scored) of {self.source} in {self.seconds:.1f} s, {self.fps:.1f} frames/s"]
+        if self.skipped:
+            lines.append(f"sampling: {self.skipped} frames skipped to keep the model's frame rate")
         if self.dropped or self.reconnects:
             lines.append(f"live source: {self.dropped} frames dropped, {self.reconnects} reconnects")
         lines.append(f"events: {len(self.events)}" + "".join(
@@ -210,7 +213,7 @@ def run_source(detector: Detector, source: Source, *, stream: Optional[str] = No
         csvw = ScoreCSV(scores, [c for c, _ in detector.backend.io.scores] + list(detector.bundle.manifest.score.local)
                         ) if scores else None
         opened.append(csvw)
-        vid = AnnotatedVideo(video, fps=source.fps or 25.0, threshold=detector.recipe.on) if video else None
+        vid = AnnotatedVideo(video, fps=source.output_fps or 25.0, threshold=detector.recipe.on) if video else None
         opened.append(vid)
         win = Window() if show else None
         opened.append(win)
@@ -286,7 +289,7 @@ def run_source(detector: Detector, source: Source, *, stream: Optional[str] = No
     except BaseException as exc:
         failure = failure or _unwrap(exc)
     summary.seconds = time.perf_counter() - t0
-    summary.dropped, summary.reconnects = source.dropped, source.reconnects
+    summary.dropped, summary.reconnects, summary.skipped = source.dropped, source.reconnects, source.skipped
     if r is not None:
         status.update(summary.frames, r, source, len(summary.events), force=True)
     status.done()

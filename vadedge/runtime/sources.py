@@ -10,6 +10,11 @@ iterable of frames. Decoding runs in its own thread, so inference never waits on
   the source fails with a DataError (None = retry forever).
 * A URL is live or finite by what it reports: a remote file with a frame count (an ordinary video
   served over HTTP) is read like a local file, paced by the consumer, and ends at its last frame.
+* `sample_at(fps)` (or `open_source(..., sample_fps=)`) keeps frames at a uniform stride in time,
+  the model's trained rate, in the decoder thread (`vadedge.runtime.sampling`): a 30 fps video
+  scored by a 10 fps model yields every 3rd frame (`Frame.index` stays the source's index,
+  `Source.skipped` counts the others); a source slower than that rate is warned about once.
+  A source that reports no rate (a frames folder without `fps`) is taken to run at that rate.
 * Opening a camera / URL runs in a helper thread that the caller waits on, so Ctrl-C (or SIGTERM)
   interrupts an open that FFmpeg would otherwise block for its whole timeout.
 
@@ -34,6 +39,7 @@ import numpy as np
 
 from ..datasets import list_frame_files, read_image
 from ..errors import DataError
+from .sampling import FrameSampler
 
 logger = logging.getLogger(__name__)
 DEFAULT_MAX_RECONNECTS = 10  # attempts in a row without a frame before a live source gives up
@@ -67,6 +73,9 @@ class Source:
         self.dropped = 0  # frames discarded because the consumer was behind (live sources)
         self.reconnects = 0
         self.decoded = 0
+        self.skipped = 0  # frames left out by the sampler (a source faster than the model's rate)
+        self.sampler: Optional[FrameSampler] = None
+        self._assumed_fps: Optional[float] = None  # the sampling rate, for a source that reports none
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size or (2 if self.live else 16))
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -83,7 +92,34 @@ class Source:
         """Release the device / file."""
 
     def _timestamp(self, index: int) -> float:
-        return time.time() if self.live else index / (self.fps or 25.0)
+        return time.time() if self.live else index / (self.fps or self._assumed_fps or 25.0)
+
+    @property
+    def output_fps(self) -> Optional[float]:
+        """The rate of the frames this source yields: the sampling rate when it subsamples, else its own."""
+        own = self.fps or self._assumed_fps
+        if self.sampler is not None and (own is None or own > self.sampler.target_fps):
+            return self.sampler.target_fps
+        return own
+
+    def sample_at(self, fps: Optional[float]) -> Source:
+        """Keep frames at `fps` from their timestamps (None: keep every frame); call before iterating.
+
+        A finite source that reports no frame rate is taken to run at `fps` (nothing is skipped).
+        """
+        if self._thread is not None:
+            raise RuntimeError("sample_at() must be called before the source is iterated")
+        if fps is None:
+            self.sampler = None
+            return self
+        self.sampler = FrameSampler(fps, name=self.name)
+        if self.fps:
+            self.sampler.note_source_fps(self.fps)
+        elif not self.live:
+            self._assumed_fps = self.sampler.target_fps
+            logger.info("%s reports no frame rate: taken to run at the model's %g fps (pass fps / --fps "
+                        "to say otherwise)", self.name, self.sampler.target_fps)
+        return self
 
     # public -----------------------------------------------------------------------
     def open(self) -> Source:
@@ -172,15 +208,20 @@ class Source:
                 if img is None:
                     break
                 self.decoded += 1
-                self._put(Frame(img, index, self._timestamp(index)))
+                t = self._timestamp(index)
                 index += 1
+                if self.sampler is not None and not self.sampler.keep(t):
+                    self.skipped += 1
+                    continue
+                self._put(Frame(img, index - 1, t))
         except BaseException as exc:  # surfaced to the consumer
             self._put(exc)
         finally:
             self._put(_END)
 
     def status(self) -> str:
-        extra = f", {self.dropped} dropped" if self.live else ""
+        extra = f", {self.skipped} skipped by sampling" if self.sampler is not None else ""
+        extra += f", {self.dropped} dropped" if self.live else ""
         extra += f", {self.reconnects} reconnects" if self.reconnects else ""
         return f"{self.name}: {self.decoded} frames decoded{extra}"
 
@@ -189,7 +230,7 @@ class FolderSource(Source):
     """A folder of image frames, in natural order of the file names."""
 
     def __init__(self, folder: Path, *, fps: Optional[float] = None, queue_size: Optional[int] = None) -> None:
-        super().__init__(str(folder), queue_size=queue_size, fps=fps or 25.0)
+        super().__init__(str(folder), queue_size=queue_size, fps=fps)
         self.folder = Path(folder)
         self._files: list[Path] = []
         self._pos = 0
@@ -414,14 +455,23 @@ def parse_camera(spec: Union[str, int]) -> Optional[int]:
 def open_source(spec: Union[str, int, Path, Iterable, Source], *, fps: Optional[float] = None,
                 queue_size: Optional[int] = None, capture_factory: Optional[CaptureFactory] = None,
                 backoff: tuple[float, float] = (0.5, 10.0), max_reconnects: Optional[int] = DEFAULT_MAX_RECONNECTS,
-                live: Optional[bool] = None) -> Source:
+                live: Optional[bool] = None, sample_fps: Optional[float] = None) -> Source:
     """Open a frame source from a CLI-style spec, a Path, or an iterable of frames (see module doc).
 
     live=None: cameras are live, local files are not, a URL is live unless it reports a frame count.
+    sample_fps: keep frames at this rate (a bundle's `Detector.frame_rate`; see `Source.sample_at`).
 
     Raises DataError for a missing file/folder, an unknown spec, or a camera / URL that cannot be
     opened (checked here, before any frame is read).
     """
+    src = _open_source(spec, fps=fps, queue_size=queue_size, capture_factory=capture_factory, backoff=backoff,
+                       max_reconnects=max_reconnects, live=live)
+    return src.sample_at(sample_fps) if sample_fps is not None else src
+
+
+def _open_source(spec: Union[str, int, Path, Iterable, Source], *, fps: Optional[float],
+                 queue_size: Optional[int], capture_factory: Optional[CaptureFactory],
+                 backoff: tuple[float, float], max_reconnects: Optional[int], live: Optional[bool]) -> Source:
     if isinstance(spec, Source):
         return spec.open()
     if not isinstance(spec, (str, int, Path)):

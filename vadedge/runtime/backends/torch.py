@@ -86,6 +86,8 @@ def bundle_from_checkpoint(path: str | Path) -> Bundle:
     """An in-memory bundle description of a checkpoint folder (uncalibrated, dynamic batch)."""
     from vadedge.train.protocols import AdaptableModel
 
+    from ..sampling import trained_fps
+
     ckpt = _load(Path(path))
     model = ckpt.model
     state = numpy_state(ckpt.state)
@@ -94,7 +96,8 @@ def bundle_from_checkpoint(path: str | Path) -> Bundle:
         state.update(numpy_state(model.adaptable_parameters()))
     manifest = Manifest(
         family=ckpt.config.get("name", "unknown"), preset=ckpt.config.get("preset"),
-        input=InputSection(**model.spec.to_dict(), clip_length=int(model.clip_length)),
+        input=InputSection(**model.spec.to_dict(), clip_length=int(model.clip_length),
+                           fps=trained_fps(ckpt.config)),
         graph=graph, models={"fp32": "model.safetensors"}, state_file="state.safetensors",
         score=ScoreSpec(signs={k: int(v) for k, v in model.score_components.items()},
                         weights={k: float(v) for k, v in model.score_weights.items()}),

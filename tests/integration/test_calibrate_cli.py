@@ -1,0 +1,142 @@
+"""`vadedge calibrate` (issue 14 item 5): re-fit a bundle's score statistics and threshold on normal footage.
+
+Toy bundles (tests/fakes) for the command and its errors; the shipped bundle for the demo symptom
+(issue 14 item 6: the shipped Ped2 model on a generated scene raises an event from frame 4).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("onnx")
+
+from tests.fakes.bundles import make_toy_bundle  # noqa: E402
+from vadedge.bundle import load_bundle  # noqa: E402
+from vadedge.calibration.recalibrate import MIN_FRAMES, min_frames  # noqa: E402
+from vadedge.cli import cli  # noqa: E402
+from vadedge.synthetic import SceneGenerator, write_video  # noqa: E402
+
+CALIB = {"psnr": {"location": 40.0, "scale": 4.0}, "feature_distance": {"location": 0.05, "scale": 0.05}}
+
+
+def calibrate(*args):
+    return CliRunner().invoke(cli, ["calibrate", *map(str, args)])
+
+
+@pytest.fixture
+def toy(tmp_path):
+    return make_toy_bundle(tmp_path / "toy", height=64, width=96, color="bgr", calibration=CALIB,
+                           threshold=(3.0, 2.0), smoothing=0.3)
+
+
+def test_calibrate_writes_a_new_bundle_with_provenance(toy, synthetic_root, tmp_path):
+    before = (toy / "vadedge.json").read_text()
+    res = calibrate(toy, synthetic_root, "--out", tmp_path / "new", "--target-fa", "0.02")
+    assert res.exit_code == 0, res.output
+    assert "calibrated" in res.output and "224 scored" in res.output  # 4 videos x (60 - 4 warm-up)
+    assert (toy / "vadedge.json").read_text() == before  # the source bundle is untouched
+    m = load_bundle(tmp_path / "new").manifest
+    assert m.score.calibration["psnr"].location != 40.0 and m.score.threshold.target == 0.02
+    assert m.score.weights == load_bundle(toy).manifest.score.weights  # weights are kept
+    prov = m.provenance["score_calibration"]
+    assert prov["tool"] == "vadedge calibrate" and prov["videos"] == 4 and prov["frames"] == 224
+    assert prov["previous"]["threshold"]["on"] == 3.0
+    text = json.dumps(m.provenance)
+    assert str(tmp_path) not in text and str(synthetic_root) not in text  # no absolute paths
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == sorted(p.name for p in toy.iterdir())
+
+
+def test_calibrate_in_place_and_from_video_files(toy, tmp_path):
+    gen = SceneGenerator(64, 96, seed=0)
+    files = [write_video(tmp_path / f"n{i}.avi", gen.render(60, 100 + i)[0], 30) for i in range(2)]
+    res = calibrate(toy, *files, "--in-place", "--target-fa", "0.05")
+    # 30 fps files at the toy's 10 fps: 20 frames each, 16 scored: too short for 100 frames
+    assert res.exit_code == 2 and "footage too short: 32 scored frames (40 frames at 10 fps" in res.output
+    files = [write_video(tmp_path / f"m{i}.avi", gen.render(60, 100 + i)[0], 10) for i in range(2)]
+    res = calibrate(toy, *files, "--in-place", "--target-fa", "0.05", "-q")
+    assert res.exit_code == 0, res.output
+    prov = load_bundle(toy).manifest.provenance["score_calibration"]
+    assert prov["data"] == ["m0.avi", "m1.avi"] and prov["frames"] == 112 and prov["sample_fps"] == 10
+
+
+def test_minimum_footage_is_defined():
+    assert min_frames(0.01) == 200 and min_frames(0.1) == MIN_FRAMES == 100
+
+
+def test_a_graph_without_a_named_component_is_an_error(toy, synthetic_root, tmp_path):
+    doc = json.loads((toy / "vadedge.json").read_text())
+    doc["graph"]["scores"]["local"] = "local_max"
+    doc["score"]["signs"]["local"] = 1
+    doc["score"]["weights"]["local"] = 0.5
+    doc["score"]["calibration"]["local"] = {"location": 0.0, "scale": 1.0}
+    (toy / "vadedge.json").write_text(json.dumps(doc))
+    res = calibrate(toy, synthetic_root, "--out", tmp_path / "new")
+    assert res.exit_code == 2 and "cannot calibrate" in res.output and "local_max" in res.output, res.output
+    assert not (tmp_path / "new").exists()
+
+
+def test_unreadable_and_missing_footage(toy, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video" * 100)
+    res = calibrate(toy, bad, "--out", tmp_path / "new")
+    assert res.exit_code == 2 and "bad.mp4" in res.output and "Traceback" not in res.output, res.output
+    res = calibrate(toy, tmp_path / "nowhere", "--out", tmp_path / "new")
+    assert res.exit_code == 2 and "does not exist" in res.output
+    (tmp_path / "notes.txt").write_text("x")
+    res = calibrate(toy, tmp_path / "notes.txt", "--out", tmp_path / "new")
+    assert res.exit_code == 2 and "not a video file" in res.output
+    assert not (tmp_path / "new").exists()
+
+
+def test_mixed_frame_sizes_are_an_error(toy, tmp_path):
+    a = write_video(tmp_path / "a.avi", SceneGenerator(64, 96, seed=0).render(150, 1)[0], 10)
+    b = write_video(tmp_path / "b.avi", SceneGenerator(72, 96, seed=0).render(150, 2)[0], 10)
+    res = calibrate(toy, a, b, "--out", tmp_path / "new")
+    assert res.exit_code == 2 and "mixed frame sizes" in res.output and "96x72" in res.output, res.output
+
+
+def test_output_choice_errors(toy, synthetic_root, tmp_path):
+    assert calibrate(toy, synthetic_root).exit_code == 2
+    assert calibrate(toy, synthetic_root, "--out", tmp_path / "x", "--in-place").exit_code == 2
+    res = calibrate(toy, synthetic_root, "--out", toy)
+    assert res.exit_code == 2 and "already exists" in res.output
+    res = calibrate(toy, synthetic_root, "--out", tmp_path / "x", "--target-fa", "0.7")
+    assert res.exit_code == 2
+
+
+def test_calibrating_the_shipped_bundle_stops_the_demo_alarm(tmp_path):
+    """The demo symptom: the shipped Ped2 model on the generated scene alarms from its first frames.
+    Calibrated on that scene's normal part (other videos of the same scene), it raises no event on
+    the clip's normal frames and still raises one on the anomaly."""
+    from vadedge.runtime import Detector
+    from vadedge.runtime.demo import synthetic_clip
+
+    frames, labels = synthetic_clip()
+    first = int(np.argmax(labels))
+    gen = SceneGenerator(frames.shape[1], frames.shape[2], seed=7)  # synthetic_clip's scene
+    normal = tmp_path / "normal"
+    normal.mkdir()
+    for i in range(4):
+        write_video(normal / f"{i}.avi", gen.render(60, 7100 + i)[0], 10)
+
+    def event_starts(bundle):
+        with Detector.load(bundle, threads=1) as det:
+            h = det.stream()
+            return [r.event_started.start_frame for i, f in enumerate(frames)
+                    if (r := h.process(f, i / 10)).event_started is not None]
+
+    assert min(event_starts(None)) < first  # the shipped model alarms on normal frames
+    res = calibrate(_shipped(), normal, "--out", tmp_path / "cam", "--threads", "1")
+    assert res.exit_code == 0, res.output
+    starts = event_starts(tmp_path / "cam")
+    assert all(s >= first for s in starts), starts
+    assert starts, "the calibrated bundle should still flag the box crossing the walkway"
+
+
+def _shipped():
+    from vadedge.runtime.defaults import default_bundle
+
+    return default_bundle()
