@@ -108,9 +108,10 @@ def test_output_choice_errors(toy, synthetic_root, tmp_path):
 
 
 def test_calibrating_the_shipped_bundle_stops_the_demo_alarm(tmp_path):
-    """The demo symptom: the shipped Ped2 model on the generated scene alarms from its first frames.
-    Calibrated on that scene's normal part (other videos of the same scene), it raises no event on
-    the clip's normal frames and still raises one on the anomaly."""
+    """The demo symptom (issue 14 item 6): the shipped Ped2 model on the generated scene alarmed from
+    frame 4 (its statistics are Ped2's). Calibrated on that scene's normal part (other videos of the
+    same scene), it raises no event on the clip's normal frames and still raises one on the anomaly.
+    (Whether the shipped bundle itself alarms there is not asserted: its scoring is being reworked.)"""
     from vadedge.runtime import Detector
     from vadedge.runtime.demo import synthetic_clip
 
@@ -128,7 +129,6 @@ def test_calibrating_the_shipped_bundle_stops_the_demo_alarm(tmp_path):
             return [r.event_started.start_frame for i, f in enumerate(frames)
                     if (r := h.process(f, i / 10)).event_started is not None]
 
-    assert min(event_starts(None)) < first  # the shipped model alarms on normal frames
     res = calibrate(_shipped(), normal, "--out", tmp_path / "cam", "--threads", "1")
     assert res.exit_code == 0, res.output
     starts = event_starts(tmp_path / "cam")
