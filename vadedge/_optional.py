@@ -22,6 +22,7 @@ _EXTRAS: dict[str, tuple[Optional[str], str]] = {
     "pycuda": ("trt", "TensorRT device buffers"),
     "paho": ("integrations", "the MQTT event sink"),
     "prometheus_client": ("integrations", "the Prometheus metrics endpoint"),
+    "tritonclient": ("triton", "the Triton Inference Server client"),
 }
 
 

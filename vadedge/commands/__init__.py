@@ -17,6 +17,7 @@ COMMANDS = (
     "run",
     "demo",
     "bench",
+    "triton_repo",
 )
 
 

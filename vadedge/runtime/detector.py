@@ -167,6 +167,13 @@ class Detector:
                                            min_event_frames=min_event_frames, calibration=calibration)
         return cls(bundle, be, recipe, heatmap=heatmap, adapt_k=adapt_k, mask=mask)
 
+    @staticmethod
+    def connect(url: str, model: str = "vadedge", **kw: Any) -> Any:
+        """A `vadedge.serving.client.RemoteDetector`: this API served by Triton (docs/deployment.md)."""
+        from ..serving.client import RemoteDetector
+
+        return RemoteDetector(url, model, **kw)
+
     # ------------------------------------------------------------------ streams
     def stream(self, name: str = "default") -> StreamHandle:
         """The handle of stream `name` (created on first use)."""
