@@ -103,3 +103,26 @@ def test_alarm_metrics_flag_on_first_frame_is_zero_delay_and_no_normal_footage_i
     assert math.isnan(m["false_alarms_per_hour"])
     with pytest.raises(ValueError):
         alarm_metrics([("v", np.array([1, 0]), np.array([1]), 0)], fps=5.0)
+
+
+def test_eval_paper_protocol_uses_the_bundles_paper_weights_not_its_causal_weights(toy_bundle, synthetic_root,
+                                                                                  tmp_path):
+    """A re-scored bundle (feature_distance dropped from the causal fusion) keeps the paper fusion in
+    score.paper_weights: `vadedge eval --protocol paper` gives the same scores as the original bundle."""
+    import shutil
+
+    rescored = tmp_path / "rescored"
+    shutil.copytree(toy_bundle, rescored)
+    doc = json.loads((rescored / "vadedge.json").read_text())
+    original_weights = dict(doc["score"]["weights"])
+    doc["score"].update(weights={"psnr": 1.0, "feature_distance": 0.0}, paper_weights=original_weights,
+                        dropped={"feature_distance": "degenerate on normal footage"})
+    (rescored / "vadedge.json").write_text(json.dumps(doc))
+    paper = {}
+    for name, model in (("original", toy_bundle), ("rescored", rescored)):
+        res = CliRunner().invoke(cli, ["eval", "--model", str(model), "--data", str(synthetic_root), "--out",
+                                       str(tmp_path / name), "--quiet", "--no-plots", "--protocol", "paper"])
+        assert res.exit_code == 0, res.output
+        paper[name] = [float(r["score_paper"]) for r in _csv_rows(tmp_path / name / "scores.csv")]
+    assert original_weights != {"psnr": 1.0, "feature_distance": 0.0}
+    assert paper["rescored"] == paper["original"]
