@@ -19,6 +19,7 @@ from typing import Optional
 
 from ..errors import ConfigError, DataError
 from .base import FailureHook, register, sink_id
+from .durable import append_record, cut_torn_tail
 from .spool import SpoolReader
 
 logger = logging.getLogger(__name__)
@@ -68,16 +69,7 @@ class JsonLinesSink:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = self.path.open("ab+", buffering=0)
-            size = os.fstat(self._fh.fileno()).st_size
-            if size:
-                self._fh.seek(max(0, size - 1))
-                if self._fh.read(1) != b"\n":  # a torn last line: cut back to the last whole one
-                    self._fh.seek(0)
-                    keep = self._fh.read().rfind(b"\n") + 1
-                    logger.warning("%s: dropping a torn last line (%d bytes)", self.path, size - keep)
-                    os.ftruncate(self._fh.fileno(), keep)
-                    os.fsync(self._fh.fileno())
-                    size = keep
+            size = cut_torn_tail(self._fh, self.path)
             self._size = size
             if size:
                 self._fh.seek(0)
@@ -107,15 +99,8 @@ class JsonLinesSink:
         try:
             if self.settings.max_bytes and self._size and self._size + len(data) > self.settings.max_bytes:
                 self._rotate()
-            view = memoryview(data)
-            while view:
-                view = view[self._fh.write(view) :]
-            os.fsync(self._fh.fileno())
+            append_record(self._fh, data, self._size)
         except OSError as exc:
-            try:
-                os.ftruncate(self._fh.fileno(), self._size)  # never leave a partial line
-            except OSError:
-                pass
             if self._on_failure is not None:
                 self._on_failure(self.name)
             raise DataError(f"cannot write events to {self.path}: {exc.strerror or exc}") from exc

@@ -21,6 +21,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from ..errors import DataError
+from .durable import fsync_dir
 
 MESSAGE_TYPES = ("new", "update", "end")
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels (x1 / y1 exclusive)
@@ -94,23 +95,10 @@ class EventIds:
                     fh.flush()
                     os.fsync(fh.fileno())
                 os.replace(tmp, self.path)
-                _fsync_dir(self.path.parent)
+                fsync_dir(self.path.parent)
             except OSError as exc:
                 raise DataError(f"cannot write event id file {self.path}: {exc.strerror or exc}") from exc
         return uuid.uuid4().hex, seq
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def peak_box(heatmap: Optional[np.ndarray], frame_shape: tuple[int, ...], level: float = 0.5) -> Optional[Box]:

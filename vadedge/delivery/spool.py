@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ..errors import DataError
-from .messages import _fsync_dir
+from .durable import append_record, cut_torn_tail, fsync_dir
 
 logger = logging.getLogger(__name__)
 
@@ -38,22 +38,9 @@ class Spool:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._fh = self._queue.open("ab+", buffering=0)
-            self._size = self._repair()
+            self._size = cut_torn_tail(self._fh, self._queue)
         except OSError as exc:
             raise DataError(f"cannot use spool folder {self.folder}: {exc.strerror or exc}") from exc
-
-    def _repair(self) -> int:
-        """Cut a torn last line (a write interrupted by a kill); returns the queue's size."""
-        size = os.fstat(self._fh.fileno()).st_size
-        if size == 0:
-            return 0
-        self._fh.seek(0)
-        keep = self._fh.read().rfind(b"\n") + 1
-        if keep != size:
-            logger.warning("spool %s: dropping a torn last record (%d bytes)", self.folder, size - keep)
-            os.ftruncate(self._fh.fileno(), keep)
-            os.fsync(self._fh.fileno())
-        return keep
 
     def reader(self, name: str) -> SpoolReader:
         """The reader `name` (a sink); it resumes after what it acknowledged in earlier runs."""
@@ -71,15 +58,8 @@ class Spool:
         data = line.encode() + b"\n"
         with self._cond:
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[self._fh.write(view) :]
-                os.fsync(self._fh.fileno())
+                append_record(self._fh, data, self._size)
             except OSError as exc:
-                try:
-                    os.ftruncate(self._fh.fileno(), self._size)
-                except OSError:
-                    pass
                 raise DataError(f"cannot write spool {self._queue}: {exc.strerror or exc}") from exc
             self._size += len(data)
             for r in self._readers.values():
@@ -164,4 +144,4 @@ class SpoolReader:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self._file)
-        _fsync_dir(self.spool.folder)
+        fsync_dir(self.spool.folder)
