@@ -249,6 +249,7 @@ def _writer(tmp_path, rx, mqtt_port, first, n):
 
 @pytest.mark.skipif(MOSQUITTO is None, reason="needs Debian's mosquitto broker (apt-get install mosquitto)")
 def test_nothing_lost_across_receiver_broker_restarts_and_sigkill(tmp_path):
+    pytest.importorskip("paho.mqtt")
     rx = Receiver(free_port()).start()
     broker = Broker(free_port(), tmp_path).start()
     sub = Subscriber(broker.port, "vad")
@@ -373,3 +374,49 @@ def test_run_cli_delivers_events_to_a_webhook_with_camera_name_and_box(tmp_path)
     assert len({m["id"] for m in rx.bodies}) == 1 and rx.bodies[-1]["reason"] == "stream_end"
     box = rx.bodies[0]["box"]
     assert box is not None and 0 <= box[0] < box[2] <= 128 and 0 <= box[1] < box[3] <= 96
+
+
+@pytest.mark.skipif(MOSQUITTO is None, reason="needs Debian's mosquitto broker (apt-get install mosquitto)")
+def test_run_cli_with_the_broker_down_at_start_spools_then_delivers(tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("paho.mqtt")
+    from click.testing import CliRunner
+
+    from tests.fakes.bundles import make_toy_bundle
+    from vadedge.cli import cli
+    from vadedge.synthetic import SceneGenerator, write_video
+
+    frames, _ = SceneGenerator(64, 64, seed=1).render(20, seed=11)
+    write_video(tmp_path / "clip.avi", frames, fps=20)
+    bundle = make_toy_bundle(tmp_path / "toy", threshold=(-1e9, -1e9), min_event_frames=1)
+    port = free_port()
+    args = [
+        "run",
+        str(tmp_path / "clip.avi"),
+        "-m",
+        str(bundle),
+        "--quiet",
+        "--camera-name",
+        "door",
+        "--mqtt",
+        f"127.0.0.1:{port}/nvr",
+        "--state-dir",
+        str(tmp_path / "state"),
+    ]
+    res = CliRunner().invoke(cli, args)  # no broker: not an error, the messages wait in the spool
+    assert res.exit_code == 0, res.output
+    spooled = [json.loads(line) for line in (tmp_path / "state" / "spool" / "queue.jsonl").read_text().splitlines()]
+    assert [m["type"] for m in spooled] == ["new", "end"]
+    broker = Broker(port, tmp_path).start()
+    sub = Subscriber(port, "nvr")
+    try:
+        wait_for(lambda: sub._client.is_connected(), 10, "the subscriber to connect")
+        res = CliRunner().invoke(cli, [*args, "--max-frames", "8"])
+        assert res.exit_code == 0, res.output
+        wait_for(lambda: len(sub.on("nvr/events")) >= 4, 10, "both runs' messages")
+    finally:
+        sub.close()
+        broker.stop()
+    got = [json.loads(p) for p in sub.on("nvr/events")]
+    assert [m["message_id"] for m in got[:2]] == [m["message_id"] for m in spooled]  # the first run's, first
+    assert [m["seq"] for m in got if m["type"] == "new"] == [0, 1] and sub.on("nvr/door/anomaly")[-1] == "OFF"
