@@ -32,7 +32,16 @@ from typing import Optional, Union
 import cv2
 import numpy as np
 
-from vadedge.bundle import BUNDLE_FILE, Bundle, BundleError, Stats, ThresholdSpec, load_bundle, save_bundle
+from vadedge.bundle import (
+    BUNDLE_FILE,
+    Bundle,
+    BundleError,
+    MaskSpec,
+    Stats,
+    ThresholdSpec,
+    load_bundle,
+    save_bundle,
+)
 from vadedge.datasets import VIDEO_EXTS, Video
 from vadedge.errors import ConfigError, DataError
 from vadedge.preprocess import prepare_frame
@@ -140,10 +149,12 @@ def _load_sampled(item: FootageVideo, bundle: Bundle, target_fps: float,
 
 def calibrate_bundle(bundle: Union[str, Path], footage: Sequence[Union[str, Path]], *,
                      out: Union[str, Path, None] = None, in_place: bool = False, target: float = DEFAULT_TARGET,
-                     fps: Optional[float] = None, threads: Optional[int] = None,
+                     fps: Optional[float] = None, threads: Optional[int] = None, mask: Optional[MaskSpec] = None,
                      progress: bool = False) -> CalibrationReport:
     """Re-fit `bundle`'s score statistics and threshold on normal `footage`; write the result to `out`
     (a new folder, the bundle copied) or, with `in_place`, into `bundle` itself. See the module doc.
+    `mask` (vadedge.roi) becomes the bundle's `score.mask` and is applied while calibrating, so the
+    statistics are those of the masked local components the bundle will run.
 
     Raises BundleError for a bundle whose graph lacks a score component, DataError for footage that
     is missing, unreadable, of mixed sizes or too short, ConfigError for bad options.
@@ -159,6 +170,9 @@ def calibrate_bundle(bundle: Union[str, Path], footage: Sequence[Union[str, Path
     if not in_place and dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise ConfigError(f"output {dest} already exists; choose a new folder (or use --in-place)")
     b = load_bundle(src)
+    if mask is not None:
+        b = Bundle(b.path, dataclasses.replace(b.manifest, score=dataclasses.replace(b.manifest.score, mask=mask)
+                                               ).validated(), b.state)
     m = b.manifest
     items = collect_footage(footage, fps)
     try:

@@ -411,7 +411,8 @@ def describe(bundle_dir: Union[str, Path]) -> str:
     lines = [f"bundle      {b.path}",
              f"family      {m.family} (preset {m.preset}), runs {b.precision}",
              f"input       {inp.height}x{inp.width} {inp.color}, {inp.frames} context frame(s), "
-             f"clip of {inp.clip_length}",
+             f"clip of {inp.clip_length}, {inp.frame_rate:g} fps"
+             f"{'' if inp.fps is not None else ' (not recorded: the Ped2 default)'}",
              f"batch       {g.batch} stream(s) per call"]
     for p in m.models:
         path = b.model_file(p)

@@ -81,8 +81,12 @@ def train(model: str, data: str | Path, out: str | Path, *, preset: Optional[str
           epochs: Optional[int] = None, seed: int = 0, resume: bool = False, batch_size: Optional[int] = None,
           lr: Optional[float] = None, workers: Optional[int] = None, model_overrides: Optional[dict] = None,
           threads: Optional[int] = None, progress: bool = True, stage: Optional[str] = None,
-          init: Optional[str | Path] = None) -> TrainSummary:
+          init: Optional[str | Path] = None, fps: Optional[float] = None) -> TrainSummary:
     """Train `model` (a registered name) on the normal videos of `data`/training; checkpoint into `out`.
+
+    `fps`: the frame rate of the footage, recorded as the config's data.fps; the exporter writes it
+    into the bundle, whose sources are then sampled at it (default: data.fps of a resumed run, else
+    none recorded, which bundles read as 10 fps, the Ped2 rate).
 
     `stage` is passed to the family's training task (e.g. MPN's pretrain / dpu / meta); `init` starts
     from another checkpoint's weights (non-strict: new modules keep their initialisation) and state.
@@ -101,9 +105,11 @@ def train(model: str, data: str | Path, out: str | Path, *, preset: Optional[str
     run = _setup(model, cfg, data, seed=seed, stage=stage, init=None if resume else init, workers=workers)
     if resume:
         _resume(run, out, seed)
+    data_fps = fps if fps is not None else (cfg.get("data") or {}).get("fps")
     cfg.update({
         "data": {"root": str(Path(data).resolve()), "fingerprint": fingerprint(run.split),
-                 "videos": len(run.split.videos), "clips": len(run.dataset)},
+                 "videos": len(run.split.videos), "clips": len(run.dataset),
+                 **({"fps": float(data_fps)} if data_fps is not None else {})},
         "seed": seed,
         "stage": stage if not resume else cfg.get("stage"),
         "init": str(init) if init is not None else cfg.get("init"),

@@ -140,3 +140,25 @@ def _shipped():
     from vadedge.runtime.defaults import default_bundle
 
     return default_bundle()
+
+
+def test_calibrate_with_a_mask_stores_it_and_calibrates_the_masked_local_component(toy, synthetic_root, tmp_path):
+    doc = json.loads((toy / "vadedge.json").read_text())
+    doc["score"]["local"] = {"local8": {"source": "error_map", "window": 8}}
+    doc["score"]["signs"]["local8"] = -1
+    doc["score"]["weights"]["local8"] = 1.0
+    doc["score"]["calibration"]["local8"] = {"location": 20.0, "scale": 2.0}
+    (toy / "vadedge.json").write_text(json.dumps(doc))
+    whole = {"width": 96, "height": 64, "mode": "include", "polygons": [[[0, 0], [48, 0], [48, 64], [0, 64]]]}
+    (tmp_path / "mask.json").write_text(json.dumps(whole))
+    assert calibrate(toy, synthetic_root, "--out", tmp_path / "plain", "-q").exit_code == 0
+    res = calibrate(toy, synthetic_root, "--out", tmp_path / "masked", "--mask", tmp_path / "mask.json", "-q")
+    assert res.exit_code == 0, res.output
+    plain, masked = (load_bundle(tmp_path / n).manifest.score for n in ("plain", "masked"))
+    assert plain.mask is None and masked.mask is not None and masked.mask.width == 96
+    assert masked.calibration["local8"] != plain.calibration["local8"]  # the left half only
+    assert masked.calibration["psnr"] == plain.calibration["psnr"]
+    outside = {**whole, "polygons": [[[0, 0], [200, 0], [200, 64]]]}
+    (tmp_path / "bad.json").write_text(json.dumps(outside))
+    res = calibrate(toy, synthetic_root, "--out", tmp_path / "x", "--mask", tmp_path / "bad.json")
+    assert res.exit_code == 2 and "outside" in res.output, res.output

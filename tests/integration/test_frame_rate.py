@@ -92,3 +92,20 @@ def test_sample_fps_and_all_frames_override_the_bundle(scene):
     res = CliRunner().invoke(cli, ["run", str(videos[3]), "--model", str(bundle), "--sample-fps", "15",
                                    "--all-frames"])
     assert res.exit_code == 2 and "exclude each other" in res.output
+
+
+def test_train_fps_travels_to_the_bundle(tiny_root, tmp_path):
+    """`vadedge train --fps` records the footage's rate; `vadedge export` writes it as the bundle's input.fps."""
+    import json
+
+    pytest.importorskip("torch")
+    ckpt = tmp_path / "ckpt"
+    res = CliRunner().invoke(cli, ["train", "--model", "mnad-pred", "--preset", "edge-xs", "--data", str(tiny_root),
+                                   "--out", str(ckpt), "--epochs", "1", "--input-size", "32x32", "--fps", "25",
+                                   "-q"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((ckpt / "config.json").read_text())["data"]["fps"] == 25
+    res = CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(tmp_path / "b"), "--no-score-calibration",
+                                   "-q"])
+    assert res.exit_code == 0, res.output
+    assert load_bundle(tmp_path / "b").manifest.input.fps == 25

@@ -117,3 +117,10 @@ def test_the_shipped_bundle_records_its_rate():
     from vadedge.runtime.defaults import default_bundle
 
     assert load_bundle(default_bundle()).manifest.input.fps == 10
+
+
+def test_info_shows_the_frame_rate(tmp_path):
+    from vadedge.export.exporter import describe
+    from vadedge.runtime.defaults import default_bundle
+
+    assert "clip of 5, 10 fps\n" in describe(default_bundle())

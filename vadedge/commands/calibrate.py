@@ -23,11 +23,14 @@ from ._params import FiniteFloatRange
                    "the threshold.")
 @click.option("--fps", type=FiniteFloatRange(min=0, min_open=True), default=None,
               help="Frame rate of frame folders (default: the bundle's rate); video files report their own.")
+@click.option("--mask", "mask_file", type=click.Path(path_type=Path), default=None,
+              help="ROI / privacy mask JSON (as for vadedge run --mask): stored in the bundle and applied while "
+                   "calibrating its local score components.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime threads.")
 @verbosity_options
 @user_errors
 def calibrate_cmd(bundle: Path, footage: tuple[Path, ...], out: Optional[Path], in_place: bool, target_fa: float,
-                  fps: Optional[float], threads: Optional[int], quiet: bool) -> None:
+                  fps: Optional[float], mask_file: Optional[Path], threads: Optional[int], quiet: bool) -> None:
     """Re-fit BUNDLE's score statistics and threshold on NORMAL FOOTAGE of a camera (no torch needed).
 
     \b
@@ -50,8 +53,13 @@ def calibrate_cmd(bundle: Path, footage: tuple[Path, ...], out: Optional[Path], 
 
     if (out is None) == (not in_place):
         raise click.UsageError("give either --out NEW_BUNDLE or --in-place")
+    mask = None
+    if mask_file is not None:
+        from vadedge.roi import read_mask
+
+        mask = read_mask(mask_file)
     report = calibrate_bundle(bundle, footage, out=out, in_place=in_place, target=target_fa, fps=fps,
-                              threads=threads, progress=not quiet)
+                              threads=threads, mask=mask, progress=not quiet)
     click.echo(report.format())
 
 

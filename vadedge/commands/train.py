@@ -8,6 +8,7 @@ import click
 
 from ._errors import user_errors
 from ._logging import verbosity_options
+from ._params import FiniteFloatRange
 
 
 @click.command()
@@ -38,13 +39,16 @@ from ._logging import verbosity_options
               help="Training stage for multi-stage families (MPN: pretrain, dpu, meta).")
 @click.option("--init", type=click.Path(path_type=Path), default=None,
               help="Start from the weights (and state) of another checkpoint, e.g. the previous stage.")
+@click.option("--fps", type=FiniteFloatRange(min=0, min_open=True), default=None,
+              help="Frame rate of the training footage, recorded in the checkpoint and the exported bundle "
+                   "(sources are sampled at it; default: 10, the Ped2 rate).")
 @verbosity_options
 @user_errors
 def train(model_name: str, preset: Optional[str], data: Path, out: Path, epochs: Optional[int],
           batch_size: Optional[int], lr: Optional[float], seed: int, resume: bool, workers: Optional[int],
           threads: Optional[int], stage: Optional[str], init: Optional[Path], quiet: bool,
           input_size: Optional[str], width_mult: Optional[float], color: Optional[str],
-          upsample: Optional[str]) -> None:
+          upsample: Optional[str], fps: Optional[float]) -> None:
     """Train a model on the normal videos of DATA/training."""
     overrides = {"width_mult": width_mult, "color": color, "upsample": upsample}
     if input_size:
@@ -58,7 +62,7 @@ def train(model_name: str, preset: Optional[str], data: Path, out: Path, epochs:
 
     summary = run_training(model_name, data, out, preset=preset, epochs=epochs, seed=seed, resume=resume,
                            batch_size=batch_size, lr=lr, workers=workers, threads=threads,
-                           progress=not quiet, stage=stage, init=init, model_overrides=overrides)
+                           progress=not quiet, stage=stage, init=init, model_overrides=overrides, fps=fps)
     click.echo(summary.format())
 
 
