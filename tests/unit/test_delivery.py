@@ -420,3 +420,14 @@ def test_run_cli_with_the_broker_down_at_start_spools_then_delivers(tmp_path):
     got = [json.loads(p) for p in sub.on("nvr/events")]
     assert [m["message_id"] for m in got[:2]] == [m["message_id"] for m in spooled]  # the first run's, first
     assert [m["seq"] for m in got if m["type"] == "new"] == [0, 1] and sub.on("nvr/door/anomaly")[-1] == "OFF"
+
+
+def test_backoff_doubles_up_to_the_cap_with_bounded_jitter():
+    from vadedge.delivery import Backoff
+
+    b = Backoff(initial=0.5, maximum=4.0, jitter=0.5)
+    for attempt, full in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (10, 4.0), (100, 4.0)]:
+        waits = [b.delay(attempt) for _ in range(200)]
+        assert all(full * 0.5 <= w <= full for w in waits)
+    with pytest.raises(ConfigError):
+        Backoff(initial=2.0, maximum=1.0)

@@ -10,8 +10,10 @@ sink that raises does not keep the others from receiving it (the first error is 
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +35,17 @@ def check_camera_name(name: str) -> str:
     if not CAMERA_NAME.match(name or ""):
         raise ConfigError(f"camera name must be 1-64 letters, digits, '_', '.' or '-', got {name!r}")
     return name
+
+
+def _locked(method):  # noqa: ANN001, ANN201 - a method decorator
+    """Serialise calls: cameras may report from their own threads; messages stay in one order."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return call
 
 
 @dataclass
@@ -70,8 +83,10 @@ class EventFeed:
         self._open: dict[tuple[str, int], _Open] = {}  # (camera, detector event id) -> state
         self._on_message = on_message
         self.sent = 0
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ input
+    @_locked
     def event(self, e: Event) -> None:
         """A detector event started (is_open) or ended; call from `Detector.on_event`."""
         key = (e.stream, e.id)
@@ -90,6 +105,7 @@ class EventFeed:
         st.event = e
         self._emit("end", st)
 
+    @_locked
     def frame(
         self,
         stream: str,
@@ -139,6 +155,7 @@ class EventFeed:
         st.sent += 1
         self.publish(msg)
 
+    @_locked
     def publish(self, msg: EventMessage) -> None:
         """Spool one message (durable for every sink on return), then let synchronous sinks write
         it; all of them run even when one fails, then the first failure is re-raised."""
