@@ -10,11 +10,12 @@ What it does, on normal footage only (docs/causal-scores.md "Selection rule"):
    first, the second held out — and applies `vadedge.scoring.select_components` (relative spread
    < 0.1 or held-out |z median| / z spread > 3: dropped, with the reason in `score.dropped`; equal
    weights over the survivors);
-3. fits the statistics and the 1 % threshold (EMA 0.3, min 5 frames) with
-   `vadedge.scoring.calibrate_scores` on the calibration footage (`--data`'s training split:
-   for the shipped Ped2 bundle that is the model's own training footage, so the threshold is
-   optimistic), keeps the previous fusion as `score.paper_weights` (the offline paper protocol of
-   `vadedge eval` stays the family's), and writes vadedge.json only — the model is not touched.
+3. writes the selection (weights, `score.dropped`, evidence in `provenance.score_selection`) and
+   re-fits the statistics and the 1 % threshold at the bundle's smoothing (0.3) with the one
+   re-calibration path, `vadedge calibrate` (`calibration.recalibrate.calibrate_bundle`), on
+   `--data`'s training split — for the shipped Ped2 bundle the model's own training footage, so
+   the threshold is optimistic. The previous fusion stays as `score.paper_weights` (the offline
+   paper protocol of `vadedge eval` keeps the family's). The model is not touched.
 
     OMP_NUM_THREADS=1 nice -n 10 python -m vadedge.train.experiments.local_scores \\
         --bundle vadedge/assets/default --data ../shared/datasets/ped2 --cache /tmp/h13/cache
@@ -39,7 +40,7 @@ WINDOWS = (8, 16, 32)  # model-input pixels (docs/causal-scores.md: all three, n
 SCENE_VIDEOS, SCENE_FRAMES, SCENE_SEED = 2, 100, 7  # the generated normal scene (h8's "new scene")
 SCENE_HW = (240, 360)  # Ped2's frame size
 UNITS = {"psnr": "db", "feature_distance": "energy"}  # the graph components' units; local ones are dB
-SMOOTHING, TARGET, MIN_EVENT = 0.3, 0.01, 5
+TARGET = 0.01  # the shipped policy: 1 % of normal frames over `on`
 
 
 def with_local(bundle: Any) -> Any:
@@ -84,10 +85,11 @@ def score_videos(det: Any, videos: Sequence[tuple[str, Any]], cache: Optional[Pa
 
 
 def rescore(bundle_dir: Path, data: Path, cache: Optional[Path], threads: int, write: bool) -> dict:
-    from vadedge.bundle import BUNDLE_FILE, ScoreSpec, Stats, ThresholdSpec, load_bundle
-    from vadedge.datasets import open_split
+    """Select components on the generated normal scene, then `vadedge calibrate` on DATA's training split."""
+    from calibration.recalibrate import calibrate_bundle
+    from vadedge.bundle import BUNDLE_FILE, load_bundle
     from vadedge.runtime.detector import Detector
-    from vadedge.scoring import calibrate_scores, select_components
+    from vadedge.scoring import select_components
     from vadedge.synthetic import iter_synthetic_videos
 
     original = load_bundle(bundle_dir)
@@ -97,38 +99,31 @@ def rescore(bundle_dir: Path, data: Path, cache: Optional[Path], threads: int, w
     generated = iter_synthetic_videos(SCENE_VIDEOS, SCENE_FRAMES, height=SCENE_HW[0], width=SCENE_HW[1],
                                       seed=SCENE_SEED, anomalous=False)
     scene = [(f"scene/{i + 1:02d}", partial(list, f)) for i, (f, _) in enumerate(generated)]
-    train = [(f"training/{v.name}", v.iter_frames) for v in open_split(data, "training").videos]
     scene_comps = score_videos(det, scene, cache)
-    train_comps = score_videos(det, train, cache)
     det.close()
     units = {c: UNITS.get(c, "db") for c in spec.signs}
     sel = select_components(scene_comps[:1], scene_comps[1:], spec.signs, units)
-    cal = calibrate_scores(train_comps, spec.signs, sel.weights, target=TARGET, smoothing=SMOOTHING)
-    th = cal.threshold
-    new_score = ScoreSpec(signs=dict(spec.signs), weights=sel.weights,
-                          calibration={k: Stats(float(v.location), float(v.scale)) for k, v in cal.stats.items()},
-                          smoothing=cal.smoothing,
-                          threshold=ThresholdSpec(th["on"], th["off"], th["policy"], th["target"], th["off_target"]),
-                          min_event_frames=MIN_EVENT, local=spec.local, dropped=sel.dropped,
-                          paper_weights=spec.paper_weights)
-    provenance = dict(original.manifest.provenance)
-    provenance["score_calibration"] = {
-        **{k: v for k, v in cal.summary().items() if k != "stats"}, "precision": original.manifest.default_precision,
-        "data": data.name, "held_out": False,
-        "note": "statistics and threshold on the model's own training videos: the threshold is optimistic",
-        "selection": {"rule": "docs/causal-scores.md: relative spread >= 0.1 and held-out |z median|, "
-                              "z spread <= 3 on normal footage the model never saw; equal weights",
-                      "footage": f"vadedge.synthetic normal scene, seed {SCENE_SEED}, {SCENE_VIDEOS} videos x "
-                                 f"{SCENE_FRAMES} frames at {SCENE_HW[0]}x{SCENE_HW[1]} (fit on the first, "
-                                 f"held out the second)",
-                      "evidence": sel.evidence}}
-    manifest = dataclasses.replace(original.manifest, score=new_score, provenance=provenance).validated()
-    if write:
-        path = bundle_dir / BUNDLE_FILE
-        path.write_text(json.dumps(manifest.to_dict(), indent=1, allow_nan=False) + "\n")
-        logger.info("wrote %s", path)
-    return {"weights": sel.weights, "dropped": sel.dropped, "evidence": sel.evidence, "threshold": th,
-            "stats": {k: dataclasses.asdict(v) for k, v in cal.stats.items()}}
+    result: dict[str, Any] = {"weights": sel.weights, "dropped": sel.dropped, "evidence": sel.evidence}
+    if not write:
+        return result
+    provenance = dict(bundle.manifest.provenance)
+    provenance["score_selection"] = {
+        "rule": "docs/causal-scores.md: relative spread >= 0.1 and held-out |z median|, z spread <= 3 on "
+                "normal footage the model never saw; equal weights (vadedge.scoring.select_components)",
+        "footage": f"vadedge.synthetic normal scene, seed {SCENE_SEED}, {SCENE_VIDEOS} videos x {SCENE_FRAMES} "
+                   f"frames at {SCENE_HW[0]}x{SCENE_HW[1]} (fit on the first, held out the second)",
+        "evidence": sel.evidence,
+        "calibration_note": f"statistics and threshold: vadedge calibrate on {data.name}'s training videos, the "
+                            f"model's own training footage, so the threshold is optimistic"}
+    score = dataclasses.replace(spec, weights=sel.weights, dropped=sel.dropped)
+    manifest = dataclasses.replace(bundle.manifest, score=score, provenance=provenance).validated()
+    (bundle_dir / BUNDLE_FILE).write_text(json.dumps(manifest.to_dict(), indent=1, allow_nan=False) + "\n")
+    # statistics + 1 % threshold at the bundle's smoothing: the one re-calibration path, `vadedge calibrate`
+    report = calibrate_bundle(bundle_dir, [data], in_place=True, target=TARGET, threads=threads)
+    logger.info("wrote %s", bundle_dir / BUNDLE_FILE)
+    result.update(threshold=report.calibration.threshold,
+                  stats={k: dataclasses.asdict(v) for k, v in report.calibration.stats.items()})
+    return result
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
