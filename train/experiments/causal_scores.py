@@ -473,7 +473,7 @@ def guard_report(train: Sequence[Video], scene: Sequence[Video]) -> dict:
     return out
 
 
-def analyse(data: Path, cache: Path, bundle: Optional[str], out_json: Optional[Path]) -> int:
+def analyse(data: Path, cache: Path, bundle: Optional[str], out_json: Optional[Path]) -> str:
     from vadedge.bundle import load_bundle
     from vadedge.metrics import frame_auc
     from vadedge.runtime.defaults import default_bundle
@@ -504,11 +504,11 @@ def analyse(data: Path, cache: Path, bundle: Optional[str], out_json: Optional[P
         repro[f"bundle_s{k}_events"] = sum(track(v.arrays["score"], on, score["threshold"]["off"])[1] for v in vids)
     s1 = np.concatenate([v.arrays["score"] for v in train])
     repro["bundle_s1_over"] = float(np.mean(s1 >= on))
-    print(json.dumps(repro, indent=1))
+    report = [json.dumps(repro, indent=1)]
     guard = guard_report(train, scene)
-    print("| component | " + " | ".join(next(iter(guard.values()))) + " |")
+    report.append("| component | " + " | ".join(next(iter(guard.values()))) + " |")
     for c, row in guard.items():
-        print(f"| {c} | " + " | ".join(f"{x:.3f}" for x in row.values()) + " |")
+        report.append(f"| {c} | " + " | ".join(f"{x:.3f}" for x in row.values()) + " |")
     results = []
     for cand in candidates():
         t0 = time.perf_counter()
@@ -516,12 +516,12 @@ def analyse(data: Path, cache: Path, bundle: Optional[str], out_json: Optional[P
         results.append(r)
         logger.info("%s: causal %.4f paper %.4f (%.1f s)", cand.name, r["causal_auc"], r["paper_auc"],
                     time.perf_counter() - t0)
-    print(table(results, sorted(strided)))
+    report.append(table(results, sorted(strided)))
     if out_json:
         out_json.parent.mkdir(parents=True, exist_ok=True)
         doc = {"reproduce": repro, "guard": guard, "candidates": results}
         out_json.write_text(json.dumps(doc, indent=1, default=float))
-    return 0
+    return "\n".join(report)
 
 
 def table(results: Sequence[dict], strides: Sequence[int]) -> str:
@@ -560,7 +560,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.phase == "extract":
         extract(args.data, args.cache, args.bundle, args.threads, EXTRACT_JOBS)
         return 0
-    return analyse(args.data, args.cache, args.bundle, args.json)
+    print(analyse(args.data, args.cache, args.bundle, args.json))
+    return 0
 
 
 if __name__ == "__main__":
