@@ -75,7 +75,7 @@ def score_videos(det: Any, videos: Sequence[tuple[str, Any]], cache: Optional[Pa
                 for c, v in r.components.items():
                     comps.setdefault(c, []).append(v)
         det.remove_stream(h)
-        arrays = {c: np.asarray(v) for c, v in comps.items()}
+        arrays: dict[str, Any] = {c: np.asarray(v) for c, v in comps.items()}
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             np.savez(path, **arrays)
@@ -86,8 +86,8 @@ def score_videos(det: Any, videos: Sequence[tuple[str, Any]], cache: Optional[Pa
 
 def rescore(bundle_dir: Path, data: Path, cache: Optional[Path], threads: int, write: bool) -> dict:
     """Select components on the generated normal scene, then `vadedge calibrate` on DATA's training split."""
-    from calibration.recalibrate import calibrate_bundle
     from vadedge.bundle import BUNDLE_FILE, load_bundle
+    from vadedge.calibration.recalibrate import calibrate_bundle
     from vadedge.runtime.detector import Detector
     from vadedge.scoring import select_components
     from vadedge.synthetic import iter_synthetic_videos
@@ -98,7 +98,7 @@ def rescore(bundle_dir: Path, data: Path, cache: Optional[Path], threads: int, w
     det = Detector.load(bundle, backend="onnxruntime", device="cpu", threads=threads, heatmap=False)
     generated = iter_synthetic_videos(SCENE_VIDEOS, SCENE_FRAMES, height=SCENE_HW[0], width=SCENE_HW[1],
                                       seed=SCENE_SEED, anomalous=False)
-    scene = [(f"scene/{i + 1:02d}", partial(list, f)) for i, (f, _) in enumerate(generated)]
+    scene: list[tuple[str, Any]] = [(f"scene/{i + 1:02d}", partial(list, f)) for i, (f, _) in enumerate(generated)]
     scene_comps = score_videos(det, scene, cache)
     det.close()
     units = {c: UNITS.get(c, "db") for c in spec.signs}
