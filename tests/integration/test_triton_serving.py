@@ -171,3 +171,25 @@ def test_server_restart_mid_run_is_recovered_and_marked(repo, bundles):
         assert after[i][0].event_ended is closed[0]
         reopened = [r.event_started for r in after[i] if r.event_started is not None]
         assert reopened and reopened[0].id > closed[0].id and reopened[0].start_frame >= start
+
+
+def test_vadedge_run_with_server_scores_a_source_remotely(server, tmp_path):
+    import json
+
+    import cv2
+    from click.testing import CliRunner
+
+    from vadedge.cli import cli
+
+    src = tmp_path / "frames"
+    src.mkdir()
+    for j, f in enumerate(scenes(1, 12, seed=3)[0]):
+        cv2.imwrite(str(src / f"{j:04d}.png"), f)
+    events = tmp_path / "events.jsonl"
+    r = CliRunner().invoke(cli, ["run", str(src), "--server", server.grpc_url, "--model", "vad_ev", "--events",
+                                 str(events), "--all-frames", "-q"])
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(x) for x in events.read_text().splitlines()]
+    assert lines and lines[-1]["reason"] == "stream_end"  # ALWAYS_ON: one event, closed at the end
+    bad = CliRunner().invoke(cli, ["run", str(src), "--server", "grpc://127.0.0.1:1", "--model", "vad"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output

@@ -90,6 +90,9 @@ def parse_threshold(text: Optional[str]) -> Optional[tuple[float, float]]:
               help="ROI / privacy mask for the local score components: a JSON file {width, height, mode: "
                    "exclude|include, polygons: [[[x, y], ...], ...]} in the source's pixel coordinates "
                    "(replaces the bundle's score.mask).")
+@click.option("--server", default=None, metavar="grpc://HOST:PORT",
+              help="Score on a Triton server serving a `vadedge triton-repo` model (docs/deployment.md); "
+                   "--model then names the Triton model (default vadedge). Decoding and resizing stay here.")
 @verbosity_options
 @user_errors
 def run_cmd(source: str, model: Optional[Path], backend: str, device: str, precision: Optional[str],
@@ -99,7 +102,7 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
             sample_fps: Optional[float], all_frames: bool, adapt_k: Optional[int], threads: Optional[int],
             max_reconnects: int, source_lost_after: float, no_heatmap: bool, camera_name: str,
             webhooks: tuple[str, ...], mqtt: Optional[str], metrics: Optional[str], state_dir: Path,
-            mask_file: Optional[Path], quiet: bool) -> None:
+            mask_file: Optional[Path], server: Optional[str], quiet: bool) -> None:
     """Score SOURCE frame by frame and report anomalous events.
 
     \b
@@ -126,6 +129,8 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
     from vadedge.runtime.sinks import check_outputs
 
     thr = parse_threshold(threshold)
+    if server is not None and scores is not None:
+        raise click.UsageError("--scores is not available with --server yet (use --events)")
     if all_frames and sample_fps is not None:
         raise click.UsageError("--sample-fps and --all-frames exclude each other")
     mask = None
@@ -135,16 +140,20 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
         mask = read_mask(mask_file)
     feed, meter = _integrations(camera_name, webhooks, mqtt, metrics, state_dir)
     check_outputs({"events": events, "scores": scores, "video": save_video},
-                  inputs=[None if _is_remote(source) else Path(source), model, engine, *plugins])
+                  inputs=[None if _is_remote(source) else Path(source), None if server else model, engine,
+                          *plugins])
     src = None
     try:
         with interruptible():
             # a mistyped source is the commonest error: check it first
             src = open_source(source, fps=fps, max_reconnects=max_reconnects)
-            det = Detector.load(model, backend=backend, device=device, precision=precision, threshold=thr,
-                                smoothing=smoothing, min_event_frames=min_event_frames, heatmap=not no_heatmap,
-                                threads=threads, plugin_libraries=[str(p) for p in plugins], engine=engine,
-                                adapt_k=adapt_k, mask=mask)
+            if server is not None:
+                det = Detector.connect(server, model=str(model or "vadedge"))
+            else:
+                det = Detector.load(model, backend=backend, device=device, precision=precision, threshold=thr,
+                                    smoothing=smoothing, min_event_frames=min_event_frames, heatmap=not no_heatmap,
+                                    threads=threads, plugin_libraries=[str(p) for p in plugins], engine=engine,
+                                    adapt_k=adapt_k, mask=mask)
             src.sample_at(None if all_frames else sample_fps or det.frame_rate)
     except KeyboardInterrupt as exc:
         if src is not None:

@@ -37,9 +37,11 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .._optional import require
+from ..bundle import ScoreSpec
 from ..errors import ConfigError, VadedgeError
 from ..preprocess import InputSpec, prepare_frame
 from ..runtime.results import Event, FrameResult
+from ..scoring import ScoreRecipe
 from .triton_backend import FLAG_ANOMALY, FLAG_WARMUP, IN_FRAME, IN_TIMESTAMP
 
 logger = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class _Pending:
     timestamp: float
     index: int  # the client's frame index of this stream
     future: Future
+    sent_at: float = 0.0  # perf_counter at submit: FrameResult.latency_ms is the round trip
 
 
 class RemoteStream:
@@ -134,7 +137,8 @@ class RemoteDetector:
     """Streams frames to a Triton model written by `vadedge triton-repo`; see the module docstring."""
 
     def __init__(self, url: str, model: str = "vadedge", *, max_in_flight: int = 8,
-                 reconnect_timeout: float = 60.0, request_timeout: float = 60.0) -> None:
+                 reconnect_timeout: float = 60.0, request_timeout: float = 60.0,
+                 connect_timeout: float = 5.0) -> None:
         self._grpc = require("tritonclient.grpc")
         self.address = _grpc_address(url)
         self.model = model
@@ -152,12 +156,17 @@ class RemoteDetector:
         self.max_failures = 5
         self.reconnects = 0
         self._client: Any = None
-        self._connect(deadline=time.monotonic() + reconnect_timeout)
+        self._connect(deadline=time.monotonic() + connect_timeout)  # first connection: fail fast
         client: Any = self._client
         cfg = client.get_model_config(model, as_json=True)["config"]
         frame_in = next(i for i in cfg["input"] if i["name"] == IN_FRAME)
         self.height, self.width, self.channels = (int(x) for x in frame_in["dims"])
         self.components = cfg["parameters"]["components"]["string_value"].split(",")
+        info = json.loads(cfg["parameters"]["vadedge"]["string_value"])
+        # the server's score recipe (threshold for drawing, calibration) and model rate, as Detector has them
+        self.recipe = ScoreRecipe.from_manifest(ScoreSpec.from_dict(info["score"]))
+        self.frame_rate = float(info["frame_rate"])
+        self._describe = str(info["describe"])
 
     @classmethod
     def connect(cls, url: str, model: str = "vadedge", **kw: Any) -> RemoteDetector:
@@ -189,6 +198,9 @@ class RemoteDetector:
     def process(self, frame: np.ndarray, timestamp: Optional[float] = None) -> FrameResult:
         return self.stream("default").process(frame, timestamp)
 
+    def describe(self) -> str:
+        return f"{self._describe}, Triton model {self.model!r} at grpc://{self.address}"
+
     def process_many(self, frames: Mapping[Union[str, RemoteStream], np.ndarray],
                      timestamps: Optional[Mapping[Union[str, RemoteStream], float]] = None) -> dict[str, FrameResult]:
         """One frame per stream, sent together (the server batches them); {stream name: result}."""
@@ -209,7 +221,8 @@ class RemoteDetector:
             self._wait(h.pending[0].future)
         with self._lock:
             h.frame_index += 1
-            p = _Pending(h, small, time.time() if timestamp is None else float(timestamp), h.frame_index, Future())
+            p = _Pending(h, small, time.time() if timestamp is None else float(timestamp), h.frame_index, Future(),
+                         time.perf_counter())
             h.pending.append(p)
             if self._broken is None:
                 self._send(p)
@@ -276,7 +289,7 @@ class RemoteDetector:
         res = FrameResult(h.name, p.index, p.timestamp, score=score, raw_score=raw,
                           components={} if warm else {c: float(v) for c, v in zip(self.components, comps)},
                           is_anomaly=bool(flags & FLAG_ANOMALY), warmup=warm, event_started=started,
-                          event_ended=ended)
+                          event_ended=ended, latency_ms=(time.perf_counter() - p.sent_at) * 1e3)
         return res, fresh
 
     def _wait(self, fut: Future) -> FrameResult:

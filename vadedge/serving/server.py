@@ -182,13 +182,14 @@ class TritonServer:
         except OSError:
             return ""
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after `timeout`)."""
+    def stop(self, timeout: Optional[float] = None) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after `timeout`, default exit_timeout + 5 s: a server
+        with a client's gRPC stream still open does not finish shutting down by itself)."""
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.terminate()
         try:
-            self.proc.wait(timeout)
+            self.proc.wait(self.exit_timeout + 5 if timeout is None else timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)

@@ -13,6 +13,7 @@ and are checked against Triton's model-config schema but not run here (no GPU).
 """
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -52,6 +53,9 @@ class RepoOptions:
     max_batch_size: int = 16  # requests (cameras) per model call
     dynamic_batching: bool = True  # oldest-first batching across sequences; False = direct slots
     max_queue_delay_us: int = 2000  # how long a partial batch waits for more cameras
+    # cameras served at once: the oldest strategy's candidate sequences (a sequence beyond it waits
+    # until another ends or idles out); the direct strategy serves only max_batch_size per instance
+    max_sequences: int = 64
     idle_us: int = 10_000_000  # a sequence silent this long is dropped (state freed)
     threads: int = 0  # ORT intra-op threads in the Python model (0 = ORT default)
     device: str = "cpu"  # Python model: "cpu", "cuda:0", "tensorrt:0" or "auto" (from instance kind)
@@ -61,7 +65,7 @@ class RepoOptions:
 
 def _sequence_block(opts: RepoOptions, state: str = "") -> str:
     if opts.dynamic_batching:
-        strategy = (f"  oldest {{\n    max_candidate_sequences: {4 * opts.max_batch_size}\n"
+        strategy = (f"  oldest {{\n    max_candidate_sequences: {opts.max_sequences}\n"
                     f"    preferred_batch_size: [ {opts.max_batch_size} ]\n"
                     f"    max_queue_delay_microseconds: {opts.max_queue_delay_us}\n  }}\n")
     else:
@@ -72,6 +76,16 @@ def _sequence_block(opts: RepoOptions, state: str = "") -> str:
             '    { name: "END" control [ { kind: CONTROL_SEQUENCE_END int32_false_true: [ 0, 1 ] } ] },\n'
             '    { name: "CORRID" control [ { kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_UINT64 } ] }\n'
             f"  ]\n{state}}}\n")
+
+
+def client_info(bundle: Bundle) -> dict:
+    """What RemoteDetector needs to mirror the local Detector: the score section (threshold for
+    drawing, calibration note), the model frame rate and a description."""
+    m = bundle.manifest
+    spec = bundle.input_spec
+    return {"score": m.score.to_dict(), "frame_rate": m.input.frame_rate,
+            "describe": f"{m.family} ({m.preset or 'custom'}) {spec.height}x{spec.width} {spec.color}, "
+                        f"clip {bundle.clip_length}"}
 
 
 def python_config(bundle: Bundle, opts: RepoOptions) -> str:
@@ -93,6 +107,7 @@ def python_config(bundle: Bundle, opts: RepoOptions) -> str:
             "parameters [\n"
             '  { key: "bundle" value: { string_value: "bundle" } },\n'
             f'  {{ key: "components" value: {{ string_value: "{",".join(comps)}" }} }},\n'
+            f'  {{ key: "vadedge" value: {{ string_value: {json.dumps(json.dumps(client_info(bundle)))} }} }},\n'
             f'  {{ key: "device" value: {{ string_value: "{opts.device}" }} }},\n'
             f'  {{ key: "threads" value: {{ string_value: "{opts.threads}" }} }}\n]\n')
 
@@ -132,8 +147,9 @@ def write_model_repository(bundle: Union[str, Path, Bundle], out: Union[str, Pat
                            opts: RepoOptions = RepoOptions()) -> Path:
     """Write (or overwrite the models of) a Triton model repository for `bundle`; returns `out`."""
     b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-    if opts.max_batch_size < 1:
-        raise ConfigError(f"max_batch_size must be >= 1, got {opts.max_batch_size}")
+    if opts.max_batch_size < 1 or opts.max_sequences < 1:
+        raise ConfigError(f"max_batch_size and max_sequences must be >= 1, got {opts.max_batch_size}, "
+                          f"{opts.max_sequences}")
     gb = b.manifest.graph.static_batch
     if gb is not None and gb != 1 and gb < opts.max_batch_size:
         logger.info("bundle graph batch %d < max_batch_size %d: the model splits batches", gb, opts.max_batch_size)
