@@ -107,33 +107,27 @@ def test_output_choice_errors(toy, synthetic_root, tmp_path):
     assert res.exit_code == 2
 
 
-def test_calibrating_the_shipped_bundle_stops_the_demo_alarm(tmp_path):
+def test_the_demo_fits_the_shipped_bundle_to_the_generated_scene(tmp_path, monkeypatch):
     """The demo symptom (issue 14 item 6): the shipped Ped2 model on the generated scene alarmed from
-    frame 4 (its statistics are Ped2's). Calibrated on that scene's normal part (other videos of the
-    same scene), it raises no event on the clip's normal frames and still raises one on the anomaly.
-    (Whether the shipped bundle itself alarms there is not asserted: its scoring is being reworked.)"""
-    from vadedge.runtime import Detector
+    frame 4 (its statistics are Ped2's). `vadedge demo` on a fresh machine now calibrates a copy of it
+    on that scene's normal footage first: no event starts on the clip's normal frames, one covers the
+    anomaly, and the shipped bundle itself is left as it was."""
     from vadedge.runtime.demo import synthetic_clip
 
-    frames, labels = synthetic_clip()
-    first = int(np.argmax(labels))
-    gen = SceneGenerator(frames.shape[1], frames.shape[2], seed=7)  # synthetic_clip's scene
-    normal = tmp_path / "normal"
-    normal.mkdir()
-    for i in range(4):
-        write_video(normal / f"{i}.avi", gen.render(60, 7100 + i)[0], 10)
-
-    def event_starts(bundle):
-        with Detector.load(bundle, threads=1) as det:
-            h = det.stream()
-            return [r.event_started.start_frame for i, f in enumerate(frames)
-                    if (r := h.process(f, i / 10)).event_started is not None]
-
-    res = calibrate(_shipped(), normal, "--out", tmp_path / "cam", "--threads", "1")
+    monkeypatch.delenv("VADEDGE_DEFAULT_BUNDLE", raising=False)
+    shipped = (_shipped() / "vadedge.json").read_text()
+    labels = synthetic_clip()[1]
+    first, last = int(np.argmax(labels)), len(labels) - 1 - int(np.argmax(labels[::-1]))
+    res = CliRunner().invoke(cli, ["demo", "--synthetic", "--out", str(tmp_path / "demo"), "-q"])
     assert res.exit_code == 0, res.output
-    starts = event_starts(tmp_path / "cam")
-    assert all(s >= first for s in starts), starts
-    assert starts, "the calibrated bundle should still flag the box crossing the walkway"
+    assert "fitted to the generated scene: 4 normal videos (300 frames, 284 scored)" in res.output, res.output
+    events = [json.loads(line) for line in (tmp_path / "demo" / "events.jsonl").read_text().splitlines()]
+    ends = [e for e in events if e["type"] == "end"]
+    assert ends and all(e["start_frame"] >= first for e in ends), events
+    assert any(e["start_frame"] <= last and e["end_frame"] >= first for e in ends), events
+    assert (_shipped() / "vadedge.json").read_text() == shipped
+    cal = load_bundle(tmp_path / "demo" / "calibrated-bundle").manifest
+    assert cal.provenance["score_calibration"]["tool"] == "vadedge calibrate"
 
 
 def _shipped():

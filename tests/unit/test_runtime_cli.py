@@ -99,7 +99,8 @@ def test_demo_on_a_synthetic_clip(bundle, tmp_path, monkeypatch):
     monkeypatch.setenv("VADEDGE_DEFAULT_BUNDLE", str(bundle))
     res = CliRunner().invoke(cli, ["demo", "--synthetic", "--out", str(tmp_path / "demo"), "-q"])
     assert res.exit_code == 0, res.output
-    assert "generated synthetic clip" in res.output
+    assert "generated synthetic clip" in res.output and "fitted to the generated scene" in res.output
+    assert (tmp_path / "demo" / "calibrated-bundle" / "vadedge.json").is_file()
     for name in ("demo.mp4", "scores.csv", "scores.png"):
         assert (tmp_path / "demo" / name).stat().st_size > 0
     assert (tmp_path / "demo" / "events.jsonl").is_file()

@@ -33,7 +33,9 @@ def demo_cmd(out: Path, model: Optional[Path], data: Optional[Path], video: Opti
 
     \b
     Uses a UCSD Ped2 test video when the dataset is available (ground truth is shaded in the
-    plot), else a generated synthetic scene with an injected anomaly.
+    plot), else a generated synthetic scene with an injected anomaly. A generated scene is new to
+    the model: the demo first calibrates a copy of the bundle on normal footage of that scene
+    (OUT/calibrated-bundle/, as `vadedge calibrate` does) and runs the copy.
     """
     from vadedge.runtime.demo import run_demo
 
