@@ -121,3 +121,29 @@ def test_cli_writes_a_repository_and_rejects_a_bad_bundle(bundle, tmp_path):
     assert (tmp_path / "repo" / "x" / "config.pbtxt").is_file()
     r = CliRunner().invoke(cli, ["triton-repo", str(tmp_path / "nope"), "--out", str(tmp_path / "r2")])
     assert r.exit_code == 2 and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("color", ["gray", "rgb", "bgr"])
+def test_edge_resize_then_server_prepare_equals_the_local_prepare(color):
+    """What the client sends (resized on the edge, BGR or gray) becomes, after the server's own
+    prepare_frame, exactly what the local Detector feeds the model."""
+    from vadedge.preprocess import InputSpec, prepare_frame
+    from vadedge.serving.client import edge_frame
+
+    spec = InputSpec(32, 48, color)
+    frame = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    sent = edge_frame(frame, 32, 48, spec.channels)
+    assert sent.shape == (32, 48, spec.channels) and sent.dtype == np.uint8
+    np.testing.assert_array_equal(prepare_frame(sent, spec), prepare_frame(frame, spec))
+
+
+@pytest.mark.parametrize("url,ok", [("grpc://h:8001", "h:8001"), ("h:8001", "h:8001"), ("http://h:8000", None),
+                                    ("grpc://h", None)])
+def test_server_url(url, ok):
+    from vadedge.serving.client import _grpc_address
+
+    if ok is None:
+        with pytest.raises(ConfigError):
+            _grpc_address(url)
+    else:
+        assert _grpc_address(url) == ok

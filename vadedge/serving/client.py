@@ -264,7 +264,11 @@ class RemoteDetector:
                 return
             h.pending.popleft()
             self._failures = 0
-            res, events = self._decode(h, p, result)
+            try:
+                res, events = self._decode(h, p, result)
+            except Exception as exc:  # noqa: BLE001 - a malformed answer fails this frame, loudly
+                p.future.set_exception(RemoteError(f"stream {h.name!r} frame {p.index}: bad answer: {exc}"))
+                return
         for ev in events:
             self._emit(ev)
         p.future.set_result(res)
