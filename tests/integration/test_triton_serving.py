@@ -48,12 +48,13 @@ def repo(bundles, tmp_path_factory):
     out = tmp_path_factory.mktemp("repo")
     for name, b in bundles.items():
         write_model_repository(b, out, RepoOptions(name=name, max_batch_size=8, idle_us=60_000_000))
+    write_model_repository(bundles["vad"], out, RepoOptions(name="vad_idle", max_batch_size=8, idle_us=500_000))
     return out
 
 
 @pytest.fixture(scope="module")
 def server(repo):
-    s = srv_mod.TritonServer(repo, ["vad", "vad_ev"])
+    s = srv_mod.TritonServer(repo, ["vad", "vad_ev", "vad_idle"])
     s.start()
     yield s
     s.close()
@@ -193,3 +194,21 @@ def test_vadedge_run_with_server_scores_a_source_remotely(server, tmp_path):
     assert lines and lines[-1]["reason"] == "stream_end"  # ALWAYS_ON: one event, closed at the end
     bad = CliRunner().invoke(cli, ["run", str(src), "--server", "grpc://127.0.0.1:1", "--model", "vad"])
     assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+
+def test_a_sequence_the_server_dropped_as_idle_restarts_cold(server, bundles):
+    """Triton frees an idle sequence's slot (max_sequence_idle_microseconds) and the model forgets
+    its state; the client's next frame is refused, so it starts a new sequence: warm-up again,
+    then equal to a fresh local stream — never a score computed without the lost state."""
+    import time
+
+    frames = scenes(1, 20, seed=11)[0]
+    with RemoteDetector(server.grpc_url, "vad_idle") as rd:
+        cam = rd.stream("idle")
+        first = [cam.process(frames[j], float(j)) for j in range(8)]
+        time.sleep(2.5)  # > 0.5 s idle limit (Triton checks it periodically)
+        rest = [cam.process(frames[j], float(j)) for j in range(8, 20)]
+    assert_same(first, local_results(bundles["vad"], frames)[:8])
+    assert cam.restarts == 1 and cam.sequence_start == 8
+    assert [r.frame_index for r in rest] == list(range(8, 20))
+    assert_same(rest, local_results(bundles["vad"], frames, start=8))
