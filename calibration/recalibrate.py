@@ -6,14 +6,20 @@ contract, `vadedge.runtime.sampling`), run through the bundle's graph with the s
 video (`StreamRunner.score_frames`, the same components `Detector.process` computes), and
 `vadedge.scoring.calibrate_scores` fits the robust location/scale of each component and the
 false-alarm-rate threshold on the fused, smoothed score. The fusion weights, signs, smoothing and
-minimum event length stay the bundle's (a normal-footage rule for weights belongs to the scoring
-core, docs/causal-scores.md). The result is a copy of the bundle with an updated vadedge.json
-(or the bundle itself with `in_place=True`), its provenance naming the footage by file name only.
+minimum event length stay the bundle's, unless `select=True`: then the footage is split by video
+(`heldout_count`: the last 25 %, at least one, in the order given), the scoring core's
+`select_components` decides on the held-out part which components are degenerate (dropped, with
+the reason in `score.dropped`) and gives the survivors equal weights (docs/causal-scores.md,
+"Selection rule"), the statistics and threshold are fitted on the fit part only, and the held-out
+part, replayed through the resulting recipe (fusion, EMA, hysteresis, minimum event length),
+gives the expected false alarms per hour. The result is a copy of the bundle with an updated
+vadedge.json (or the bundle itself with `in_place=True`), its provenance naming the footage by
+file name only.
 
 Footage is checked before anything is written: every path must exist and decode, all frames must
 have one size (one camera), and the sampled footage must give at least `min_frames(target)`
 scored frames (`MIN_FRAMES`, and 2 / target so that the threshold is not just the largest normal
-score).
+score) — with `select`, in its fit part, and at least two videos.
 """
 from __future__ import annotations
 
@@ -44,20 +50,55 @@ from vadedge.bundle import (
 )
 from vadedge.datasets import VIDEO_EXTS, Video
 from vadedge.errors import ConfigError, DataError
+from vadedge.metrics import alarm_metrics
 from vadedge.preprocess import prepare_frame
 from vadedge.runtime.sampling import check_fps, sample_indices
-from vadedge.scoring import DEFAULT_TARGET, ScoreCalibration, calibrate_scores
+from vadedge.scoring import (
+    DEFAULT_TARGET,
+    SELECTION_RULE,
+    CausalScorer,
+    ComponentSelection,
+    ScoreCalibration,
+    ScoreRecipe,
+    calibrate_scores,
+    component_units,
+    select_components,
+)
 
 from .footage import open_normal_footage
 from .scores import score_videos
 
 logger = logging.getLogger(__name__)
 MIN_FRAMES = 100  # scored frames (10 s at 10 fps) below which a calibration is refused
+HELDOUT_FRACTION = 0.25  # of the videos, held out by `select` (the last ones)
 
 
 def min_frames(target: float) -> int:
     """The fewest scored normal frames a calibration for false-alarm rate `target` accepts."""
     return max(MIN_FRAMES, math.ceil(2.0 / target))
+
+
+def heldout_count(videos: int) -> int:
+    """How many of `videos` normal videos (the last ones) component selection holds out: 25 %, at
+    least one, and at least one left to fit on (DataError below two videos)."""
+    if videos < 2:
+        raise DataError(f"component selection needs at least 2 normal videos (one is held out), got {videos}")
+    return max(1, int(videos * HELDOUT_FRACTION))
+
+
+def heldout_alarms(videos: Sequence[dict[str, np.ndarray]], recipe: ScoreRecipe, fps: float) -> dict:
+    """False alarms on held-out normal videos replayed through `recipe` as a stream would score them
+    (each video a fresh stream: fusion, EMA, hysteresis, minimum event length), and per hour at `fps`."""
+    rows = []
+    for i, comps in enumerate(videos):
+        scorer = CausalScorer(recipe, f"heldout{i}")
+        n = len(next(iter(comps.values())))
+        flags = np.array([scorer.update(t, t / fps, {c: float(v[t]) for c, v in comps.items()})[2]
+                          for t in range(n)], dtype=bool)
+        rows.append((f"heldout{i}", np.zeros(n, np.uint8), flags, 0))
+    m = alarm_metrics(rows, fps)
+    return {"videos": len(rows), "frames": m["normal_frames"], "seconds": m["normal_seconds"],
+            "false_alarms": m["false_alarms"], "false_alarms_per_hour": m["false_alarms_per_hour"]}
 
 
 @dataclass
@@ -80,16 +121,28 @@ class CalibrationReport:
     frames_used: int = 0  # after sampling at the bundle's rate
     sample_fps: float = 0.0
     before: Optional[dict] = None  # the bundle's previous calibration + threshold
+    selection: Optional[ComponentSelection] = None  # with `select`: weights, dropped components, evidence
+    heldout: Optional[dict] = None  # with `select`: held-out videos, frames, false alarms (per hour)
 
     def format(self) -> str:
         th = self.calibration.threshold
         stats = ", ".join(f"{k}: location {v.location:.4g}, scale {v.scale:.4g}"
                           for k, v in self.calibration.stats.items())
-        return (f"calibrated {self.bundle} on {len(self.videos)} videos: {self.frames_read} frames read, "
-                f"{self.frames_used} used at {self.sample_fps:g} fps, {self.calibration.frames} scored\n"
-                f"statistics: {stats}\n"
-                f"threshold: on {th['on']:.3f}, off {th['off']:.3f} (false-alarm rate {th['target']:g} "
-                f"of normal frames)")
+        lines = [f"calibrated {self.bundle} on {len(self.videos)} videos: {self.frames_read} frames read, "
+                 f"{self.frames_used} used at {self.sample_fps:g} fps, {self.calibration.frames} scored",
+                 f"statistics: {stats}"]
+        if self.selection is not None:
+            kept = ", ".join(f"{c} {w:.3g}" for c, w in self.selection.weights.items() if w)
+            lines.append(f"components: weights {kept}")
+            lines += [f"dropped {c}: {why}" for c, why in self.selection.dropped.items()]
+        lines.append(f"threshold: on {th['on']:.3f}, off {th['off']:.3f} (false-alarm rate {th['target']:g} "
+                     f"of normal frames)")
+        if self.heldout is not None:
+            h = self.heldout
+            lines.append(f"held-out normal footage: {h['videos']} videos, {h['frames']} frames "
+                         f"({h['seconds']:.0f} s): {h['false_alarms']} false alarms, expected "
+                         f"{h['false_alarms_per_hour']:.1f} per hour")
+        return "\n".join(lines)
 
 
 def collect_footage(paths: Sequence[Union[str, Path]], fps: Optional[float] = None) -> list[FootageVideo]:
@@ -150,11 +203,12 @@ def _load_sampled(item: FootageVideo, bundle: Bundle, target_fps: float,
 def calibrate_bundle(bundle: Union[str, Path], footage: Sequence[Union[str, Path]], *,
                      out: Union[str, Path, None] = None, in_place: bool = False, target: float = DEFAULT_TARGET,
                      fps: Optional[float] = None, threads: Optional[int] = None, mask: Optional[MaskSpec] = None,
-                     progress: bool = False) -> CalibrationReport:
+                     select: bool = False, progress: bool = False) -> CalibrationReport:
     """Re-fit `bundle`'s score statistics and threshold on normal `footage`; write the result to `out`
     (a new folder, the bundle copied) or, with `in_place`, into `bundle` itself. See the module doc.
     `mask` (vadedge.roi) becomes the bundle's `score.mask` and is applied while calibrating, so the
-    statistics are those of the masked local components the bundle will run.
+    statistics are those of the masked local components the bundle will run. `select`: choose the
+    components and their weights on a held-out part of the footage first (module doc).
 
     Raises BundleError for a bundle whose graph lacks a score component, DataError for footage that
     is missing, unreadable, of mixed sizes or too short, ConfigError for bad options.
@@ -182,21 +236,26 @@ def calibrate_bundle(bundle: Union[str, Path], footage: Sequence[Union[str, Path
     try:
         target_fps = m.input.frame_rate
         first_shape: list = []
-        videos, names, read = [], [], 0
+        videos, names, scored_names, read = [], [], [], 0
         for item in items:
             frames, n = _load_sampled(item, b, target_fps, first_shape)
             read += n
             names.append(item.name)
             if len(frames) >= b.clip_length:
                 videos.append(frames)
+                scored_names.append(item.name)
             else:
                 logger.warning("%s: %d frames at %g fps are fewer than one clip (%d); skipped", item.name,
                                len(frames), target_fps, b.clip_length)
         used = sum(len(v) for v in videos)
-        scored = sum(len(v) - b.clip_length + 1 for v in videos)
+        n_held = heldout_count(len(videos)) if select else 0
+        fit_part = videos[:len(videos) - n_held]
+        scored = sum(len(v) - b.clip_length + 1 for v in fit_part)
         need = min_frames(target)
         if scored < need:
-            raise DataError(f"footage too short: {scored} scored frames ({used} frames at {target_fps:g} fps, "
+            where = f" in the {len(fit_part)} videos fitted on ({n_held} held out)" if select else ""
+            raise DataError(f"footage too short: {scored} scored frames{where} "
+                            f"({sum(len(v) for v in fit_part)} frames at {target_fps:g} fps, "
                             f"minus {b.clip_length - 1} warm-up frames per video); calibrating for a "
                             f"false-alarm rate of {target:g} needs at least {need} (about "
                             f"{math.ceil((need + b.clip_length - 1) / target_fps)} s of normal footage at "
@@ -204,7 +263,13 @@ def calibrate_bundle(bundle: Union[str, Path], footage: Sequence[Union[str, Path
         scores = score_videos(runner, videos, b.state, progress=progress)
     finally:
         runner.close()
-    cal = calibrate_scores(scores, m.score.signs, m.score.weights, target=target, smoothing=m.score.smoothing)
+    weights, dropped, selection, heldout = dict(m.score.weights), dict(m.score.dropped), None, None
+    fit_scores, held_scores = scores[:len(scores) - n_held], scores[len(scores) - n_held:]
+    if select:
+        selection = select_components(fit_scores, held_scores, m.score.signs,
+                                      component_units(m.score.signs, m.score.local))
+        weights, dropped = selection.weights, selection.dropped
+    cal = calibrate_scores(fit_scores, m.score.signs, weights, target=target, smoothing=m.score.smoothing)
     before = {"calibration": m.score.to_dict()["calibration"], "threshold": m.score.to_dict()["threshold"]}
     prov = dict(m.provenance)
     prov["score_calibration"] = {
@@ -214,12 +279,19 @@ def calibrate_bundle(bundle: Union[str, Path], footage: Sequence[Union[str, Path
         "precision": b.precision, "previous": before,
     }
     score = dataclasses.replace(
-        m.score, calibration={k: Stats(float(v["location"]), float(v["scale"]))
-                              for k, v in cal.manifest_calibration().items()},
+        m.score, weights=weights, dropped=dropped,
+        calibration={k: Stats(float(v["location"]), float(v["scale"])) for k, v in cal.manifest_calibration().items()},
         threshold=ThresholdSpec.from_dict(cal.threshold))
-    manifest = dataclasses.replace(m, score=score, provenance=prov)
+    if selection is not None:
+        recipe = ScoreRecipe.from_manifest(score)
+        heldout = heldout_alarms(held_scores, recipe, target_fps)
+        fitted = len(scored_names) - n_held
+        prov["score_selection"] = {"rule": SELECTION_RULE, "tool": "vadedge calibrate --select",
+                                   "fit_videos": scored_names[:fitted], "heldout_videos": scored_names[fitted:],
+                                   "evidence": selection.evidence, "heldout": heldout}
+    manifest = dataclasses.replace(m, score=score, provenance=prov).validated()
     _write(src, dest, manifest, b, in_place)
-    return CalibrationReport(dest, cal, names, read, used, target_fps, before)
+    return CalibrationReport(dest, cal, names, read, used, target_fps, before, selection, heldout)
 
 
 def _write(src: Path, dest: Path, manifest, bundle: Bundle, in_place: bool) -> None:

@@ -139,6 +139,19 @@ MIN_RELATIVE_SPREAD = 0.1  # robust scale / location (energy units) below this: 
 MAX_HELDOUT_Z = 3.0  # |median| or spread of held-out z-scores above this: the statistics do not transfer
 
 
+SELECTION_RULE = ("docs/causal-scores.md: relative spread >= 0.1 and held-out |z median|, z spread <= 3 on "
+                  "normal footage the model never saw; equal weights (vadedge.scoring.select_components)")
+DB_COMPONENTS = frozenset({"psnr"})  # graph components in dB (−10·log10 of an MSE); the rest are energies
+
+
+def component_units(names: Iterable[str], local: Iterable[str] = ()) -> dict[str, str]:
+    """The units `select_components` needs: dB for PSNR and the local error components (`local`, the
+    names a manifest declares in `score.local`), energy for every other graph component (errors and
+    distances: MSE, feature distance, PSCD patch errors)."""
+    db = DB_COMPONENTS | set(local)
+    return {c: "db" if c in db else "energy" for c in names}
+
+
 def to_energy(values: ArrayLike, units: str) -> np.ndarray:
     """A component in non-negative energy units: dB (−10·log10 of an MSE) back to the MSE; energy as is."""
     x = np.asarray(values, dtype=np.float64)

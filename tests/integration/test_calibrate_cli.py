@@ -156,3 +156,65 @@ def test_calibrate_with_a_mask_stores_it_and_calibrates_the_masked_local_compone
     (tmp_path / "bad.json").write_text(json.dumps(outside))
     res = calibrate(toy, synthetic_root, "--out", tmp_path / "x", "--mask", tmp_path / "bad.json")
     assert res.exit_code == 2 and "outside" in res.output, res.output
+
+
+# ---------------------------------------------------------------------------------- --select
+def _degenerate_fd_toy(path):
+    """A toy bundle whose feature_distance sits at 1000 + the toy's distance (~0.004 ± 0.004): the graph
+    adds the mean of a shared parameter (the MPN-like `proto`, here 1000) to it, so on any footage its
+    spread is ~4e-6 of its level, as MNAD's feature distance is after training."""
+    toy = make_toy_bundle(path, height=64, width=96, color="bgr", calibration=CALIB, threshold=(3.0, 2.0),
+                          smoothing=0.3, params="shared")
+    state = dict(np.load(toy / "state.npz"))
+    state["proto"] = np.full(4, 1000.0, np.float32)
+    np.savez(toy / "state.npz", **state)
+    return toy
+
+
+def test_select_drops_a_degenerate_component_and_reports_heldout_false_alarms(toy, synthetic_root, tmp_path):
+    res = calibrate(_degenerate_fd_toy(tmp_path / "deg"), synthetic_root, "--out", tmp_path / "new", "--select",
+                    "--target-fa", "0.02")
+    assert res.exit_code == 0, res.output
+    assert "dropped feature_distance: relative spread" in res.output and "< 0.1" in res.output, res.output
+    assert "held-out normal footage: 1 videos, 56 frames" in res.output and "per hour" in res.output
+    m = load_bundle(tmp_path / "new").manifest
+    assert m.score.weights == {"psnr": 1.0, "feature_distance": 0.0}
+    assert "relative spread" in m.score.dropped["feature_distance"] and set(m.score.dropped) == {"feature_distance"}
+    sel = m.provenance["score_selection"]
+    assert [v.split("/")[-1] for v in sel["fit_videos"]] == ["01", "02", "03"]
+    assert [v.split("/")[-1] for v in sel["heldout_videos"]] == ["04"]
+    assert sel["evidence"]["feature_distance"]["relative_spread"] < 1e-4 and sel["heldout"]["frames"] == 56
+    assert m.provenance["score_calibration"]["frames"] == 168  # statistics + threshold on the 3 fit videos only
+    # the same footage through the healthy toy: both components kept, equal weights
+    res = calibrate(toy, synthetic_root, "--out", tmp_path / "healthy", "--select", "--target-fa", "0.02", "-q")
+    assert res.exit_code == 0, res.output
+    healthy = load_bundle(tmp_path / "healthy").manifest.score
+    assert healthy.weights == {"psnr": 0.5, "feature_distance": 0.5} and not healthy.dropped
+
+
+def test_select_needs_two_videos_and_enough_fit_frames(toy, tmp_path):
+    gen = SceneGenerator(64, 96, seed=0)
+    one = write_video(tmp_path / "one.avi", gen.render(150, 1)[0], 10)
+    res = calibrate(toy, one, "--out", tmp_path / "x", "--select", "--target-fa", "0.05")
+    assert res.exit_code == 2 and "at least 2 normal videos" in res.output, res.output
+    two = write_video(tmp_path / "two.avi", gen.render(150, 2)[0], 10)
+    res = calibrate(toy, one, two, "--out", tmp_path / "x", "--select", "--target-fa", "0.05")
+    assert res.exit_code == 0, res.output  # 146 scored frames fitted on one.avi, two.avi held out
+    res = calibrate(toy, one, two, "--out", tmp_path / "y", "--select", "--target-fa", "0.01")
+    assert res.exit_code == 2 and "146 scored frames in the 1 videos fitted on (1 held out)" in res.output
+
+
+def test_heldout_split_and_false_alarms_per_hour():
+    from vadedge.calibration.recalibrate import heldout_alarms, heldout_count
+    from vadedge.scoring import ScoreRecipe
+
+    assert [heldout_count(n) for n in (2, 3, 4, 7, 8, 12)] == [1, 1, 1, 1, 2, 3]
+    recipe = ScoreRecipe({"psnr": -1}, {"psnr": 1.0}, {"psnr": (30.0, 1.0)}, smoothing=1.0, on=2.0, off=1.0,
+                         min_event_frames=3)
+    quiet = np.full(600, 30.0)
+    bump = quiet.copy()
+    bump[100:104] = 26.0  # z = 4 for 4 frames: one alarm
+    bump[300:302] = 26.0  # 2 frames: shorter than the minimum event, no alarm
+    got = heldout_alarms([{"psnr": quiet}, {"psnr": bump}], recipe, fps=10.0)
+    assert got["false_alarms"] == 1 and got["frames"] == 1200
+    assert got["false_alarms_per_hour"] == pytest.approx(1 / 120 * 3600)

@@ -39,7 +39,6 @@ logger = logging.getLogger(__name__)
 WINDOWS = (8, 16, 32)  # model-input pixels (docs/causal-scores.md: all three, no choice)
 SCENE_VIDEOS, SCENE_FRAMES, SCENE_SEED = 2, 100, 7  # the generated normal scene (h8's "new scene")
 SCENE_HW = (240, 360)  # Ped2's frame size
-UNITS = {"psnr": "db", "feature_distance": "energy"}  # the graph components' units; local ones are dB
 TARGET = 0.01  # the shipped policy: 1 % of normal frames over `on`
 
 
@@ -89,7 +88,7 @@ def rescore(bundle_dir: Path, data: Path, cache: Optional[Path], threads: int, w
     from vadedge.bundle import BUNDLE_FILE, load_bundle
     from vadedge.calibration.recalibrate import calibrate_bundle
     from vadedge.runtime.detector import Detector
-    from vadedge.scoring import select_components
+    from vadedge.scoring import SELECTION_RULE, component_units, select_components
     from vadedge.synthetic import iter_synthetic_videos
 
     original = load_bundle(bundle_dir)
@@ -101,15 +100,14 @@ def rescore(bundle_dir: Path, data: Path, cache: Optional[Path], threads: int, w
     scene: list[tuple[str, Any]] = [(f"scene/{i + 1:02d}", partial(list, f)) for i, (f, _) in enumerate(generated)]
     scene_comps = score_videos(det, scene, cache)
     det.close()
-    units = {c: UNITS.get(c, "db") for c in spec.signs}
+    units = component_units(spec.signs, spec.local)
     sel = select_components(scene_comps[:1], scene_comps[1:], spec.signs, units)
     result: dict[str, Any] = {"weights": sel.weights, "dropped": sel.dropped, "evidence": sel.evidence}
     if not write:
         return result
     provenance = dict(bundle.manifest.provenance)
     provenance["score_selection"] = {
-        "rule": "docs/causal-scores.md: relative spread >= 0.1 and held-out |z median|, z spread <= 3 on "
-                "normal footage the model never saw; equal weights (vadedge.scoring.select_components)",
+        "rule": SELECTION_RULE,
         "footage": f"vadedge.synthetic normal scene, seed {SCENE_SEED}, {SCENE_VIDEOS} videos x {SCENE_FRAMES} "
                    f"frames at {SCENE_HW[0]}x{SCENE_HW[1]} (fit on the first, held out the second)",
         "evidence": sel.evidence,

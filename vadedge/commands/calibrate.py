@@ -26,11 +26,17 @@ from ._params import FiniteFloatRange
 @click.option("--mask", "mask_file", type=click.Path(path_type=Path), default=None,
               help="ROI / privacy mask JSON (as for vadedge run --mask): stored in the bundle and applied while "
                    "calibrating its local score components.")
+@click.option("--select", is_flag=True,
+              help="Also choose the score components on the footage: hold out its last 25 %% of videos (at "
+                   "least one), drop components that are degenerate there (recorded in score.dropped with the "
+                   "reason), weight the others equally, fit on the rest, and report the expected false alarms "
+                   "per hour on the held-out videos.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime threads.")
 @verbosity_options
 @user_errors
 def calibrate_cmd(bundle: Path, footage: tuple[Path, ...], out: Optional[Path], in_place: bool, target_fa: float,
-                  fps: Optional[float], mask_file: Optional[Path], threads: Optional[int], quiet: bool) -> None:
+                  fps: Optional[float], mask_file: Optional[Path], select: bool, threads: Optional[int],
+                  quiet: bool) -> None:
     """Re-fit BUNDLE's score statistics and threshold on NORMAL FOOTAGE of a camera (no torch needed).
 
     \b
@@ -46,8 +52,10 @@ def calibrate_cmd(bundle: Path, footage: tuple[Path, ...], out: Optional[Path], 
 
     Frames are sampled at the bundle's frame rate, scored by its graph, and the robust
     statistics of each score component plus the threshold for --target-fa are written into
-    vadedge.json; weights, signs, smoothing and the minimum event length are kept. Footage must
-    be of one size and give at least max(100, 2 / target-fa) scored frames.
+    vadedge.json; weights, signs, smoothing and the minimum event length are kept (with
+    --select the weights and score.dropped are chosen on held-out videos). Footage must be of one
+    size and give at least max(100, 2 / target-fa) scored frames (with --select: in the videos
+    fitted on, and at least 2 videos).
     """
     from vadedge.calibration.recalibrate import calibrate_bundle
 
@@ -59,7 +67,8 @@ def calibrate_cmd(bundle: Path, footage: tuple[Path, ...], out: Optional[Path], 
 
         mask = read_mask(mask_file)
     report = calibrate_bundle(bundle, footage, out=out, in_place=in_place, target=target_fa, fps=fps,
-                              threads=threads, mask=mask, progress=not quiet)
+                              threads=threads, mask=mask, select=select,
+                              progress=not quiet)
     click.echo(report.format())
 
 
