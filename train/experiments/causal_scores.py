@@ -491,9 +491,10 @@ def analyse(data: Path, cache: Path, bundle: Optional[str], out_json: Optional[P
     # 1. reproduce the SDK: its own smoothed score, and the same recomputed from the cached components
     sdk = np.concatenate([v.arrays["score"] for v in test])
     calib = score["calibration"]
-    recomputed = np.concatenate([ema(sum(w * score["signs"][c] * (v.comps[c] - calib[c]["location"])
-                                         / calib[c]["scale"] for c, w in bw.items()), score["smoothing"])
-                                 for v in test])
+    from vadedge.scoring import RobustStats, fuse
+
+    stats = {c: RobustStats(calib[c]["location"], calib[c]["scale"]) for c in bw}
+    recomputed = np.concatenate([ema(fuse(v.comps, score["signs"], bw, stats), score["smoothing"]) for v in test])
     on = score["threshold"]["on"]
     repro = {"sdk_causal_auc": frame_auc(labels, sdk), "max_abs_diff_recomputed": float(np.abs(sdk - recomputed).max()),
              "test_frames": int(labels.size), "anomalous": int(labels.sum()),
