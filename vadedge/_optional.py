@@ -22,6 +22,8 @@ _EXTRAS: dict[str, tuple[Optional[str], str]] = {
     "pycuda": ("trt", "TensorRT device buffers"),
     "paho": ("integrations", "the MQTT event sink"),
     "prometheus_client": ("integrations", "the Prometheus metrics endpoint"),
+    "pydantic": ("integrations", "the run config file (vadedge run --config)"),
+    "yaml": ("integrations", "the run config file (vadedge run --config)"),
     "tritonclient": ("triton", "the Triton Inference Server client"),
 }
 

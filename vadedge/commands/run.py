@@ -1,7 +1,6 @@
 """`vadedge run SOURCE`: score a camera, stream, video file or frames folder live and report events."""
 from __future__ import annotations
 
-import functools
 import math
 import sys
 from pathlib import Path
@@ -33,7 +32,12 @@ def parse_threshold(text: Optional[str]) -> Optional[tuple[float, float]]:
 
 
 @click.command("run")
-@click.argument("source")
+@click.argument("source", required=False)
+@click.option("--config", "config", type=click.Path(path_type=Path), default=None,
+              help="Run the cameras of a YAML config file (cameras, sinks, metrics, state dir; "
+                   "docs/integrations.md) instead of SOURCE and the options below.")
+@click.option("--print-config", is_flag=True,
+              help="Print the resolved config (of --config, or of SOURCE and the options) as YAML and exit.")
 @click.option("--model", "-m", "model", type=click.Path(path_type=Path), default=None,
               help="Bundle folder from `vadedge export` (or a checkpoint folder with --backend torch). "
                    "Default: the model shipped with vadedge.")
@@ -102,7 +106,8 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
             sample_fps: Optional[float], all_frames: bool, adapt_k: Optional[int], threads: Optional[int],
             max_reconnects: int, source_lost_after: float, no_heatmap: bool, camera_name: str,
             webhooks: tuple[str, ...], mqtt: Optional[str], metrics: Optional[str], state_dir: Path,
-            mask_file: Optional[Path], server: Optional[str], quiet: bool) -> None:
+            mask_file: Optional[Path], server: Optional[str], config: Optional[Path], print_config: bool,
+            quiet: bool) -> None:
     """Score SOURCE frame by frame and report anomalous events.
 
     \b
@@ -123,7 +128,23 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
     Ctrl-C, SIGTERM or SIGHUP stops cleanly: open events are closed and written, outputs are
     finalised; the exit code is 128 + the signal number (130, 143, 129). Output paths are checked
     against the inputs and each other before anything is opened.
+
+    With --config cameras.yaml, one process runs every camera of the file (decoding in a thread
+    per camera, inference batched across cameras that share a model); a live camera that is down
+    at start-up is retried in the background. See docs/integrations.md.
     """
+    if config is not None:
+        _reject_options_with_config(click.get_current_context())
+        _run_config(config, print_config, quiet)
+        return
+    if source is None:
+        raise click.UsageError("give a SOURCE or --config FILE")
+    if print_config:
+        from vadedge.runconfig import from_cli_options
+
+        opts = dict(locals(), threshold=parse_threshold(threshold))
+        click.echo(from_cli_options(**opts).to_yaml(), nl=False)
+        return
     from vadedge.runtime import Detector, open_source
     from vadedge.runtime.pipeline import Interrupted, interruptible, run_source
     from vadedge.runtime.sinks import check_outputs
@@ -188,50 +209,51 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
         sys.exit(summary.exit_code)
 
 
+def _reject_options_with_config(ctx: click.Context) -> None:
+    """With --config the file says everything: an option of the single-camera form is a mistake."""
+    from click.core import ParameterSource
+
+    extra = [p.opts[0] if p.opts else p.name for p in ctx.command.params
+             if p.name not in ("config", "print_config", "quiet", "verbose")
+             and ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE]
+    if extra:
+        raise click.UsageError(f"{', '.join(extra)} cannot be combined with --config: write them in the file")
+
+
+def _run_config(path: Path, print_config: bool, quiet: bool) -> None:
+    """`vadedge run --config FILE`: every enabled camera of the file in this process."""
+    from vadedge.delivery.wiring import open_delivery
+    from vadedge.runconfig import load_config, sink_specs
+    from vadedge.runtime.cameras import run_cameras
+
+    cfg = load_config(path)
+    if print_config:
+        click.echo(cfg.to_yaml(), nl=False)
+        return
+    cams = cfg.enabled
+    feed, meter = open_delivery([c.name for c in cams], sink_specs(cfg), cfg.metrics, cfg.state_dir)
+    summary = run_cameras(cfg, feed=feed, metrics=meter)
+    click.echo(summary.format())
+    if summary.interrupted:
+        sys.exit(summary.exit_code)
+
+
 def _integrations(camera: str, webhooks: tuple[str, ...], mqtt: Optional[str], metrics: Optional[str],
                   state_dir: Path):  # noqa: ANN202 - (EventFeed | None, Metrics | None)
     """Build the event feed (webhook / MQTT sinks) and the metrics server the options ask for."""
-    from vadedge.delivery import EventFeed, MqttSettings, build_sink, check_camera_name
+    from vadedge.delivery import MqttSettings
+    from vadedge.delivery.wiring import open_delivery
 
-    check_camera_name(camera)
-    meter = None
-    if metrics is not None:
-        from vadedge.delivery.metrics import Metrics, parse_address
-
-        meter = Metrics()
-        host, port = parse_address(metrics)
-        meter.serve(host, port)
-    on_failure = meter.failure if meter is not None else None
-    sinks = []
-    try:
-        for url in webhooks:
-            sinks.append(build_sink("webhook", {"url": url}, on_failure))
-        if mqtt is not None:
-            sinks.append(build_sink("mqtt", MqttSettings.parse(mqtt), on_failure))
-        if meter is not None:
-            for sink in sinks:
-                meter.watch_spool(sink.name, functools.partial(getattr, sink, "pending"))
-        on_message = None
-        if meter is not None:
-            counter = meter
-
-            def on_message(m) -> None:  # noqa: ANN001 - an EventMessage
-                counter.event(m.camera, m.type)
-
-        feed = EventFeed(sinks, state_dir, on_message=on_message) if sinks else None
-    except BaseException:
-        _close_integrations(None, meter, sinks)
-        raise
-    return feed, meter
+    sinks: list[tuple[str, object]] = [("webhook", {"url": url}) for url in webhooks]
+    if mqtt is not None:
+        sinks.append(("mqtt", MqttSettings.parse(mqtt)))
+    return open_delivery([camera], sinks, metrics, state_dir)
 
 
-def _close_integrations(feed, meter, sinks=()) -> None:  # noqa: ANN001
-    for s in (*sinks, feed, meter):
-        if s is not None:
-            try:
-                s.close()
-            except Exception:  # noqa: BLE001 - already failing; the original error is reported
-                pass
+def _close_integrations(feed, meter) -> None:  # noqa: ANN001
+    from vadedge.delivery.wiring import close_quietly
+
+    close_quietly(feed, meter)
 
 
 def _is_remote(source: str) -> bool:

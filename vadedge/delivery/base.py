@@ -56,17 +56,30 @@ def register(kind: str, settings: type) -> Callable[[type], type]:
 
 
 def sink_kinds() -> list[str]:
+    from . import jsonl, mqtt, webhook  # noqa: F401 - registration side effects
+
     return sorted(_REGISTRY)
 
 
 def build_sink(kind: str, settings: Union[Mapping[str, Any], Any], on_failure: Optional[FailureHook] = None) -> Sink:
     """Instantiate the sink registered as `kind` from a settings mapping (unknown keys are an error)
     or a settings dataclass; `on_failure(sink name)` is called on each failed delivery attempt."""
+    cls = _sink_class(kind)[0]
+    return cls(parse_settings(kind, settings), on_failure=on_failure)
+
+
+def _sink_class(kind: str) -> tuple[type, type]:
     from . import jsonl, mqtt, webhook  # noqa: F401 - registration side effects
 
     if kind not in _REGISTRY:
         raise ConfigError(f"unknown sink {kind!r}; known: {', '.join(sink_kinds())}")
-    cls, settings_cls = _REGISTRY[kind]
+    return _REGISTRY[kind]
+
+
+def parse_settings(kind: str, settings: Union[Mapping[str, Any], Any]) -> Any:
+    """The settings dataclass of sink `kind` from a mapping (unknown keys and bad values are a
+    ConfigError), or `settings` itself when it already is one; checks without opening anything."""
+    settings_cls = _sink_class(kind)[1]
     if isinstance(settings, Mapping):
         names = {f.name for f in dataclasses.fields(settings_cls)}
         unknown = sorted(set(settings) - names)
@@ -78,7 +91,7 @@ def build_sink(kind: str, settings: Union[Mapping[str, Any], Any], on_failure: O
             settings = settings_cls(**settings)
         except TypeError as exc:
             raise ConfigError(f"sink {kind!r}: {exc}") from exc
-    return cls(settings, on_failure=on_failure)
+    return settings
 
 
 @dataclasses.dataclass

@@ -1,0 +1,67 @@
+"""Build what a run delivers events through: the metrics server and an EventFeed over the sinks.
+
+Used by `vadedge run` (its --webhook / --mqtt / --metrics options) and by the multi-camera runner
+(a config file's `sinks` and `metrics`), so both wire sinks, spool gauges and event counters alike.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from .base import build_sink
+from .feed import EventFeed, check_camera_name
+
+
+def open_delivery(
+    cameras: Iterable[str],
+    sinks: Sequence[tuple[str, Any]],
+    metrics: Optional[str],
+    state_dir: Union[str, Path],
+) -> tuple[Optional[EventFeed], Any]:
+    """(EventFeed over `sinks` [(kind, settings)] or None without sinks, Metrics serving at the
+    `metrics` address or None); everything opened so far is closed again when one part fails."""
+    for camera in cameras:
+        check_camera_name(camera)
+    meter = None
+    built: list[Any] = []
+    try:
+        if metrics is not None:
+            from .metrics import Metrics, parse_address
+
+            meter = Metrics()
+            host, port = parse_address(metrics)
+            meter.serve(host, port)
+        on_failure = meter.failure if meter is not None else None
+        for kind, settings in sinks:
+            built.append(build_sink(kind, settings, on_failure))
+        on_message = None
+        if meter is not None:
+            for sink in built:
+                if hasattr(sink, "pending"):
+                    meter.watch_spool(sink.name, functools.partial(getattr, sink, "pending"))
+            counter = meter
+
+            def on_message(m) -> None:  # noqa: ANN001 - an EventMessage
+                counter.event(m.camera, m.type)
+
+        feed = EventFeed(built, state_dir, on_message=on_message) if built else None
+    except BaseException:
+        close_quietly(*built, meter)
+        raise
+    return feed, meter
+
+
+def close_quietly(*things: Any) -> None:
+    """Close each (None skipped) while already failing: the original error is the one reported."""
+    for s in things:
+        if s is not None:
+            try:
+                s.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+__all__ = ["close_quietly", "open_delivery"]
