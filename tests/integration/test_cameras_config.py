@@ -90,6 +90,9 @@ def test_four_cameras_in_one_process_equal_four_single_runs(site):
     assert res.exit_code == 0, res.output
     for name in ("gate", "yard", "door", "lobby"):
         assert f"[{name}] processed 40 frames" in res.output
+    # gate and yard share bundle A's settings: one model, batched; the masked lobby has its own
+    models = [line.split(" — cameras ")[1] for line in res.output.splitlines() if line.startswith("model ")]
+    assert models == ["gate, yard", "door", "lobby"]
     msgs = [json.loads(line) for line in (site / "out" / "events.jsonl").read_text().splitlines()]
     assert msgs, "the thresholds are set to raise events on the anomaly"
     assert len({m["message_id"] for m in msgs}) == len(msgs)  # every message once
@@ -218,6 +221,13 @@ def test_a_live_camera_down_at_start_is_retried_while_the_others_run(site, tmp_p
     cfg = validate({"cameras": [{"name": "gate", "source": str(site / "v0.avi"), "bundle": str(site / "A")},
                                 {"name": "street", "source": "rtsp://127.0.0.1:9/none", "bundle": str(site / "A")}],
                     "state_dir": str(tmp_path / "state")}, base=None, where="test")
-    summary = cameras.run_cameras(cfg, retry_initial=0.05, retry_max=0.1)
+    pytest.importorskip("prometheus_client")
+    from vadedge.delivery.metrics import Metrics
+
+    meter = Metrics()
+    summary = cameras.run_cameras(cfg, metrics=meter, retry_initial=0.05, retry_max=0.1)
     assert len(attempts) == 4
     assert summary.cameras["gate"].frames == 40 and summary.cameras["street"].frames == 40
+    for name in ("gate", "street"):  # per-camera series
+        assert meter.registry.get_sample_value("vadedge_frames_total", {"camera": name}) == 40
+        assert meter.registry.get_sample_value("vadedge_frames_scored_total", {"camera": name}) == 36

@@ -38,6 +38,7 @@ class MultiSummary:
     """Per-camera summaries of one multi-camera run, in config order."""
 
     cameras: dict[str, RunSummary] = field(default_factory=dict)
+    models: list[tuple[str, list[str]]] = field(default_factory=list)  # (model, cameras sharing it)
     interrupted: bool = False
     signal: Optional[int] = None
 
@@ -46,7 +47,9 @@ class MultiSummary:
         return 0 if not self.interrupted else 128 + (self.signal or 2)
 
     def format(self) -> str:
-        return "\n".join(f"[{name}] " + s.format().replace("\n", f"\n[{name}] ") for name, s in self.cameras.items())
+        lines = [f"model {i}: {desc} — cameras {', '.join(names)}" for i, (desc, names) in enumerate(self.models)]
+        lines += [f"[{name}] " + s.format().replace("\n", f"\n[{name}] ") for name, s in self.cameras.items()]
+        return "\n".join(lines)
 
 
 class _Opener:
@@ -139,6 +142,13 @@ def _detector_key(cam: Any) -> str:
                                               "adapt_k", "heatmap", "mask"}, mode="json"), sort_keys=True)
 
 
+def _describe(det: Any) -> str:
+    try:
+        return str(det.describe())
+    except Exception:  # noqa: BLE001 - a description is not worth failing a run
+        return type(det).__name__
+
+
 def _load_detector(cam: Any) -> Any:
     from .detector import Detector
 
@@ -217,7 +227,8 @@ def run_cameras(config: Any, *, feed: Any = None, metrics: Any = None, retry_ini
 
     for det in detectors.values():
         det.on_event(on_event)
-    summary = MultiSummary({c.name: c.summary for c in cams})
+    summary = MultiSummary({c.name: c.summary for c in cams},
+                           [(_describe(det), [c.name for c in cams if c.det is det]) for det in detectors.values()])
     t0 = time.perf_counter()
     failure: Optional[BaseException] = None
 
