@@ -12,6 +12,7 @@ COMMANDS = (
     "models",
     "export",
     "calibrate",
+    "fit",
     "info",
     "synth",
     "run",
