@@ -295,6 +295,7 @@ def _train(cfg: dict, train_root: Path, held_root: Path, ckpt: Path, base_dir: O
 
     from .checkpoint import save_checkpoint
     from .data import ClipDataset
+    from .protocols import StreamModel
     from .trainer import _setup
 
     if threads:
@@ -303,7 +304,9 @@ def _train(cfg: dict, train_root: Path, held_root: Path, ckpt: Path, base_dir: O
     run = _setup(cfg["name"], cfg, train_root, seed=seed, stage=None, init=base_dir, workers=0)
     run.net.to(device)
     run.task.load_state({k: v.to(device) for k, v in run.task.state().items()})
-    val_set = ClipDataset(open_split(held_root, "training"), run.net.spec, run.net.clip_length)
+    net = run.net
+    assert isinstance(net, StreamModel)  # every registered family is (train/registry.py checks it)
+    val_set = ClipDataset(open_split(held_root, "training"), net.spec, net.clip_length)
     idx = np.unique(np.linspace(0, len(val_set) - 1, min(VALIDATION_CLIPS, len(val_set))).astype(int))
     val_loader = torch.utils.data.DataLoader(torch.utils.data.Subset(val_set, idx.tolist()),
                                              batch_size=cfg["train"]["batch_size"], shuffle=False)
