@@ -141,9 +141,26 @@ def test_interrupt_keeps_best_and_exports(scene, tmp_path, monkeypatch):
         return real(batch, device)
 
     monkeypatch.setattr(fit_mod, "_to", interrupt_in_second_epoch)
-    report = fit_mod.fit([scene], tmp_path / "b", fps=10, budget_min=5, model_overrides=TINY, progress=False)
+    report = fit_mod.fit([scene], tmp_path / "b", fps=10, budget_min=5, model_overrides=TINY, progress=False,
+                         precision="int8")
     assert report.interrupted and report.steps == 70 and len(report.history) == 1  # best: after epoch 1
-    assert load_bundle(report.bundle).manifest.score.threshold is not None
+    b = load_bundle(report.bundle)
+    assert b.precision == "int8" and b.manifest.score.threshold is not None
+
+
+def test_split_rule():
+    from vadedge.train.fit import _Footage, calibration_pieces, split_videos
+
+    one = [_Footage("cam", list(range(1000)))]
+    train, held = split_videos(one)
+    assert len(train[0].frames) == 800 and held[0].frames == list(range(800, 1000))
+    assert [len(p.frames) for p in calibration_pieces(held)] == [100, 100]
+    six = [_Footage(f"v{i}", [0] * 100) for i in range(6)]
+    train, held = split_videos(six)
+    assert [v.name for v in held] == ["v4", "v5"] and len(train) == 4  # 200 of 600 frames >= 25 %
+    uneven = [_Footage("a", [0] * 100), _Footage("b", [0] * 300)]
+    train, held = split_videos(uneven)
+    assert [v.name for v in train] == ["a"] and [v.name for v in held] == ["b"]  # one is always left to train
 
 
 def test_cli_exit_130_after_interrupted_export(scene, tmp_path, monkeypatch):
