@@ -175,3 +175,18 @@ def test_cli_exit_130_after_interrupted_export(scene, tmp_path, monkeypatch):
     monkeypatch.setattr(fit_mod, "fit", lambda *a, **k: Interrupted())
     res = fit_cli(scene, "--fps", 10, "--out", tmp_path / "b")
     assert res.exit_code == 130 and "interrupted" in res.output
+
+
+def test_video_files_train_at_their_lowest_rate(tmp_path):
+    from vadedge.calibration.recalibrate import collect_footage
+    from vadedge.synthetic import write_video
+    from vadedge.train.fit import _fit_rate, _read
+
+    frames = np.stack([np.dstack([f] * 3) for f in moving(60)])
+    slow = write_video(tmp_path / "slow.avi", frames[:30], fps=15)
+    fast = write_video(tmp_path / "fast.avi", frames, fps=30)
+    items = collect_footage([slow, fast])
+    rate = _fit_rate(items, None)
+    assert rate == pytest.approx(15.0)
+    videos = _read(items, rate)
+    assert [len(v.frames) for v in videos] == [30, 30]  # the 30 fps video sampled every 2nd frame
