@@ -337,7 +337,7 @@ def _train(cfg: dict, train_root: Path, held_root: Path, ckpt: Path, base_dir: O
 
     run.net.train()
     bar = report.bar(total=int(budget_s), desc="fit (s)")
-    shown = 0
+    shown = done = 0
     try:
         out_of_time = False
         while not out_of_time:
@@ -363,10 +363,12 @@ def _train(cfg: dict, train_root: Path, held_root: Path, ckpt: Path, base_dir: O
                 shown = now
                 bar.set_postfix(loss=f"{logs['loss']:.4f}")
             epoch += done / run.steps_per_epoch
-            if done:
+            finished, done = done, 0
+            if finished:
                 keep_if_best(validate())
     except KeyboardInterrupt:
         interrupted = True
+        epoch += done / run.steps_per_epoch  # the partial epoch
         logger.warning("interrupted: keeping the best checkpoint so far")
         if math.isinf(best):
             keep_if_best(validate())
