@@ -42,6 +42,7 @@ from vadedge.bundle import (
     BUNDLE_FILE,
     Bundle,
     BundleError,
+    LocalSpec,
     MaskSpec,
     Stats,
     ThresholdSpec,
@@ -71,6 +72,27 @@ from .scores import score_videos
 logger = logging.getLogger(__name__)
 MIN_FRAMES = 100  # scored frames (10 s at 10 fps) below which a calibration is refused
 HELDOUT_FRACTION = 0.25  # of the videos, held out by `select` (the last ones)
+
+
+LOCAL_WINDOWS = (8, 16, 32)  # model-input pixels (docs/causal-scores.md: all three, no choice)
+
+
+def with_local(bundle: Bundle, windows: Sequence[int] = LOCAL_WINDOWS) -> Bundle:
+    """`bundle` with the local error components `local<k>` declared next to the graph's own.
+
+    Uncalibrated (equal weights, no statistics or threshold): the next step is `calibrate_bundle`
+    (with `select=True` to drop degenerate components). The previous fusion stays as
+    `score.paper_weights`, which the offline paper protocol of `vadedge eval` keeps.
+    """
+    score = bundle.manifest.score
+    graph_comps = list(bundle.manifest.graph.scores)
+    local = {f"local{px}": LocalSpec("error_map", px) for px in windows}
+    signs = {**{c: score.signs[c] for c in graph_comps}, **dict.fromkeys(local, -1)}
+    spec = dataclasses.replace(score, signs=signs, weights=dict.fromkeys(signs, 1.0), calibration=None,
+                               threshold=None, local=local, dropped={},
+                               paper_weights=dict(score.offline_weights))
+    manifest = dataclasses.replace(bundle.manifest, score=spec).validated()
+    return dataclasses.replace(bundle, manifest=manifest)
 
 
 def min_frames(target: float) -> int:

@@ -392,10 +392,8 @@ def _finish(out: Path, ckpt: Path, trained: _Trained, rate: float, precision: st
             threads: Optional[int], progress: bool, report: Progress) -> FitReport:
     """Export, calibrate on the held-out part, load the bundle and replay the held-out part through it."""
     from vadedge.bundle import load_bundle, save_bundle
-    from vadedge.calibration.recalibrate import calibrate_bundle
+    from vadedge.calibration.recalibrate import calibrate_bundle, with_local
     from vadedge.export.exporter import ExportOptions, export_bundle
-
-    from .experiments.local_scores import with_local
 
     report.info(f"exporting ({precision}) ...")
     export_bundle(ckpt, out, ExportOptions(precision=precision, calib_data=train_root if precision == "int8" else None,

@@ -36,25 +36,9 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-WINDOWS = (8, 16, 32)  # model-input pixels (docs/causal-scores.md: all three, no choice)
 SCENE_VIDEOS, SCENE_FRAMES, SCENE_SEED = 2, 100, 7  # the generated normal scene (h8's "new scene")
 SCENE_HW = (240, 360)  # Ped2's frame size
 TARGET = 0.01  # the shipped policy: 1 % of normal frames over `on`
-
-
-def with_local(bundle: Any) -> Any:
-    """The bundle with the local components declared and no calibration yet (weights equal, raw fusion)."""
-    from vadedge.bundle import LocalSpec
-
-    score = bundle.manifest.score
-    graph_comps = list(bundle.manifest.graph.scores)
-    local = {f"local{px}": LocalSpec("error_map", px) for px in WINDOWS}
-    signs = {**{c: score.signs[c] for c in graph_comps}, **dict.fromkeys(local, -1)}
-    spec = dataclasses.replace(score, signs=signs, weights=dict.fromkeys(signs, 1.0), calibration=None,
-                               threshold=None, local=local, dropped={},
-                               paper_weights=dict(score.offline_weights))
-    manifest = dataclasses.replace(bundle.manifest, score=spec).validated()
-    return dataclasses.replace(bundle, manifest=manifest)
 
 
 def score_videos(det: Any, videos: Sequence[tuple[str, Any]], cache: Optional[Path]) -> list[dict[str, np.ndarray]]:
@@ -86,7 +70,7 @@ def score_videos(det: Any, videos: Sequence[tuple[str, Any]], cache: Optional[Pa
 def rescore(bundle_dir: Path, data: Path, cache: Optional[Path], threads: int, write: bool) -> dict:
     """Select components on the generated normal scene, then `vadedge calibrate` on DATA's training split."""
     from vadedge.bundle import BUNDLE_FILE, load_bundle
-    from vadedge.calibration.recalibrate import calibrate_bundle
+    from vadedge.calibration.recalibrate import calibrate_bundle, with_local
     from vadedge.runtime.detector import Detector
     from vadedge.scoring import SELECTION_RULE, component_units, select_components
     from vadedge.synthetic import iter_synthetic_videos
