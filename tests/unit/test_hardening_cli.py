@@ -151,3 +151,21 @@ def test_a_symlink_or_hard_link_to_an_input_is_refused(clip, bundle, tmp_path):
     assert_user_error(run(clip, "--model", bundle, "--events", hard, "--scores", tmp_path / "hard2.csv"),
                       "are the same file")
     assert clip.read_bytes() == before and hard.read_text() == "a"
+
+
+def test_every_float_option_of_every_command_refuses_non_finite_numbers():
+    """click.FloatRange lets NaN through its comparisons: every float range option uses FiniteFloatRange."""
+    import click
+
+    from vadedge.commands._params import FiniteFloatRange
+
+    loose = [f"{name} {p.name}" for name, cmd in cli.commands.items() for p in cmd.params
+             if isinstance(p.type, click.FloatRange) and not isinstance(p.type, FiniteFloatRange)]
+    assert not loose, f"float options that accept NaN: {loose}"
+
+
+@pytest.mark.parametrize("args", [["export", "--smoothing", "nan"], ["export", "--target-far", "nan"],
+                                  ["train", "--lr", "nan"]])
+def test_non_finite_numbers_are_usage_errors_in_export_and_train(args):
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2 and "finite" in res.output, res.output

@@ -73,9 +73,9 @@ def export_group() -> None:
               help="Held-out normal footage for score statistics and the threshold "
                    "(default: --calib-data, else the checkpoint's training data).")
 @click.option("--no-score-calibration", is_flag=True, help="Leave score calibration and threshold empty.")
-@click.option("--target-far", type=click.FloatRange(0, 0.5, min_open=True, max_open=True), default=DEFAULT_TARGET,
+@click.option("--target-far", type=FiniteFloatRange(0, 0.5, min_open=True, max_open=True), default=DEFAULT_TARGET,
               show_default=True, help="Threshold policy: fraction of normal frames allowed above 'on'.")
-@click.option("--smoothing", type=click.FloatRange(0, 1, min_open=True), default=DEFAULT_SMOOTHING, show_default=True,
+@click.option("--smoothing", type=FiniteFloatRange(0, 1, min_open=True), default=DEFAULT_SMOOTHING, show_default=True,
               help="Causal EMA factor of the fused score (1 = none); the threshold is fitted on it.")
 @click.option("--min-event-frames", type=click.IntRange(min=1), default=DEFAULT_MIN_EVENT_FRAMES, show_default=True,
               help="Shortest event the runtime reports.")

@@ -20,10 +20,10 @@ from ._params import FiniteFloatRange
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Checkpoint folder to write.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the preset's epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Override the preset's batch size.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Override the learning rate.")
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=None, help="Override the learning rate.")
 @click.option("--input-size", default=None, metavar="HxW",
               help="Override the preset's input size, e.g. 128x192 (multiples of 8).")
-@click.option("--width-mult", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--width-mult", type=FiniteFloatRange(min=0, min_open=True), default=None,
               help="Override the preset's channel width multiplier.")
 @click.option("--color", type=click.Choice(["gray", "rgb", "bgr"]), default=None,
               help="Override the preset's colour mode.")

@@ -7,6 +7,7 @@ import click
 
 from ._errors import user_errors
 from ._logging import verbosity_options
+from ._params import FiniteFloatRange
 
 
 @click.command("triton-repo")
@@ -19,7 +20,7 @@ from ._logging import verbosity_options
               help="Sequence batcher 'direct' strategy instead of oldest-first batching across cameras.")
 @click.option("--queue-delay-us", type=click.IntRange(min=0), default=2000, show_default=True,
               help="How long a partial batch waits for more cameras.")
-@click.option("--idle-s", type=click.FloatRange(min=0.001), default=10.0, show_default=True,
+@click.option("--idle-s", type=FiniteFloatRange(min=0.001), default=10.0, show_default=True,
               help="A camera silent this long loses its server-side state.")
 @click.option("--device", default="cpu", show_default=True,
               help="ONNX Runtime device of the Python model: cpu, cuda:N, tensorrt:N or auto.")
