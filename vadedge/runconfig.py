@@ -232,7 +232,8 @@ def _resolve_paths(cfg: RunConfig, base: Path) -> None:
 
     for cam in cfg.cameras:
         for key in PATH_FIELDS:
-            setattr(cam, key, res(getattr(cam, key)))
+            if not (key == "bundle" and cam.server is not None):  # with a server, bundle names its model
+                setattr(cam, key, res(getattr(cam, key)))
         cam.plugins = [str(res(p)) for p in cam.plugins]
         if isinstance(cam.mask, str):
             cam.mask = res(cam.mask)

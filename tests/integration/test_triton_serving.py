@@ -212,3 +212,33 @@ def test_a_sequence_the_server_dropped_as_idle_restarts_cold(server, bundles):
     assert cam.restarts == 1 and cam.sequence_start == 8
     assert [r.frame_index for r in rest] == list(range(8, 20))
     assert_same(rest, local_results(bundles["vad"], frames, start=8))
+
+
+def test_a_multi_camera_config_on_the_server_equals_the_local_detector(server, bundles, tmp_path, monkeypatch):
+    """`vadedge run --config` with `server:` per camera: three cameras share one RemoteDetector
+    (one sequence each, batched steps) and score exactly like a local Detector per camera."""
+    import cv2
+
+    from vadedge.runconfig import load_config
+    from vadedge.runtime import cameras as cams_mod
+
+    frames = scenes(3, 14, seed=21)
+    for i in range(3):
+        (tmp_path / f"c{i}").mkdir()
+        for j, f in enumerate(frames[i]):
+            cv2.imwrite(str(tmp_path / f"c{i}" / f"{j:04d}.png"), f)
+    (tmp_path / "cams.yaml").write_text("cameras:\n" + "".join(
+        f"  - {{name: cam{i}, source: c{i}, server: '{server.grpc_url}', bundle: vad, all_frames: true}}\n"
+        for i in range(3)))
+    got: dict[str, list] = {}
+    record = cams_mod._record
+    monkeypatch.setattr(cams_mod, "_record", lambda cam, r, *a: (got.setdefault(cam.name, []).append(r),
+                                                                  record(cam, r, *a)))
+    summary = cams_mod.run_cameras(load_config(tmp_path / "cams.yaml"))
+    assert len(summary.models) == 1 and summary.models[0][1] == ["cam0", "cam1", "cam2"]  # one shared client
+    for i in range(3):
+        res = got[f"cam{i}"]
+        assert [r.frame_index for r in res] == list(range(14))
+        det = Detector.load(bundles["vad"], backend="onnxruntime", heatmap=False)
+        assert_same(res, [det.process(f, r.timestamp) for f, r in zip(frames[i], res)])
+        assert sum(not r.warmup for r in res) > 0

@@ -174,7 +174,8 @@ def run_cameras(config: Any, *, feed: Any = None, metrics: Any = None, retry_ini
     try:
         for c in config.enabled:
             check_outputs({"events": c.events, "scores": c.scores, "video": c.save_video},
-                          inputs=[None if c.live else c.source, c.bundle, c.engine, *c.plugins])
+                          inputs=[None if c.live else c.source, None if c.server else c.bundle, c.engine,
+                                  *c.plugins])
             key = _detector_key(c)
             if key not in detectors:
                 detectors[key] = _load_detector(c)
