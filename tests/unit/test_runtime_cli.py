@@ -62,6 +62,21 @@ def test_run_max_frames_and_threshold_override(clip, bundle, tmp_path):
     assert recs[1]["end_frame"] == 11
 
 
+def test_run_events_append_across_runs_with_persistent_ids(clip, bundle, tmp_path):
+    """Issue 16: --events never truncates; every record names the camera and a unique id that
+    survives a restart (a second run numbers on)."""
+    path, _ = clip
+    args = ["run", str(path), "-m", str(bundle), "--max-frames", "12", "--threshold", "-1000",
+            "--camera-name", "gate", "--events", str(tmp_path / "e.jsonl"), "-q"]
+    for _ in range(2):
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 0, res.output
+    recs = read_events(tmp_path / "e.jsonl")
+    assert [(r["type"], r["camera"], r["seq"], r["event"]) for r in recs] == [
+        ("start", "gate", 0, 0), ("end", "gate", 0, 0), ("start", "gate", 1, 0), ("end", "gate", 1, 0)]
+    assert recs[0]["id"] == recs[1]["id"] != recs[2]["id"] == recs[3]["id"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["run", "missing.mp4"], "not found"),
     (["run", "/dev/video97"], "no such device"),

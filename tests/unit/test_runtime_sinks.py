@@ -31,6 +31,44 @@ def test_event_log_fsyncs_every_record(tmp_path, monkeypatch):
     assert recs[1]["frames"] == 11 and recs[1]["source"] == "cam0" and recs[1]["peak_score"] == 4.2
 
 
+def test_event_log_appends_repairs_a_torn_line_and_numbers_on_across_restarts(tmp_path):
+    path = tmp_path / "events.jsonl"
+    log = EventLog(path)
+    log.write(Event("gate", 0, 10, 1.0, 4.2, 12))
+    log.write(Event("gate", 0, 10, 1.0, 4.2, 12, end_frame=20, end_time=2.0, reason="score"))
+    log.write(Event("yard", 0, 3, 0.3, 3.0, 3))
+    log.close()
+    with path.open("ab") as fh:
+        fh.write(b'{"type": "start", "camera": "gate", "seq": 9')  # a kill in the middle of a record
+    log = EventLog(path)  # a restart: detector event numbers start at 0 again
+    log.write(Event("gate", 0, 50, 5.0, 3.5, 50))
+    log.write(Event("yard", 0, 3, 0.3, 3.0, 3, end_frame=9, end_time=0.9, reason="interrupted"))
+    log.close()
+    assert path.read_text().endswith("\n")
+    recs = read_events(path)  # the torn line is gone, every earlier record kept
+    assert [(r["type"], r["camera"], r["seq"], r["event"]) for r in recs] == [
+        ("start", "gate", 0, 0), ("end", "gate", 0, 0), ("start", "yard", 0, 0),
+        ("start", "gate", 1, 0), ("end", "yard", 1, 0)]  # yard's end without its start: a new number
+    assert recs[0]["id"] == recs[1]["id"] and len({r["id"] for r in recs}) == 4
+    assert all(len(r["id"]) == 32 and r["stream"] == r["camera"] for r in recs)
+    assert recs[1]["start_frame"] == 10 and recs[1]["end_frame"] == 20 and recs[1]["frames"] == 11
+
+
+def test_event_log_takes_ids_from_the_feed(tmp_path):
+    from vadedge.delivery import EventFeed, build_sink
+
+    feed = EventFeed([build_sink("jsonl", {"path": str(tmp_path / "msgs.jsonl")})], tmp_path / "state")
+    log = EventLog(tmp_path / "events.jsonl", identify=feed.identity)
+    for e in (Event("gate", 0, 10, 1.0, 4.2, 12), Event("gate", 0, 10, 1.0, 4.2, 12, end_frame=20, end_time=2.0,
+                                                         reason="score")):
+        feed.event(e)
+        log.write(e)
+    feed.close()
+    log.close()
+    msgs, recs = read_events(tmp_path / "msgs.jsonl"), read_events(tmp_path / "events.jsonl")
+    assert {(m["id"], m["seq"]) for m in msgs} == {(r["id"], r["seq"]) for r in recs} and len(recs) == 2
+
+
 def test_score_csv_rows(tmp_path):
     w = ScoreCSV(tmp_path / "s.csv", ["psnr", "fd"], flush_every=1)
     w.write(FrameResult("a", 0, 0.0, warmup=True))

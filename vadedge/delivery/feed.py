@@ -81,6 +81,7 @@ class EventFeed:
             sink.open(self.spool.reader(sink.name))
         self.update_interval = update_interval
         self._open: dict[tuple[str, int], _Open] = {}  # (camera, detector event id) -> state
+        self._ended: dict[str, tuple[int, str, int]] = {}  # camera -> (detector id, id, seq) of its last end
         self._on_message = on_message
         self.sent = 0
         self._lock = threading.RLock()
@@ -103,7 +104,18 @@ class EventFeed:
         if e.peak_score >= st.peak:
             st.peak, st.peak_frame = e.peak_score, e.peak_frame
         st.event = e
+        self._ended[e.stream] = (e.id, st.id, st.seq)
         self._emit("end", st)
+
+    @_locked
+    def identity(self, e: Event) -> Optional[tuple[str, int]]:
+        """(id, seq) this feed gave detector event `e` (open, or the camera's last ended one), so
+        other outputs (the `--events` log) can name the event as its messages do; None if unknown."""
+        st = self._open.get((e.stream, e.id))
+        if st is not None:
+            return st.id, st.seq
+        last = self._ended.get(e.stream)
+        return (last[1], last[2]) if last is not None and last[0] == e.id else None
 
     @_locked
     def frame(

@@ -189,7 +189,7 @@ def run_cameras(config: Any, *, feed: Any = None, metrics: Any = None, retry_ini
                 logger.warning("camera %s is down at start-up (%s); retrying in the background", cam.name, exc)
                 cam.opener = _Opener(cam.cfg, retry_initial, retry_max)
             if cam.cfg.events:
-                cam.log = EventLog(cam.cfg.events)
+                cam.log = EventLog(cam.cfg.events, identify=feed.identity if feed is not None else None)
                 opened.append(cam.log)
             if cam.cfg.scores:
                 det = cam.det
@@ -216,10 +216,12 @@ def run_cameras(config: Any, *, feed: Any = None, metrics: Any = None, retry_ini
         cam = by_name.get(e.stream)
         if cam is None:
             return
-        if cam.log is not None:
-            cam.log.write(e)
-        if feed is not None:
-            feed.event(e)
+        try:
+            if feed is not None:
+                feed.event(e)  # first: the log takes the event's id from the feed
+        finally:  # a failing sink does not keep the event out of the log
+            if cam.log is not None:
+                cam.log.write(e)
         if e.is_open:
             logger.info("%s: event #%d started at frame %d", cam.name, e.id, e.start_frame)
         else:

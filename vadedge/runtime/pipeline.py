@@ -208,7 +208,7 @@ def run_source(detector: Detector, source: Source, *, stream: Optional[str] = No
                      source.live, status_out or sys.stderr, progress)  # stderr now, not at import
     opened: list[Any] = []
     try:
-        log = EventLog(events) if events else None
+        log = EventLog(events, identify=feed.identity if feed is not None else None) if events else None
         opened.append(log)
         csvw = ScoreCSV(scores, [c for c, _ in detector.backend.io.scores] + list(detector.bundle.manifest.score.local)
                         ) if scores else None
@@ -227,10 +227,12 @@ def run_source(detector: Detector, source: Source, *, stream: Optional[str] = No
             summary.outputs[kind] = str(path)
 
     def on_event(e: Event) -> None:
-        if log is not None:
-            log.write(e)
-        if feed is not None:
-            feed.event(e)
+        try:
+            if feed is not None:
+                feed.event(e)  # first: the log takes the event's id from the feed
+        finally:  # a failing sink does not keep the event out of the log
+            if log is not None:
+                log.write(e)
         if e.is_open:
             status.message(f"event #{e.id} started at frame {e.start_frame} (t {e.start_time:.2f} s)")
         else:

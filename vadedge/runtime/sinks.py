@@ -1,7 +1,7 @@
 """Where results go: a durable JSON-lines event log, per-frame CSV scores, an annotated video, a window.
 
-`EventLog` writes each event record, flushes and fsyncs before returning, so an event that was
-reported is on disk even if the process is killed a moment later. The CSV is flushed every
+`EventLog` appends each event record (camera, persistent id) and fsyncs it before returning, so an
+event that was reported is on disk even if the process is killed a moment later. The CSV is flushed every
 `flush_every` rows and on close. A write that fails (disk full, I/O error) raises DataError once;
 the sink then stops writing and `close()` releases the file without raising again, so the run
 can close every other sink. `check_outputs` refuses, before anything is opened, an output that
@@ -15,14 +15,16 @@ import csv
 import json
 import math
 import os
+import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Optional, Union
 
 import cv2
 import numpy as np
 
+from ..delivery.durable import append_record, cut_torn_tail
 from ..errors import ConfigError, DataError
 from .results import Event, FrameResult
 
@@ -128,39 +130,72 @@ class _TextSink:
 
 
 class EventLog(_TextSink):
-    """JSON lines, one record per event transition: {"type": "start"|"end", "stream", "id", ...}.
+    """JSON lines, one record per event transition: {"type": "start"|"end", "camera", "id", "seq", ...}.
 
-    Unbuffered: each record is written whole and fsynced; a record that fails half way (disk full)
-    is cut off again, so the file always ends with a complete line.
+    Append-only: records of earlier runs stay, and a line torn by a kill or a full disk is cut off
+    when the file is opened (`vadedge.delivery.durable`). Each record is written whole and fsynced
+    before `write` returns; one that fails half way is cut off again, so the file always ends with
+    a complete line. `id` is a persistent unique event id (UUID4 hex) and `seq` the event's number
+    on its camera: taken from `identify(event)` when given (an `EventFeed.identity`, so the log
+    names events as the webhook / MQTT messages do), else numbered on from the highest `seq` of
+    that camera already in the file, so numbering continues across restarts. `event` is the
+    detector's per-run event number; `stream`, frames, times, peak and reason as `Event.to_dict`.
     """
 
     what = "events"
-    mode = "wb"
+    mode = "ab+"
 
-    def __init__(self, path: str | Path, extra: Optional[dict] = None) -> None:
+    def __init__(self, path: str | Path, extra: Optional[dict] = None,
+                 identify: Optional[Callable[[Event], Optional[tuple[str, int]]]] = None) -> None:
         super().__init__(path)
         self._extra = dict(extra or {})
+        self._identify = identify
         self.written = 0
-        self._size = 0  # bytes of complete records on disk
+        self._open_ids: dict[tuple[str, int], tuple[str, int]] = {}  # (stream, detector id) -> (id, seq)
+        self._next_seq: dict[str, int] = {}
+        try:
+            self._size = cut_torn_tail(self._fh, self.path)  # bytes of complete records on disk
+            self._fh.seek(0)
+            old = self._fh.read(self._size) if self._size else b""
+        except OSError as exc:
+            self._fh.close()
+            raise DataError(f"cannot write {self.what} to {self.path}: {exc.strerror or exc}") from exc
+        for line in old.splitlines():
+            try:
+                rec = json.loads(line)
+                cam, seq = rec["camera"], rec["seq"]
+            except (ValueError, KeyError, TypeError):
+                continue  # a record of an older version (no camera / seq) or not ours
+            if isinstance(cam, str) and isinstance(seq, int):
+                self._next_seq[cam] = max(self._next_seq.get(cam, 0), seq + 1)
 
-    def write(self, event: Event) -> None:
-        record = {"type": "start" if event.is_open else "end", **event.to_dict(), **self._extra}
+    def _ident(self, event: Event) -> tuple[str, int]:
+        key = (event.stream, event.id)
+        got = self._identify(event) if self._identify is not None else None
+        if got is None:
+            got = self._open_ids.get(key)
+        if got is None:
+            seq = self._next_seq.get(event.stream, 0)
+            self._next_seq[event.stream] = seq + 1
+            got = (uuid.uuid4().hex, seq)
+        if event.is_open:
+            self._open_ids[key] = got
+        else:
+            self._open_ids.pop(key, None)
+        return got
+
+    def write(self, event: Event, **fields: object) -> None:
+        """Append the record of `event` (plus `fields`, e.g. snapshot=path), fsynced on return."""
+        if self.failed is not None:
+            return
+        uid, seq = self._ident(event)
+        record = {"type": "start" if event.is_open else "end", **event.to_dict(), "camera": event.stream,
+                  "id": uid, "seq": seq, "event": event.id, **fields, **self._extra}
         record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
         data = (json.dumps(record, allow_nan=False, default=float) + "\n").encode()
 
         def put() -> None:
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[self._fh.write(view):]
-                self._sync()
-            except OSError:
-                try:
-                    os.ftruncate(self._fh.fileno(), self._size)  # drop the partial record
-                    self._fh.seek(self._size)
-                except OSError:
-                    pass
-                raise
+            append_record(self._fh, data, self._size)
             self._size += len(data)
             self.written += 1
 
