@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 logger = logging.getLogger(__name__)
 
 
-def append_record(fh: BinaryIO, data: bytes, good_size: int) -> None:
+def append_record(fh: IO[bytes], data: bytes, good_size: int) -> None:
     """Write `data` whole and fsync; on an OSError truncate back to `good_size`, then re-raise."""
     try:
         view = memoryview(data)
@@ -30,7 +30,7 @@ def append_record(fh: BinaryIO, data: bytes, good_size: int) -> None:
         raise
 
 
-def cut_torn_tail(fh: BinaryIO, what: object) -> int:
+def cut_torn_tail(fh: IO[bytes], what: object) -> int:
     """Cut everything after the last newline (a write interrupted by a kill); returns the size."""
     size = os.fstat(fh.fileno()).st_size
     if size == 0:
