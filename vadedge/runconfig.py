@@ -144,6 +144,7 @@ class RunConfig(_Strict):
     sinks: list[SinkConfig] = Field(default_factory=list)
     metrics: Optional[str] = None  # [HOST:]PORT of the Prometheus /metrics and /healthz endpoint
     state_dir: str = "vadedge-state"
+    snapshots: Optional[str] = None  # folder for event snapshots (JPEG of the peak frame)
 
     @property
     def enabled(self) -> list[CameraConfig]:
@@ -200,8 +201,9 @@ def from_cli_options(**opts: Any) -> RunConfig:
 
         sinks.append({"kind": "mqtt", **dataclasses.asdict(MqttSettings.parse(opts["mqtt"]))})
     doc = {"cameras": [camera], "sinks": sinks, "state_dir": str(opts["state_dir"])}
-    if opts.get("metrics") is not None:
-        doc["metrics"] = opts["metrics"]
+    for key in ("metrics", "snapshots"):
+        if opts.get(key) is not None:
+            doc[key] = str(opts[key])
     return validate(doc, base=Path.cwd(), where="command line")
 
 
@@ -240,6 +242,7 @@ def _resolve_paths(cfg: RunConfig, base: Path) -> None:
         if not cam.live:
             cam.source = str(res(cam.source))
     cfg.state_dir = str(res(cfg.state_dir))
+    cfg.snapshots = res(cfg.snapshots)
     for s in cfg.sinks:
         path = (s.model_extra or {}).get("path")
         if s.kind == "jsonl" and isinstance(path, str):
@@ -287,6 +290,8 @@ def _check(cfg: RunConfig, where: str, node: Any) -> None:
         except ConfigError as exc:
             raise _error(where, node, ("metrics",), str(exc)) from None
     _check_writable(str(Path(cfg.state_dir) / "x"), where, node, ("state_dir",))
+    if cfg.snapshots is not None:
+        _check_writable(str(Path(cfg.snapshots) / "x"), where, node, ("snapshots",))
 
 
 def _check_writable(path: Optional[str], where: str, node: Any, loc: Loc) -> None:

@@ -58,7 +58,7 @@ def test_event_log_takes_ids_from_the_feed(tmp_path):
     from vadedge.delivery import EventFeed, build_sink
 
     feed = EventFeed([build_sink("jsonl", {"path": str(tmp_path / "msgs.jsonl")})], tmp_path / "state")
-    log = EventLog(tmp_path / "events.jsonl", identify=feed.identity)
+    log = EventLog(tmp_path / "events.jsonl", identify=feed.describe)
     for e in (Event("gate", 0, 10, 1.0, 4.2, 12), Event("gate", 0, 10, 1.0, 4.2, 12, end_frame=20, end_time=2.0,
                                                          reason="score")):
         feed.event(e)

@@ -18,12 +18,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
+
+import numpy as np
 
 from ..errors import ConfigError
 from ..scoring import Event
 from .base import Sink
 from .messages import Box, EventIds, EventMessage, peak_box
+from .snapshots import SnapshotWriter
 from .spool import Spool
 
 logger = logging.getLogger(__name__)
@@ -59,6 +62,11 @@ class _Open:
     box: Optional[Box] = None
     last_update: float = float("-inf")  # stream time of the last message
     announced: bool = False
+    image: Optional[np.ndarray] = None  # the frame the box was taken from (for the snapshot)
+    heat: Optional[np.ndarray] = None  # and its error map
+    snapshot: Optional[str] = None  # path of the snapshot written for the current image
+    snapshot_stale: bool = False  # image changed since the snapshot was written
+    clip: Optional[str] = None
 
 
 class EventFeed:
@@ -70,6 +78,7 @@ class EventFeed:
         state_dir: Union[str, Path],
         update_interval: float = 1.0,
         on_message: Optional[Callable[[EventMessage], None]] = None,
+        snapshots: Optional[SnapshotWriter] = None,
     ) -> None:
         self.sinks = list(sinks)
         names = [s.name for s in self.sinks]
@@ -81,8 +90,9 @@ class EventFeed:
             sink.open(self.spool.reader(sink.name))
         self.update_interval = update_interval
         self._open: dict[tuple[str, int], _Open] = {}  # (camera, detector event id) -> state
-        self._ended: dict[str, tuple[int, str, int]] = {}  # camera -> (detector id, id, seq) of its last end
+        self._ended: dict[str, tuple[int, dict[str, Any]]] = {}  # camera -> (detector id, describe()) of its last end
         self._on_message = on_message
+        self.snapshots = snapshots
         self.sent = 0
         self._lock = threading.RLock()
 
@@ -104,18 +114,23 @@ class EventFeed:
         if e.peak_score >= st.peak:
             st.peak, st.peak_frame = e.peak_score, e.peak_frame
         st.event = e
-        self._ended[e.stream] = (e.id, st.id, st.seq)
         self._emit("end", st)
+        self._ended[e.stream] = (e.id, self._describe(st))
 
     @_locked
-    def identity(self, e: Event) -> Optional[tuple[str, int]]:
-        """(id, seq) this feed gave detector event `e` (open, or the camera's last ended one), so
-        other outputs (the `--events` log) can name the event as its messages do; None if unknown."""
+    def describe(self, e: Event) -> Optional[dict[str, Any]]:
+        """{"id", "seq", "snapshot", "clip"} as this feed's messages give them for detector event `e`
+        (open, or the camera's last ended one), so other outputs (the `--events` log) name the
+        event as its messages do; None for an event this feed did not see."""
         st = self._open.get((e.stream, e.id))
         if st is not None:
-            return st.id, st.seq
+            return self._describe(st)
         last = self._ended.get(e.stream)
-        return (last[1], last[2]) if last is not None and last[0] == e.id else None
+        return dict(last[1]) if last is not None and last[0] == e.id else None
+
+    @staticmethod
+    def _describe(st: _Open) -> dict[str, Any]:
+        return {"id": st.id, "seq": st.seq, "snapshot": st.snapshot, "clip": st.clip}
 
     @_locked
     def frame(
@@ -126,8 +141,12 @@ class EventFeed:
         score: Optional[float],
         heatmap=None,
         image_shape: Optional[tuple[int, ...]] = None,
+        image: Optional[np.ndarray] = None,
     ) -> None:  # noqa: ANN001
-        """After each processed frame of `stream`: announce a confirmed event, send updates."""
+        """After each processed frame of `stream`: announce a confirmed event, send updates.
+        `image` (the frame) is kept for the snapshot when the feed writes snapshots."""
+        if image_shape is None and image is not None:
+            image_shape = image.shape
         for (cam, _), st in list(self._open.items()):
             if cam != stream:
                 continue
@@ -137,6 +156,10 @@ class EventFeed:
                     st.peak, st.peak_frame = float(score), frame_index
                 if image_shape is not None:
                     st.box = peak_box(heatmap, image_shape) or st.box
+                if self.snapshots is not None and image is not None:
+                    st.image = image.copy()
+                    st.heat = None if heatmap is None else np.array(heatmap, dtype=np.float32)
+                    st.snapshot_stale = True
             if not st.announced:
                 st.last_update = timestamp
                 self._emit("new", st)
@@ -145,9 +168,23 @@ class EventFeed:
                 self._emit("update", st)
 
     # ------------------------------------------------------------------ output
+    def _snapshot(self, st: _Open) -> None:
+        """Write the snapshot of the frame in `st` if it changed; a failure is logged, not raised:
+        the event's message matters more than its picture."""
+        if self.snapshots is None or st.image is None or not st.snapshot_stale:
+            return
+        st.snapshot_stale = False
+        try:
+            st.snapshot = self.snapshots.write(st.event.stream, st.seq, st.id, st.image, st.heat, st.box)
+        except Exception as exc:  # noqa: BLE001 - DataError or an OpenCV error
+            logger.error("snapshot of event %s (%s) failed: %s", st.id, st.event.stream, exc)
+        if st.event.end_frame is not None:
+            st.image = st.heat = None
+
     def _emit(self, kind: str, st: _Open) -> None:
         e = st.event
         st.announced = True
+        self._snapshot(st)
         msg = EventMessage(
             type=kind,
             id=st.id,
@@ -162,6 +199,8 @@ class EventFeed:
             end_time=e.end_time if kind == "end" else None,
             reason=e.reason if kind == "end" else None,
             box=st.box,
+            snapshot=st.snapshot,
+            clip=st.clip,
             wall_time=time.time(),
         )
         st.sent += 1

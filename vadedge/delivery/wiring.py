@@ -13,6 +13,7 @@ from typing import Any, Optional, Union
 
 from .base import build_sink
 from .feed import EventFeed, check_camera_name
+from .snapshots import SnapshotWriter
 
 
 def open_delivery(
@@ -20,9 +21,11 @@ def open_delivery(
     sinks: Sequence[tuple[str, Any]],
     metrics: Optional[str],
     state_dir: Union[str, Path],
+    snapshots: Union[str, Path, None] = None,
 ) -> tuple[Optional[EventFeed], Any]:
-    """(EventFeed over `sinks` [(kind, settings)] or None without sinks, Metrics serving at the
-    `metrics` address or None); everything opened so far is closed again when one part fails."""
+    """(EventFeed over `sinks` [(kind, settings)] writing event snapshots under `snapshots`, or None
+    without sinks and snapshots; Metrics serving at the `metrics` address or None); everything
+    opened so far is closed again when one part fails."""
     for camera in cameras:
         check_camera_name(camera)
     meter = None
@@ -47,7 +50,8 @@ def open_delivery(
             def on_message(m) -> None:  # noqa: ANN001 - an EventMessage
                 counter.event(m.camera, m.type)
 
-        feed = EventFeed(built, state_dir, on_message=on_message) if built else None
+        writer = SnapshotWriter(snapshots) if snapshots is not None else None
+        feed = EventFeed(built, state_dir, on_message=on_message, snapshots=writer) if built or writer else None
     except BaseException:
         close_quietly(*built, meter)
         raise

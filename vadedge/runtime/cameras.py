@@ -189,7 +189,7 @@ def run_cameras(config: Any, *, feed: Any = None, metrics: Any = None, retry_ini
                 logger.warning("camera %s is down at start-up (%s); retrying in the background", cam.name, exc)
                 cam.opener = _Opener(cam.cfg, retry_initial, retry_max)
             if cam.cfg.events:
-                cam.log = EventLog(cam.cfg.events, identify=feed.identity if feed is not None else None)
+                cam.log = EventLog(cam.cfg.events, identify=feed.describe if feed is not None else None)
                 opened.append(cam.log)
             if cam.cfg.scores:
                 det = cam.det
@@ -335,7 +335,7 @@ def _record(cam: _Camera, r: Any, image: Any, feed: Any, metrics: Any) -> None:
         s.scored += 1
         s.max_score = r.score if s.max_score is None else max(s.max_score, r.score)
     if feed is not None:
-        feed.frame(cam.name, r.frame_index, r.timestamp, r.score, r.heatmap, image.shape)
+        feed.frame(cam.name, r.frame_index, r.timestamp, r.score, r.heatmap, image.shape, image)
     if metrics is not None:
         metrics.frame(cam.name, r.score is not None, r.latency_ms)
         if cam.source is not None:

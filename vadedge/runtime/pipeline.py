@@ -208,7 +208,7 @@ def run_source(detector: Detector, source: Source, *, stream: Optional[str] = No
                      source.live, status_out or sys.stderr, progress)  # stderr now, not at import
     opened: list[Any] = []
     try:
-        log = EventLog(events, identify=feed.identity if feed is not None else None) if events else None
+        log = EventLog(events, identify=feed.describe if feed is not None else None) if events else None
         opened.append(log)
         csvw = ScoreCSV(scores, [c for c, _ in detector.backend.io.scores] + list(detector.bundle.manifest.score.local)
                         ) if scores else None
@@ -265,7 +265,8 @@ def run_source(detector: Detector, source: Source, *, stream: Optional[str] = No
                         summary.scored += 1
                         summary.max_score = r.score if summary.max_score is None else max(summary.max_score, r.score)
                     if feed is not None:
-                        feed.frame(handle.name, r.frame_index, r.timestamp, r.score, r.heatmap, f.image.shape)
+                        feed.frame(handle.name, r.frame_index, r.timestamp, r.score, r.heatmap, f.image.shape,
+                                   f.image)
                     if metrics is not None:
                         metrics.frame(handle.name, r.score is not None, r.latency_ms)
                         metrics.source(handle.name, source.dropped, source.reconnects)

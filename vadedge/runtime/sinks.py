@@ -19,7 +19,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Optional, Union
+from typing import IO, Any, Optional, Union
 
 import cv2
 import numpy as np
@@ -136,8 +136,8 @@ class EventLog(_TextSink):
     when the file is opened (`vadedge.delivery.durable`). Each record is written whole and fsynced
     before `write` returns; one that fails half way is cut off again, so the file always ends with
     a complete line. `id` is a persistent unique event id (UUID4 hex) and `seq` the event's number
-    on its camera: taken from `identify(event)` when given (an `EventFeed.identity`, so the log
-    names events as the webhook / MQTT messages do), else numbered on from the highest `seq` of
+    on its camera: taken from `identify(event)` when given (an `EventFeed.describe`, so the log
+    names events as the webhook / MQTT messages do, with their `snapshot` / `clip`), else numbered on from the highest `seq` of
     that camera already in the file, so numbering continues across restarts. `event` is the
     detector's per-run event number; `stream`, frames, times, peak and reason as `Event.to_dict`.
     """
@@ -146,12 +146,12 @@ class EventLog(_TextSink):
     mode = "ab+"
 
     def __init__(self, path: str | Path, extra: Optional[dict] = None,
-                 identify: Optional[Callable[[Event], Optional[tuple[str, int]]]] = None) -> None:
+                 identify: Optional[Callable[[Event], Optional[Mapping[str, Any]]]] = None) -> None:
         super().__init__(path)
         self._extra = dict(extra or {})
         self._identify = identify
         self.written = 0
-        self._open_ids: dict[tuple[str, int], tuple[str, int]] = {}  # (stream, detector id) -> (id, seq)
+        self._open_ids: dict[tuple[str, int], dict[str, Any]] = {}  # (stream, detector id) -> {id, seq}
         self._next_seq: dict[str, int] = {}
         try:
             self._size = cut_torn_tail(self._fh, self.path)  # bytes of complete records on disk
@@ -169,7 +169,7 @@ class EventLog(_TextSink):
             if isinstance(cam, str) and isinstance(seq, int):
                 self._next_seq[cam] = max(self._next_seq.get(cam, 0), seq + 1)
 
-    def _ident(self, event: Event) -> tuple[str, int]:
+    def _ident(self, event: Event) -> dict[str, Any]:
         key = (event.stream, event.id)
         got = self._identify(event) if self._identify is not None else None
         if got is None:
@@ -177,7 +177,7 @@ class EventLog(_TextSink):
         if got is None:
             seq = self._next_seq.get(event.stream, 0)
             self._next_seq[event.stream] = seq + 1
-            got = (uuid.uuid4().hex, seq)
+            got = {"id": uuid.uuid4().hex, "seq": seq, "snapshot": None, "clip": None}
         if event.is_open:
             self._open_ids[key] = got
         else:
@@ -188,9 +188,9 @@ class EventLog(_TextSink):
         """Append the record of `event` (plus `fields`, e.g. snapshot=path), fsynced on return."""
         if self.failed is not None:
             return
-        uid, seq = self._ident(event)
+        ident = self._ident(event)
         record = {"type": "start" if event.is_open else "end", **event.to_dict(), "camera": event.stream,
-                  "id": uid, "seq": seq, "event": event.id, **fields, **self._extra}
+                  "event": event.id, **ident, **fields, **self._extra}
         record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
         data = (json.dumps(record, allow_nan=False, default=float) + "\n").encode()
 
@@ -253,6 +253,15 @@ class HeatScale:
         return np.clip(heat / (3.0 * self.level), 0.0, 1.0)
 
 
+def blend_heatmap(img: np.ndarray, heat01: np.ndarray, opacity: float = 0.45) -> np.ndarray:
+    """`img` (BGR) with a 0..1 error map resized over it as a JET heatmap, stronger where hotter."""
+    h, w = img.shape[:2]
+    heat = cv2.resize((heat01 * 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
+    colour = cv2.applyColorMap(heat, cv2.COLORMAP_JET)
+    weight = (heat.astype(np.float32) / 255.0 * opacity)[..., None]
+    return (img.astype(np.float32) * (1 - weight) + colour.astype(np.float32) * weight).astype(np.uint8)
+
+
 def draw_overlay(frame: np.ndarray, result: Optional[FrameResult], heat01: Optional[np.ndarray],
                  history: Sequence[tuple[Optional[float], bool]], threshold: Optional[float],
                  strip_height: int = 48, opacity: float = 0.45) -> np.ndarray:
@@ -261,10 +270,7 @@ def draw_overlay(frame: np.ndarray, result: Optional[FrameResult], heat01: Optio
     img = img.copy()
     h, w = img.shape[:2]
     if heat01 is not None:
-        heat = cv2.resize((heat01 * 255).astype(np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
-        colour = cv2.applyColorMap(heat, cv2.COLORMAP_JET)
-        weight = (heat.astype(np.float32) / 255.0 * opacity)[..., None]
-        img = (img.astype(np.float32) * (1 - weight) + colour.astype(np.float32) * weight).astype(np.uint8)
+        img = blend_heatmap(img, heat01, opacity)
     if result is not None:
         if result.warmup:
             text, colour_t = "warming up", (200, 200, 200)
