@@ -112,7 +112,7 @@ def test_eight_cameras_concurrently_match_the_local_detector(server, bundles):
     after = srv_mod.parse_metrics(server.metrics(), "vad")
     count = after["nv_inference_count"] - before.get("nv_inference_count", 0)
     execs = after["nv_inference_exec_count"] - before.get("nv_inference_exec_count", 0)
-    assert count == 8 * 24 and 0 < execs <= count
+    assert count == 8 * 24 + 8 and 0 < execs <= count  # + one END per camera (close)
     for key in ("nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us"):
         assert after[key] > 0
     logger.info("triton metrics after 8 cameras: %s (%.2f requests per model call)", after, count / execs)
@@ -242,3 +242,41 @@ def test_a_multi_camera_config_on_the_server_equals_the_local_detector(server, b
         det = Detector.load(bundles["vad"], backend="onnxruntime", heatmap=False)
         assert_same(res, [det.process(f, r.timestamp) for f, r in zip(frames[i], res)])
         assert sum(not r.warmup for r in res) > 0
+
+
+def _continue_sequence(server, corrid: int, frame) -> None:
+    """A raw request continuing sequence `corrid` (no START): Triton refuses it once the sequence ended."""
+    import tritonclient.grpc as g
+
+    c = g.InferenceServerClient(server.grpc_url.split("://")[1])
+    try:
+        fi = g.InferInput("FRAME", [1, *frame.shape], "UINT8")
+        fi.set_data_from_numpy(frame[None])
+        ts = g.InferInput("TIMESTAMP", [1, 1], "FP64")
+        ts.set_data_from_numpy(np.array([[99.0]]))
+        c.infer("vad", [fi, ts], sequence_id=corrid, sequence_start=False)
+    finally:
+        c.close()
+
+
+def test_the_client_ends_its_sequences_so_the_server_drops_them(server, bundles):
+    """remove_stream / close send END: the server frees the sequence at once (a request continuing it
+    is refused) instead of keeping its state until the idle timeout (60 s for "vad")."""
+    from vadedge.serving.client import edge_frame
+
+    frames = scenes(2, 6, seed=13)
+    with RemoteDetector(server.grpc_url, "vad") as rd:
+        kept, gone = rd.stream("kept"), rd.stream("gone")
+        for j in range(6):
+            rd.process_many({kept: frames[0, j], gone: frames[1, j]}, {kept: float(j), gone: float(j)})
+        small = edge_frame(frames[0, 0], rd.height, rd.width, rd.channels)
+        kept_id, gone_id = kept.corrid, gone.corrid
+        rd.remove_stream(gone)
+        assert "gone" not in rd.streams
+        _continue_sequence(server, kept_id, small)  # not ended: accepted
+        with pytest.raises(Exception, match="START"):
+            _continue_sequence(server, gone_id, small)
+        after = kept.process(frames[0, 0], 6.0)  # the other stream goes on warm (the raw frame 99 included)
+        assert not after.warmup and kept.restarts == 0
+    with pytest.raises(Exception, match="START"):  # close() ended "kept" too
+        _continue_sequence(server, kept_id, small)

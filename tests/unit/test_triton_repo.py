@@ -4,6 +4,7 @@ bundle graph's I/O, and the Python model's sequence logic (`SequenceStreams`) ke
 state like the local Detector. No server needed (tests/integration/test_triton_serving.py runs one)."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -102,6 +103,18 @@ def test_sequence_streams_keep_state_per_correlation_id(bundle):
     assert "seq9" not in seq.det.streams
     restarted = seq.step([SequenceFrame(7, True, False, a[0], 0.0)])[0]  # START again: a fresh stream
     assert restarted["FLAGS"][0] & FLAG_WARMUP and seq.det.streams["seq7"].frame_index == 0
+
+
+def test_an_end_only_request_drops_the_sequence_without_scoring(bundle):
+    seq = SequenceStreams(Detector.load(bundle, backend="onnxruntime", heatmap=False), idle_seconds=60)
+    a = frames(3, 1)
+    seq.step([SequenceFrame(4, True, False, a[0], 0.0), SequenceFrame(6, True, False, a[0], 0.0)])
+    # in one call: sequence 4's next frame is scored first, then its END (NaN timestamp) drops it
+    out = seq.step([SequenceFrame(4, False, False, a[1], 1.0), SequenceFrame(4, False, True, a[2], math.nan)])
+    assert [json.loads(o["EVENTS"][0])["frame"] for o in out] == [1, -1]  # scored on its stream, then ended
+    assert out[1]["FLAGS"][0] & FLAG_WARMUP and math.isnan(float(out[1]["SCORE"][0]))
+    assert set(seq.det.streams) == {"seq6"} and seq.sequences == 1
+    assert seq.det.streams["seq6"].frame_index == 0  # the other sequence is untouched
 
 
 def test_idle_sequences_are_forgotten(bundle):

@@ -101,7 +101,8 @@ class RemoteStream:
         return self._det._wait(self.submit(frame, timestamp))
 
     def finish(self, reason: str = "stream_end") -> Optional[Event]:
-        """Close (and report) an open event; the server forgets the sequence when it goes idle."""
+        """Close (and report) an open event; the sequence (server state) stays, as a local stream's
+        does. `RemoteDetector.remove_stream` / `close` end the sequence on the server."""
         for p in list(self.pending):
             self._det._wait(p.future)
         with self._det._lock:
@@ -149,6 +150,7 @@ class RemoteDetector:
         self._streams: dict[str, RemoteStream] = {}
         self._callbacks: list[tuple[Callable[[Event], Any], str]] = []
         self._inflight: dict[str, _Pending] = {}
+        self._ending: set[int] = set()  # correlation ids whose END was sent, until it is answered
         self._next_id = 0
         self._gen = 0  # connection generation: responses of an older connection are ignored
         self._broken: Optional[BaseException] = None
@@ -214,6 +216,33 @@ class RemoteDetector:
     def finish(self, reason: str = "stream_end") -> list[Event]:
         return [e for h in list(self._streams.values()) if (e := h.finish(reason)) is not None]
 
+    def remove_stream(self, stream: Union[str, RemoteStream], reason: str = "stream_end") -> Optional[Event]:
+        """Finish a stream and end its sequence: the server drops its state now (not after idling)."""
+        h = stream if isinstance(stream, RemoteStream) else self._streams[str(stream)]
+        ended = h.finish(reason)
+        with self._lock:
+            self._end_sequence(h)
+            self._streams.pop(h.name, None)
+        return ended
+
+    def _end_sequence(self, h: RemoteStream) -> None:
+        """Send END for `h`'s sequence (call with no frame of it pending): a placeholder frame with a
+        NaN timestamp, which the model does not score (triton_backend); its answer is ignored."""
+        if h._sent == 0 or self._client is None or self._broken is not None:
+            return  # no sequence on the server (or a broken connection: the server lost it anyway)
+        g = self._grpc
+        frame = g.InferInput(IN_FRAME, [1, self.height, self.width, self.channels], "UINT8")
+        frame.set_data_from_numpy(np.zeros((1, self.height, self.width, self.channels), np.uint8))
+        ts = g.InferInput(IN_TIMESTAMP, [1, 1], "FP64")
+        ts.set_data_from_numpy(np.array([[np.nan]], np.float64))
+        self._ending.add(h.corrid)
+        try:
+            self._client.async_stream_infer(self.model, [frame, ts], request_id=f"{self._gen}:{h.corrid}:end",
+                                            sequence_id=h.corrid, sequence_start=False, sequence_end=True)
+        except Exception as exc:  # noqa: BLE001 - the server will drop the sequence when it idles out
+            logger.debug("ending sequence of %s: %s", h.name, exc)
+        h._sent = 0  # a later frame would START a sequence again
+
     # ------------------------------------------------------------------ requests
     def _submit(self, h: RemoteStream, frame: np.ndarray, timestamp: Optional[float]) -> Future:
         small = edge_frame(frame, self.height, self.width, self.channels)  # DataError before anything changes
@@ -251,10 +280,15 @@ class RemoteDetector:
             if gen != self._gen:
                 return
             if error is not None:
+                if any(str(c) in str(error) for c in self._ending):  # a sequence we end, e.g. already idle
+                    logger.debug("ending a sequence: %s", error)
+                    return
                 logger.warning("Triton stream error (%s): will reconnect", error)
                 self._broken = error
                 return
             rid = result.get_response().id
+            if rid.endswith(":end"):
+                self._ending.discard(int(rid.split(":")[-2]))
             p = self._inflight.pop(rid, None)
             if p is None:
                 return
@@ -368,7 +402,17 @@ class RemoteDetector:
             self._emit(ev)
 
     def close(self) -> None:
+        """End every stream's sequence on the server (waiting for their results first) and disconnect."""
+        for h in list(self._streams.values()):
+            try:
+                for p in list(h.pending):
+                    self._wait(p.future)
+            except Exception as exc:  # noqa: BLE001 - closing: a lost result is reported by its own future
+                logger.debug("closing %s: %s", h.name, exc)
         with self._lock:
+            for h in self._streams.values():
+                if not h.pending:
+                    self._end_sequence(h)
             client, self._client = self._client, None
             self._gen += 1
         if client is not None:

@@ -9,12 +9,17 @@ model forgets idle streams itself) and runs all of them in one `Detector.process
 one batched ONNX Runtime call across cameras. The per-frame outputs are what the local Detector
 returns (components, fused and smoothed score, is_anomaly, warm-up, events as JSON).
 
+A request with END set and a NaN timestamp only ends its sequence (the client's `remove_stream` /
+`close`): the state is dropped without scoring the (placeholder) frame it carries, and the
+answer is an empty warm-up result.
+
 `SequenceStreams` needs no Triton; `TritonPythonModel` adapts it to `triton_python_backend_utils`.
 """
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +93,15 @@ class SequenceStreams:
             for i, f in pending:
                 (rest if f.corrid in seen else batch).append((i, f))
                 seen.add(f.corrid)
+            for i, f in batch:
+                if f.end and math.isnan(f.timestamp):  # end only: drop the state, score nothing
+                    self._drop(f.corrid, "stream_end")
+                    results[i] = encode_result(FrameResult(self._name(f.corrid), -1, f.timestamp, warmup=True),
+                                               self.components)
+            batch = [(i, f) for i, f in batch if results[i] is None]
+            pending = rest
+            if not batch:
+                continue
             for _, f in batch:
                 if f.start:
                     self._drop(f.corrid, "stream_end")
@@ -99,7 +113,6 @@ class SequenceStreams:
                 results[i] = encode_result(out[self._name(f.corrid)], self.components)
                 if f.end:
                     self._drop(f.corrid, "stream_end")
-            pending = rest
         return [r for r in results if r is not None]
 
     def _drop(self, corrid: int, reason: str) -> None:
