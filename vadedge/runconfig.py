@@ -145,6 +145,9 @@ class RunConfig(_Strict):
     metrics: Optional[str] = None  # [HOST:]PORT of the Prometheus /metrics and /healthz endpoint
     state_dir: str = "vadedge-state"
     snapshots: Optional[str] = None  # folder for event snapshots (JPEG of the peak frame)
+    clips: Optional[str] = None  # folder for event clips (MP4 with pre- and post-roll)
+    pre_roll: float = Field(default=5.0, ge=0, allow_inf_nan=False)  # seconds before an event's start
+    post_roll: float = Field(default=5.0, ge=0, allow_inf_nan=False)  # seconds after its end
 
     @property
     def enabled(self) -> list[CameraConfig]:
@@ -201,9 +204,12 @@ def from_cli_options(**opts: Any) -> RunConfig:
 
         sinks.append({"kind": "mqtt", **dataclasses.asdict(MqttSettings.parse(opts["mqtt"]))})
     doc = {"cameras": [camera], "sinks": sinks, "state_dir": str(opts["state_dir"])}
-    for key in ("metrics", "snapshots"):
+    for key in ("metrics", "snapshots", "clips"):
         if opts.get(key) is not None:
             doc[key] = str(opts[key])
+    for key in ("pre_roll", "post_roll"):
+        if opts.get(key) is not None:
+            doc[key] = opts[key]
     return validate(doc, base=Path.cwd(), where="command line")
 
 
@@ -243,6 +249,7 @@ def _resolve_paths(cfg: RunConfig, base: Path) -> None:
             cam.source = str(res(cam.source))
     cfg.state_dir = str(res(cfg.state_dir))
     cfg.snapshots = res(cfg.snapshots)
+    cfg.clips = res(cfg.clips)
     for s in cfg.sinks:
         path = (s.model_extra or {}).get("path")
         if s.kind == "jsonl" and isinstance(path, str):
@@ -290,8 +297,9 @@ def _check(cfg: RunConfig, where: str, node: Any) -> None:
         except ConfigError as exc:
             raise _error(where, node, ("metrics",), str(exc)) from None
     _check_writable(str(Path(cfg.state_dir) / "x"), where, node, ("state_dir",))
-    if cfg.snapshots is not None:
-        _check_writable(str(Path(cfg.snapshots) / "x"), where, node, ("snapshots",))
+    for key in ("snapshots", "clips"):
+        if getattr(cfg, key) is not None:
+            _check_writable(str(Path(getattr(cfg, key)) / "x"), where, node, (key,))
 
 
 def _check_writable(path: Optional[str], where: str, node: Any, loc: Loc) -> None:

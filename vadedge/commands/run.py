@@ -91,6 +91,13 @@ def parse_threshold(text: Optional[str]) -> Optional[tuple[float, float]]:
 @click.option("--snapshots", type=click.Path(path_type=Path), default=None, metavar="DIR",
               help="Write a JPEG of each event's peak frame (error heat-map, peak box) into DIR; its path goes "
                    "into the event messages and the --events log.")
+@click.option("--clips", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Write an MP4 of each event (from --pre-roll s before its start to --post-roll s after its "
+                   "end) into DIR; its path goes into the event messages and the --events log.")
+@click.option("--pre-roll", type=FiniteFloatRange(min=0), default=5.0, show_default=True,
+              help="Seconds of video before an event's start in its clip.")
+@click.option("--post-roll", type=FiniteFloatRange(min=0), default=5.0, show_default=True,
+              help="Seconds of video after an event's end in its clip.")
 @click.option("--state-dir", type=click.Path(path_type=Path), default=Path("vadedge-state"), show_default=True,
               help="Folder for the webhook / MQTT spools and the persistent event numbers.")
 @click.option("--mask", "mask_file", type=click.Path(path_type=Path), default=None,
@@ -110,7 +117,8 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
             max_reconnects: int, source_lost_after: float, no_heatmap: bool, camera_name: str,
             webhooks: tuple[str, ...], mqtt: Optional[str], metrics: Optional[str], state_dir: Path,
             mask_file: Optional[Path], server: Optional[str], config: Optional[Path], print_config: bool,
-            snapshots: Optional[Path], quiet: bool) -> None:
+            snapshots: Optional[Path], clips: Optional[Path], pre_roll: float, post_roll: float,
+            quiet: bool) -> None:
     """Score SOURCE frame by frame and report anomalous events.
 
     \b
@@ -162,7 +170,8 @@ def run_cmd(source: str, model: Optional[Path], backend: str, device: str, preci
         from vadedge.roi import read_mask
 
         mask = read_mask(mask_file)
-    feed, meter = _integrations(camera_name, webhooks, mqtt, metrics, state_dir, snapshots)
+    feed, meter = _integrations(camera_name, webhooks, mqtt, metrics, state_dir,
+                                dict(snapshots=snapshots, clips=clips, pre_roll=pre_roll, post_roll=post_roll))
     check_outputs({"events": events, "scores": scores, "video": save_video},
                   inputs=[None if _is_remote(source) else Path(source), None if server else model, engine,
                           *plugins])
@@ -234,7 +243,9 @@ def _run_config(path: Path, print_config: bool, quiet: bool) -> None:
         click.echo(cfg.to_yaml(), nl=False)
         return
     cams = cfg.enabled
-    feed, meter = open_delivery([c.name for c in cams], sink_specs(cfg), cfg.metrics, cfg.state_dir, cfg.snapshots)
+    feed, meter = open_delivery([c.name for c in cams], sink_specs(cfg), cfg.metrics, cfg.state_dir,
+                                snapshots=cfg.snapshots, clips=cfg.clips, pre_roll=cfg.pre_roll,
+                                post_roll=cfg.post_roll)
     summary = run_cameras(cfg, feed=feed, metrics=meter)
     click.echo(summary.format())
     if summary.interrupted:
@@ -242,7 +253,7 @@ def _run_config(path: Path, print_config: bool, quiet: bool) -> None:
 
 
 def _integrations(camera: str, webhooks: tuple[str, ...], mqtt: Optional[str], metrics: Optional[str],
-                  state_dir: Path, snapshots: Optional[Path]):  # noqa: ANN202 - (EventFeed | None, Metrics | None)
+                  state_dir: Path, media: dict):  # noqa: ANN202 - (EventFeed | None, Metrics | None)
     """Build the event feed (webhook / MQTT sinks) and the metrics server the options ask for."""
     from vadedge.delivery import MqttSettings
     from vadedge.delivery.wiring import open_delivery
@@ -250,7 +261,7 @@ def _integrations(camera: str, webhooks: tuple[str, ...], mqtt: Optional[str], m
     sinks: list[tuple[str, object]] = [("webhook", {"url": url}) for url in webhooks]
     if mqtt is not None:
         sinks.append(("mqtt", MqttSettings.parse(mqtt)))
-    return open_delivery([camera], sinks, metrics, state_dir, snapshots)
+    return open_delivery([camera], sinks, metrics, state_dir, **media)
 
 
 def _close_integrations(feed, meter) -> None:  # noqa: ANN001

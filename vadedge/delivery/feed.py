@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from ..scoring import Event
 from .base import Sink
 from .messages import Box, EventIds, EventMessage, peak_box
 from .snapshots import SnapshotWriter
+
+if TYPE_CHECKING:
+    from .clips import ClipRecorder
 from .spool import Spool
 
 logger = logging.getLogger(__name__)
@@ -79,6 +82,7 @@ class EventFeed:
         update_interval: float = 1.0,
         on_message: Optional[Callable[[EventMessage], None]] = None,
         snapshots: Optional[SnapshotWriter] = None,
+        clips: Optional[ClipRecorder] = None,
     ) -> None:
         self.sinks = list(sinks)
         names = [s.name for s in self.sinks]
@@ -93,6 +97,7 @@ class EventFeed:
         self._ended: dict[str, tuple[int, dict[str, Any]]] = {}  # camera -> (detector id, describe()) of its last end
         self._on_message = on_message
         self.snapshots = snapshots
+        self.clips = clips
         self.sent = 0
         self._lock = threading.RLock()
 
@@ -103,7 +108,9 @@ class EventFeed:
         key = (e.stream, e.id)
         if e.is_open:
             uid, seq = self.ids.allocate(e.stream)
-            self._open[key] = _Open(uid, seq, e, peak=e.peak_score, peak_frame=e.peak_frame)
+            opened = self._open[key] = _Open(uid, seq, e, peak=e.peak_score, peak_frame=e.peak_frame)
+            if self.clips is not None:
+                opened.clip = self.clips.start(e.stream, seq, uid, e.start_time)
             return
         st = self._open.pop(key, None)
         if st is None:  # an end without a start we saw (e.g. a feed attached mid-event)
@@ -114,6 +121,8 @@ class EventFeed:
         if e.peak_score >= st.peak:
             st.peak, st.peak_frame = e.peak_score, e.peak_frame
         st.event = e
+        if self.clips is not None and st.clip is not None:
+            self.clips.end(st.id, e.end_time, e.reason)
         self._emit("end", st)
         self._ended[e.stream] = (e.id, self._describe(st))
 
@@ -147,6 +156,8 @@ class EventFeed:
         `image` (the frame) is kept for the snapshot when the feed writes snapshots."""
         if image_shape is None and image is not None:
             image_shape = image.shape
+        if self.clips is not None and image is not None:
+            self.clips.frame(stream, timestamp, image)
         for (cam, _), st in list(self._open.items()):
             if cam != stream:
                 continue
@@ -228,9 +239,11 @@ class EventFeed:
             raise first
 
     def close(self) -> None:
-        """Close every sink (network sinks first drain their spool for a moment); re-raises the
-        first failure after all were closed."""
+        """Finish the clips, close every sink (network sinks first drain their spool for a moment);
+        re-raises the first failure after all were closed."""
         first: Optional[BaseException] = None
+        if self.clips is not None:
+            self.clips.close()  # finishes the clips being recorded (their post-roll ends here)
         for sink in self.sinks:
             try:
                 sink.close()

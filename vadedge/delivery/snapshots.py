@@ -57,14 +57,16 @@ class SnapshotWriter:
     def path_for(self, camera: str, seq: int, event_id: str) -> Path:
         return self.folder / f"{camera}-{seq}-{event_id}.jpg"
 
-    def write(self, camera: str, seq: int, event_id: str, image: np.ndarray, heatmap: Optional[np.ndarray],
-              box: Optional[Box]) -> str:
+    def write(
+        self, camera: str, seq: int, event_id: str, image: np.ndarray, heatmap: Optional[np.ndarray], box: Optional[Box]
+    ) -> str:
         """Write (or replace) the event's snapshot; returns its path. DataError when it cannot."""
         import cv2
 
         path = self.path_for(camera, seq, event_id)
-        ok, jpeg = cv2.imencode(".jpg", render_snapshot(image, heatmap, box),
-                                [int(cv2.IMWRITE_JPEG_QUALITY), self.quality])
+        ok, jpeg = cv2.imencode(
+            ".jpg", render_snapshot(image, heatmap, box), [int(cv2.IMWRITE_JPEG_QUALITY), self.quality]
+        )
         if not ok:
             raise DataError(f"cannot encode the snapshot of event {event_id} as JPEG")
         tmp = path.with_name(path.name + ".tmp")

@@ -22,13 +22,18 @@ def open_delivery(
     metrics: Optional[str],
     state_dir: Union[str, Path],
     snapshots: Union[str, Path, None] = None,
+    clips: Union[str, Path, None] = None,
+    pre_roll: float = 5.0,
+    post_roll: float = 5.0,
 ) -> tuple[Optional[EventFeed], Any]:
-    """(EventFeed over `sinks` [(kind, settings)] writing event snapshots under `snapshots`, or None
-    without sinks and snapshots; Metrics serving at the `metrics` address or None); everything
+    """(EventFeed over `sinks` [(kind, settings)] writing event snapshots under `snapshots` and
+    clips (`pre_roll` s before to `post_roll` s after each event) under `clips`, or None without
+    sinks, snapshots and clips; Metrics serving at the `metrics` address or None); everything
     opened so far is closed again when one part fails."""
     for camera in cameras:
         check_camera_name(camera)
     meter = None
+    recorder = None
     built: list[Any] = []
     try:
         if metrics is not None:
@@ -51,9 +56,15 @@ def open_delivery(
                 counter.event(m.camera, m.type)
 
         writer = SnapshotWriter(snapshots) if snapshots is not None else None
-        feed = EventFeed(built, state_dir, on_message=on_message, snapshots=writer) if built or writer else None
+        if clips is not None:
+            from .clips import ClipRecorder
+
+            recorder = ClipRecorder(clips, pre_roll, post_roll)
+        feed = None
+        if built or writer is not None or recorder is not None:
+            feed = EventFeed(built, state_dir, on_message=on_message, snapshots=writer, clips=recorder)
     except BaseException:
-        close_quietly(*built, meter)
+        close_quietly(*built, recorder, meter)
         raise
     return feed, meter
 

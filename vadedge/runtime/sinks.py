@@ -137,8 +137,9 @@ class EventLog(_TextSink):
     before `write` returns; one that fails half way is cut off again, so the file always ends with
     a complete line. `id` is a persistent unique event id (UUID4 hex) and `seq` the event's number
     on its camera: taken from `identify(event)` when given (an `EventFeed.describe`, so the log
-    names events as the webhook / MQTT messages do, with their `snapshot` / `clip`), else numbered on from the highest `seq` of
-    that camera already in the file, so numbering continues across restarts. `event` is the
+    names events as the webhook / MQTT messages do, with their `snapshot` / `clip`), else numbered
+    on from the highest `seq` of that camera already in the file, so numbering continues across
+    restarts. `event` is the
     detector's per-run event number; `stream`, frames, times, peak and reason as `Event.to_dict`.
     """
 
@@ -171,7 +172,8 @@ class EventLog(_TextSink):
 
     def _ident(self, event: Event) -> dict[str, Any]:
         key = (event.stream, event.id)
-        got = self._identify(event) if self._identify is not None else None
+        described = self._identify(event) if self._identify is not None else None
+        got = dict(described) if described is not None else None
         if got is None:
             got = self._open_ids.get(key)
         if got is None:
