@@ -13,9 +13,9 @@ Two phases, so the expensive model pass runs once:
   AUCs. Prints a markdown table (and writes it as JSON with ``--json``).
 
     python -m vadedge.train.experiments.causal_scores extract --data ../shared/datasets/ped2 \\
-        --cache /tmp/h8/cache
+        --cache /tmp/causal/cache
     python -m vadedge.train.experiments.causal_scores analyse --data ../shared/datasets/ped2 \\
-        --cache /tmp/h8/cache --json /tmp/h8/causal.json
+        --cache /tmp/causal/cache --json /tmp/causal/causal.json
 
 Components added here (all computable from the error map inside the graph, or on the host):
 

@@ -18,7 +18,7 @@ What it does, on normal footage only (docs/causal-scores.md "Selection rule"):
    paper protocol of `vadedge eval` keeps the family's). The model is not touched.
 
     OMP_NUM_THREADS=1 nice -n 10 python -m vadedge.train.experiments.local_scores \\
-        --bundle vadedge/assets/default --data ../shared/datasets/ped2 --cache /tmp/h13/cache
+        --bundle vadedge/assets/default --data ../shared/datasets/ped2 --cache /tmp/local/cache
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-SCENE_VIDEOS, SCENE_FRAMES, SCENE_SEED = 2, 100, 7  # the generated normal scene (h8's "new scene")
+SCENE_VIDEOS, SCENE_FRAMES, SCENE_SEED = 2, 100, 7  # the generated normal scene (docs/causal-scores.md's "new scene")
 SCENE_HW = (240, 360)  # Ped2's frame size
 TARGET = 0.01  # the shipped policy: 1 % of normal frames over `on`
 
