@@ -13,6 +13,7 @@ import json
 import os
 import textwrap
 
+import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -69,6 +70,10 @@ cameras:
 sinks:
   - {kind: jsonl, path: out/events.jsonl}
 state_dir: state
+snapshots: out/snaps
+clips: out/clips
+pre_roll: 1
+post_roll: 0.5
 """
 
 
@@ -78,6 +83,15 @@ def _scores(path) -> np.ndarray:
     assert rows
     return np.array([[float(v) if v not in ("", None) else np.nan for k, v in r.items()
                       if k not in ("stream", "latency_ms")] for r in rows])
+
+
+def _frame_count(path) -> int:
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
 
 
 def _invoke(args):
@@ -113,6 +127,10 @@ def test_four_cameras_in_one_process_equal_four_single_runs(site):
             assert len(got) == len({m["id"] for m in got}) == len(ends), (name, kind)
         got_end = [(m["start_frame"], m["end_frame"]) for m in mine if m["type"] == "end"]
         assert got_end == [(e["start_frame"], e["end_frame"]) for e in ends]
+        for m in (m for m in mine if m["type"] == "end"):  # snapshot and clip of each event (10 fps)
+            assert cv2.imread(m["snapshot"]).shape == (H, W, 3) and m["box"] is not None
+            last = 39 if m["reason"] != "score" else min(39, m["end_frame"] + 5)  # post-roll 0.5 s
+            assert _frame_count(m["clip"]) == last - max(0, m["start_frame"] - 10) + 1, m  # pre-roll 1 s
     assert not np.allclose(_scores(site / "out" / "gate.csv")[4:], _scores(site / "out" / "lobby.csv")[4:],
                            equal_nan=True)  # the mask is applied to its camera only
 

@@ -53,7 +53,8 @@ def parse_threshold(text: Optional[str]) -> Optional[tuple[float, float]]:
 @click.option("--plugins", "plugins", multiple=True, type=click.Path(path_type=Path),
               help="TensorRT plugin library (.so) for bundles exported with --plugins; repeatable.")
 @click.option("--events", type=click.Path(path_type=Path), default=None,
-              help="Write events as JSON lines, each flushed and fsynced when reported.")
+              help="Append events as JSON lines (camera, persistent id; each fsynced when reported; "
+                   "never truncated).")
 @click.option("--scores", type=click.Path(path_type=Path), default=None, help="Write per-frame scores as CSV.")
 @click.option("--save-video", type=click.Path(path_type=Path), default=None,
               help="Write an annotated video (.mp4/.avi): heatmap overlay + score strip.")
