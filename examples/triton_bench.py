@@ -21,6 +21,7 @@ def main() -> None:
     ap.add_argument("--cameras", default="1,4,16")
     ap.add_argument("--frames", type=int, default=60, help="frames per camera")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (local and in the server)")
+    ap.add_argument("--instances", default="", help="also dynamic batching with these instance counts, e.g. 2")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with tempfile.TemporaryDirectory() as tmp:
@@ -29,7 +30,8 @@ def main() -> None:
             from vadedge.bench.synthetic_bundle import write_synthetic_bundle
 
             bundle = write_synthetic_bundle(Path(tmp) / "synthetic")
-        rows = compare(bundle, [int(c) for c in args.cameras.split(",")], args.frames, args.threads)
+        rows = compare(bundle, [int(c) for c in args.cameras.split(",")], args.frames, args.threads,
+                       instances=[int(n) for n in args.instances.split(",") if n])
     print("| path | cameras | frames/s (all cameras) | p95 latency ms | requests per model call |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for r in rows:

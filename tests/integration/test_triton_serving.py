@@ -49,12 +49,13 @@ def repo(bundles, tmp_path_factory):
     for name, b in bundles.items():
         write_model_repository(b, out, RepoOptions(name=name, max_batch_size=8, idle_us=60_000_000))
     write_model_repository(bundles["vad"], out, RepoOptions(name="vad_idle", max_batch_size=8, idle_us=500_000))
+    write_model_repository(bundles["vad"], out, RepoOptions(name="vad_x2", max_batch_size=8, instances=2))
     return out
 
 
 @pytest.fixture(scope="module")
 def server(repo):
-    s = srv_mod.TritonServer(repo, ["vad", "vad_ev", "vad_idle"])
+    s = srv_mod.TritonServer(repo, ["vad", "vad_ev", "vad_idle", "vad_x2"])
     s.start()
     yield s
     s.close()
@@ -93,10 +94,11 @@ def assert_same(remote, local):
         assert r.is_anomaly == lo.is_anomaly
 
 
-def test_eight_cameras_concurrently_match_the_local_detector(server, bundles):
+@pytest.mark.parametrize("model", ["vad", "vad_x2"])  # vad_x2: two model instances (processes)
+def test_eight_cameras_concurrently_match_the_local_detector(server, bundles, model):
     frames = scenes(8, 24)
-    before = srv_mod.parse_metrics(server.metrics(), "vad")
-    with RemoteDetector(server.grpc_url, "vad") as rd:
+    before = srv_mod.parse_metrics(server.metrics(), model)
+    with RemoteDetector(server.grpc_url, model) as rd:
         cams = [rd.stream(f"cam{i}") for i in range(8)]
 
         def run(i):  # each camera in its own thread, pipelined submits
@@ -109,7 +111,7 @@ def test_eight_cameras_concurrently_match_the_local_detector(server, bundles):
         assert [r.frame_index for r in remote[i]] == list(range(24))
         assert_same(remote[i], local_results(bundles["vad"], frames[i]))
     assert {round(remote[i][-1].score, 3) for i in range(8)}.__len__() > 1  # the scenes really differ
-    after = srv_mod.parse_metrics(server.metrics(), "vad")
+    after = srv_mod.parse_metrics(server.metrics(), model)
     count = after["nv_inference_count"] - before.get("nv_inference_count", 0)
     execs = after["nv_inference_exec_count"] - before.get("nv_inference_exec_count", 0)
     assert count == 8 * 24 + 8 and 0 < execs <= count  # + one END per camera (close)

@@ -48,6 +48,9 @@ def test_python_model_config_declares_the_sequence_controls(bundle, tmp_path):
     assert "TritonPythonModel" in (repo / "cams" / "1" / "model.py").read_text()
     direct = write_model_repository(bundle, tmp_path / "r2", RepoOptions(dynamic_batching=False))
     assert parse(direct / "vadedge" / "config.pbtxt").sequence_batching.HasField("direct")
+    assert [g.count for g in cfg.instance_group] == [1]
+    two = write_model_repository(bundle, tmp_path / "r3", RepoOptions(instances=2))
+    assert [g.count for g in parse(two / "vadedge" / "config.pbtxt").instance_group] == [2]
 
 
 def test_gpu_configs_parse_and_their_implicit_state_is_the_bundle_graph_io(bundle, tmp_path):

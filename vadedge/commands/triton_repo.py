@@ -26,18 +26,20 @@ from ._params import FiniteFloatRange
               help="ONNX Runtime device of the Python model: cpu, cuda:N, tensorrt:N or auto.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
               help="ONNX Runtime threads in the server (0 = its default).")
+@click.option("--instances", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Model instances (Python backend: one process each); each camera stays on one.")
 @click.option("--gpu", is_flag=True, help="Also write ONNX Runtime / TensorRT backend models with implicit state.")
 @verbosity_options
 @user_errors
 def triton_repo(bundle: Path, out: Path, name: str, max_batch: int, no_dynamic_batching: bool, queue_delay_us: int,
-                idle_s: float, device: str, threads: int, gpu: bool) -> None:
+                idle_s: float, device: str, threads: int, instances: int, gpu: bool) -> None:
     """Write a Triton model repository for BUNDLE (see docs/deployment.md for serving it)."""
     from vadedge.serving.triton_repo import RepoOptions, write_model_repository
 
     opts = RepoOptions(name=name, max_batch_size=max_batch, dynamic_batching=not no_dynamic_batching,
                        max_queue_delay_us=queue_delay_us, idle_us=int(idle_s * 1e6), threads=threads,
                        device=device, instance_kind="KIND_GPU" if device.startswith(("cuda", "tensorrt")) else
-                       "KIND_CPU", gpu=gpu)
+                       "KIND_CPU", instances=instances, gpu=gpu)
     repo = write_model_repository(bundle, out, opts)
     click.echo(f"wrote {repo} (model {name!r}); serve it: tritonserver --model-repository {repo}")
 

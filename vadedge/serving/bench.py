@@ -104,7 +104,7 @@ def run_triton(server: TritonServer, model: str, label: str, frames: np.ndarray,
 
 
 def compare(bundle: Union[str, Path], cameras: Sequence[int] = (1, 4, 16), frames_per_camera: int = 60,
-            threads: int = 1, max_in_flight: int = 4) -> list[Row]:
+            threads: int = 1, max_in_flight: int = 4, instances: Sequence[int] = ()) -> list[Row]:
     """The rows of the table in docs/benchmarks.md (see the module docstring)."""
     from ..bundle import load_bundle
 
@@ -116,13 +116,20 @@ def compare(bundle: Union[str, Path], cameras: Sequence[int] = (1, 4, 16), frame
         top = max(cameras)
         write_model_repository(b, repo, RepoOptions(name="batched", max_batch_size=top, threads=threads))
         write_model_repository(b, repo, RepoOptions(name="single", max_batch_size=1, threads=threads))
-        with TritonServer(repo, ["batched", "single"]) as server:
+        multi = [n for n in instances if n > 1]  # also: dynamic batching with n model instances
+        for n in multi:
+            write_model_repository(b, repo, RepoOptions(name=f"batched_x{n}", max_batch_size=top, threads=threads,
+                                                        instances=n))
+        with TritonServer(repo, ["batched", "single", *(f"batched_x{n}" for n in multi)]) as server:
             for k in cameras:
                 fr = _frames(spec.height, spec.width, spec.channels, frames_per_camera, k)
                 rows.append(run_local(b, fr, threads))
                 rows.append(run_triton(server, "batched", "Triton, dynamic batching", fr, max_in_flight))
                 rows.append(run_triton(server, "single", "Triton, no batching (max_batch_size 1)", fr,
                                        max_in_flight))
-                for r in rows[-3:]:
+                for n in multi:
+                    rows.append(run_triton(server, f"batched_x{n}", f"Triton, dynamic batching, {n} instances", fr,
+                                           max_in_flight))
+                for r in rows[-3 - len(multi):]:
                     logger.info("%s", r.format())
     return rows

@@ -60,6 +60,7 @@ class RepoOptions:
     threads: int = 0  # ORT intra-op threads in the Python model (0 = ORT default)
     device: str = "cpu"  # Python model: "cpu", "cuda:0", "tensorrt:0" or "auto" (from instance kind)
     instance_kind: str = "KIND_CPU"
+    instances: int = 1  # model instances (Python backend: processes); a sequence stays on one of them
     gpu: bool = False  # also write the ONNX Runtime and TensorRT backend variants
 
 
@@ -103,7 +104,7 @@ def python_config(bundle: Bundle, opts: RepoOptions) -> str:
             '  { name: "FLAGS" data_type: TYPE_INT32 dims: [ 1 ] },\n'
             '  { name: "EVENTS" data_type: TYPE_STRING dims: [ 1 ] }\n]\n'
             + _sequence_block(opts)
-            + f"instance_group [ {{ count: 1 kind: {opts.instance_kind} }} ]\n"
+            + f"instance_group [ {{ count: {opts.instances} kind: {opts.instance_kind} }} ]\n"
             "parameters [\n"
             '  { key: "bundle" value: { string_value: "bundle" } },\n'
             f'  {{ key: "components" value: {{ string_value: "{",".join(comps)}" }} }},\n'
