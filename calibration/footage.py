@@ -5,6 +5,7 @@ Accepted layouts for `--calib-data DIR`:
   DIR/<video>/<n>.jpg or DIR/<video files>                             — a folder of normal videos
   DIR/<n>.jpg                                                          — a single video as frames
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -31,14 +32,17 @@ def open_normal_footage(path: Union[str, Path]) -> Split:
     if not videos:
         frames = list_frame_files(root)
         if not frames:
-            raise DataError(f"calibration folder {root} is empty: expected a dataset root with training/, "
-                            f"video sub-folders, video files or image frames")
+            raise DataError(
+                f"calibration folder {root} is empty: expected a dataset root with training/, "
+                f"video sub-folders, video files or image frames"
+            )
         videos = [Video(root.name, root, frames)]
     return Split(root, "calibration", videos)
 
 
-def iter_videos(split: Split, spec: InputSpec, clip_length: int,
-                max_videos: Optional[int] = None) -> Iterator[tuple[str, np.ndarray]]:
+def iter_videos(
+    split: Split, spec: InputSpec, clip_length: int, max_videos: Optional[int] = None
+) -> Iterator[tuple[str, np.ndarray]]:
     """(name, uint8 frames (T, H, W, C)) for each video long enough for one clip."""
     usable = 0
     for video in split.videos[:max_videos]:

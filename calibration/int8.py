@@ -16,6 +16,7 @@ in docs/export.md). Two profiles (`Int8Options.for_target`), measured in docs/ex
   decoder stay in int8 between convolutions. TensorRT rejects non-zero zero points, so build
   TensorRT engines from a "trt" export.
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,11 +49,11 @@ class Int8Options:
 
     per_channel: bool = True
     reduce_range: bool = False
-    symmetric_activations: bool = True      # TensorRT wants zero-point 0
+    symmetric_activations: bool = True  # TensorRT wants zero-point 0
     op_types: tuple[str, ...] = DEFAULT_OP_TYPES
-    float_last_convs: int = 0               # keep the last N convolutions (the output head) in float
-    float_first_conv: bool = False          # keep the first convolution (raw frames in) in float
-    float_memory_inputs: bool = True        # keep the convolutions whose output the memory nodes address
+    float_last_convs: int = 0  # keep the last N convolutions (the output head) in float
+    float_first_conv: bool = False  # keep the first convolution (raw frames in) in float
+    float_memory_inputs: bool = True  # keep the convolutions whose output the memory nodes address
     percentile: float = 99.999
     max_clips: int = DEFAULT_MAX_CLIPS
     # quant_pre_process with shape inference only: its ORT-optimisation step would inline the vadedge
@@ -77,9 +78,19 @@ class Int8Options:
 class ClipFeeds:
     """`onnxruntime.quantization.CalibrationDataReader` over normal footage, state carried by the FP32 graph."""
 
-    def __init__(self, fp32_model: Union[str, Path], graph: GraphSpec, spec: InputSpec, clip_length: int,
-                 state: dict[str, np.ndarray], data: Union[str, Path], *, max_clips: int = DEFAULT_MAX_CLIPS,
-                 threads: Optional[int] = None, progress: bool = False) -> None:
+    def __init__(
+        self,
+        fp32_model: Union[str, Path],
+        graph: GraphSpec,
+        spec: InputSpec,
+        clip_length: int,
+        state: dict[str, np.ndarray],
+        data: Union[str, Path],
+        *,
+        max_clips: int = DEFAULT_MAX_CLIPS,
+        threads: Optional[int] = None,
+        progress: bool = False,
+    ) -> None:
         from vadedge.runtime.runner import StreamRunner
 
         self.split = open_normal_footage(data)
@@ -102,7 +113,7 @@ class ClipFeeds:
             state = self.runner.batched_state(1)
             n = self.clip_length
             for t in range(n - 1, len(frames)):
-                clip = frames[None, t - n + 1:t + 1]
+                clip = frames[None, t - n + 1 : t + 1]
                 if index % self.stride == 0:
                     pending.append((clip, state))
                     if len(pending) == self.batch:
@@ -167,8 +178,14 @@ def _name_nodes(model) -> None:
         seen.add(n.name)
 
 
-def quantize_int8(fp32_path: Union[str, Path], out_path: Union[str, Path], reader, *, method: str = "minmax",
-                  options: Optional[Int8Options] = None) -> Int8Report:
+def quantize_int8(
+    fp32_path: Union[str, Path],
+    out_path: Union[str, Path],
+    reader,
+    *,
+    method: str = "minmax",
+    options: Optional[Int8Options] = None,
+) -> Int8Report:
     """Write a QDQ INT8 copy of `fp32_path` to `out_path`, calibrated with `reader` (see the module docstring)."""
     onnx = require("onnx")
     q = require("onnxruntime.quantization")
@@ -182,11 +199,14 @@ def quantize_int8(fp32_path: Union[str, Path], out_path: Union[str, Path], reade
     model = onnx.load(str(fp32_path))
     _name_nodes(model)
     reg = regions(model.graph)
-    exclude = [n.name for i, n in enumerate(model.graph.node)
-               if n.domain == DOMAIN or i not in reg["backbone"] or n.op_type in ("Softmax", "ReduceL2")]
+    exclude = [
+        n.name
+        for i, n in enumerate(model.graph.node)
+        if n.domain == DOMAIN or i not in reg["backbone"] or n.op_type in ("Softmax", "ReduceL2")
+    ]
     convs = [n.name for n in model.graph.node if n.op_type in ("Conv", "ConvTranspose")]
     if options.float_last_convs:
-        exclude += convs[-options.float_last_convs:]
+        exclude += convs[-options.float_last_convs :]
     if options.float_first_conv:
         exclude += convs[:1]
     if options.float_memory_inputs:
@@ -199,8 +219,11 @@ def quantize_int8(fp32_path: Union[str, Path], out_path: Union[str, Path], reade
             pre = Path(tmp) / "pre.onnx"
             q.quant_pre_process(str(src), str(pre), skip_optimization=True, skip_symbolic_shape=True)
             src = pre
-        calib = {"minmax": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy,
-                 "percentile": q.CalibrationMethod.Percentile}[method]
+        calib = {
+            "minmax": q.CalibrationMethod.MinMax,
+            "entropy": q.CalibrationMethod.Entropy,
+            "percentile": q.CalibrationMethod.Percentile,
+        }[method]
         extra: dict[str, Any] = {"ActivationSymmetric": options.symmetric_activations, "WeightSymmetric": True}
         if method == "percentile":
             extra["CalibPercentile"] = options.percentile
@@ -209,11 +232,20 @@ def quantize_int8(fp32_path: Union[str, Path], out_path: Union[str, Path], reade
         level = root.level
         root.setLevel(logging.ERROR)  # quantize_static logs a pre-processing hint on the root logger
         try:
-            q.quantize_static(str(src), str(out_path), reader, quant_format=q.QuantFormat.QDQ,
-                              op_types_to_quantize=list(options.op_types), per_channel=options.per_channel,
-                              reduce_range=options.reduce_range, activation_type=act,
-                              weight_type=q.QuantType.QInt8, nodes_to_exclude=exclude,
-                              calibrate_method=calib, extra_options=extra)
+            q.quantize_static(
+                str(src),
+                str(out_path),
+                reader,
+                quant_format=q.QuantFormat.QDQ,
+                op_types_to_quantize=list(options.op_types),
+                per_channel=options.per_channel,
+                reduce_range=options.reduce_range,
+                activation_type=act,
+                weight_type=q.QuantType.QInt8,
+                nodes_to_exclude=exclude,
+                calibrate_method=calib,
+                extra_options=extra,
+            )
         finally:
             root.setLevel(level)
     if getattr(reader, "clips_used", 1) == 0:
@@ -256,6 +288,8 @@ def check_memory_nodes_float(model) -> None:
             p = producers.get(x)
             if p is not None and p.op_type == "QuantizeLinear":
                 raise AssertionError(f"memory node {n.name} reads a quantised tensor {x}")
-    if any(f.domain == DOMAIN and any(b.op_type in ("QuantizeLinear", "DequantizeLinear") for b in f.node)
-           for f in model.functions):
+    if any(
+        f.domain == DOMAIN and any(b.op_type in ("QuantizeLinear", "DequantizeLinear") for b in f.node)
+        for f in model.functions
+    ):
         raise AssertionError("a vadedge function body was quantised")

@@ -21,6 +21,7 @@ have one size (one camera), and the sampled footage must give at least `min_fram
 scored frames (`MIN_FRAMES`, and 2 / target so that the threshold is not just the largest normal
 score) — with `select`, in its fit part, and at least two videos.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -88,9 +89,16 @@ def with_local(bundle: Bundle, windows: Sequence[int] = LOCAL_WINDOWS) -> Bundle
     graph_comps = list(bundle.manifest.graph.scores)
     local = {f"local{px}": LocalSpec("error_map", px) for px in windows}
     signs = {**{c: score.signs[c] for c in graph_comps}, **dict.fromkeys(local, -1)}
-    spec = dataclasses.replace(score, signs=signs, weights=dict.fromkeys(signs, 1.0), calibration=None,
-                               threshold=None, local=local, dropped={},
-                               paper_weights=dict(score.offline_weights))
+    spec = dataclasses.replace(
+        score,
+        signs=signs,
+        weights=dict.fromkeys(signs, 1.0),
+        calibration=None,
+        threshold=None,
+        local=local,
+        dropped={},
+        paper_weights=dict(score.offline_weights),
+    )
     manifest = dataclasses.replace(bundle.manifest, score=spec).validated()
     return dataclasses.replace(bundle, manifest=manifest)
 
@@ -115,12 +123,18 @@ def heldout_alarms(videos: Sequence[dict[str, np.ndarray]], recipe: ScoreRecipe,
     for i, comps in enumerate(videos):
         scorer = CausalScorer(recipe, f"heldout{i}")
         n = len(next(iter(comps.values())))
-        flags = np.array([scorer.update(t, t / fps, {c: float(v[t]) for c, v in comps.items()})[2]
-                          for t in range(n)], dtype=bool)
+        flags = np.array(
+            [scorer.update(t, t / fps, {c: float(v[t]) for c, v in comps.items()})[2] for t in range(n)], dtype=bool
+        )
         rows.append((f"heldout{i}", np.zeros(n, np.uint8), flags, 0))
     m = alarm_metrics(rows, fps)
-    return {"videos": len(rows), "frames": m["normal_frames"], "seconds": m["normal_seconds"],
-            "false_alarms": m["false_alarms"], "false_alarms_per_hour": m["false_alarms_per_hour"]}
+    return {
+        "videos": len(rows),
+        "frames": m["normal_frames"],
+        "seconds": m["normal_seconds"],
+        "false_alarms": m["false_alarms"],
+        "false_alarms_per_hour": m["false_alarms_per_hour"],
+    }
 
 
 @dataclass
@@ -148,22 +162,28 @@ class CalibrationReport:
 
     def format(self) -> str:
         th = self.calibration.threshold
-        stats = ", ".join(f"{k}: location {v.location:.4g}, scale {v.scale:.4g}"
-                          for k, v in self.calibration.stats.items())
-        lines = [f"calibrated {self.bundle} on {len(self.videos)} videos: {self.frames_read} frames read, "
-                 f"{self.frames_used} used at {self.sample_fps:g} fps, {self.calibration.frames} scored",
-                 f"statistics: {stats}"]
+        stats = ", ".join(
+            f"{k}: location {v.location:.4g}, scale {v.scale:.4g}" for k, v in self.calibration.stats.items()
+        )
+        lines = [
+            f"calibrated {self.bundle} on {len(self.videos)} videos: {self.frames_read} frames read, "
+            f"{self.frames_used} used at {self.sample_fps:g} fps, {self.calibration.frames} scored",
+            f"statistics: {stats}",
+        ]
         if self.selection is not None:
             kept = ", ".join(f"{c} {w:.3g}" for c, w in self.selection.weights.items() if w)
             lines.append(f"components: weights {kept}")
             lines += [f"dropped {c}: {why}" for c, why in self.selection.dropped.items()]
-        lines.append(f"threshold: on {th['on']:.3f}, off {th['off']:.3f} (false-alarm rate {th['target']:g} "
-                     f"of normal frames)")
+        lines.append(
+            f"threshold: on {th['on']:.3f}, off {th['off']:.3f} (false-alarm rate {th['target']:g} of normal frames)"
+        )
         if self.heldout is not None:
             h = self.heldout
-            lines.append(f"held-out normal footage: {h['videos']} videos, {h['frames']} frames "
-                         f"({h['seconds']:.0f} s): {h['false_alarms']} false alarms, expected "
-                         f"{h['false_alarms_per_hour']:.1f} per hour")
+            lines.append(
+                f"held-out normal footage: {h['videos']} videos, {h['frames']} frames "
+                f"({h['seconds']:.0f} s): {h['false_alarms']} false alarms, expected "
+                f"{h['false_alarms_per_hour']:.1f} per hour"
+            )
         return "\n".join(lines)
 
 
@@ -203,8 +223,7 @@ def _container_fps(path: Path) -> Optional[float]:
     return fps if 0 < fps < 1000 else None
 
 
-def _load_sampled(item: FootageVideo, bundle: Bundle, target_fps: float,
-                  first_shape: list) -> tuple[np.ndarray, int]:
+def _load_sampled(item: FootageVideo, bundle: Bundle, target_fps: float, first_shape: list) -> tuple[np.ndarray, int]:
     """The video's frames sampled at `target_fps` and preprocessed, and how many were read; checks sizes."""
     raw = []
     for frame in item.video.iter_frames():
@@ -212,8 +231,10 @@ def _load_sampled(item: FootageVideo, bundle: Bundle, target_fps: float,
             first_shape.append((item.name, frame.shape))
         elif frame.shape != first_shape[0][1]:
             name, shape = first_shape[0]
-            raise DataError(f"mixed frame sizes: {item.name} has frames of {frame.shape[1]}x{frame.shape[0]}, "
-                            f"{name} of {shape[1]}x{shape[0]}; calibrate on footage of one camera at one size")
+            raise DataError(
+                f"mixed frame sizes: {item.name} has frames of {frame.shape[1]}x{frame.shape[0]}, "
+                f"{name} of {shape[1]}x{shape[0]}; calibrate on footage of one camera at one size"
+            )
         raw.append(frame)
     if not raw:
         raise DataError(f"footage {item.video.source} has no readable frames")
@@ -222,10 +243,19 @@ def _load_sampled(item: FootageVideo, bundle: Bundle, target_fps: float,
     return np.stack([prepare_frame(raw[i], spec) for i in keep]), len(raw)
 
 
-def calibrate_bundle(bundle: Union[str, Path], footage: Sequence[Union[str, Path]], *,
-                     out: Union[str, Path, None] = None, in_place: bool = False, target: float = DEFAULT_TARGET,
-                     fps: Optional[float] = None, threads: Optional[int] = None, mask: Optional[MaskSpec] = None,
-                     select: bool = False, progress: bool = False) -> CalibrationReport:
+def calibrate_bundle(
+    bundle: Union[str, Path],
+    footage: Sequence[Union[str, Path]],
+    *,
+    out: Union[str, Path, None] = None,
+    in_place: bool = False,
+    target: float = DEFAULT_TARGET,
+    fps: Optional[float] = None,
+    threads: Optional[int] = None,
+    mask: Optional[MaskSpec] = None,
+    select: bool = False,
+    progress: bool = False,
+) -> CalibrationReport:
     """Re-fit `bundle`'s score statistics and threshold on normal `footage`; write the result to `out`
     (a new folder, the bundle copied) or, with `in_place`, into `bundle` itself. See the module doc.
     `mask` (vadedge.roi) becomes the bundle's `score.mask` and is applied while calibrating, so the
@@ -247,8 +277,11 @@ def calibrate_bundle(bundle: Union[str, Path], footage: Sequence[Union[str, Path
         raise ConfigError(f"output {dest} already exists; choose a new folder (or use --in-place)")
     b = load_bundle(src)
     if mask is not None:
-        b = Bundle(b.path, dataclasses.replace(b.manifest, score=dataclasses.replace(b.manifest.score, mask=mask)
-                                               ).validated(), b.state)
+        b = Bundle(
+            b.path,
+            dataclasses.replace(b.manifest, score=dataclasses.replace(b.manifest.score, mask=mask)).validated(),
+            b.state,
+        )
     m = b.manifest
     items = collect_footage(footage, fps)
     try:
@@ -267,50 +300,71 @@ def calibrate_bundle(bundle: Union[str, Path], footage: Sequence[Union[str, Path
                 videos.append(frames)
                 scored_names.append(item.name)
             else:
-                logger.warning("%s: %d frames at %g fps are fewer than one clip (%d); skipped", item.name,
-                               len(frames), target_fps, b.clip_length)
+                logger.warning(
+                    "%s: %d frames at %g fps are fewer than one clip (%d); skipped",
+                    item.name,
+                    len(frames),
+                    target_fps,
+                    b.clip_length,
+                )
         used = sum(len(v) for v in videos)
         n_held = heldout_count(len(videos)) if select else 0
-        fit_part = videos[:len(videos) - n_held]
+        fit_part = videos[: len(videos) - n_held]
         scored = sum(len(v) - b.clip_length + 1 for v in fit_part)
         need = min_frames(target)
         if scored < need:
             where = f" in the {len(fit_part)} videos fitted on ({n_held} held out)" if select else ""
-            raise DataError(f"footage too short: {scored} scored frames{where} "
-                            f"({sum(len(v) for v in fit_part)} frames at {target_fps:g} fps, "
-                            f"minus {b.clip_length - 1} warm-up frames per video); calibrating for a "
-                            f"false-alarm rate of {target:g} needs at least {need} (about "
-                            f"{math.ceil((need + b.clip_length - 1) / target_fps)} s of normal footage at "
-                            f"{target_fps:g} fps)")
+            raise DataError(
+                f"footage too short: {scored} scored frames{where} "
+                f"({sum(len(v) for v in fit_part)} frames at {target_fps:g} fps, "
+                f"minus {b.clip_length - 1} warm-up frames per video); calibrating for a "
+                f"false-alarm rate of {target:g} needs at least {need} (about "
+                f"{math.ceil((need + b.clip_length - 1) / target_fps)} s of normal footage at "
+                f"{target_fps:g} fps)"
+            )
         scores = score_videos(runner, videos, b.state, progress=progress)
     finally:
         runner.close()
     weights, dropped, selection, heldout = dict(m.score.weights), dict(m.score.dropped), None, None
-    fit_scores, held_scores = scores[:len(scores) - n_held], scores[len(scores) - n_held:]
+    fit_scores, held_scores = scores[: len(scores) - n_held], scores[len(scores) - n_held :]
     if select:
-        selection = select_components(fit_scores, held_scores, m.score.signs,
-                                      component_units(m.score.signs, m.score.local))
+        selection = select_components(
+            fit_scores, held_scores, m.score.signs, component_units(m.score.signs, m.score.local)
+        )
         weights, dropped = selection.weights, selection.dropped
     cal = calibrate_scores(fit_scores, m.score.signs, weights, target=target, smoothing=m.score.smoothing)
     before = {"calibration": m.score.to_dict()["calibration"], "threshold": m.score.to_dict()["threshold"]}
     prov = dict(m.provenance)
     prov["score_calibration"] = {
         **{k: v for k, v in cal.summary().items() if k != "stats"},
-        "tool": "vadedge calibrate", "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "data": names, "frames_read": read, "frames_used": used, "sample_fps": target_fps,
-        "precision": b.precision, "previous": before,
+        "tool": "vadedge calibrate",
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "data": names,
+        "frames_read": read,
+        "frames_used": used,
+        "sample_fps": target_fps,
+        "precision": b.precision,
+        "previous": before,
     }
     score = dataclasses.replace(
-        m.score, weights=weights, dropped=dropped,
+        m.score,
+        weights=weights,
+        dropped=dropped,
         calibration={k: Stats(float(v["location"]), float(v["scale"])) for k, v in cal.manifest_calibration().items()},
-        threshold=ThresholdSpec.from_dict(cal.threshold))
+        threshold=ThresholdSpec.from_dict(cal.threshold),
+    )
     if selection is not None:
         recipe = ScoreRecipe.from_manifest(score)
         heldout = heldout_alarms(held_scores, recipe, target_fps)
         fitted = len(scored_names) - n_held
-        prov["score_selection"] = {"rule": SELECTION_RULE, "tool": "vadedge calibrate --select",
-                                   "fit_videos": scored_names[:fitted], "heldout_videos": scored_names[fitted:],
-                                   "evidence": selection.evidence, "heldout": heldout}
+        prov["score_selection"] = {
+            "rule": SELECTION_RULE,
+            "tool": "vadedge calibrate --select",
+            "fit_videos": scored_names[:fitted],
+            "heldout_videos": scored_names[fitted:],
+            "evidence": selection.evidence,
+            "heldout": heldout,
+        }
     manifest = dataclasses.replace(m, score=score, provenance=prov).validated()
     _write(src, dest, manifest, b, in_place)
     return CalibrationReport(dest, cal, names, read, used, target_fps, before, selection, heldout)

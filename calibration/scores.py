@@ -5,6 +5,7 @@ The statistics, fusion, smoothing and threshold policy are implemented once, in 
 adds `score_footage`, which produces the per-video score components of normal footage by running
 the exported graph.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -22,12 +23,21 @@ from vadedge.scoring import (
     fit_threshold,
 )
 
-__all__ = ["DEFAULT_OFF_FACTOR", "DEFAULT_SMOOTHING", "DEFAULT_TARGET", "ScoreCalibration", "calibrate_scores",
-           "fit_threshold", "score_footage", "score_videos"]
+__all__ = [
+    "DEFAULT_OFF_FACTOR",
+    "DEFAULT_SMOOTHING",
+    "DEFAULT_TARGET",
+    "ScoreCalibration",
+    "calibrate_scores",
+    "fit_threshold",
+    "score_footage",
+    "score_videos",
+]
 
 
-def score_footage(stream, footage, spec, state: dict[str, np.ndarray], *, max_videos: Optional[int] = None,
-                  progress: bool = False) -> list[dict[str, np.ndarray]]:
+def score_footage(
+    stream, footage, spec, state: dict[str, np.ndarray], *, max_videos: Optional[int] = None, progress: bool = False
+) -> list[dict[str, np.ndarray]]:
     """Score components of every video of `footage` (a Split) through a `StreamRunner`, state carried per video."""
     from .footage import iter_videos
 
@@ -35,8 +45,11 @@ def score_footage(stream, footage, spec, state: dict[str, np.ndarray], *, max_vi
     return score_videos(stream, videos, state, progress=progress)
 
 
-def score_videos(stream, videos: Sequence[np.ndarray], state: dict[str, np.ndarray], *,
-                 progress: bool = False) -> list[dict[str, np.ndarray]]:
+def score_videos(
+    stream, videos: Sequence[np.ndarray], state: dict[str, np.ndarray], *, progress: bool = False
+) -> list[dict[str, np.ndarray]]:
     """Score components of each preprocessed video (uint8 (T, H, W, C)), each a fresh stream from `state`."""
-    return [stream.score_frames(frames, state)
-            for frames in progress_bar(videos, total=len(videos), desc="score calibration", enabled=progress)]
+    return [
+        stream.score_frames(frames, state)
+        for frames in progress_bar(videos, total=len(videos), desc="score calibration", enabled=progress)
+    ]

@@ -12,6 +12,7 @@ a refittable TensorRT engine. Needs `pip install 'vadedge[train]'` and the MPN c
 
 `--explicit` shows the manual form: collect K clips yourself and call `det.adapt(stream, clips=...)`.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -6,6 +6,7 @@ Here the generator renders a synthetic scene on the fly; replace `frames()` with
 
     python examples/custom_source.py --events events.jsonl --save-video out.mp4
 """
+
 from __future__ import annotations
 
 import argparse

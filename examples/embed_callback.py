@@ -6,6 +6,7 @@
 The callback runs on the thread that calls `process` — keep it short (queue the work elsewhere)
 if it does I/O that may block, e.g. posting to a server.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,14 +31,18 @@ def main() -> None:
     @det.on_event
     def on_event(event: Event) -> None:
         if event.is_open:
-            print(f"[{event.stream}] anomaly #{event.id} started at frame {event.start_frame} "
-                  f"(t={event.start_time:.2f}s, score {event.peak_score:.2f})")
+            print(
+                f"[{event.stream}] anomaly #{event.id} started at frame {event.start_frame} "
+                f"(t={event.start_time:.2f}s, score {event.peak_score:.2f})"
+            )
             if args.snapshots is not None and "image" in last_frame:
                 args.snapshots.mkdir(parents=True, exist_ok=True)
                 cv2.imwrite(str(args.snapshots / f"event{event.id:04d}.jpg"), last_frame["image"])
         else:
-            print(f"[{event.stream}] anomaly #{event.id} ended at frame {event.end_frame}: "
-                  f"{event.frames} frames, peak {event.peak_score:.2f} at frame {event.peak_frame}")
+            print(
+                f"[{event.stream}] anomaly #{event.id} ended at frame {event.end_frame}: "
+                f"{event.frames} frames, peak {event.peak_score:.2f} at frame {event.peak_frame}"
+            )
 
     if args.source is None:
         from vadedge.runtime.demo import synthetic_clip

@@ -8,6 +8,7 @@ Batching needs a bundle exported with `--batch N` (N streams per call) or `--bat
 batch-1 bundle still works, with one call per camera. Live sources drop stale frames rather than
 queueing them, so a slow model never makes the cameras lag behind real time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,9 +25,13 @@ def main() -> None:
     args = ap.parse_args()
 
     det = Detector.load(args.model)
-    det.on_event(lambda e: print(f"[{e.stream}] event #{e.id} "
-                                 f"{'started' if e.is_open else 'ended'} at frame "
-                                 f"{e.start_frame if e.is_open else e.end_frame}"))
+    det.on_event(
+        lambda e: print(
+            f"[{e.stream}] event #{e.id} "
+            f"{'started' if e.is_open else 'ended'} at frame "
+            f"{e.start_frame if e.is_open else e.end_frame}"
+        )
+    )
     if args.sources:
         sources = [open_source(s) for s in args.sources]
     else:
@@ -34,15 +39,18 @@ def main() -> None:
 
         gen = SceneGenerator(120, 160, seed=7)
         kinds = [None, "speed", "shape"]
-        sources = [open_source(list(gen.render(150, seed=7000 + i, anomaly=k, anomaly_start=60)[0]), fps=25)
-                   for i, k in enumerate(kinds)]
+        sources = [
+            open_source(list(gen.render(150, seed=7000 + i, anomaly=k, anomaly_start=60)[0]), fps=25)
+            for i, k in enumerate(kinds)
+        ]
     cams = [det.stream(f"cam{i}") for i in range(len(sources))]
     print(f"{det.describe()}; {len(cams)} cameras")
     t0, steps = time.perf_counter(), 0
     try:
         for frames in zip(*sources):  # one frame from every camera per step
-            results = det.process_many({cam: f.image for cam, f in zip(cams, frames)},
-                                       {cam: f.timestamp for cam, f in zip(cams, frames)})
+            results = det.process_many(
+                {cam: f.image for cam, f in zip(cams, frames)}, {cam: f.timestamp for cam, f in zip(cams, frames)}
+            )
             steps += 1
             if steps % 50 == 0:
                 print("  ".join(f"{n}: {'warm-up' if r.warmup else f'{r.score:+.2f}'}" for n, r in results.items()))

@@ -5,6 +5,7 @@
 
 Needs nvidia-pytriton (the server binary) and vadedge[triton]; see docs/deployment.md for DIR.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,13 @@ def main() -> None:
             from vadedge.bench.synthetic_bundle import write_synthetic_bundle
 
             bundle = write_synthetic_bundle(Path(tmp) / "synthetic")
-        rows = compare(bundle, [int(c) for c in args.cameras.split(",")], args.frames, args.threads,
-                       instances=[int(n) for n in args.instances.split(",") if n])
+        rows = compare(
+            bundle,
+            [int(c) for c in args.cameras.split(",")],
+            args.frames,
+            args.threads,
+            instances=[int(n) for n in args.instances.split(",") if n],
+        )
     print("| path | cameras | frames/s (all cameras) | p95 latency ms | requests per model call |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for r in rows:

@@ -4,6 +4,7 @@
 this package is light: torch and onnx load when an export runs, so `vadedge.export.verify` and the
 TensorRT modules stay usable on a device without the training stack.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

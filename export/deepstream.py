@@ -15,6 +15,7 @@ How the pieces fit (facts from NVIDIA's DeepStream docs, cited in docs/tensorrt.
   as constants. Under nvinfer the memory is therefore FROZEN (no test-time write); use vadedge's own
   runtime, or Triton sequence batching with implicit state, where the gated update matters.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,12 +32,13 @@ from vadedge.errors import ConfigError
 DS_INPUT = "frames_ncdhw"
 SEQUENCE_LIBRARY = "/opt/nvidia/deepstream/deepstream/lib/libnvds_custom_sequence_preprocess.so"
 SEQUENCE_FUNCTION = "CustomSequenceTensorPreparation"
-_COLOR_FORMAT = {"rgb": 0, "bgr": 1, "gray": 2}   # nvdspreprocess network-color-format
+_COLOR_FORMAT = {"rgb": 0, "bgr": 1, "gray": 2}  # nvdspreprocess network-color-format
 _NETWORK_MODE = {"fp32": 0, "int8": 1, "fp16": 2}  # nvinfer network-mode
 
 
-def write_deepstream_onnx(bundle_dir: str | Path, out_path: str | Path, *, precision: str = "fp32",
-                          plugins: bool = False) -> Path:
+def write_deepstream_onnx(
+    bundle_dir: str | Path, out_path: str | Path, *, precision: str = "fp32", plugins: bool = False
+) -> Path:
     """Write the single-input DeepStream variant of a bundle's model (see the module docstring).
 
     `plugins=True` also swaps the vadedge nodes for the TensorRT plugin nodes (`replace_with_plugins`);
@@ -66,13 +68,16 @@ def write_deepstream_onnx(bundle_dir: str | Path, out_path: str | Path, *, preci
                 continue
             to = next((a.i for a in node.attribute if a.name == "to"), None)
             if node.op_type == "Cast" and to in (TensorProto.FLOAT, TensorProto.FLOAT16):
-                node.input[i] = transposed          # the graph's own uint8 -> float cast now casts float
+                node.input[i] = transposed  # the graph's own uint8 -> float cast now casts float
             else:
                 node.input[i] = f"{DS_INPUT}_u8"
                 needs_u8 = True
     if needs_u8:
-        warnings.warn("the frames input feeds a node other than a float Cast; a Cast to uint8 was inserted "
-                      "(TensorRT supports uint8 only at network I/O, so this variant may not build)", stacklevel=2)
+        warnings.warn(
+            "the frames input feeds a node other than a float Cast; a Cast to uint8 was inserted "
+            "(TensorRT supports uint8 only at network I/O, so this variant may not build)",
+            stacklevel=2,
+        )
         nodes.append(helper.make_node("Cast", [transposed], [f"{DS_INPUT}_u8"], to=TensorProto.UINT8))
     # state inputs -> the bundle's initial state, expanded to the batch of frames_ncdhw
     state_items = list(man.graph.state) + list(man.graph.params)
@@ -84,9 +89,12 @@ def write_deepstream_onnx(bundle_dir: str | Path, out_path: str | Path, *, preci
         init = numpy_helper.from_array(value, f"{item.input}_frozen")
         shape = numpy_helper.from_array(np.asarray(item.shape, np.int64), f"{item.input}_item_shape")
         inits += [init, shape]
-        nodes += [helper.make_node("Concat", ["ds_batch", shape.name], [f"{item.input}_shape"], axis=0),
-                  helper.make_node("Expand", [init.name, f"{item.input}_shape"], [item.input],
-                                   name=f"{item.input}_frozen_expand")]
+        nodes += [
+            helper.make_node("Concat", ["ds_batch", shape.name], [f"{item.input}_shape"], axis=0),
+            helper.make_node(
+                "Expand", [init.name, f"{item.input}_shape"], [item.input], name=f"{item.input}_frozen_expand"
+            ),
+        ]
     drop_in = {frames_name} | {i.input for i in state_items}
     drop_out = {i.output for i in state_items}
     kept_inputs = [i for i in graph.input if i.name not in drop_in]
@@ -99,9 +107,13 @@ def write_deepstream_onnx(bundle_dir: str | Path, out_path: str | Path, *, preci
     del graph.node[:]
     graph.node.extend(nodes + body)
     graph.initializer.extend(inits)
-    helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
-                                   "vadedge.deepstream": f"{DS_INPUT} float32 NCDHW raw 0..255 pixels; "
-                                                         "state frozen at the bundle's state.npz"})
+    helper.set_model_props(
+        model,
+        {
+            **{p.key: p.value for p in model.metadata_props},
+            "vadedge.deepstream": f"{DS_INPUT} float32 NCDHW raw 0..255 pixels; state frozen at the bundle's state.npz",
+        },
+    )
     onnx.checker.check_model(model)
     if plugins:
         from vadedge.export.plugins import replace_with_plugins
@@ -130,10 +142,18 @@ def _engine_io(engine_file: Path) -> Optional[dict]:
         return None
 
 
-def write_deepstream_configs(bundle_dir: str | Path, engine_file: str | Path, out_dir: str | Path, *,
-                             plugin_library: str | Path | None = None, batch_size: Optional[int] = None,
-                             gpu_id: int = 0, unique_id: int = 1, preprocess_unique_id: int = 5,
-                             sequence_library: str = SEQUENCE_LIBRARY) -> list[Path]:
+def write_deepstream_configs(
+    bundle_dir: str | Path,
+    engine_file: str | Path,
+    out_dir: str | Path,
+    *,
+    plugin_library: str | Path | None = None,
+    batch_size: Optional[int] = None,
+    gpu_id: int = 0,
+    unique_id: int = 1,
+    preprocess_unique_id: int = 5,
+    sequence_library: str = SEQUENCE_LIBRARY,
+) -> list[Path]:
     """Write `config_infer_vadedge.txt` (nvinfer) and `config_preprocess_vadedge.txt` (nvdspreprocess).
 
     `engine_file` should be built from `write_deepstream_onnx(...)` (single input `frames_ncdhw`);
@@ -146,8 +166,16 @@ def write_deepstream_configs(bundle_dir: str | Path, engine_file: str | Path, ou
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     precision, batch_size = _engine_settings(engine, batch_size, bundle.manifest.graph.batch)
-    infer = _infer_config(bundle, Path(bundle_dir).name, _rel(engine, out), precision, batch_size, gpu_id, unique_id,
-                          _rel(Path(plugin_library), out) if plugin_library is not None else None)
+    infer = _infer_config(
+        bundle,
+        Path(bundle_dir).name,
+        _rel(engine, out),
+        precision,
+        batch_size,
+        gpu_id,
+        unique_id,
+        _rel(Path(plugin_library), out) if plugin_library is not None else None,
+    )
     pre = _preprocess_config(bundle, batch_size, gpu_id, unique_id, preprocess_unique_id, sequence_library)
     infer_path, pre_path = out / "config_infer_vadedge.txt", out / "config_preprocess_vadedge.txt"
     infer_path.write_text("\n".join(infer) + "\n")
@@ -163,8 +191,10 @@ def _engine_settings(engine: Path, batch_size: Optional[int], graph_batch: Any) 
     if side is not None:
         names = [t["name"] for t in side["inputs"]]
         if names != [DS_INPUT]:
-            raise ConfigError(f"{engine.name} has inputs {names}; nvinfer feeds one tensor - build the engine from "
-                              f"write_deepstream_onnx(bundle, ...) (input {DS_INPUT!r}, state frozen)")
+            raise ConfigError(
+                f"{engine.name} has inputs {names}; nvinfer feeds one tensor - build the engine from "
+                f"write_deepstream_onnx(bundle, ...) (input {DS_INPUT!r}, state frozen)"
+            )
         precision = side.get("precision", "fp32")
         if batch_size is None and isinstance(side.get("batch"), int):
             batch_size = side["batch"]
@@ -180,8 +210,16 @@ def _engine_settings(engine: Path, batch_size: Optional[int], graph_batch: Any) 
     return precision, batch_size
 
 
-def _infer_config(bundle: Bundle, bundle_name: str, engine_rel: str, precision: str, batch_size: int, gpu_id: int,
-                  unique_id: int, plugin_rel: Optional[str]) -> list[str]:
+def _infer_config(
+    bundle: Bundle,
+    bundle_name: str,
+    engine_rel: str,
+    precision: str,
+    batch_size: int,
+    gpu_id: int,
+    unique_id: int,
+    plugin_rel: Optional[str],
+) -> list[str]:
     """Lines of config_infer_vadedge.txt (Gst-nvinfer: tensor from meta in, raw tensor meta out)."""
     man = bundle.manifest
     outputs = list(man.graph.scores.values()) + list(man.graph.extra_outputs.values())
@@ -205,13 +243,16 @@ def _infer_config(bundle: Bundle, bundle_name: str, engine_rel: str, precision: 
         f"output-blob-names={';'.join(outputs)}",
     ]
     if plugin_rel is not None:
-        infer += ["# registers the VadMemoryRead / VadMemoryUpdate TensorRT plugins when loaded",
-                  f"custom-lib-path={plugin_rel}"]
+        infer += [
+            "# registers the VadMemoryRead / VadMemoryUpdate TensorRT plugins when loaded",
+            f"custom-lib-path={plugin_rel}",
+        ]
     return infer
 
 
-def _preprocess_config(bundle: Bundle, batch_size: int, gpu_id: int, unique_id: int, preprocess_unique_id: int,
-                       sequence_library: str) -> list[str]:
+def _preprocess_config(
+    bundle: Bundle, batch_size: int, gpu_id: int, unique_id: int, preprocess_unique_id: int, sequence_library: str
+) -> list[str]:
     """Lines of config_preprocess_vadedge.txt (Gst-nvdspreprocess: last T frames per stream, NCDHW, raw pixels)."""
     spec = bundle.input_spec
     c, t = spec.channels, bundle.clip_length

@@ -6,6 +6,7 @@ score components and threshold on normal footage with the graph that will run �
 (validated) → check every model file against the manifest. The bundle is assembled in a temporary
 folder beside `out` and moved into place at the end, so a crash never leaves a half-written bundle.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -57,14 +58,19 @@ def check_options(precision: str, engine: str, calib_data, plugins: bool) -> Non
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision not in ENGINE_PRECISIONS[engine]:
-        raise ConfigError(f"the {engine} engine cannot run {precision} (it can do: "
-                          f"{', '.join(ENGINE_PRECISIONS[engine])})")
+        raise ConfigError(
+            f"the {engine} engine cannot run {precision} (it can do: {', '.join(ENGINE_PRECISIONS[engine])})"
+        )
     if precision == "int8" and calib_data is None:
-        raise ConfigError("INT8 needs calibration data: pass --calib-data DIR with normal footage "
-                          "(a dataset root with training/, or a folder of normal videos)")
+        raise ConfigError(
+            "INT8 needs calibration data: pass --calib-data DIR with normal footage "
+            "(a dataset root with training/, or a folder of normal videos)"
+        )
     if plugins and engine != "trt":
-        raise ConfigError("--plugins swaps the memory nodes for TensorRT plugins; it needs --engine trt "
-                          "(ONNX Runtime runs the standard-op functions instead)")
+        raise ConfigError(
+            "--plugins swaps the memory nodes for TensorRT plugins; it needs --engine trt "
+            "(ONNX Runtime runs the standard-op functions instead)"
+        )
 
 
 def _trt_module(name: str):
@@ -72,8 +78,9 @@ def _trt_module(name: str):
         return importlib.import_module(f"vadedge.export.{name}")
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("vadedge.export"):
-            raise ConfigError(f"this vadedge has no vadedge.export.{name} module; "
-                              f"TensorRT export is unavailable") from exc
+            raise ConfigError(
+                f"this vadedge has no vadedge.export.{name} module; TensorRT export is unavailable"
+            ) from exc
         raise
 
 
@@ -92,8 +99,10 @@ def _prepare_out(out: Path) -> None:
         if not out.is_dir():
             raise ConfigError(f"--out {out} exists and is not a folder")
         if any(out.iterdir()) and not (out / BUNDLE_FILE).is_file():
-            raise ConfigError(f"--out {out} is a non-empty folder that is not a vadedge bundle; "
-                              f"choose another path (a bundle there would be replaced)")
+            raise ConfigError(
+                f"--out {out} is a non-empty folder that is not a vadedge bundle; "
+                f"choose another path (a bundle there would be replaced)"
+            )
 
 
 def _default_score_data(cfg: dict) -> Optional[Path]:
@@ -170,8 +179,12 @@ class _Job:
         return self.ckpt.model
 
 
-def export_bundle(model_dir: Union[str, Path], out: Union[str, Path, None] = None,
-                  options: Optional[ExportOptions] = None, **overrides: Any) -> Path:
+def export_bundle(
+    model_dir: Union[str, Path],
+    out: Union[str, Path, None] = None,
+    options: Optional[ExportOptions] = None,
+    **overrides: Any,
+) -> Path:
     """Export the checkpoint in `model_dir` to a bundle folder `out` (default MODEL_DIR/bundle); returns it.
 
     `options` (an ExportOptions) and/or keyword overrides of its fields (e.g. precision="int8").
@@ -189,8 +202,17 @@ def export_bundle(model_dir: Union[str, Path], out: Union[str, Path, None] = Non
         if opts.precision == "int8":
             _quantize_int8(job, work)
         if opts.engine == "trt":
-            job.engines.append(_build_trt(work, job.models[opts.precision], opts.precision, opts.plugins,
-                                          opts.plugin_libraries, opts.trt_options or {}, job.steps))
+            job.engines.append(
+                _build_trt(
+                    work,
+                    job.models[opts.precision],
+                    opts.precision,
+                    opts.plugins,
+                    opts.plugin_libraries,
+                    opts.trt_options or {},
+                    job.steps,
+                )
+            )
         _calibrate_scores(job, work)
         save_bundle(work, _manifest(job), job.state)
         from .verify import check_bundle
@@ -254,8 +276,15 @@ def _export_fp32(job: _Job, work: Path) -> None:
     state = {k: v.detach().to("cpu") for k, v in job.ckpt.state.items()}
     job.state = {k: v.numpy().astype(np.float32) for k, v in state.items()}
     job.steps.info(f"exporting {cfg['name']} ({cfg.get('preset')}) to ONNX (batch {opts.batch}) ...")
-    info = export_onnx(job.model, state, work / MODEL_FILES["fp32"], batch=opts.batch, error_map=opts.error_map,
-                       pred=opts.pred, opset=opts.opset)
+    info = export_onnx(
+        job.model,
+        state,
+        work / MODEL_FILES["fp32"],
+        batch=opts.batch,
+        error_map=opts.error_map,
+        pred=opts.pred,
+        opset=opts.opset,
+    )
     for item in info.params:  # MPN's θ: defaults live in state.npz next to the stream state
         job.state[item.name] = adaptable_params(job.model)[item.name].numpy().astype(np.float32)
     job.graph, job.opset = info.graph_spec(), info.opset
@@ -286,13 +315,25 @@ def _quantize_int8(job: _Job, work: Path) -> None:
         q = dataclasses.replace(q, max_clips=int(opts.max_calib_clips))
     assert opts.calib_data is not None  # check_options: INT8 needs calibration data
     job.steps.info(f"INT8: calibrating ({opts.calib_method}, up to {q.max_clips} clips) on {opts.calib_data} ...")
-    reader = ClipFeeds(work / MODEL_FILES["fp32"], job.graph, job.model.spec, job.model.clip_length, job.state,
-                       opts.calib_data, max_clips=q.max_clips, threads=opts.threads)
-    report = quantize_int8(work / MODEL_FILES["fp32"], work / MODEL_FILES["int8"], reader,
-                           method=opts.calib_method, options=q)
+    reader = ClipFeeds(
+        work / MODEL_FILES["fp32"],
+        job.graph,
+        job.model.spec,
+        job.model.clip_length,
+        job.state,
+        opts.calib_data,
+        max_clips=q.max_clips,
+        threads=opts.threads,
+    )
+    report = quantize_int8(
+        work / MODEL_FILES["fp32"], work / MODEL_FILES["int8"], reader, method=opts.calib_method, options=q
+    )
     job.models["int8"] = MODEL_FILES["int8"]
-    job.prov["int8"] = {**asdict(report), "data": Path(str(opts.calib_data)).name,
-                        "videos": len(job.calib_split.videos)}
+    job.prov["int8"] = {
+        **asdict(report),
+        "data": Path(str(opts.calib_data)).name,
+        "videos": len(job.calib_split.videos),
+    }
 
 
 def _calibrate_scores(job: _Job, work: Path) -> None:
@@ -306,18 +347,26 @@ def _calibrate_scores(job: _Job, work: Path) -> None:
         job.steps.info("no score data: vadedge.json gets no calibration/threshold (pass --score-data)")
         return
     job.steps.info(f"score calibration on {score_path} with the {opts.precision} graph ...")
-    stream = StreamRunner.for_model(work / job.models[opts.precision], job.graph, model.clip_length, job.state,
-                                    precision=opts.precision, threads=opts.threads)
-    videos = score_footage(stream, job.score_split, model.spec, job.state, max_videos=opts.max_score_videos,
-                           progress=opts.progress)
-    cal = calibrate_scores(videos, model.score_components, model.score_weights, target=opts.target_far,
-                           smoothing=opts.smoothing)
-    job.calibration = {k: Stats(float(v["location"]), float(v["scale"]))
-                       for k, v in cal.manifest_calibration().items()}
+    stream = StreamRunner.for_model(
+        work / job.models[opts.precision],
+        job.graph,
+        model.clip_length,
+        job.state,
+        precision=opts.precision,
+        threads=opts.threads,
+    )
+    videos = score_footage(
+        stream, job.score_split, model.spec, job.state, max_videos=opts.max_score_videos, progress=opts.progress
+    )
+    cal = calibrate_scores(
+        videos, model.score_components, model.score_weights, target=opts.target_far, smoothing=opts.smoothing
+    )
+    job.calibration = {k: Stats(float(v["location"]), float(v["scale"])) for k, v in cal.manifest_calibration().items()}
     job.threshold = ThresholdSpec.from_dict(cal.threshold)
     trained_on = (job.cfg.get("data") or {}).get("root")
     job.prov["score_calibration"] = {
-        **{k: v for k, v in cal.summary().items() if k != "stats"}, "precision": opts.precision,
+        **{k: v for k, v in cal.summary().items() if k != "stats"},
+        "precision": opts.precision,
         "data": score_path.name,
         "held_out": not (trained_on and Path(trained_on).resolve() == score_path.resolve()),
     }
@@ -327,20 +376,29 @@ def _manifest(job: _Job) -> Manifest:
     """The one place a bundle's vadedge.json is put together."""
     opts, model, cfg = job.opts, job.model, job.cfg
     return Manifest(
-        family=cfg["name"], preset=cfg.get("preset"), precision=opts.precision,
-        input=InputSection(**model.spec.to_dict(), clip_length=int(model.clip_length),
-                           fps=trained_fps(cfg, opts.fps)),
-        graph=job.graph, models=dict(job.models), engines=tuple(job.engines), state_file="state.npz",
-        score=ScoreSpec(signs={k: int(v) for k, v in model.score_components.items()},
-                        weights={k: float(v) for k, v in model.score_weights.items()},
-                        calibration=job.calibration, smoothing=float(opts.smoothing), threshold=job.threshold,
-                        min_event_frames=int(opts.min_event_frames)),
+        family=cfg["name"],
+        preset=cfg.get("preset"),
+        precision=opts.precision,
+        input=InputSection(**model.spec.to_dict(), clip_length=int(model.clip_length), fps=trained_fps(cfg, opts.fps)),
+        graph=job.graph,
+        models=dict(job.models),
+        engines=tuple(job.engines),
+        state_file="state.npz",
+        score=ScoreSpec(
+            signs={k: int(v) for k, v in model.score_components.items()},
+            weights={k: float(v) for k, v in model.score_weights.items()},
+            calibration=job.calibration,
+            smoothing=float(opts.smoothing),
+            threshold=job.threshold,
+            min_event_frames=int(opts.min_event_frames),
+        ),
         provenance=_provenance(job),
     )
 
 
-def _build_trt(work: Path, onnx_name: str, precision: str, plugins: bool, plugin_libraries, options: dict,
-               steps: Progress) -> EngineSpec:
+def _build_trt(
+    work: Path, onnx_name: str, precision: str, plugins: bool, plugin_libraries, options: dict, steps: Progress
+) -> EngineSpec:
     onnx = require("onnx")
     trt_mod = _trt_module("tensorrt")
     src = work / onnx_name
@@ -359,8 +417,9 @@ def _build_trt(work: Path, onnx_name: str, precision: str, plugins: bool, plugin
     steps.info(f"building the TensorRT {precision} engine ...")
     side = trt_mod.build_engine(src, work / engine_file, precision=precision, plugin_libraries=libs, **options)
     shutil.rmtree(work / "plugins", ignore_errors=True)
-    return EngineSpec.from_build(engine_file, precision, side, sidecar=engine_file + ".json", onnx=src.name,
-                                 plugins=bool(plugins))
+    return EngineSpec.from_build(
+        engine_file, precision, side, sidecar=engine_file + ".json", onnx=src.name, plugins=bool(plugins)
+    )
 
 
 def _provenance(job: _Job) -> dict:
@@ -376,14 +435,23 @@ def _provenance(job: _Job) -> dict:
         "vadedge_version": __version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "opset": job.opset,
-        "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
-        "checkpoint": {"folder": job.model_dir.resolve().name,
-                       "relative_path": os.path.relpath(job.model_dir.resolve(), job.out.resolve()),
-                       "name": cfg.get("name"), "preset": cfg.get("preset"),
-                       "seed": cfg.get("seed"), "epochs": len(cfg.get("history", [])) or None,
-                       "stage": cfg.get("stage")},
-        "training_data": {"fingerprint": data.get("fingerprint"), "videos": data.get("videos"),
-                          "clips": data.get("clips")},
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "checkpoint": {
+            "folder": job.model_dir.resolve().name,
+            "relative_path": os.path.relpath(job.model_dir.resolve(), job.out.resolve()),
+            "name": cfg.get("name"),
+            "preset": cfg.get("preset"),
+            "seed": cfg.get("seed"),
+            "epochs": len(cfg.get("history", [])) or None,
+            "stage": cfg.get("stage"),
+        },
+        "training_data": {
+            "fingerprint": data.get("fingerprint"),
+            "videos": data.get("videos"),
+            "clips": data.get("clips"),
+        },
         "export": {"batch": opts.batch, "error_map": opts.error_map},
         **job.prov,
     }
@@ -408,36 +476,46 @@ def describe(bundle_dir: Union[str, Path]) -> str:
     b = load_bundle(bundle_dir)
     m = b.manifest
     g, inp, sc = m.graph, m.input, m.score
-    lines = [f"bundle      {b.path}",
-             f"family      {m.family} (preset {m.preset}), runs {b.precision}",
-             f"input       {inp.height}x{inp.width} {inp.color}, {inp.frames} context frame(s), "
-             f"clip of {inp.clip_length}, {inp.frame_rate:g} fps"
-             f"{'' if inp.fps is not None else ' (not recorded: the Ped2 default)'}",
-             f"batch       {g.batch} stream(s) per call"]
+    lines = [
+        f"bundle      {b.path}",
+        f"family      {m.family} (preset {m.preset}), runs {b.precision}",
+        f"input       {inp.height}x{inp.width} {inp.color}, {inp.frames} context frame(s), "
+        f"clip of {inp.clip_length}, {inp.frame_rate:g} fps"
+        f"{'' if inp.fps is not None else ' (not recorded: the Ped2 default)'}",
+        f"batch       {g.batch} stream(s) per call",
+    ]
     for p in m.models:
         path = b.model_file(p)
         size = path.stat().st_size / 1e6 if path.is_file() else float("nan")
         lines.append(f"model       {p:5s} {m.models[p]} ({size:.2f} MB)")
     for e in m.engines:
         lines.append(f"engine      {e.precision:5s} {e.file} (TensorRT {e.tensorrt or '?'}, {e.device or '?'})")
-    lines.append(f"inputs      {g.frames_input} uint8 [B, {inp.clip_length}, {inp.height}, {inp.width}, "
-                 f"{inp.channels}]")
+    lines.append(
+        f"inputs      {g.frames_input} uint8 [B, {inp.clip_length}, {inp.height}, {inp.width}, {inp.channels}]"
+    )
     for s in g.state:
         lines.append(f"            {s.input} {s.dtype} [B, {', '.join(map(str, s.shape))}] -> {s.output}")
     for d in g.side_inputs:
         lines.append(f"            {d.input} {d.dtype} [B, {', '.join(map(str, d.shape))}] (host-computed)")
     for s in g.params:
         lines.append(f"            {s.input} {s.dtype} [{', '.join(map(str, s.shape))}] (adapted parameter)")
-    lines.append("scores      " + ", ".join(f"{c} ({'+' if sc.signs[c] > 0 else '-'}, w={sc.weights[c]:g})"
-                                            for c in g.scores))
+    lines.append(
+        "scores      " + ", ".join(f"{c} ({'+' if sc.signs[c] > 0 else '-'}, w={sc.weights[c]:g})" for c in g.scores)
+    )
     if sc.local:
-        lines.append("local       " + ", ".join(f"{c} ({'+' if sc.signs[c] > 0 else '-'}, w={sc.weights[c]:g}; "
-                                                f"{s.window} px window of {s.source})" for c, s in sc.local.items()))
+        lines.append(
+            "local       "
+            + ", ".join(
+                f"{c} ({'+' if sc.signs[c] > 0 else '-'}, w={sc.weights[c]:g}; {s.window} px window of {s.source})"
+                for c, s in sc.local.items()
+            )
+        )
     for c, why in sc.dropped.items():
         lines.append(f"dropped     {c}: {why}")
     if sc.mask is not None:
-        lines.append(f"mask        {sc.mask.mode} {len(sc.mask.polygons)} polygon(s) in a "
-                     f"{sc.mask.width}x{sc.mask.height} frame")
+        lines.append(
+            f"mask        {sc.mask.mode} {len(sc.mask.polygons)} polygon(s) in a {sc.mask.width}x{sc.mask.height} frame"
+        )
     if g.extra_outputs:
         lines.append(f"extra       {', '.join(g.extra_outputs)}")
     if sc.calibration:
@@ -447,11 +525,14 @@ def describe(bundle_dir: Union[str, Path]) -> str:
         lines.append("calibration none (the runtime cannot normalise scores causally)")
     th = sc.threshold
     if th is not None:
-        lines.append(f"threshold   on {th.on:.4g} / off {th.off:.4g} ({th.policy}, target "
-                     f"{th.target}), smoothing {sc.smoothing}, min event {sc.min_event_frames} frames")
+        lines.append(
+            f"threshold   on {th.on:.4g} / off {th.off:.4g} ({th.policy}, target "
+            f"{th.target}), smoothing {sc.smoothing}, min event {sc.min_event_frames} frames"
+        )
     pv = m.provenance
-    lines.append(f"provenance  vadedge {pv.get('vadedge_version')}, opset {pv.get('opset')}, "
-                 f"created {pv.get('created')}")
+    lines.append(
+        f"provenance  vadedge {pv.get('vadedge_version')}, opset {pv.get('opset')}, created {pv.get('created')}"
+    )
     return "\n".join(lines)
 
 

@@ -16,6 +16,7 @@ rounded twice. Casts are inserted once per tensor and precision; float initializ
 FP32: measured in docs/export.md, they cost nothing in speed (a few KB of tensors) and keep PSNR
 exact to the FP16 backbone's own error.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -31,18 +32,89 @@ from .functions import DOMAIN
 KEEP_CHOICES = ("memory", "softmax", "norm", "prep", "tail")
 DEFAULT_KEEP = ("memory", "prep", "tail")
 HEAVY_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
-NEUTRAL_OPS = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Slice", "Gather",
-               "Split", "Concat", "Expand", "Tile", "Relu", "MaxPool", "Pad", "DepthToSpace", "SpaceToDepth",
-               "Shape", "Size"}
-# ops whose float inputs may all be converted to the node's precision (type-polymorphic over float16)
-POLYMORPHIC_OPS = NEUTRAL_OPS | HEAVY_OPS | {
-    "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Exp", "Log", "Neg", "Abs", "Reciprocal", "Tanh", "Sigmoid",
-    "Softmax", "LogSoftmax", "Clip", "Max", "Min", "Where", "Less", "Greater", "LessOrEqual", "GreaterOrEqual",
-    "Equal", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceL2", "ReduceSumSquare", "ArgMax",
-    "ArgMin", "AveragePool", "GlobalAveragePool", "LeakyRelu", "Erf", "Cast", "CastLike", "ConstantOfShape",
-    "BatchNormalization", "InstanceNormalization", "LayerNormalization", "LpNormalization", "Resize",
-    "Sign", "Floor", "Ceil", "Round", "HardSigmoid", "Elu", "Selu", "Softplus", "Einsum", "OneHot", "TopK",
+NEUTRAL_OPS = {
+    "Reshape",
+    "Transpose",
+    "Squeeze",
+    "Unsqueeze",
+    "Flatten",
+    "Identity",
+    "Slice",
+    "Gather",
+    "Split",
+    "Concat",
+    "Expand",
+    "Tile",
+    "Relu",
+    "MaxPool",
+    "Pad",
+    "DepthToSpace",
+    "SpaceToDepth",
+    "Shape",
+    "Size",
 }
+# ops whose float inputs may all be converted to the node's precision (type-polymorphic over float16)
+POLYMORPHIC_OPS = (
+    NEUTRAL_OPS
+    | HEAVY_OPS
+    | {
+        "Add",
+        "Sub",
+        "Mul",
+        "Div",
+        "Pow",
+        "Sqrt",
+        "Exp",
+        "Log",
+        "Neg",
+        "Abs",
+        "Reciprocal",
+        "Tanh",
+        "Sigmoid",
+        "Softmax",
+        "LogSoftmax",
+        "Clip",
+        "Max",
+        "Min",
+        "Where",
+        "Less",
+        "Greater",
+        "LessOrEqual",
+        "GreaterOrEqual",
+        "Equal",
+        "ReduceMean",
+        "ReduceSum",
+        "ReduceMax",
+        "ReduceMin",
+        "ReduceL2",
+        "ReduceSumSquare",
+        "ArgMax",
+        "ArgMin",
+        "AveragePool",
+        "GlobalAveragePool",
+        "LeakyRelu",
+        "Erf",
+        "Cast",
+        "CastLike",
+        "ConstantOfShape",
+        "BatchNormalization",
+        "InstanceNormalization",
+        "LayerNormalization",
+        "LpNormalization",
+        "Resize",
+        "Sign",
+        "Floor",
+        "Ceil",
+        "Round",
+        "HardSigmoid",
+        "Elu",
+        "Selu",
+        "Softplus",
+        "Einsum",
+        "OneHot",
+        "TopK",
+    }
+)
 # (op, input index) that must stay float32 whatever the node's precision
 FLOAT32_INPUTS = {("Resize", 2), ("Resize", 1), ("Upsample", 1)}
 
@@ -73,9 +145,11 @@ def regions(graph) -> dict[str, set[int]]:
         for x in n.input:
             if x:
                 consumers[x].append(i)
-    heavy = {i for i, n in enumerate(graph.node)
-             if n.domain == "" and n.op_type in HEAVY_OPS
-             and (n.op_type != "MatMul" or any(x in consts for x in n.input))}
+    heavy = {
+        i
+        for i, n in enumerate(graph.node)
+        if n.domain == "" and n.op_type in HEAVY_OPS and (n.op_type != "MatMul" or any(x in consts for x in n.input))
+    }
 
     def closure(start: set[int], step) -> set[int]:
         seen, todo = set(), list(start)
@@ -139,8 +213,13 @@ def _constants_to_initializers(g, types: dict[str, int]) -> None:
     onnx = require("onnx")
     nodes = []
     for n in g.node:
-        if n.op_type == "Constant" and n.domain == "" and len(n.attribute) == 1 and n.attribute[0].name == "value" \
-                and n.attribute[0].t.data_type == FLOAT:
+        if (
+            n.op_type == "Constant"
+            and n.domain == ""
+            and len(n.attribute) == 1
+            and n.attribute[0].name == "value"
+            and n.attribute[0].t.data_type == FLOAT
+        ):
             t = onnx.TensorProto()
             t.CopyFrom(n.attribute[0].t)
             t.name = n.output[0]
@@ -200,8 +279,9 @@ class _Converter:
             self.new_inits.append(numpy_helper.from_array(arr, out))
         else:
             self._casts += 1
-            self.new_nodes.append(helper.make_node("Cast", [have[src_type]], [out], to=dtype,
-                                                   name=f"fp16_cast_{self._casts}"))
+            self.new_nodes.append(
+                helper.make_node("Cast", [have[src_type]], [out], to=dtype, name=f"fp16_cast_{self._casts}")
+            )
         have[dtype] = out
         return out
 

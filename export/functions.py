@@ -16,6 +16,7 @@ FP32 or an FP16 call site. Semantics (the export contract):
   query·weightᵀ, prototypes = L2-normalise(aᵀ·query) with the same 1e-12 clamp. `weight` is an input
   (MPN feeds its adapted θ as graph inputs), shared by the B streams of the call.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -67,9 +68,15 @@ def memory_read_function(opset: int = MIN_OPSET):
         h.make_node("Softmax", ["scores"], ["weights"], axis=-1),
         h.make_node("MatMul", ["weights", "memory"], ["read"]),
     ]
-    return h.make_function(DOMAIN, "MemoryRead", ["features", "memory"], ["query", "read"], nodes,
-                           [h.make_opsetid("", opset)],
-                           doc_string="query = l2norm(features); read = softmax_M(query·memoryᵀ)·memory")
+    return h.make_function(
+        DOMAIN,
+        "MemoryRead",
+        ["features", "memory"],
+        ["query", "read"],
+        nodes,
+        [h.make_opsetid("", opset)],
+        doc_string="query = l2norm(features); read = softmax_M(query·memoryᵀ)·memory",
+    )
 
 
 def memory_update_function(opset: int = MIN_OPSET):
@@ -78,10 +85,11 @@ def memory_update_function(opset: int = MIN_OPSET):
     h = onnx.helper
     nodes = [
         h.make_node("Transpose", ["memory"], ["memory_t"], perm=[0, 2, 1]),
-        h.make_node("MatMul", ["query", "memory_t"], ["scores"]),                    # B,K,M
-        h.make_node("ArgMax", ["scores"], ["nearest"], axis=-1, keepdims=0),        # B,K (first max)
-        h.make_node("Shape", ["memory"], ["items"], start=1, end=2),                # [M]
-        _const_float("off32", 0.0), _const_float("on32", 1.0),
+        h.make_node("MatMul", ["query", "memory_t"], ["scores"]),  # B,K,M
+        h.make_node("ArgMax", ["scores"], ["nearest"], axis=-1, keepdims=0),  # B,K (first max)
+        h.make_node("Shape", ["memory"], ["items"], start=1, end=2),  # [M]
+        _const_float("off32", 0.0),
+        _const_float("on32", 1.0),
         h.make_node("CastLike", ["off32", "scores"], ["off"]),
         h.make_node("CastLike", ["on32", "scores"], ["on"]),
         _const_ints("unsq_axes", [0]),
@@ -89,16 +97,16 @@ def memory_update_function(opset: int = MIN_OPSET):
         h.make_node("Unsqueeze", ["on", "unsq_axes"], ["on1"]),
         h.make_node("Concat", ["off1", "on1"], ["onehot_values"], axis=0),
         h.make_node("OneHot", ["nearest", "items", "onehot_values"], ["assign"], axis=-1),  # B,K,M
-        h.make_node("Softmax", ["scores"], ["query_weights"], axis=1),              # over K, per stream
+        h.make_node("Softmax", ["scores"], ["query_weights"], axis=1),  # over K, per stream
         h.make_node("Mul", ["query_weights", "assign"], ["v"]),
         _const_ints("k_axis", [1]),
-        h.make_node("ReduceMax", ["v", "k_axis"], ["v_max"], keepdims=1),           # B,1,M
+        h.make_node("ReduceMax", ["v", "k_axis"], ["v_max"], keepdims=1),  # B,1,M
         _const_float("eps32", EPS),
         h.make_node("CastLike", ["eps32", "v_max"], ["eps"]),
         h.make_node("Max", ["v_max", "eps"], ["v_den"]),
         h.make_node("Div", ["v", "v_den"], ["v_scaled"]),
-        h.make_node("Transpose", ["v_scaled"], ["v_t"], perm=[0, 2, 1]),            # B,M,K
-        h.make_node("MatMul", ["v_t", "query"], ["delta"]),                         # B,M,D
+        h.make_node("Transpose", ["v_scaled"], ["v_t"], perm=[0, 2, 1]),  # B,M,K
+        h.make_node("MatMul", ["v_t", "query"], ["delta"]),  # B,M,D
         h.make_node("Add", ["memory", "delta"], ["moved"]),
     ]
     nodes += _l2_normalize("moved", "updated", "u")
@@ -107,29 +115,44 @@ def memory_update_function(opset: int = MIN_OPSET):
         h.make_node("Reshape", ["gate", "gate_shape"], ["gate3"]),
         h.make_node("Where", ["gate3", "updated", "memory"], ["new_memory"]),
     ]
-    return h.make_function(DOMAIN, "MemoryUpdate", ["query", "memory", "gate"], ["new_memory"], nodes,
-                           [h.make_opsetid("", opset)],
-                           doc_string="gated MNAD memory write: Where(gate, l2norm(memory + Δ), memory)")
+    return h.make_function(
+        DOMAIN,
+        "MemoryUpdate",
+        ["query", "memory", "gate"],
+        ["new_memory"],
+        nodes,
+        [h.make_opsetid("", opset)],
+        doc_string="gated MNAD memory write: Where(gate, l2norm(memory + Δ), memory)",
+    )
 
 
 def prototype_formation_function(opset: int = MIN_OPSET):
     """FunctionProto of vadedge::PrototypeFormation (see the module docstring)."""
     h = _helper()
     nodes = [
-        h.make_node("Transpose", ["weight"], ["weight_t"], perm=[1, 0]),            # D,M
-        h.make_node("MatMul", ["query", "weight_t"], ["scores"]),                   # B,N,M
-        h.make_node("Softmax", ["scores"], ["attention"], axis=1),                  # over the N positions
-        h.make_node("Transpose", ["attention"], ["attention_t"], perm=[0, 2, 1]),   # B,M,N
-        h.make_node("MatMul", ["attention_t", "query"], ["pooled"]),                # B,M,D
+        h.make_node("Transpose", ["weight"], ["weight_t"], perm=[1, 0]),  # D,M
+        h.make_node("MatMul", ["query", "weight_t"], ["scores"]),  # B,N,M
+        h.make_node("Softmax", ["scores"], ["attention"], axis=1),  # over the N positions
+        h.make_node("Transpose", ["attention"], ["attention_t"], perm=[0, 2, 1]),  # B,M,N
+        h.make_node("MatMul", ["attention_t", "query"], ["pooled"]),  # B,M,D
     ]
     nodes += _l2_normalize("pooled", "prototypes", "p")
-    return h.make_function(DOMAIN, "PrototypeFormation", ["query", "weight"], ["prototypes"], nodes,
-                           [h.make_opsetid("", opset)],
-                           doc_string="prototypes = l2norm(softmax_N(query·weightᵀ)ᵀ·query)")
+    return h.make_function(
+        DOMAIN,
+        "PrototypeFormation",
+        ["query", "weight"],
+        ["prototypes"],
+        nodes,
+        [h.make_opsetid("", opset)],
+        doc_string="prototypes = l2norm(softmax_N(query·weightᵀ)ᵀ·query)",
+    )
 
 
-FUNCTION_BUILDERS = {"MemoryRead": memory_read_function, "MemoryUpdate": memory_update_function,
-                     "PrototypeFormation": prototype_formation_function}
+FUNCTION_BUILDERS = {
+    "MemoryRead": memory_read_function,
+    "MemoryUpdate": memory_update_function,
+    "PrototypeFormation": prototype_formation_function,
+}
 
 
 def used_ops(model) -> set[str]:
@@ -154,8 +177,9 @@ def attach_functions(model, opset: int | None = None) -> None:
         model.opset_import.append(onnx.helper.make_opsetid(DOMAIN, DOMAIN_VERSION))
 
 
-def function_model(op: str, inputs: Iterable[tuple[str, int, list]], outputs: Iterable[tuple[str, int, list]],
-                   opset: int = MIN_OPSET):
+def function_model(
+    op: str, inputs: Iterable[tuple[str, int, list]], outputs: Iterable[tuple[str, int, list]], opset: int = MIN_OPSET
+):
     """A one-node model calling vadedge::`op` (tests, kernel checks); I/O given as (name, elem_type, shape)."""
     onnx = require("onnx")
     h = onnx.helper

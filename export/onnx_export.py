@@ -8,6 +8,7 @@ FunctionProtos are attached afterwards. Doing it this way (rather than folding a
 back into a call) keeps the node boundary exact and independent of how torch decomposes the ops;
 attaching after export keeps the exporter's optimiser / version converter from inlining them.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,9 +54,15 @@ class GraphInfo:
 
     def graph_spec(self) -> GraphSpec:
         """The vadedge.json `graph` section of this graph."""
-        return GraphSpec(batch=self.batch, frames_input=self.frames_input, state=self.state, params=self.params,
-                         scores=dict(self.scores), extra_outputs=dict(self.extra_outputs),
-                         side_inputs=self.side_inputs)
+        return GraphSpec(
+            batch=self.batch,
+            frames_input=self.frames_input,
+            state=self.state,
+            params=self.params,
+            scores=dict(self.scores),
+            extra_outputs=dict(self.extra_outputs),
+            side_inputs=self.side_inputs,
+        )
 
 
 def check_batch(batch: Union[int, str]) -> Union[int, str]:
@@ -70,9 +77,17 @@ def check_batch(batch: Union[int, str]) -> Union[int, str]:
     return b
 
 
-def export_onnx(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Union[str, Path], *,
-                batch: Union[int, str] = 1, error_map: bool = True, pred: bool = False,
-                opset: int = DEFAULT_OPSET, params: Optional[bool] = None) -> GraphInfo:
+def export_onnx(
+    model: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    path: Union[str, Path],
+    *,
+    batch: Union[int, str] = 1,
+    error_map: bool = True,
+    pred: bool = False,
+    opset: int = DEFAULT_OPSET,
+    params: Optional[bool] = None,
+) -> GraphInfo:
     """Export `model.stream_step` as an ONNX graph at `path`; returns its I/O description.
 
     `state` is the unbatched per-stream initial state (the checkpoint's); it fixes the state inputs
@@ -85,8 +100,9 @@ def export_onnx(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Un
     assert isinstance(model, StreamModel), "export_onnx exports a model with the StreamModel protocol"
     batch = check_batch(batch)
     if opset < MIN_OPSET:
-        raise ConfigError(f"opset must be >= {MIN_OPSET} (torch's ONNX exporter and the vadedge functions "
-                          f"need it), got {opset}")
+        raise ConfigError(
+            f"opset must be >= {MIN_OPSET} (torch's ONNX exporter and the vadedge functions need it), got {opset}"
+        )
     expected = set(model.initial_state())
     if set(state) != expected:
         raise ConfigError(f"state has {sorted(state)} but the model's stream state is {sorted(expected)}")
@@ -101,10 +117,12 @@ def export_onnx(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Un
             raise ConfigError(f"side input '{k}' must be float32, got {spec.get('dtype')}")
     theta = adaptable_params(model) if params is not False else {}
     net = prepare_model(model, keep=theta)
-    wrapper = StreamStepGraph(net, state_names, score_names, side_names=list(side), param_names=list(theta),
-                              error_map=error_map, pred=pred).eval()
-    args = example_inputs(net, {k: state[k] for k in state_names}, 2 if batch == "dynamic" else int(batch),
-                          side=list(side), params=theta)
+    wrapper = StreamStepGraph(
+        net, state_names, score_names, side_names=list(side), param_names=list(theta), error_map=error_map, pred=pred
+    ).eval()
+    args = example_inputs(
+        net, {k: state[k] for k in state_names}, 2 if batch == "dynamic" else int(batch), side=list(side), params=theta
+    )
     dynamic_shapes = None
     module: torch.nn.Module = wrapper
     if batch == "dynamic":
@@ -115,9 +133,16 @@ def export_onnx(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Un
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings(), _quiet_exporter(), vadedge_memory_nodes(), torch.no_grad():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(module, args, dynamo=True, input_names=wrapper.input_names(),
-                                    output_names=wrapper.output_names(), opset_version=opset,
-                                    dynamic_shapes=dynamic_shapes, verbose=False)
+        program = torch.onnx.export(
+            module,
+            args,
+            dynamo=True,
+            input_names=wrapper.input_names(),
+            output_names=wrapper.output_names(),
+            opset_version=opset,
+            dynamic_shapes=dynamic_shapes,
+            verbose=False,
+        )
     assert program is not None  # dynamo=True always returns an ONNXProgram
     proto = program.model_proto
     attach_functions(proto, opset)
@@ -130,14 +155,21 @@ def export_onnx(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Un
         extra["error_map"] = "error_map"
     if pred:
         extra["pred"] = "pred"
-    side_items = tuple(SideInputSpec(k, k, tuple(v["shape"]), provider=v.get("provider"), layout=v.get("layout"))
-                       for k, v in side.items())
+    side_items = tuple(
+        SideInputSpec(k, k, tuple(v["shape"]), provider=v.get("provider"), layout=v.get("layout"))
+        for k, v in side.items()
+    )
     param_items = tuple(TensorSpec(k, param_input_name(k), "", tuple(v.shape)) for k, v in theta.items())
     return GraphInfo(
-        batch=batch, frames_input="frames",
+        batch=batch,
+        frames_input="frames",
         state=tuple(TensorSpec(k, f"{k}_in", f"{k}_out", tuple(shapes[k])) for k in state_names),
-        scores={k: k for k in score_names}, extra_outputs=extra, params=param_items, side_inputs=side_items,
-        opset=opset)
+        scores={k: k for k in score_names},
+        extra_outputs=extra,
+        params=param_items,
+        side_inputs=side_items,
+        opset=opset,
+    )
 
 
 def batch_dynamic_shapes(n_inputs: int, n_batched: int) -> tuple:
@@ -171,8 +203,10 @@ class _quiet_exporter:
     """Silence the exporter's progress prints and INFO/WARNING logs (errors still raise)."""
 
     def __enter__(self):
-        self._loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo",
-                                                           "onnxscript", "torch.onnx._internal.exporter")]
+        self._loggers = [
+            logging.getLogger(n)
+            for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript", "torch.onnx._internal.exporter")
+        ]
         self._levels = [lg.level for lg in self._loggers]
         for lg in self._loggers:
             lg.setLevel(logging.ERROR)

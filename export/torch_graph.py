@@ -10,6 +10,7 @@
 * `fold_batchnorm` folds eval-mode BatchNorm into the preceding (transposed) convolution so the graph
   has plain Conv nodes — what INT8 Q/DQ and TensorRT want.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,12 +42,20 @@ def fold_batchnorm(module: nn.Module, keep: Iterable[str] = ()) -> nn.Module:
         names = list(seq._modules)
         for a, b in zip(names, names[1:]):
             conv, bn = seq._modules[a], seq._modules[b]
-            owned = {f"{prefix}.{m}.{p}".lstrip(".") for m, mod in ((a, conv), (b, bn)) if mod is not None
-                     for p, _ in mod.named_parameters(recurse=False)}
+            owned = {
+                f"{prefix}.{m}.{p}".lstrip(".")
+                for m, mod in ((a, conv), (b, bn))
+                if mod is not None
+                for p, _ in mod.named_parameters(recurse=False)
+            }
             if owned & keep:
                 continue
-            if isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(bn, nn.BatchNorm2d) \
-                    and bn.track_running_stats and bn.running_mean is not None:
+            if (
+                isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d))
+                and isinstance(bn, nn.BatchNorm2d)
+                and bn.track_running_stats
+                and bn.running_mean is not None
+            ):
                 transpose = isinstance(conv, nn.ConvTranspose2d)
                 seq._modules[a] = fuse_conv_bn_eval(conv.eval(), bn.eval(), transpose=transpose)
                 seq._modules[b] = nn.Identity()
@@ -57,8 +66,12 @@ def _symbolic_read(query: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Ten
     from vadedge.train.memory import memory_scores
 
     _, read = torch.onnx.ops.symbolic_multi_out(
-        "vadedge::MemoryRead", [query, memory], dtypes=[query.dtype, query.dtype],
-        shapes=[query.shape, query.shape], version=1)
+        "vadedge::MemoryRead",
+        [query, memory],
+        dtypes=[query.dtype, query.dtype],
+        shapes=[query.shape, query.shape],
+        version=1,
+    )
     # The weights are not a node output; a family that uses them gets them from standard ops
     # (dead code, removed by the optimiser, when unused — as in MNAD).
     weights = torch.softmax(memory_scores(query, memory), dim=-1)
@@ -66,14 +79,16 @@ def _symbolic_read(query: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Ten
 
 
 def _symbolic_update(query: torch.Tensor, memory: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-    return torch.onnx.ops.symbolic("vadedge::MemoryUpdate", [query, memory, gate.to(torch.bool)],
-                                   dtype=memory.dtype, shape=memory.shape, version=1)
+    return torch.onnx.ops.symbolic(
+        "vadedge::MemoryUpdate", [query, memory, gate.to(torch.bool)], dtype=memory.dtype, shape=memory.shape, version=1
+    )
 
 
 def _symbolic_prototypes(query: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     shape = (query.shape[0], weight.shape[0], query.shape[2])
-    return torch.onnx.ops.symbolic("vadedge::PrototypeFormation", [query, weight.to(query.dtype)],
-                                   dtype=query.dtype, shape=shape, version=1)
+    return torch.onnx.ops.symbolic(
+        "vadedge::PrototypeFormation", [query, weight.to(query.dtype)], dtype=query.dtype, shape=shape, version=1
+    )
 
 
 def _swaps() -> dict:
@@ -122,9 +137,18 @@ class StreamStepGraph(nn.Module):
     (`stream_step(..., params=...)`, MPN). Outputs: scores [B] each, new state, optional maps.
     """
 
-    def __init__(self, model: nn.Module, state_names: list[str], score_names: list[str], *,
-                 side_names: Iterable[str] = (), param_names: Iterable[str] = (),
-                 error_map: bool = True, pred: bool = False, error_map_stride: int = ERROR_MAP_STRIDE) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        state_names: list[str],
+        score_names: list[str],
+        *,
+        side_names: Iterable[str] = (),
+        param_names: Iterable[str] = (),
+        error_map: bool = True,
+        pred: bool = False,
+        error_map_stride: int = ERROR_MAP_STRIDE,
+    ) -> None:
         super().__init__()
         assert isinstance(model, StreamModel), "StreamStepGraph wraps a model with the StreamModel protocol"
         self.model = model
@@ -141,8 +165,12 @@ class StreamStepGraph(nn.Module):
         return names + (["error_map"] if self.error_map else []) + (["pred"] if self.pred else [])
 
     def input_names(self) -> list[str]:
-        return (["frames"] + [f"{n}_in" for n in self.state_names] + list(self.side_names)
-                + [param_input_name(n) for n in self.param_names])
+        return (
+            ["frames"]
+            + [f"{n}_in" for n in self.state_names]
+            + list(self.side_names)
+            + [param_input_name(n) for n in self.param_names]
+        )
 
     def _error_map(self, out: dict) -> torch.Tensor:
         aux = out.get("aux") or {}
@@ -150,17 +178,19 @@ class StreamStepGraph(nn.Module):
             return aux["error_map"].to(torch.float32)
         pred, target = out.get("pred"), out.get("target")
         if not (torch.is_tensor(pred) and torch.is_tensor(target) and pred.dim() == 4 and pred.shape == target.shape):
-            raise ConfigError("error_map needs stream_step to return image 'pred' and 'target' (B, C, H, W) "
-                              "or aux['error_map']; export with error_map=False")
+            raise ConfigError(
+                "error_map needs stream_step to return image 'pred' and 'target' (B, C, H, W) "
+                "or aux['error_map']; export with error_map=False"
+            )
         err = ((pred.float() - target.float()) * 0.5).pow(2).mean(dim=1, keepdim=True)  # [0,1] units
         return nn.functional.avg_pool2d(err, self.stride).squeeze(1)
 
     def forward(self, frames: torch.Tensor, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         ns, nside = len(self.state_names), len(self.side_names)
         state = dict(zip(self.state_names, inputs[:ns]))
-        kwargs: dict[str, Any] = dict(zip(self.side_names, inputs[ns:ns + nside]))
+        kwargs: dict[str, Any] = dict(zip(self.side_names, inputs[ns : ns + nside]))
         if self.param_names:
-            kwargs["params"] = dict(zip(self.param_names, inputs[ns + nside:]))
+            kwargs["params"] = dict(zip(self.param_names, inputs[ns + nside :]))
         out = self.model.stream_step(frames, state, **kwargs)
         results = [out["scores"][k].to(torch.float32).reshape(-1) for k in self.score_names]
         results += [out["state"][k] for k in self.state_names]
@@ -190,19 +220,28 @@ def prepare_model(model: nn.Module, keep: Iterable[str] = ()) -> nn.Module:
     return fold_batchnorm(m, keep)
 
 
-def example_inputs(model, state: dict[str, torch.Tensor], batch: int, *, side: Iterable[str] = (),
-                   params: Optional[dict[str, torch.Tensor]] = None,
-                   frames: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, ...]:
+def example_inputs(
+    model,
+    state: dict[str, torch.Tensor],
+    batch: int,
+    *,
+    side: Iterable[str] = (),
+    params: Optional[dict[str, torch.Tensor]] = None,
+    frames: Optional[torch.Tensor] = None,
+) -> tuple[torch.Tensor, ...]:
     """(frames uint8 [B,N,H,W,C], *state tiled to [B,...], *side inputs, *params) for tracing."""
     spec = model.spec
     if frames is None:
         g = torch.Generator().manual_seed(0)
-        frames = torch.randint(0, 256, (batch, model.clip_length, spec.height, spec.width, spec.channels),
-                               dtype=torch.uint8, generator=g)
+        frames = torch.randint(
+            0, 256, (batch, model.clip_length, spec.height, spec.width, spec.channels), dtype=torch.uint8, generator=g
+        )
     tiled = tuple(v.unsqueeze(0).expand(batch, *v.shape).contiguous() for v in state.values())
     side = list(side)
     host = model.host_inputs(frames) if side and isinstance(model, HostInputs) else {}
     specs = side_input_specs(model)
-    side_values = tuple(host[k].to(torch.float32) if k in host else
-                        torch.zeros(batch, *specs[k]["shape"], dtype=torch.float32) for k in side)
+    side_values = tuple(
+        host[k].to(torch.float32) if k in host else torch.zeros(batch, *specs[k]["shape"], dtype=torch.float32)
+        for k in side
+    )
     return (frames,) + tiled + side_values + tuple((params or {}).values())

@@ -4,6 +4,7 @@ Needs only ONNX Runtime (a runtime dependency), so `vadedge info` and the runtim
 device without torch. A corrupt model file or a manifest that does not describe its graph raises
 `BundleError` naming the file and the mismatch.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,10 @@ def check_model_io(path: Union[str, Path], manifest: Manifest) -> None:
     try:
         sess = make_session(path, optimize=False, log_severity=4, ort=ort)
     except Exception as exc:  # ORT raises its own exception types for corrupt files
-        raise BundleError(f"{path.name} cannot be loaded by ONNX Runtime (corrupt or not ONNX): "
-                          f"{str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}") from exc
+        raise BundleError(
+            f"{path.name} cannot be loaded by ONNX Runtime (corrupt or not ONNX): "
+            f"{str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}"
+        ) from exc
     check_graph_io(path.name, sess.get_inputs(), [o.name for o in sess.get_outputs()], manifest)
 
 

@@ -2,6 +2,7 @@
 
 Importing this package imports torch; `import vadedge` does not.
 """
+
 from vadedge._optional import require as _require
 
 _require("torch")

@@ -9,6 +9,7 @@ stream. The model provides two hooks (MPN does):
 * `adaptation_data(clips_uint8) -> data` — the frozen part of the network (no gradients);
 * `adaptation_loss(params, data) -> scalar` — the loss as a function of explicit parameters.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -27,8 +28,14 @@ def _as_clips(pairs: Any) -> torch.Tensor:
     return clips
 
 
-def adapt(model: Any, params: Mapping[str, torch.Tensor], alphas: Mapping[str, torch.Tensor], pairs: Any, *,
-          chunk_size: int = 8) -> dict[str, torch.Tensor]:
+def adapt(
+    model: Any,
+    params: Mapping[str, torch.Tensor],
+    alphas: Mapping[str, torch.Tensor],
+    pairs: Any,
+    *,
+    chunk_size: int = 8,
+) -> dict[str, torch.Tensor]:
     """θ' = θ − α ⊙ mean_k ∇θ L(pair_k) for the K uint8 clips `pairs` (K = 0 returns copies of θ).
 
     Deterministic (no sampling; a fixed chunking order), runs with the model in eval mode (frozen
@@ -49,7 +56,7 @@ def adapt(model: Any, params: Mapping[str, torch.Tensor], alphas: Mapping[str, t
             leaves = {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}
             total = {n: torch.zeros_like(p) for n, p in leaves.items()}
             for start in range(0, k, chunk_size):
-                chunk = clips[start:start + chunk_size].clone()  # a normal (non-inference) tensor
+                chunk = clips[start : start + chunk_size].clone()  # a normal (non-inference) tensor
                 data = model.adaptation_data(chunk)
                 loss = model.adaptation_loss(leaves, data) * (chunk.shape[0] / k)
                 for n, g in gradients(loss, leaves, create_graph=False).items():

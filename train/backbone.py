@@ -1,4 +1,5 @@
 """The Frame-Pred / MNAD U-Net (docs/design.md §10.1) with width multiplier, skips and BatchNorm switches."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -77,8 +78,15 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Decoder with optional U-Net skips. `features()` stops at the full-resolution tap (MPN's DPU site)."""
 
-    def __init__(self, in_channels: int, out_channels: int, width: float = 1.0, skips: bool = True,
-                 batchnorm: bool = True, upsample_mode: str = "deconv") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        width: float = 1.0,
+        skips: bool = True,
+        batchnorm: bool = True,
+        upsample_mode: str = "deconv",
+    ) -> None:
         super().__init__()
         c1, c2, c3, c4 = scaled_channels(width)
         self.skips = skips
@@ -97,8 +105,12 @@ class Decoder(nn.Module):
             self.up3, self.stage2 = up(c3, c3), double_conv(c3, c2, batchnorm)
             self.up2 = up(c2, c2)
             self.tap_channels = c2
-        self.head = nn.Sequential(*_conv(self.tap_channels, c1, batchnorm), *_conv(c1, c1, batchnorm),
-                                  nn.Conv2d(c1, out_channels, 3, padding=1), nn.Tanh())
+        self.head = nn.Sequential(
+            *_conv(self.tap_channels, c1, batchnorm),
+            *_conv(c1, c1, batchnorm),
+            nn.Conv2d(c1, out_channels, 3, padding=1),
+            nn.Tanh(),
+        )
 
     def features(self, z: torch.Tensor, skips: Optional[list[torch.Tensor]] = None) -> torch.Tensor:
         if self.skips:

@@ -3,6 +3,7 @@
 Resumable training adds optimizer.safetensors and trainer.json. `load_checkpoint` validates the
 folder and raises CheckpointError naming what is wrong.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,19 +54,24 @@ class Checkpoint:
     path: Path
 
 
-def save_checkpoint(out: Path, model: torch.nn.Module, state: dict[str, torch.Tensor], config: dict,
-                    optimizer: Optional[torch.optim.Optimizer] = None,
-                    trainer_state: Optional[dict] = None) -> None:
+def save_checkpoint(
+    out: Path,
+    model: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    config: dict,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+    trainer_state: Optional[dict] = None,
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     _save_tensors(model.state_dict(), out / MODEL_FILE)
     _save_tensors(state, out / STATE_FILE)
     if optimizer is not None:
         flat, groups = _flatten_optimizer(optimizer.state_dict())
         _save_tensors(flat, out / OPTIM_FILE)
-        _atomic_write_text(out / TRAINER_FILE, json.dumps({**(trainer_state or {}), "param_groups": groups},
-                                                          indent=1))
-    _atomic_write_text(out / CONFIG_FILE, json.dumps({"format": FORMAT, "vadedge_version": __version__,
-                                                      **config}, indent=1))
+        _atomic_write_text(out / TRAINER_FILE, json.dumps({**(trainer_state or {}), "param_groups": groups}, indent=1))
+    _atomic_write_text(
+        out / CONFIG_FILE, json.dumps({"format": FORMAT, "vadedge_version": __version__, **config}, indent=1)
+    )
 
 
 def _flatten_optimizer(sd: dict) -> tuple[dict[str, torch.Tensor], list]:

@@ -1,4 +1,5 @@
 """Clip datasets for training: T-frame prediction clips or single frames, uint8 (N, H, W, C) tensors."""
+
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,9 @@ class ClipDataset(Dataset):
     multi-worker loading is for.
     """
 
-    def __init__(self, split: Split, spec: InputSpec, clip_length: int, cache: Optional[bool] = None,
-                 stride: int = 1) -> None:
+    def __init__(
+        self, split: Split, spec: InputSpec, clip_length: int, cache: Optional[bool] = None, stride: int = 1
+    ) -> None:
         self.spec = spec
         self.clip_length = clip_length
         self.videos: list[Video] = list(split.videos)
@@ -46,11 +48,12 @@ class ClipDataset(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         vi, start = self.index[i]
         if self.cache is not None:
-            clip = self.cache[vi][start:start + self.clip_length]
+            clip = self.cache[vi][start : start + self.clip_length]
         else:
             video = self.videos[vi]
-            clip = np.stack([prepare_frame(video.read_frame(t), self.spec)
-                             for t in range(start, start + self.clip_length)])
+            clip = np.stack(
+                [prepare_frame(video.read_frame(t), self.spec) for t in range(start, start + self.clip_length)]
+            )
         return torch.from_numpy(np.ascontiguousarray(clip))
 
 
@@ -65,15 +68,22 @@ class LoadableDataset(Protocol):
     def __getitem__(self, i: int) -> Any: ...
 
 
-def make_loader(dataset: LoadableDataset, batch_size: int, *, shuffle: bool, seed: int,
-                workers: Optional[int] = None) -> DataLoader:
+def make_loader(
+    dataset: LoadableDataset, batch_size: int, *, shuffle: bool, seed: int, workers: Optional[int] = None
+) -> DataLoader:
     """A seeded DataLoader; in-memory datasets load in-process, disk-backed ones with 2 workers."""
     if workers is None:
         workers = 0 if dataset.cache is not None else 2
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(cast(Dataset, dataset), batch_size=batch_size, shuffle=shuffle,
-                      drop_last=shuffle and len(dataset) >= batch_size, num_workers=workers, generator=gen,
-                      persistent_workers=workers > 0)
+    return DataLoader(
+        cast(Dataset, dataset),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=shuffle and len(dataset) >= batch_size,
+        num_workers=workers,
+        generator=gen,
+        persistent_workers=workers > 0,
+    )
 
 
 def fingerprint(split: Split) -> str:

@@ -13,6 +13,7 @@ carried and gated per frame, the same scoring as `vadedge run`).
   length) it also reports false alarms per hour of normal footage and the detection delay per
   anomalous interval (`vadedge.metrics.alarm_metrics`).
 """
+
 from __future__ import annotations
 
 import csv
@@ -74,10 +75,11 @@ def stream_video(det: Any, video: Video, stream: str, *, fps: float = DEFAULT_FP
     if adapt_k:
         head = [f for _, f in zip(range(adapt_k + n - 1), frames)]
         if len(head) < adapt_k + n - 1:
-            raise DataError(f"video {video.name}: {adapt_k}-shot adaptation needs {adapt_k + n - 1} frames, "
-                            f"it has {len(head)}")
+            raise DataError(
+                f"video {video.name}: {adapt_k}-shot adaptation needs {adapt_k + n - 1} frames, it has {len(head)}"
+            )
         prepared = np.stack([prepare_frame(f, det.spec) for f in head])
-        h.adapt(clips=np.stack([prepared[i:i + n] for i in range(adapt_k)]))
+        h.adapt(clips=np.stack([prepared[i : i + n] for i in range(adapt_k)]))
         frames = iter(head[adapt_k:] + list(frames))
     comps: dict[str, list[float]] = {c: [] for c in det.recipe.signs}
     score: list[float] = []
@@ -93,15 +95,24 @@ def stream_video(det: Any, video: Video, stream: str, *, fps: float = DEFAULT_FP
     det.remove_stream(h)  # the video ended: close an open event, free the stream's buffer and state
     first = adapt_k + n - 1
     labels = video.labels[first:] if video.labels is not None else None
-    return VideoScores(video.name, first, {c: np.asarray(v) for c, v in comps.items()}, labels,
-                       np.asarray(score, dtype=np.float64), np.asarray(flags, dtype=bool))
+    return VideoScores(
+        video.name,
+        first,
+        {c: np.asarray(v) for c, v in comps.items()},
+        labels,
+        np.asarray(score, dtype=np.float64),
+        np.asarray(flags, dtype=bool),
+    )
 
 
-def score_split(det: Any, split: Split, *, fps: float = DEFAULT_FPS, adapt_k: int = 0, progress: bool = True,
-                desc: str = "scoring") -> list[VideoScores]:
+def score_split(
+    det: Any, split: Split, *, fps: float = DEFAULT_FPS, adapt_k: int = 0, progress: bool = True, desc: str = "scoring"
+) -> list[VideoScores]:
     """Every video of a split as its own stream of `det`, each from the bundle's initial state."""
-    return [stream_video(det, v, f"{split.name}/{v.name}", fps=fps, adapt_k=adapt_k)
-            for v in progress_bar(split.videos, total=len(split.videos), desc=desc, enabled=progress)]
+    return [
+        stream_video(det, v, f"{split.name}/{v.name}", fps=fps, adapt_k=adapt_k)
+        for v in progress_bar(split.videos, total=len(split.videos), desc=desc, enabled=progress)
+    ]
 
 
 def paper_scores(videos: list[VideoScores], signs: dict[str, int], weights: dict[str, float]) -> list[np.ndarray]:
@@ -110,12 +121,12 @@ def paper_scores(videos: list[VideoScores], signs: dict[str, int], weights: dict
     For MNAD this is Eq. 16–17: S_t = λ(1 − g(PSNR)) + (1 − λ) g(D). (Offline; the causal fusion
     is `vadedge.scoring.fuse`.)
     """
+
     def oriented(x: np.ndarray, sign: int) -> np.ndarray:
         g = minmax_normalise(x)
         return g if sign > 0 else 1.0 - g
 
-    return [np.asarray(sum(w * oriented(v.components[c], signs[c]) for c, w in weights.items() if w))
-            for v in videos]
+    return [np.asarray(sum(w * oriented(v.components[c], signs[c]) for c, w in weights.items() if w)) for v in videos]
 
 
 def calibrate(videos: list[VideoScores]) -> dict[str, RobustStats]:
@@ -156,23 +167,32 @@ class EvalResult:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
         any_r = next(iter(self.protocols.values()))
-        lines.append(f"{any_r['frames']} scored frames ({any_r['anomalous_frames']} anomalous), "
-                     f"{self.fps:.1f} frames/s scoring ({self.backend})")
+        lines.append(
+            f"{any_r['frames']} scored frames ({any_r['anomalous_frames']} anomalous), "
+            f"{self.fps:.1f} frames/s scoring ({self.backend})"
+        )
         op = self.operating_point
         if op is not None:
-            th = (f"threshold on {op['on']:.3f} / off {op['off']:.3f}, min event {op['min_event_frames']} frames"
-                  if op.get("on") is not None else "no threshold")
+            th = (
+                f"threshold on {op['on']:.3f} / off {op['off']:.3f}, min event {op['min_event_frames']} frames"
+                if op.get("on") is not None
+                else "no threshold"
+            )
             lines.append(f"streaming operating point ({op['source']}): smoothing {op['smoothing']:g}, {th}")
         alarms = self.protocols.get("streaming", {}).get("alarms")
         if alarms:
-            lines.append(f"at the threshold: {alarms['false_alarms']} false alarm(s) of {alarms['alarms']} in "
-                         f"{alarms['normal_seconds']:.1f} s of normal footage = "
-                         f"{alarms['false_alarms_per_hour']:.0f} per hour (at {alarms['fps']:g} fps)")
+            lines.append(
+                f"at the threshold: {alarms['false_alarms']} false alarm(s) of {alarms['alarms']} in "
+                f"{alarms['normal_seconds']:.1f} s of normal footage = "
+                f"{alarms['false_alarms_per_hour']:.0f} per hour (at {alarms['fps']:g} fps)"
+            )
             if alarms["detected"]:
-                lines.append(f"  {alarms['detected']}/{alarms['intervals']} anomalous intervals detected; delay "
-                             f"median {alarms['delay_frames_median']:g} frames ({alarms['delay_s_median']:.2f} s), "
-                             f"mean {alarms['delay_frames_mean']:.1f} frames ({alarms['delay_s_mean']:.2f} s), "
-                             f"max {alarms['delay_frames_max']:g} frames")
+                lines.append(
+                    f"  {alarms['detected']}/{alarms['intervals']} anomalous intervals detected; delay "
+                    f"median {alarms['delay_frames_median']:g} frames ({alarms['delay_s_median']:.2f} s), "
+                    f"mean {alarms['delay_frames_mean']:.1f} frames ({alarms['delay_s_mean']:.2f} s), "
+                    f"max {alarms['delay_frames_max']:g} frames"
+                )
             else:
                 lines.append(f"  0/{alarms['intervals']} anomalous intervals detected")
         return "\n".join(lines)
@@ -186,10 +206,21 @@ def _model_kind(path: Path) -> str:
     raise CheckpointError(f"{path} is not a vadedge checkpoint or bundle (no config.json or vadedge.json)")
 
 
-def evaluate(model_dir: str | Path, data: str | Path, *, protocol: str = "both", out: Optional[str | Path] = None,
-             smoothing: Optional[float] = None, calib_videos: Optional[int] = None, threads: Optional[int] = None,
-             progress: bool = True, plots: bool = True, adapt_k: int = 0, fps: float = DEFAULT_FPS,
-             backend: str = "auto") -> EvalResult:
+def evaluate(
+    model_dir: str | Path,
+    data: str | Path,
+    *,
+    protocol: str = "both",
+    out: Optional[str | Path] = None,
+    smoothing: Optional[float] = None,
+    calib_videos: Optional[int] = None,
+    threads: Optional[int] = None,
+    progress: bool = True,
+    plots: bool = True,
+    adapt_k: int = 0,
+    fps: float = DEFAULT_FPS,
+    backend: str = "auto",
+) -> EvalResult:
     """Evaluate a checkpoint or a bundle on DATA/testing (labels required); write results.json, scores.csv
     and plots to `out`.
 
@@ -224,24 +255,39 @@ def evaluate(model_dir: str | Path, data: str | Path, *, protocol: str = "both",
         train_split = open_split(data, "training")
         if calib_videos:
             train_split.videos = train_split.videos[:calib_videos]
-        normal = score_split(det, train_split, fps=fps, adapt_k=adapt_k, progress=progress,
-                             desc="calibrating on training videos")
-        cal = calibrate_scores([v.components for v in normal], signs, weights,
-                               smoothing=DEFAULT_SMOOTHING if smoothing is None else smoothing)
+        normal = score_split(
+            det, train_split, fps=fps, adapt_k=adapt_k, progress=progress, desc="calibrating on training videos"
+        )
+        cal = calibrate_scores(
+            [v.components for v in normal],
+            signs,
+            weights,
+            smoothing=DEFAULT_SMOOTHING if smoothing is None else smoothing,
+        )
         calibration = cal.summary()
         source = "fitted on training footage"
         det.close()
-        det = Detector.load(model_dir, **{**load, "smoothing": cal.smoothing}, calibration=cal.stats,
-                            threshold=(cal.threshold["on"], cal.threshold["off"]),
-                            min_event_frames=DEFAULT_MIN_EVENT_FRAMES)
+        det = Detector.load(
+            model_dir,
+            **{**load, "smoothing": cal.smoothing},
+            calibration=cal.stats,
+            threshold=(cal.threshold["on"], cal.threshold["off"]),
+            min_event_frames=DEFAULT_MIN_EVENT_FRAMES,
+        )
     elif (stats := det.recipe.stats) is not None:
         calibration = {"stats": {k: asdict(v) for k, v in stats.items()}, "source": kind}
     t1 = time.time()
     videos = score_split(det, test, fps=fps, adapt_k=adapt_k, progress=progress, desc="scoring test videos")
     scored = sum(v.size for v in videos)
     recipe = det.recipe
-    result = EvalResult(str(model_dir), str(data), fps=scored / max(time.time() - t1, 1e-9), adapt_k=adapt_k,
-                        calibration=calibration, backend=det.backend.describe())
+    result = EvalResult(
+        str(model_dir),
+        str(data),
+        fps=scored / max(time.time() - t1, 1e-9),
+        adapt_k=adapt_k,
+        calibration=calibration,
+        backend=det.backend.describe(),
+    )
     det.close()
     per_frame: dict[str, list[np.ndarray]] = {}
     if protocol in ("paper", "both"):
@@ -251,14 +297,27 @@ def evaluate(model_dir: str | Path, data: str | Path, *, protocol: str = "both",
         result.protocols["paper"] = summarise(videos, per_frame["paper"])
     if streaming:
         per_frame["streaming"] = [v.score for v in videos]
-        result.operating_point = {"source": source if smoothing is None else f"{source}, smoothing overridden",
-                                  "smoothing": recipe.smoothing, "on": recipe.on, "off": recipe.off,
-                                  "min_event_frames": recipe.min_event_frames}
+        result.operating_point = {
+            "source": source if smoothing is None else f"{source}, smoothing overridden",
+            "smoothing": recipe.smoothing,
+            "on": recipe.on,
+            "off": recipe.off,
+            "min_event_frames": recipe.min_event_frames,
+        }
         result.protocols["streaming"] = {**summarise(videos, per_frame["streaming"]), "smoothing": recipe.smoothing}
         if recipe.has_threshold:
             result.protocols["streaming"]["alarms"] = alarm_metrics(
-                [(v.name, np.r_[np.zeros(v.first, bool), v.labelled], np.r_[np.zeros(v.first, bool), v.flags],
-                  v.first) for v in videos], fps)
+                [
+                    (
+                        v.name,
+                        np.r_[np.zeros(v.first, bool), v.labelled],
+                        np.r_[np.zeros(v.first, bool), v.flags],
+                        v.first,
+                    )
+                    for v in videos
+                ],
+                fps,
+            )
     result.seconds = time.time() - t0
     if out is not None:
         out = Path(out)
@@ -283,5 +342,13 @@ def _write_scores_csv(path: Path, videos: list[VideoScores], per_frame: dict[str
         w.writerow(["video", "frame", "label", *names, *[f"score_{k}" for k in per_frame], *(["alarm"] * alarm)])
         for i, v in enumerate(videos):
             for j in range(v.size):
-                w.writerow([v.name, v.first + j, int(v.labelled[j]), *[f"{v.components[c][j]:.6g}" for c in names],
-                            *[repr(float(per_frame[k][i][j])) for k in per_frame], *([int(v.flags[j])] * alarm)])
+                w.writerow(
+                    [
+                        v.name,
+                        v.first + j,
+                        int(v.labelled[j]),
+                        *[f"{v.components[c][j]:.6g}" for c in names],
+                        *[repr(float(per_frame[k][i][j])) for k in per_frame],
+                        *([int(v.flags[j])] * alarm),
+                    ]
+                )

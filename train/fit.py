@@ -20,6 +20,7 @@ false-alarm rate 0.01, 20 s at 10 fps; a video loses 4 warm-up frames), `min_fra
 = 100 of them before its last video (the selection fits there), and the train part needs
 `MIN_TRAIN_FRAMES` frames; a single video therefore needs ≥ 1040 frames (104 s at 10 fps).
 """
+
 from __future__ import annotations
 
 import logging
@@ -80,7 +81,8 @@ class FitReport:
             f"{self.frames_heldout} held out ({', '.join(self.videos_heldout)}) at {self.fps:g} fps",
             f"training: {self.epochs:.1f} epochs, {self.steps} steps in {self.seconds / 60:.1f} min; "
             f"best validation loss {self.val_loss:.5f}",
-            "score: weights " + ", ".join(f"{c} {w:.3g}" for c, w in self.weights.items() if w)
+            "score: weights "
+            + ", ".join(f"{c} {w:.3g}" for c, w in self.weights.items() if w)
             + "".join(f"; dropped {c}" for c in self.dropped),
             f"threshold {self.threshold:.3f}; held-out normal footage (not trained on; the threshold is "
             f"calibrated on it): {self.heldout_events} events in {self.heldout_seconds:.0f} s, "
@@ -95,11 +97,24 @@ class _Footage:
     frames: list  # raw uint8 frames, sampled at the fit rate
 
 
-def fit(footage: Sequence[Union[str, Path]], out: Union[str, Path], *, fps: Optional[float] = None,
-        budget_min: float = 15.0, base: Union[str, Path] = "none", precision: str = "fp32",
-        family: str = "mnad-pred", preset: str = "edge-s", model_overrides: Optional[dict] = None,
-        device: str = "cpu", target: float = DEFAULT_TARGET, seed: int = 0, threads: Optional[int] = None,
-        max_epochs: Optional[int] = None, progress: bool = True) -> FitReport:
+def fit(
+    footage: Sequence[Union[str, Path]],
+    out: Union[str, Path],
+    *,
+    fps: Optional[float] = None,
+    budget_min: float = 15.0,
+    base: Union[str, Path] = "none",
+    precision: str = "fp32",
+    family: str = "mnad-pred",
+    preset: str = "edge-s",
+    model_overrides: Optional[dict] = None,
+    device: str = "cpu",
+    target: float = DEFAULT_TARGET,
+    seed: int = 0,
+    threads: Optional[int] = None,
+    max_epochs: Optional[int] = None,
+    progress: bool = True,
+) -> FitReport:
     """Train, export, calibrate and verify a bundle at `out` from normal `footage` (module doc).
 
     `base`: "none" (from scratch), "default" (the shipped model: refused, it ships no torch weights)
@@ -131,19 +146,27 @@ def fit(footage: Sequence[Union[str, Path]], out: Union[str, Path], *, fps: Opti
     pieces = calibration_pieces(held_part)
     n_sel = heldout_count(len(pieces))
     scored = [max(0, len(v.frames) - clip + 1) for v in pieces]
-    sel_scored, cal_scored = sum(scored[:len(pieces) - n_sel]), sum(scored)
+    sel_scored, cal_scored = sum(scored[: len(pieces) - n_sel]), sum(scored)
     n_train = sum(len(v.frames) for v in train_part)
-    if (sel_scored < min_frames(SELECT_TARGET) or cal_scored < min_frames(target) or n_train < MIN_TRAIN_FRAMES
-            or min(len(v.frames) for v in pieces) < clip):
+    if (
+        sel_scored < min_frames(SELECT_TARGET)
+        or cal_scored < min_frames(target)
+        or n_train < MIN_TRAIN_FRAMES
+        or min(len(v.frames) for v in pieces) < clip
+    ):
         total = sum(len(v.frames) for v in videos)
-        one = math.ceil(max(2 * (min_frames(SELECT_TARGET) + clip - 1), min_frames(target) + 2 * (clip - 1))
-                        / SINGLE_HELDOUT_FRACTION)
-        raise DataError(f"footage too short: {total} frames at {rate:g} fps; the held-out part "
-                        f"({sum(len(v.frames) for v in held_part)} frames) gives {cal_scored} scored frames to "
-                        f"calibrate on (needs {min_frames(target)}), {sel_scored} of them before its last "
-                        f"video (needs {min_frames(SELECT_TARGET)} to select the components), and the train "
-                        f"part has {n_train} frames (needs {MIN_TRAIN_FRAMES}); a single video needs at least "
-                        f"{one} frames (about {math.ceil(one / rate)} s)")
+        one = math.ceil(
+            max(2 * (min_frames(SELECT_TARGET) + clip - 1), min_frames(target) + 2 * (clip - 1))
+            / SINGLE_HELDOUT_FRACTION
+        )
+        raise DataError(
+            f"footage too short: {total} frames at {rate:g} fps; the held-out part "
+            f"({sum(len(v.frames) for v in held_part)} frames) gives {cal_scored} scored frames to "
+            f"calibrate on (needs {min_frames(target)}), {sel_scored} of them before its last "
+            f"video (needs {min_frames(SELECT_TARGET)} to select the components), and the train "
+            f"part has {n_train} frames (needs {MIN_TRAIN_FRAMES}); a single video needs at least "
+            f"{one} frames (about {math.ceil(one / rate)} s)"
+        )
     report = Progress(logger, progress)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.fit.", dir=out.parent))
@@ -153,10 +176,34 @@ def fit(footage: Sequence[Union[str, Path]], out: Union[str, Path], *, fps: Opti
         _write(pieces, held_root / "training" / "frames")
         ckpt = work / "checkpoint"
         cfg["data"] = {"fps": rate}
-        trained = _train(cfg, train_root, held_root, ckpt, base_dir, budget_min * 60.0, max_epochs, torch_device,
-                         seed, threads, report)
-        return _finish(out, ckpt, trained, rate, precision, train_root, held_root, pieces, train_part,
-                       target, threads, progress, report)
+        trained = _train(
+            cfg,
+            train_root,
+            held_root,
+            ckpt,
+            base_dir,
+            budget_min * 60.0,
+            max_epochs,
+            torch_device,
+            seed,
+            threads,
+            report,
+        )
+        return _finish(
+            out,
+            ckpt,
+            trained,
+            rate,
+            precision,
+            train_root,
+            held_root,
+            pieces,
+            train_part,
+            target,
+            threads,
+            progress,
+            report,
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -171,7 +218,7 @@ def split_videos(videos: list[_Footage]) -> tuple[list[_Footage], list[_Footage]
     held: list[_Footage] = []
     while len(videos) - len(held) > 1 and (not held or sum(len(v.frames) for v in held) < HELDOUT_FRACTION * total):
         held.insert(0, videos[len(videos) - len(held) - 1])
-    return videos[:len(videos) - len(held)], held
+    return videos[: len(videos) - len(held)], held
 
 
 def calibration_pieces(held_part: list[_Footage]) -> list[_Footage]:
@@ -189,8 +236,10 @@ def _check_base(base: Union[str, Path]) -> Optional[Path]:
     if str(base) == "none":
         return None
     if str(base) == "default":
-        raise ConfigError("--base default: the shipped bundle holds ONNX weights only (no torch checkpoint) and "
-                          "cannot be fine-tuned; use --base none or --base CHECKPOINT_DIR")
+        raise ConfigError(
+            "--base default: the shipped bundle holds ONNX weights only (no torch checkpoint) and "
+            "cannot be fine-tuned; use --base none or --base CHECKPOINT_DIR"
+        )
     path = Path(base)
     if not (path / "config.json").is_file():
         raise CheckpointError(f"--base {path} is not a vadedge checkpoint folder (no config.json)")
@@ -234,8 +283,10 @@ def _read(items: list, rate: float) -> list[_Footage]:
             if shape is None:
                 shape = (it.name, f.shape)
             elif f.shape != shape[1]:
-                raise DataError(f"mixed frame sizes: {it.name} has frames of {f.shape[1]}x{f.shape[0]}, "
-                                f"{shape[0]} of {shape[1][1]}x{shape[1][0]}; fit on footage of one camera")
+                raise DataError(
+                    f"mixed frame sizes: {it.name} has frames of {f.shape[1]}x{f.shape[0]}, "
+                    f"{shape[0]} of {shape[1][1]}x{shape[1][0]}; fit on footage of one camera"
+                )
         keep = sample_indices(len(raw), it.fps or rate, rate, name=it.name)
         out.append(_Footage(it.name.replace("/", "_"), [raw[i] for i in keep]))
     return out
@@ -251,9 +302,11 @@ def _check_motion(videos: list[_Footage]) -> None:
                 best = max(best, float(np.mean(cv2.absdiff(g, prev) > MOTION_LEVEL)))
             prev = g
     if best < MOTION_FRACTION:
-        raise DataError(f"no motion in the footage: between consecutive frames at most {best:.2%} of the pixels "
-                        f"change by more than {MOTION_LEVEL} grey levels (needs {MOTION_FRACTION:.2%}); a "
-                        f"frame-prediction model learns nothing from a still picture")
+        raise DataError(
+            f"no motion in the footage: between consecutive frames at most {best:.2%} of the pixels "
+            f"change by more than {MOTION_LEVEL} grey levels (needs {MOTION_FRACTION:.2%}); a "
+            f"frame-prediction model learns nothing from a still picture"
+        )
 
 
 def _config(family: str, preset: str, overrides: Optional[dict], base_dir: Optional[Path]) -> dict:
@@ -284,8 +337,19 @@ class _Trained:
     history: list
 
 
-def _train(cfg: dict, train_root: Path, held_root: Path, ckpt: Path, base_dir: Optional[Path], budget_s: float,
-           max_epochs: Optional[int], device: str, seed: int, threads: Optional[int], report: Progress) -> _Trained:
+def _train(
+    cfg: dict,
+    train_root: Path,
+    held_root: Path,
+    ckpt: Path,
+    base_dir: Optional[Path],
+    budget_s: float,
+    max_epochs: Optional[int],
+    device: str,
+    seed: int,
+    threads: Optional[int],
+    report: Progress,
+) -> _Trained:
     """Train until the budget (or `max_epochs`) is spent, the learning rate on a cosine over whichever is
     nearer, validating after each epoch
     (and at the end); the checkpoint with the lowest validation loss is kept in `ckpt`. Ctrl-C stops early."""
@@ -308,8 +372,9 @@ def _train(cfg: dict, train_root: Path, held_root: Path, ckpt: Path, base_dir: O
     assert isinstance(net, StreamModel)  # every registered family is (train/registry.py checks it)
     val_set = ClipDataset(open_split(held_root, "training"), net.spec, net.clip_length)
     idx = np.unique(np.linspace(0, len(val_set) - 1, min(VALIDATION_CLIPS, len(val_set))).astype(int))
-    val_loader = torch.utils.data.DataLoader(torch.utils.data.Subset(val_set, idx.tolist()),
-                                             batch_size=cfg["train"]["batch_size"], shuffle=False)
+    val_loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(val_set, idx.tolist()), batch_size=cfg["train"]["batch_size"], shuffle=False
+    )
     lr0 = cfg["train"]["lr"]
     best, history, step, epoch, interrupted = math.inf, [], 0, 0.0, False
 
@@ -327,13 +392,16 @@ def _train(cfg: dict, train_root: Path, held_root: Path, ckpt: Path, base_dir: O
 
     def keep_if_best(loss: float) -> None:
         nonlocal best
-        history.append({"epoch": round(epoch, 2), "step": step, "val_loss": loss,
-                        "seconds": round(time.monotonic() - t0, 1)})
+        history.append(
+            {"epoch": round(epoch, 2), "step": step, "val_loss": loss, "seconds": round(time.monotonic() - t0, 1)}
+        )
         if loss < best:
             best = loss
             save_checkpoint(ckpt, run.net, run.task.state(), {**cfg, "history": history})
-        report.info(f"epoch {epoch:.2f}: validation loss {loss:.5f} (best {best:.5f}) "
-                    f"[{(time.monotonic() - t0) / 60:.1f} / {budget_s / 60:.1f} min]")
+        report.info(
+            f"epoch {epoch:.2f}: validation loss {loss:.5f} (best {best:.5f}) "
+            f"[{(time.monotonic() - t0) / 60:.1f} / {budget_s / 60:.1f} min]"
+        )
 
     run.net.train()
     bar = report.bar(total=int(budget_s), desc="fit (s)")
@@ -387,40 +455,86 @@ def _to(batch: Any, device: str) -> Any:
     return batch.to(device) if hasattr(batch, "to") else batch
 
 
-def _finish(out: Path, ckpt: Path, trained: _Trained, rate: float, precision: str, train_root: Path,
-            held_root: Path, held_part: list[_Footage], train_part: list[_Footage], target: float,
-            threads: Optional[int], progress: bool, report: Progress) -> FitReport:
+def _finish(
+    out: Path,
+    ckpt: Path,
+    trained: _Trained,
+    rate: float,
+    precision: str,
+    train_root: Path,
+    held_root: Path,
+    held_part: list[_Footage],
+    train_part: list[_Footage],
+    target: float,
+    threads: Optional[int],
+    progress: bool,
+    report: Progress,
+) -> FitReport:
     """Export, calibrate on the held-out part, load the bundle and replay the held-out part through it."""
     from vadedge.bundle import load_bundle, save_bundle
     from vadedge.calibration.recalibrate import calibrate_bundle, with_local
     from vadedge.export.exporter import ExportOptions, export_bundle
 
     report.info(f"exporting ({precision}) ...")
-    export_bundle(ckpt, out, ExportOptions(precision=precision, calib_data=train_root if precision == "int8" else None,
-                                           score_data=False, fps=rate, threads=threads, progress=progress))
+    export_bundle(
+        ckpt,
+        out,
+        ExportOptions(
+            precision=precision,
+            calib_data=train_root if precision == "int8" else None,
+            score_data=False,
+            fps=rate,
+            threads=threads,
+            progress=progress,
+        ),
+    )
     b = with_local(load_bundle(out))  # the local error components next to the graph's own
     save_bundle(out, b.manifest, b.state)
     held_dirs = [held_root / "training" / "frames" / v.name for v in held_part]
     report.info("calibrating on the held-out part (component selection, statistics, threshold) ...")
     try:
-        sel = calibrate_bundle(out, held_dirs, in_place=True, target=SELECT_TARGET, fps=rate, threads=threads,
-                               select=True, progress=progress)
+        sel = calibrate_bundle(
+            out,
+            held_dirs,
+            in_place=True,
+            target=SELECT_TARGET,
+            fps=rate,
+            threads=threads,
+            select=True,
+            progress=progress,
+        )
     except DataError as exc:
         if "degenerate" not in str(exc):
             raise
-        raise DataError(f"{exc}; the model trained {trained.epochs:.1f} epochs ({trained.steps} steps): give it "
-                        f"a larger --budget-min") from None
+        raise DataError(
+            f"{exc}; the model trained {trained.epochs:.1f} epochs ({trained.steps} steps): give it "
+            f"a larger --budget-min"
+        ) from None
     # the weights stay the selection's; statistics + threshold are re-fitted at `target` on every held-out
     # video, since between-video offsets are the main spread of normal scores and one video under-states them
-    cal = calibrate_bundle(out, held_dirs, in_place=True, target=target, fps=rate, threads=threads,
-                           progress=progress)
+    cal = calibrate_bundle(out, held_dirs, in_place=True, target=target, fps=rate, threads=threads, progress=progress)
     events, seconds = _replay(out, held_part, rate)
     assert sel.selection is not None  # select=True
-    return FitReport(out, rate, sum(len(v.frames) for v in train_part), sum(len(v.frames) for v in held_part),
-                     [v.name for v in train_part], [v.name for v in held_part], trained.epochs, trained.steps,
-                     trained.seconds, trained.val_loss, float(cal.calibration.threshold["on"]), events, seconds,
-                     events / (seconds / 3600.0), sel.selection.weights, sel.selection.dropped, trained.interrupted,
-                     trained.history)
+    return FitReport(
+        out,
+        rate,
+        sum(len(v.frames) for v in train_part),
+        sum(len(v.frames) for v in held_part),
+        [v.name for v in train_part],
+        [v.name for v in held_part],
+        trained.epochs,
+        trained.steps,
+        trained.seconds,
+        trained.val_loss,
+        float(cal.calibration.threshold["on"]),
+        events,
+        seconds,
+        events / (seconds / 3600.0),
+        sel.selection.weights,
+        sel.selection.dropped,
+        trained.interrupted,
+        trained.history,
+    )
 
 
 def _clip_length(bundle: Path) -> int:

@@ -1,4 +1,5 @@
 """Cost of a model: parameters and multiply-accumulates per frame (torch's FLOP counter / 2)."""
+
 from __future__ import annotations
 
 import torch
@@ -11,8 +12,9 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 def gmac_per_frame(model) -> float:
     """GMAC of one `stream_step` on a single stream (convolutions, matmuls, memory read and write)."""
-    frames = torch.zeros(1, model.clip_length, model.spec.height, model.spec.width, model.spec.channels,
-                         dtype=torch.uint8)
+    frames = torch.zeros(
+        1, model.clip_length, model.spec.height, model.spec.width, model.spec.channels, dtype=torch.uint8
+    )
     state = {k: v.unsqueeze(0) for k, v in model.initial_state().items()}
     was_training = model.training
     model.eval()

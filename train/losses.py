@@ -1,4 +1,5 @@
 """Training losses: reconstruction, MNAD compactness and separateness (docs/design.md §10.2)."""
+
 from __future__ import annotations
 
 import torch

@@ -4,6 +4,7 @@ Shapes: queries (B, K, C) with K = H·W query vectors per frame; memory (B, M, C
 stream. Everything here is argmax → one-hot masks, softmax, matmul and L2 normalisation: no loops,
 no boolean indexing, no in-place writes, so the same code traces to ONNX and runs per stream.
 """
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Plots people would rather look at than read: ROC curves and per-video score curves with ground truth."""
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,17 @@ def plot_score_curves(path: Path, videos, scores: list[np.ndarray], title: str =
     for ax, v, s in zip(axes.flat, videos, scores):
         x = np.arange(v.first, v.first + s.size)
         lab = v.labels.astype(bool)
-        ax.fill_between(x, 0, 1, where=lab, color="tab:red", alpha=0.2, step="mid",
-                        transform=ax.get_xaxis_transform(), label="anomalous (GT)")
+        ax.fill_between(
+            x,
+            0,
+            1,
+            where=lab,
+            color="tab:red",
+            alpha=0.2,
+            step="mid",
+            transform=ax.get_xaxis_transform(),
+            label="anomalous (GT)",
+        )
         ax.plot(x, s, lw=1, c="tab:blue")
         ax.set_title(f"video {v.name}", fontsize=9)
         ax.tick_params(labelsize=7)

@@ -10,6 +10,7 @@ Everything else a family may offer is an optional capability with its own small 
 - `TrainingTask`: one optimisation step and the persistent state (memory items, prototypes, ...).
 - `PreparesData`, `CustomLoader`, `SelectsParameters`: optional task hooks the trainer calls if present.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -112,24 +113,21 @@ class TrainingTask(Protocol):
 class PreparesData(Protocol):
     """A task with a pass over the training data before the first epoch (e.g. clustering)."""
 
-    def prepare(self, dataset: ClipDataset) -> None:
-        ...
+    def prepare(self, dataset: ClipDataset) -> None: ...
 
 
 @runtime_checkable
 class CustomLoader(Protocol):
     """A task that batches its own way (episodes, precomputed flow) instead of shuffled clips."""
 
-    def make_loader(self, dataset: ClipDataset, batch_size: int, seed: int, workers: Optional[int]) -> Any:
-        ...
+    def make_loader(self, dataset: ClipDataset, batch_size: int, seed: int, workers: Optional[int]) -> Any: ...
 
 
 @runtime_checkable
 class SelectsParameters(Protocol):
     """A task that trains only some parameters (a stage of a multi-stage family)."""
 
-    def trainable_parameters(self) -> Iterable[torch.nn.Parameter]:
-        ...
+    def trainable_parameters(self) -> Iterable[torch.nn.Parameter]: ...
 
 
 def missing_members(obj: Any, protocol: type) -> list[str]:

@@ -12,6 +12,7 @@ pixels (ints) or relative (floats in (0, 1]: patch per frame side, stride per pa
 MAAM-Net's training task), so that ψ = 0.5 weighs both branches equally whatever their units
 (squared intensity vs pixels of flow); with scale = 1 the fusion is the paper's, on raw errors.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -82,8 +83,9 @@ def motion_error(pred_flow: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return (pred_flow - flow).abs()
 
 
-def pscd(d_app: torch.Tensor, d_mot: torch.Tensor, cfg: PSCDConfig,
-         scale: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def pscd(
+    d_app: torch.Tensor, d_mot: torch.Tensor, cfg: PSCDConfig, scale: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
     """Frame scores from the two error maps.
 
     Returns {"fused": (B,) max of ψ·e_app + (1 − ψ)·e_mot, "app": (B,) max of e_app, "mot": (B,) max
@@ -96,5 +98,11 @@ def pscd(d_app: torch.Tensor, d_mot: torch.Tensor, cfg: PSCDConfig,
         e_app = e_app / scale[0]
         e_mot = e_mot / scale[1]
     fused = cfg.psi * e_app + (1.0 - cfg.psi) * e_mot
-    return {"fused": fused.amax(dim=(1, 2)), "app": e_app.amax(dim=(1, 2)), "mot": e_mot.amax(dim=(1, 2)),
-            "map": fused, "e_app": e_app, "e_mot": e_mot}
+    return {
+        "fused": fused.amax(dim=(1, 2)),
+        "app": e_app.amax(dim=(1, 2)),
+        "mot": e_mot.amax(dim=(1, 2)),
+        "map": fused,
+        "e_app": e_app,
+        "e_mot": e_mot,
+    }

@@ -1,4 +1,5 @@
 """Model registry (timm-style): families register a builder, a training task and named presets."""
+
 from __future__ import annotations
 
 import copy
@@ -27,16 +28,19 @@ class ModelEntry:
         """Deep copy of a preset ({'model': {...}, 'train': {...}}); ConfigError if unknown."""
         key = preset or self.default_preset
         if key not in self.presets:
-            raise ConfigError(f"model '{self.name}' has no preset '{key}'; "
-                              f"available: {', '.join(sorted(self.presets))}")
+            raise ConfigError(
+                f"model '{self.name}' has no preset '{key}'; available: {', '.join(sorted(self.presets))}"
+            )
         return copy.deepcopy(self.presets[key])
 
     def build_model(self, model_cfg: dict) -> StreamModel:
         """`build(model_cfg)`, checked against the StreamModel protocol (TypeError names what is missing)."""
         net = self.build(model_cfg)
         if not isinstance(net, StreamModel):
-            raise TypeError(f"model '{self.name}' builds a {type(net).__name__} without "
-                            f"{', '.join(missing_members(net, StreamModel))} (see train/protocols.py StreamModel)")
+            raise TypeError(
+                f"model '{self.name}' builds a {type(net).__name__} without "
+                f"{', '.join(missing_members(net, StreamModel))} (see train/protocols.py StreamModel)"
+            )
         return net
 
     def make_task(self, net: StreamModel, train_cfg: dict, **kwargs: Any) -> TrainingTask:
@@ -47,13 +51,21 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, *, task: Callable[..., Any], presets: dict[str, dict],
-                   description: str = "", default_preset: str = "paper"):
+def register_model(
+    name: str,
+    *,
+    task: Callable[..., Any],
+    presets: dict[str, dict],
+    description: str = "",
+    default_preset: str = "paper",
+):
     """Decorator registering `build(model_cfg: dict) -> nn.Module` under `name`."""
 
     if isinstance(task, type) and missing_members(task, TrainingTask):
-        raise TypeError(f"model '{name}': task {task.__name__} lacks "
-                        f"{', '.join(missing_members(task, TrainingTask))} (see train/protocols.py TrainingTask)")
+        raise TypeError(
+            f"model '{name}': task {task.__name__} lacks "
+            f"{', '.join(missing_members(task, TrainingTask))} (see train/protocols.py TrainingTask)"
+        )
 
     def deco(build: Callable[[dict], Any]):
         if name in _REGISTRY:
@@ -74,8 +86,9 @@ def get_model_entry(name: str) -> ModelEntry:
     return _REGISTRY[name]
 
 
-def resolve_config(name: str, preset: Optional[str], model_overrides: Optional[dict] = None,
-                   train_overrides: Optional[dict] = None) -> dict:
+def resolve_config(
+    name: str, preset: Optional[str], model_overrides: Optional[dict] = None, train_overrides: Optional[dict] = None
+) -> dict:
     """Full config {'name', 'preset', 'model', 'train'} for a family + preset + overrides."""
     entry = get_model_entry(name)
     cfg = entry.preset(preset)

@@ -1,6 +1,7 @@
 """Torch score heads (exportable, inside the graph): PSNR, MNAD's weighted regular score E_t, and the
 score components (signs, weights) of the PSNR + feature-distance families, MNAD and Lai. The fusion
 of components into one score is `vadedge.scoring.fuse` (outside the graph)."""
+
 from __future__ import annotations
 
 import torch

@@ -15,6 +15,7 @@ dependency to the `train` extra. The update rule is minisom's (the authors' code
 `cluster_count` is Eq. 4: the mean over feature maps of the number of distinct winning neurons,
 cast to int as the authors' code does (at least 1).
 """
+
 from __future__ import annotations
 
 import math
@@ -33,17 +34,24 @@ def lattice_positions(neurons: int) -> np.ndarray:
 
 def winners(x: np.ndarray, centres: np.ndarray, chunk: int = 65536) -> np.ndarray:
     """Index of the nearest centre (Euclidean) for each row of x: (N,) int64, chunked matmuls."""
-    c2 = (centres ** 2).sum(1)
+    c2 = (centres**2).sum(1)
     out = np.empty(len(x), np.int64)
     for s in range(0, len(x), chunk):
-        xs = x[s:s + chunk]
+        xs = x[s : s + chunk]
         d2 = c2[None, :] - 2.0 * xs @ centres.T  # ‖x‖² is the same for every centre
-        out[s:s + chunk] = d2.argmin(1)
+        out[s : s + chunk] = d2.argmin(1)
     return out
 
 
-def train_som(x: np.ndarray, neurons: int = 25, *, iterations: int = 5000, sigma: float = 0.5,
-              learning_rate: float = 0.5, seed: int = 0) -> np.ndarray:
+def train_som(
+    x: np.ndarray,
+    neurons: int = 25,
+    *,
+    iterations: int = 5000,
+    sigma: float = 0.5,
+    learning_rate: float = 0.5,
+    seed: int = 0,
+) -> np.ndarray:
     """Online SOM over rows of x (N, D); returns the trained centres (L, D) in lattice order.
 
     Centres start at L distinct random samples (minisom's `random_weights_init`); each iteration
@@ -88,9 +96,16 @@ class ClusterResult:
     mean_winners: float  # the un-rounded Eq. 4 mean
 
 
-def adaptive_cluster(features: np.ndarray, neurons: int = 25, *, iterations: int = 5000, sigma: float = 0.5,
-                     learning_rate: float = 0.5, seed: int = 0,
-                     max_fit_vectors: Optional[int] = 200_000) -> ClusterResult:
+def adaptive_cluster(
+    features: np.ndarray,
+    neurons: int = 25,
+    *,
+    iterations: int = 5000,
+    sigma: float = 0.5,
+    learning_rate: float = 0.5,
+    seed: int = 0,
+    max_fit_vectors: Optional[int] = 200_000,
+) -> ClusterResult:
     """Run the Adaptive Clusterer over feature maps (Q, K, D): train the SOM, count M, order the centres.
 
     The SOM trains on the pooled vectors (a seeded subsample of `max_fit_vectors` if larger); M and

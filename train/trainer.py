@@ -1,4 +1,5 @@
 """The trainer: Adam + cosine annealing, stream state carried across batches, resumable checkpoints."""
+
 from __future__ import annotations
 
 import json
@@ -72,16 +73,32 @@ class TrainSummary:
     resumed_from_epoch: int = 0
 
     def format(self) -> str:
-        return (f"trained {self.model} ({self.preset}) for {self.epochs} epochs / {self.steps} steps on "
-                f"{self.samples} clips in {self.seconds / 60:.1f} min; final loss {self.final_loss:.5f}; "
-                f"{self.parameters / 1e6:.2f} M parameters, {self.gmac_per_frame:.3f} GMAC/frame -> {self.out}")
+        return (
+            f"trained {self.model} ({self.preset}) for {self.epochs} epochs / {self.steps} steps on "
+            f"{self.samples} clips in {self.seconds / 60:.1f} min; final loss {self.final_loss:.5f}; "
+            f"{self.parameters / 1e6:.2f} M parameters, {self.gmac_per_frame:.3f} GMAC/frame -> {self.out}"
+        )
 
 
-def train(model: str, data: str | Path, out: str | Path, *, preset: Optional[str] = None,
-          epochs: Optional[int] = None, seed: int = 0, resume: bool = False, batch_size: Optional[int] = None,
-          lr: Optional[float] = None, workers: Optional[int] = None, model_overrides: Optional[dict] = None,
-          threads: Optional[int] = None, progress: bool = True, stage: Optional[str] = None,
-          init: Optional[str | Path] = None, fps: Optional[float] = None) -> TrainSummary:
+def train(
+    model: str,
+    data: str | Path,
+    out: str | Path,
+    *,
+    preset: Optional[str] = None,
+    epochs: Optional[int] = None,
+    seed: int = 0,
+    resume: bool = False,
+    batch_size: Optional[int] = None,
+    lr: Optional[float] = None,
+    workers: Optional[int] = None,
+    model_overrides: Optional[dict] = None,
+    threads: Optional[int] = None,
+    progress: bool = True,
+    stage: Optional[str] = None,
+    init: Optional[str | Path] = None,
+    fps: Optional[float] = None,
+) -> TrainSummary:
     """Train `model` (a registered name) on the normal videos of `data`/training; checkpoint into `out`.
 
     `fps`: the frame rate of the footage, recorded as the config's data.fps; the exporter writes it
@@ -100,20 +117,27 @@ def train(model: str, data: str | Path, out: str | Path, *, preset: Optional[str
     out = Path(out)
     if threads:
         torch.set_num_threads(threads)
-    cfg = _run_config(model, out, resume, preset, model_overrides,
-                      {"epochs": epochs, "batch_size": batch_size, "lr": lr})
+    cfg = _run_config(
+        model, out, resume, preset, model_overrides, {"epochs": epochs, "batch_size": batch_size, "lr": lr}
+    )
     run = _setup(model, cfg, data, seed=seed, stage=stage, init=None if resume else init, workers=workers)
     if resume:
         _resume(run, out, seed)
     data_fps = fps if fps is not None else (cfg.get("data") or {}).get("fps")
-    cfg.update({
-        "data": {"root": str(Path(data).resolve()), "fingerprint": fingerprint(run.split),
-                 "videos": len(run.split.videos), "clips": len(run.dataset),
-                 **({"fps": float(data_fps)} if data_fps is not None else {})},
-        "seed": seed,
-        "stage": stage if not resume else cfg.get("stage"),
-        "init": str(init) if init is not None else cfg.get("init"),
-    })
+    cfg.update(
+        {
+            "data": {
+                "root": str(Path(data).resolve()),
+                "fingerprint": fingerprint(run.split),
+                "videos": len(run.split.videos),
+                "clips": len(run.dataset),
+                **({"fps": float(data_fps)} if data_fps is not None else {}),
+            },
+            "seed": seed,
+            "stage": stage if not resume else cfg.get("stage"),
+            "init": str(init) if init is not None else cfg.get("init"),
+        }
+    )
     params = count_parameters(run.net)
     gmac = gmac_per_frame(run.net)
     report = Progress(logger, progress)
@@ -128,12 +152,27 @@ def train(model: str, data: str | Path, out: str | Path, *, preset: Optional[str
         elapsed = time.time() - t0
         eta = elapsed / (epoch + 1 - run.start_epoch) * (epochs_total - epoch - 1)
         run.history.append({"epoch": epoch + 1, **means, "seconds": round(seconds_before + elapsed, 1)})
-        report.info(f"epoch {epoch + 1}/{epochs_total}  " + "  ".join(f"{k} {v:.5f}" for k, v in means.items())
-                    + f"  [{elapsed / 60:.1f} min, ETA {eta / 60:.1f} min]")
-        _save_epoch(run, out, {**cfg, "parameters": params, "gmac_per_frame": gmac, "history": run.history},
-                    epoch, seed)
-    summary = TrainSummary(model, cfg["preset"], str(out), epochs_total, run.step, len(run.dataset),
-                           seconds_before + time.time() - t0, last_loss, params, gmac, run.start_epoch)
+        report.info(
+            f"epoch {epoch + 1}/{epochs_total}  "
+            + "  ".join(f"{k} {v:.5f}" for k, v in means.items())
+            + f"  [{elapsed / 60:.1f} min, ETA {eta / 60:.1f} min]"
+        )
+        _save_epoch(
+            run, out, {**cfg, "parameters": params, "gmac_per_frame": gmac, "history": run.history}, epoch, seed
+        )
+    summary = TrainSummary(
+        model,
+        cfg["preset"],
+        str(out),
+        epochs_total,
+        run.step,
+        len(run.dataset),
+        seconds_before + time.time() - t0,
+        last_loss,
+        params,
+        gmac,
+        run.start_epoch,
+    )
     (out / "train_summary.json").write_text(json.dumps(asdict(summary), indent=1))
     return summary
 
@@ -156,8 +195,9 @@ class _Run:
     step: int = 0
 
 
-def _run_config(model: str, out: Path, resume: bool, preset: Optional[str], model_overrides: Optional[dict],
-                train_overrides: dict) -> dict:
+def _run_config(
+    model: str, out: Path, resume: bool, preset: Optional[str], model_overrides: Optional[dict], train_overrides: dict
+) -> dict:
     """The run's config: the checkpoint's own when resuming (only `epochs` may change), else the preset's."""
     if not resume:
         return resolve_config(model, preset, model_overrides, train_overrides)
@@ -171,8 +211,16 @@ def _run_config(model: str, out: Path, resume: bool, preset: Optional[str], mode
     return cfg
 
 
-def _setup(model: str, cfg: dict, data: str | Path, *, seed: int, stage: Optional[str],
-           init: Optional[str | Path], workers: Optional[int]) -> _Run:
+def _setup(
+    model: str,
+    cfg: dict,
+    data: str | Path,
+    *,
+    seed: int,
+    stage: Optional[str],
+    init: Optional[str | Path],
+    workers: Optional[int],
+) -> _Run:
     """Seed, build the model and its task (from `init`'s weights if given), open the data, make the loader,
     optimiser (Adam) and cosine schedule over the whole run."""
     tcfg = cfg["train"]
@@ -206,7 +254,8 @@ def _resume(run: _Run, out: Path, seed: int) -> None:
     run.start_epoch = int(info["epoch"])
     run.step = run.start_epoch * run.steps_per_epoch
     run.sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-        run.opt, T_max=max(1, run.tcfg["epochs"] * run.steps_per_epoch), last_epoch=run.step - 1)
+        run.opt, T_max=max(1, run.tcfg["epochs"] * run.steps_per_epoch), last_epoch=run.step - 1
+    )
     run.history = info.get("history", [])
     torch.manual_seed(seed + run.start_epoch)  # fresh but reproducible randomness for the resumed epochs
 
@@ -233,5 +282,11 @@ def _train_epoch(run: _Run, epoch: int, report: Progress) -> dict[str, float]:
 
 def _save_epoch(run: _Run, out: Path, config: dict, epoch: int, seed: int) -> None:
     """Checkpoint after an epoch: weights, task state, config and what `_resume` needs."""
-    save_checkpoint(out, run.net, run.task.state(), config, optimizer=run.opt,
-                    trainer_state={"epoch": epoch + 1, "step": run.step, "seed": seed, "history": run.history})
+    save_checkpoint(
+        out,
+        run.net,
+        run.task.state(),
+        config,
+        optimizer=run.opt,
+        trainer_state={"epoch": epoch + 1, "step": run.step, "seed": seed, "history": run.history},
+    )

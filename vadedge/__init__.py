@@ -21,6 +21,7 @@ Example:
     det = Detector.load("bundle/")
     r = det.process(frame_bgr)        # r.score, r.is_anomaly, r.heatmap, r.latency_ms
 """
+
 from __future__ import annotations
 
 import importlib
@@ -33,18 +34,43 @@ from .preprocess import InputSpec, prepare_frame
 from .synthetic import generate_dataset
 
 _LAZY = {
-    "Detector": "vadedge.runtime.detector", "StreamHandle": "vadedge.runtime.detector",
-    "FrameResult": "vadedge.runtime.results", "Event": "vadedge.runtime.results",
-    "open_source": "vadedge.runtime.sources", "Source": "vadedge.runtime.sources",
-    "Frame": "vadedge.runtime.sources", "default_bundle": "vadedge.runtime.defaults",
-    "load_bundle": "vadedge.bundle", "Bundle": "vadedge.bundle", "BundleError": "vadedge.bundle",
+    "Detector": "vadedge.runtime.detector",
+    "StreamHandle": "vadedge.runtime.detector",
+    "FrameResult": "vadedge.runtime.results",
+    "Event": "vadedge.runtime.results",
+    "open_source": "vadedge.runtime.sources",
+    "Source": "vadedge.runtime.sources",
+    "Frame": "vadedge.runtime.sources",
+    "default_bundle": "vadedge.runtime.defaults",
+    "load_bundle": "vadedge.bundle",
+    "Bundle": "vadedge.bundle",
+    "BundleError": "vadedge.bundle",
 }
 
 __all__ = [
-    "__version__", "Detector", "StreamHandle", "FrameResult", "Event", "open_source", "Source", "Frame",
-    "default_bundle", "load_bundle", "Bundle", "BundleError",
-    "InputSpec", "prepare_frame", "open_split", "Video", "Split", "generate_dataset",
-    "VadedgeError", "DataError", "ConfigError", "CheckpointError", "MissingDependencyError",
+    "__version__",
+    "Detector",
+    "StreamHandle",
+    "FrameResult",
+    "Event",
+    "open_source",
+    "Source",
+    "Frame",
+    "default_bundle",
+    "load_bundle",
+    "Bundle",
+    "BundleError",
+    "InputSpec",
+    "prepare_frame",
+    "open_split",
+    "Video",
+    "Split",
+    "generate_dataset",
+    "VadedgeError",
+    "DataError",
+    "ConfigError",
+    "CheckpointError",
+    "MissingDependencyError",
 ]
 
 

@@ -46,6 +46,7 @@ Example:
       "provenance": {"vadedge_version": "0.1.0", "opset": 17, "created": "…", ...}
     }
 """
+
 from __future__ import annotations
 
 import json
@@ -89,19 +90,23 @@ class BundleError(VadedgeError):
     """A bundle folder that is missing, incomplete, or whose vadedge.json breaks the schema."""
 
 
-_SHAPE = {"type": "array", "maxItems": MAX_RANK,
-          "items": {"type": "integer", "minimum": 1, "maximum": MAX_ELEMENTS}}
+_SHAPE = {"type": "array", "maxItems": MAX_RANK, "items": {"type": "integer", "minimum": 1, "maximum": MAX_ELEMENTS}}
 _STATE_ITEM = {
     "type": "object",
     "required": ["name", "input", "output", "shape", "dtype"],
     "properties": {
-        "name": {"type": "string"}, "input": {"type": "string"}, "output": {"type": "string"},
+        "name": {"type": "string"},
+        "input": {"type": "string"},
+        "output": {"type": "string"},
         "shape": _SHAPE,
         "dtype": {"type": "string", "enum": ["float32", "float16"]},
     },
 }
-_STATS = {"type": "object", "required": ["location", "scale"],
-          "properties": {"location": {"type": "number"}, "scale": {"type": "number", "exclusiveMinimum": 0}}}
+_STATS = {
+    "type": "object",
+    "required": ["location", "scale"],
+    "properties": {"location": {"type": "number"}, "scale": {"type": "number", "exclusiveMinimum": 0}},
+}
 _STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 LOCAL_SOURCES = ("error_map",)  # extra outputs a local component can be computed from
 
@@ -116,7 +121,8 @@ BUNDLE_JSON_SCHEMA: dict[str, Any] = {
         "precision": {"type": "string", "enum": list(PRECISIONS)},  # the model the bundle was exported to run
         "preset": {"type": ["string", "null"]},
         "input": {
-            "type": "object", "required": ["height", "width", "color", "frames", "clip_length"],
+            "type": "object",
+            "required": ["height", "width", "color", "frames", "clip_length"],
             "properties": {
                 "height": {"type": "integer", "minimum": 8, "maximum": MAX_SIDE},
                 "width": {"type": "integer", "minimum": 8, "maximum": MAX_SIDE},
@@ -127,66 +133,119 @@ BUNDLE_JSON_SCHEMA: dict[str, Any] = {
             },
         },
         "graph": {
-            "type": "object", "required": ["batch", "frames_input", "state", "params", "scores"],
+            "type": "object",
+            "required": ["batch", "frames_input", "state", "params", "scores"],
             "properties": {
                 "batch": {"oneOf": [{"type": "integer", "minimum": 1, "maximum": MAX_BATCH}, {"const": "dynamic"}]},
                 "frames_input": {"type": "string"},
                 "state": {"type": "array", "items": _STATE_ITEM},
                 "params": {"type": "array", "items": _STATE_ITEM},
                 # host-computed inputs [B, *shape] (e.g. MAAM-Net's optical flow; "provider" names it)
-                "side_inputs": {"type": "array", "items": {
-                    "type": "object", "required": ["name", "input", "shape", "dtype"],
-                    "properties": {"name": {"type": "string"}, "input": {"type": "string"},
-                                   "shape": _SHAPE,
-                                   "dtype": {"type": "string", "enum": ["float32"]},
-                                   "layout": {"type": "string"},
-                                   "provider": {"type": "object", "properties": {"name": {"type": "string"}}}}}},
+                "side_inputs": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "input", "shape", "dtype"],
+                        "properties": {
+                            "name": {"type": "string"},
+                            "input": {"type": "string"},
+                            "shape": _SHAPE,
+                            "dtype": {"type": "string", "enum": ["float32"]},
+                            "layout": {"type": "string"},
+                            "provider": {"type": "object", "properties": {"name": {"type": "string"}}},
+                        },
+                    },
+                },
                 "scores": {**_STRING_MAP, "minProperties": 1},
                 "extra_outputs": _STRING_MAP,
             },
         },
-        "models": {"type": "object", "minProperties": 1,
-                   "propertyNames": {"enum": list(PRECISIONS)}, "additionalProperties": {"type": "string"}},
-        "engines": {"type": "array", "items": {
-            "type": "object", "required": ["file", "precision"],
-            "properties": {"file": {"type": "string"}, "precision": {"type": "string", "enum": list(PRECISIONS)},
-                           "tensorrt": {"type": "string"}, "device": {"type": "string"},
-                           "sidecar": {"type": "string"}, "onnx": {"type": "string"},
-                           "plugins": {"type": "boolean"}, "version_compatible": {"type": "boolean"}}}},
+        "models": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"enum": list(PRECISIONS)},
+            "additionalProperties": {"type": "string"},
+        },
+        "engines": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["file", "precision"],
+                "properties": {
+                    "file": {"type": "string"},
+                    "precision": {"type": "string", "enum": list(PRECISIONS)},
+                    "tensorrt": {"type": "string"},
+                    "device": {"type": "string"},
+                    "sidecar": {"type": "string"},
+                    "onnx": {"type": "string"},
+                    "plugins": {"type": "boolean"},
+                    "version_compatible": {"type": "boolean"},
+                },
+            },
+        },
         "state_file": {"type": "string"},
         "score": {
-            "type": "object", "required": ["signs", "weights"],
+            "type": "object",
+            "required": ["signs", "weights"],
             "properties": {
                 "signs": {"type": "object", "additionalProperties": {"type": "integer", "enum": [-1, 1]}},
                 "weights": {"type": "object", "additionalProperties": {"type": "number"}},
-                "calibration": {"oneOf": [{"type": "null"},
-                                          {"type": "object", "additionalProperties": _STATS}]},
+                "calibration": {"oneOf": [{"type": "null"}, {"type": "object", "additionalProperties": _STATS}]},
                 "smoothing": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-                "threshold": {"oneOf": [{"type": "null"},
-                                        {"type": "object", "required": ["on", "off"],
-                                         "properties": {"on": {"type": "number"}, "off": {"type": "number"},
-                                                        "policy": {"type": "string"},
-                                                        "target": {"type": "number"},
-                                                        "off_target": {"type": "number"}}}]},
+                "threshold": {
+                    "oneOf": [
+                        {"type": "null"},
+                        {
+                            "type": "object",
+                            "required": ["on", "off"],
+                            "properties": {
+                                "on": {"type": "number"},
+                                "off": {"type": "number"},
+                                "policy": {"type": "string"},
+                                "target": {"type": "number"},
+                                "off_target": {"type": "number"},
+                            },
+                        },
+                    ]
+                },
                 "min_event_frames": {"type": "integer", "minimum": 1, "maximum": MAX_EVENT_FRAMES},
                 # derived components computed on the host from an extra output (docs/causal-scores.md)
-                "local": {"type": "object", "additionalProperties": {
-                    "type": "object", "required": ["source", "window"],
-                    "properties": {"source": {"type": "string", "enum": list(LOCAL_SOURCES)},
-                                   "window": {"type": "integer", "minimum": 1, "maximum": MAX_SIDE}}}},
-                "mask": {"type": "object", "required": ["width", "height", "polygons"],  # vadedge/roi.py
-                         "properties": {"width": {"type": "integer", "minimum": 1, "maximum": 1 << 16},
-                                        "height": {"type": "integer", "minimum": 1, "maximum": 1 << 16},
-                                        "mode": {"type": "string", "enum": ["exclude", "include"]},
-                                        "polygons": {"type": "array", "items": {"type": "array", "items": {
-                                            "type": "array", "minItems": 2, "maxItems": 2,
-                                            "items": {"type": "number"}}}}}},
+                "local": {
+                    "type": "object",
+                    "additionalProperties": {
+                        "type": "object",
+                        "required": ["source", "window"],
+                        "properties": {
+                            "source": {"type": "string", "enum": list(LOCAL_SOURCES)},
+                            "window": {"type": "integer", "minimum": 1, "maximum": MAX_SIDE},
+                        },
+                    },
+                },
+                "mask": {
+                    "type": "object",
+                    "required": ["width", "height", "polygons"],  # vadedge/roi.py
+                    "properties": {
+                        "width": {"type": "integer", "minimum": 1, "maximum": 1 << 16},
+                        "height": {"type": "integer", "minimum": 1, "maximum": 1 << 16},
+                        "mode": {"type": "string", "enum": ["exclude", "include"]},
+                        "polygons": {
+                            "type": "array",
+                            "items": {
+                                "type": "array",
+                                "items": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "number"}},
+                            },
+                        },
+                    },
+                },
                 "dropped": _STRING_MAP,  # component -> why the fusion leaves it out (weight 0)
                 "paper_weights": {"type": "object", "additionalProperties": {"type": "number"}},
             },
         },
-        "provenance": {"type": "object", "required": ["vadedge_version"],
-                       "properties": {"vadedge_version": {"type": "string"}}},
+        "provenance": {
+            "type": "object",
+            "required": ["vadedge_version"],
+            "properties": {"vadedge_version": {"type": "string"}},
+        },
     },
 }
 
@@ -201,17 +260,22 @@ def _type_ok(value: Any, spec: dict) -> bool:
     if t is None:
         return True
     types = t if isinstance(t, list) else [t]
-    checks = {"object": lambda v: isinstance(v, dict), "array": lambda v: isinstance(v, list),
-              "string": lambda v: isinstance(v, str), "null": lambda v: v is None,
-              "boolean": lambda v: isinstance(v, bool),
-              "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-              "number": _is_number}
+    checks = {
+        "object": lambda v: isinstance(v, dict),
+        "array": lambda v: isinstance(v, list),
+        "string": lambda v: isinstance(v, str),
+        "null": lambda v: v is None,
+        "boolean": lambda v: isinstance(v, bool),
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "number": _is_number,
+    }
     return any(checks[x](value) for x in types)
 
 
 def _type_name(value: Any) -> str:
     return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
-        type(value), type(value).__name__)
+        type(value), type(value).__name__
+    )
 
 
 def _validate(value: Any, spec: dict, where: str) -> None:
@@ -286,8 +350,16 @@ def _check_tree(doc: Any) -> None:
 def _relative_file(name: str, where: str) -> str:
     """A file name in vadedge.json: a relative path that stays inside the bundle folder (checked again on disk)."""
     parts = PurePosixPath(name).parts
-    if (not name or "\0" in name or "\\" in name or name.startswith("/") or ".." in parts
-            or not parts or parts == (".",) or (len(parts[0]) >= 2 and parts[0][1] == ":")):
+    if (
+        not name
+        or "\0" in name
+        or "\\" in name
+        or name.startswith("/")
+        or ".." in parts
+        or not parts
+        or parts == (".",)
+        or (len(parts[0]) >= 2 and parts[0][1] == ":")
+    ):
         raise BundleError(f"{where} must be a file name inside the bundle folder, got {name!r:.200}")
     return name
 
@@ -324,12 +396,23 @@ class InputSection:
     @classmethod
     def from_dict(cls, d: Mapping) -> InputSection:
         fps = d.get("fps")
-        return cls(int(d["height"]), int(d["width"]), str(d["color"]), int(d["frames"]), int(d["clip_length"]),
-                   None if fps is None else _num(fps))
+        return cls(
+            int(d["height"]),
+            int(d["width"]),
+            str(d["color"]),
+            int(d["frames"]),
+            int(d["clip_length"]),
+            None if fps is None else _num(fps),
+        )
 
     def to_dict(self) -> dict:
-        doc: dict[str, Any] = {"height": self.height, "width": self.width, "color": self.color,
-                               "frames": self.frames, "clip_length": self.clip_length}
+        doc: dict[str, Any] = {
+            "height": self.height,
+            "width": self.width,
+            "color": self.color,
+            "frames": self.frames,
+            "clip_length": self.clip_length,
+        }
         if self.fps is not None:
             doc["fps"] = self.fps
         return doc
@@ -347,12 +430,18 @@ class TensorSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> TensorSpec:
-        return cls(str(d["name"]), str(d["input"]), str(d["output"]), tuple(int(x) for x in d["shape"]),
-                   str(d["dtype"]))
+        return cls(
+            str(d["name"]), str(d["input"]), str(d["output"]), tuple(int(x) for x in d["shape"]), str(d["dtype"])
+        )
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "input": self.input, "output": self.output, "shape": list(self.shape),
-                "dtype": self.dtype}
+        return {
+            "name": self.name,
+            "input": self.input,
+            "output": self.output,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+        }
 
 
 @dataclass(frozen=True)
@@ -369,8 +458,14 @@ class SideInputSpec:
     @classmethod
     def from_dict(cls, d: Mapping) -> SideInputSpec:
         prov = d.get("provider")
-        return cls(str(d["name"]), str(d["input"]), tuple(int(x) for x in d["shape"]), str(d["dtype"]),
-                   None if prov is None else json.loads(json.dumps(prov)), d.get("layout"))
+        return cls(
+            str(d["name"]),
+            str(d["input"]),
+            tuple(int(x) for x in d["shape"]),
+            str(d["dtype"]),
+            None if prov is None else json.loads(json.dumps(prov)),
+            d.get("layout"),
+        )
 
     def to_dict(self) -> dict:
         doc: dict[str, Any] = {"name": self.name, "input": self.input, "shape": list(self.shape), "dtype": self.dtype}
@@ -400,17 +495,25 @@ class GraphSpec:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> GraphSpec:
-        return cls(batch=d["batch"], frames_input=str(d["frames_input"]),
-                   state=tuple(TensorSpec.from_dict(s) for s in d["state"]),
-                   params=tuple(TensorSpec.from_dict(s) for s in d["params"]),
-                   scores=dict(d["scores"]), extra_outputs=dict(d.get("extra_outputs") or {}),
-                   side_inputs=tuple(SideInputSpec.from_dict(s) for s in d.get("side_inputs") or ()))
+        return cls(
+            batch=d["batch"],
+            frames_input=str(d["frames_input"]),
+            state=tuple(TensorSpec.from_dict(s) for s in d["state"]),
+            params=tuple(TensorSpec.from_dict(s) for s in d["params"]),
+            scores=dict(d["scores"]),
+            extra_outputs=dict(d.get("extra_outputs") or {}),
+            side_inputs=tuple(SideInputSpec.from_dict(s) for s in d.get("side_inputs") or ()),
+        )
 
     def to_dict(self) -> dict:
-        doc: dict[str, Any] = {"batch": self.batch, "frames_input": self.frames_input,
-                               "state": [s.to_dict() for s in self.state],
-                               "params": [p.to_dict() for p in self.params],
-                               "scores": dict(self.scores), "extra_outputs": dict(self.extra_outputs)}
+        doc: dict[str, Any] = {
+            "batch": self.batch,
+            "frames_input": self.frames_input,
+            "state": [s.to_dict() for s in self.state],
+            "params": [p.to_dict() for p in self.params],
+            "scores": dict(self.scores),
+            "extra_outputs": dict(self.extra_outputs),
+        }
         if self.side_inputs:
             doc["side_inputs"] = [s.to_dict() for s in self.side_inputs]
         return doc
@@ -445,10 +548,14 @@ class EngineSpec(_FlatSection):
     def from_build(cls, file: str, precision: str, built: Mapping[str, Any], **extra: Any) -> EngineSpec:
         """The entry for an engine just built, from its sidecar document `built` (TensorRT version, GPU)."""
         device = built.get("device")
-        return cls(file=file, precision=precision, tensorrt=built.get("tensorrt"),
-                   device=device.get("name") if isinstance(device, Mapping) else device,
-                   version_compatible=True if built.get("version_compatible") else None, **extra)
-
+        return cls(
+            file=file,
+            precision=precision,
+            tensorrt=built.get("tensorrt"),
+            device=device.get("name") if isinstance(device, Mapping) else device,
+            version_compatible=True if built.get("version_compatible") else None,
+            **extra,
+        )
 
 
 @dataclass(frozen=True)
@@ -490,8 +597,12 @@ class MaskSpec:
     mode: str = "exclude"
 
     def to_dict(self) -> dict:
-        return {"width": self.width, "height": self.height, "mode": self.mode,
-                "polygons": [[[x, y] for x, y in poly] for poly in self.polygons]}
+        return {
+            "width": self.width,
+            "height": self.height,
+            "mode": self.mode,
+            "polygons": [[[x, y] for x, y in poly] for poly in self.polygons],
+        }
 
 
 @dataclass(frozen=True)
@@ -524,29 +635,39 @@ class ScoreSpec:
         cal = d.get("calibration")
         th = d.get("threshold")
         pw = d.get("paper_weights")
-        return cls(signs={k: int(v) for k, v in d["signs"].items()},
-                   weights={k: _num(v) for k, v in d["weights"].items()},
-                   calibration=None if cal is None else {k: Stats(_num(v["location"]), _num(v["scale"]))
-                                                         for k, v in cal.items()},
-                   smoothing=_num(d.get("smoothing", 1.0)),
-                   threshold=None if th is None else ThresholdSpec.from_dict(th),
-                   min_event_frames=int(d.get("min_event_frames", 1)),
-                   local={k: LocalSpec(str(v["source"]), int(v["window"])) for k, v in (d.get("local") or {}).items()},
-                   dropped={k: str(v) for k, v in (d.get("dropped") or {}).items()},
-                   paper_weights=None if pw is None else {k: _num(v) for k, v in pw.items()},
-                   mask=None if d.get("mask") is None else MaskSpec(
-                       int(d["mask"]["width"]), int(d["mask"]["height"]),
-                       tuple(tuple((_num(x), _num(y)) for x, y in poly) for poly in d["mask"]["polygons"]),
-                       str(d["mask"].get("mode", "exclude"))))
+        return cls(
+            signs={k: int(v) for k, v in d["signs"].items()},
+            weights={k: _num(v) for k, v in d["weights"].items()},
+            calibration=None
+            if cal is None
+            else {k: Stats(_num(v["location"]), _num(v["scale"])) for k, v in cal.items()},
+            smoothing=_num(d.get("smoothing", 1.0)),
+            threshold=None if th is None else ThresholdSpec.from_dict(th),
+            min_event_frames=int(d.get("min_event_frames", 1)),
+            local={k: LocalSpec(str(v["source"]), int(v["window"])) for k, v in (d.get("local") or {}).items()},
+            dropped={k: str(v) for k, v in (d.get("dropped") or {}).items()},
+            paper_weights=None if pw is None else {k: _num(v) for k, v in pw.items()},
+            mask=None
+            if d.get("mask") is None
+            else MaskSpec(
+                int(d["mask"]["width"]),
+                int(d["mask"]["height"]),
+                tuple(tuple((_num(x), _num(y)) for x, y in poly) for poly in d["mask"]["polygons"]),
+                str(d["mask"].get("mode", "exclude")),
+            ),
+        )
 
     def to_dict(self) -> dict:
         doc: dict[str, Any] = {
-            "signs": dict(self.signs), "weights": dict(self.weights),
-            "calibration": None if self.calibration is None else
-            {k: {"location": s.location, "scale": s.scale} for k, s in self.calibration.items()},
+            "signs": dict(self.signs),
+            "weights": dict(self.weights),
+            "calibration": None
+            if self.calibration is None
+            else {k: {"location": s.location, "scale": s.scale} for k, s in self.calibration.items()},
             "smoothing": self.smoothing,
             "threshold": None if self.threshold is None else self.threshold.to_dict(),
-            "min_event_frames": self.min_event_frames}
+            "min_event_frames": self.min_event_frames,
+        }
         if self.local:  # optional sections are left out when empty: older bundles read back unchanged
             doc["local"] = {k: {"source": v.source, "window": v.window} for k, v in self.local.items()}
         if self.dropped:
@@ -587,19 +708,30 @@ class Manifest:
         if isinstance(doc, dict) and "schema_version" in doc:
             version = doc["schema_version"]
             if not isinstance(version, int) or isinstance(version, bool):
-                raise BundleError(f"vadedge.json: schema_version must be an integer (e.g. {SCHEMA_VERSION}), "
-                                  f"got {version!r:.40} ({_type_name(version)})")
+                raise BundleError(
+                    f"vadedge.json: schema_version must be an integer (e.g. {SCHEMA_VERSION}), "
+                    f"got {version!r:.40} ({_type_name(version)})"
+                )
             if version != SCHEMA_VERSION:
-                raise BundleError(f"vadedge.json has schema_version {version}; this vadedge reads version "
-                                  f"{SCHEMA_VERSION} (upgrade vadedge or re-export the bundle)")
+                raise BundleError(
+                    f"vadedge.json has schema_version {version}; this vadedge reads version "
+                    f"{SCHEMA_VERSION} (upgrade vadedge or re-export the bundle)"
+                )
         _check_tree(doc)
         _validate(doc, BUNDLE_JSON_SCHEMA, "vadedge.json")
-        m = cls(family=doc["family"], input=InputSection.from_dict(doc["input"]),
-                graph=GraphSpec.from_dict(doc["graph"]), models=dict(doc["models"]),
-                score=ScoreSpec.from_dict(doc["score"]), provenance=json.loads(json.dumps(doc["provenance"])),
-                state_file=doc["state_file"], preset=doc.get("preset"), precision=doc.get("precision"),
-                engines=tuple(EngineSpec.from_dict(e) for e in doc.get("engines") or ()),
-                schema_version=doc["schema_version"])
+        m = cls(
+            family=doc["family"],
+            input=InputSection.from_dict(doc["input"]),
+            graph=GraphSpec.from_dict(doc["graph"]),
+            models=dict(doc["models"]),
+            score=ScoreSpec.from_dict(doc["score"]),
+            provenance=json.loads(json.dumps(doc["provenance"])),
+            state_file=doc["state_file"],
+            preset=doc.get("preset"),
+            precision=doc.get("precision"),
+            engines=tuple(EngineSpec.from_dict(e) for e in doc.get("engines") or ()),
+            schema_version=doc["schema_version"],
+        )
         m._check()
         return m
 
@@ -608,9 +740,15 @@ class Manifest:
         doc: dict[str, Any] = {"schema_version": self.schema_version, "family": self.family, "preset": self.preset}
         if self.precision is not None:
             doc["precision"] = self.precision
-        doc.update(input=self.input.to_dict(), graph=self.graph.to_dict(), models=dict(self.models),
-                   engines=[e.to_dict() for e in self.engines], state_file=self.state_file,
-                   score=self.score.to_dict(), provenance=json.loads(json.dumps(self.provenance)))
+        doc.update(
+            input=self.input.to_dict(),
+            graph=self.graph.to_dict(),
+            models=dict(self.models),
+            engines=[e.to_dict() for e in self.engines],
+            state_file=self.state_file,
+            score=self.score.to_dict(),
+            provenance=json.loads(json.dumps(self.provenance)),
+        )
         return doc
 
     def validated(self) -> Manifest:
@@ -634,20 +772,24 @@ class Manifest:
             if name in self.graph.scores:
                 raise BundleError(f"vadedge.json: score.local.{name} has the name of a graph output score")
             if loc.source not in self.graph.extra_outputs:
-                raise BundleError(f"vadedge.json: score.local.{name} is computed from '{loc.source}', which "
-                                  f"the graph does not output (graph.extra_outputs: "
-                                  f"{sorted(self.graph.extra_outputs)})")
+                raise BundleError(
+                    f"vadedge.json: score.local.{name} is computed from '{loc.source}', which "
+                    f"the graph does not output (graph.extra_outputs: "
+                    f"{sorted(self.graph.extra_outputs)})"
+                )
             if loc.window > min(self.input.height, self.input.width):
-                raise BundleError(f"vadedge.json: score.local.{name} window {loc.window} px exceeds the "
-                                  f"{self.input.height}x{self.input.width} input")
+                raise BundleError(
+                    f"vadedge.json: score.local.{name} window {loc.window} px exceeds the "
+                    f"{self.input.height}x{self.input.width} input"
+                )
         for key in ("dropped", "paper_weights"):
             if unknown := sorted(set(getattr(sc, key) or ()) - comps):
-                raise BundleError(f"vadedge.json: score.{key} names {unknown}, which are not score components "
-                                  f"{sorted(comps)}")
+                raise BundleError(
+                    f"vadedge.json: score.{key} names {unknown}, which are not score components {sorted(comps)}"
+                )
         if sc.mask is not None:
             if not sc.local:
-                raise BundleError("vadedge.json: score.mask applies to local components, and score.local "
-                                  "declares none")
+                raise BundleError("vadedge.json: score.mask applies to local components, and score.local declares none")
             from .errors import ConfigError
             from .roi import check_mask
 
@@ -659,30 +801,38 @@ class Manifest:
             raise BundleError(f"vadedge.json: score.dropped components {heavy} must have weight 0")
         for key in ("signs", "weights"):
             if set(getattr(sc, key)) != comps:
-                raise BundleError(f"vadedge.json: score.{key} names {sorted(getattr(sc, key))} but the graph "
-                                  f"outputs scores {sorted(comps)}")
+                raise BundleError(
+                    f"vadedge.json: score.{key} names {sorted(getattr(sc, key))} but the graph "
+                    f"outputs scores {sorted(comps)}"
+                )
         if sc.calibration is not None and set(sc.calibration) != comps:
-            raise BundleError(f"vadedge.json: score.calibration covers {sorted(sc.calibration)}, "
-                              f"expected {sorted(comps)}")
+            raise BundleError(
+                f"vadedge.json: score.calibration covers {sorted(sc.calibration)}, expected {sorted(comps)}"
+            )
         if sc.threshold is not None and sc.threshold.off > sc.threshold.on:
-            raise BundleError(f"vadedge.json: score.threshold.off ({sc.threshold.off}) must not exceed on "
-                              f"({sc.threshold.on})")
+            raise BundleError(
+                f"vadedge.json: score.threshold.off ({sc.threshold.off}) must not exceed on ({sc.threshold.on})"
+            )
         if self.precision is not None and self.precision not in self.models:
-            raise BundleError(f"vadedge.json: precision is {self.precision!r} but models has only "
-                              f"{sorted(self.models)}")
+            raise BundleError(
+                f"vadedge.json: precision is {self.precision!r} but models has only {sorted(self.models)}"
+            )
         inp = self.input
         if inp.height % 8 or inp.width % 8:
             raise BundleError(f"vadedge.json: input size must be multiples of 8, got {inp.height}x{inp.width}")
         clip_bytes = inp.clip_length * inp.height * inp.width * inp.channels
         if clip_bytes > MAX_CLIP_BYTES:
-            raise BundleError(f"vadedge.json: a clip of {inp.clip_length} x {inp.height}x{inp.width}x"
-                              f"{inp.channels} is {clip_bytes / 2**20:.0f} MiB per stream; the limit is "
-                              f"{MAX_CLIP_BYTES >> 20} MiB")
+            raise BundleError(
+                f"vadedge.json: a clip of {inp.clip_length} x {inp.height}x{inp.width}x"
+                f"{inp.channels} is {clip_bytes / 2**20:.0f} MiB per stream; the limit is "
+                f"{MAX_CLIP_BYTES >> 20} MiB"
+            )
         items = list(self.graph.state) + list(self.graph.params) + list(self.graph.side_inputs)
         for item in items:
             if math.prod(item.shape) > MAX_ELEMENTS:
-                raise BundleError(f"vadedge.json: '{item.name}' has shape {list(item.shape)}, more than "
-                                  f"{MAX_ELEMENTS} elements")
+                raise BundleError(
+                    f"vadedge.json: '{item.name}' has shape {list(item.shape)}, more than {MAX_ELEMENTS} elements"
+                )
         names = [i.name for i in list(self.graph.state) + list(self.graph.params)]
         if len(set(names)) != len(names):
             raise BundleError(f"vadedge.json: graph state/params names repeat: {names}")
@@ -726,8 +876,7 @@ def check_graph_io(name: str, inputs: Sequence, outputs: Sequence[str], manifest
     have_in = {i.name: i for i in inputs}
     batch = manifest.graph.batch
     if set(have_in) != set(want_in):
-        raise BundleError(f"{name}: graph inputs are {sorted(have_in)} but vadedge.json describes "
-                          f"{sorted(want_in)}")
+        raise BundleError(f"{name}: graph inputs are {sorted(have_in)} but vadedge.json describes {sorted(want_in)}")
     for p in manifest.graph.params:  # adapted parameters: shared [*shape] or per stream [B, *shape]
         if len(have_in[p.input].shape) == len(p.shape) + 1:
             want_in[p.input] = (p.dtype, ["B", *p.shape])
@@ -741,20 +890,26 @@ def check_graph_io(name: str, inputs: Sequence, outputs: Sequence[str], manifest
             if w_dim == "B":
                 if batch == "dynamic":
                     if isinstance(g_dim, int):
-                        raise BundleError(f"{name}: input '{iname}' has a fixed batch {g_dim}, "
-                                          f"vadedge.json says dynamic")
+                        raise BundleError(
+                            f"{name}: input '{iname}' has a fixed batch {g_dim}, vadedge.json says dynamic"
+                        )
                 elif g_dim != batch:
                     declared = g_dim if isinstance(g_dim, int) else "dynamic"
-                    raise BundleError(f"{name}: input '{iname}' has batch {declared}, vadedge.json says {batch} "
-                                      f"(graph.batch must be what the graph declares)")
+                    raise BundleError(
+                        f"{name}: input '{iname}' has batch {declared}, vadedge.json says {batch} "
+                        f"(graph.batch must be what the graph declares)"
+                    )
             elif g_dim != w_dim:
-                raise BundleError(f"{name}: input '{iname}' has shape {got.shape}, vadedge.json says "
-                                  f"{[batch if d == 'B' else d for d in shape]}")
+                raise BundleError(
+                    f"{name}: input '{iname}' has shape {got.shape}, vadedge.json says "
+                    f"{[batch if d == 'B' else d for d in shape]}"
+                )
     have_out = set(outputs)
     missing = [o for o in want_out if o not in have_out]
     if missing:
-        raise BundleError(f"{name}: vadedge.json names outputs {missing} that the graph does not have "
-                          f"(it has {sorted(have_out)})")
+        raise BundleError(
+            f"{name}: vadedge.json names outputs {missing} that the graph does not have (it has {sorted(have_out)})"
+        )
 
 
 # ---------------------------------------------------------------------------------------- files
@@ -825,11 +980,14 @@ def read_state(path: Path, items: list[TensorSpec], where: str) -> dict[str, np.
                     else:
                         raise BundleError(f"{where}: '{item.name}' has an unsupported .npy version {version}")
                     if list(shape) != list(item.shape):
-                        raise BundleError(f"{where}: '{item.name}' has shape {list(shape)}, "
-                                          f"vadedge.json says {list(item.shape)}")
+                        raise BundleError(
+                            f"{where}: '{item.name}' has shape {list(shape)}, vadedge.json says {list(item.shape)}"
+                        )
                     if dtype.kind != "f" or dtype.itemsize > 8:
-                        raise BundleError(f"{where}: '{item.name}' has dtype {dtype}, vadedge.json says "
-                                          f"{item.dtype} (state arrays are floating point)")
+                        raise BundleError(
+                            f"{where}: '{item.name}' has dtype {dtype}, vadedge.json says "
+                            f"{item.dtype} (state arrays are floating point)"
+                        )
                     count = math.prod(shape)
                     data = f.read(count * dtype.itemsize)
                     if len(data) != count * dtype.itemsize:

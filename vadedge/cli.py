@@ -1,4 +1,5 @@
 """The `vadedge` command line: a thin layer over the Python API. User mistakes exit with code 2."""
+
 from __future__ import annotations
 
 import click

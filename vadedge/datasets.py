@@ -4,6 +4,7 @@ Labels come from `<root>/labels.json` (per-video 1-based inclusive anomalous int
 `../shared/datasets/ped2`) or a flat `frame_labels_*.npy` over the sorted test videos (MNAD's form).
 Only numpy and OpenCV are needed, so the runtime can use the same reader for frame-folder sources.
 """
+
 from __future__ import annotations
 
 import json
@@ -150,13 +151,16 @@ def _labels_from_json(path: Path, videos: Sequence[Video]) -> None:
         if video.name in expected and int(expected[video.name]) != n:
             raise DataError(
                 f"labels file {path} says video '{video.name}' has {expected[video.name]} frames, "
-                f"but {video.source} has {n}")
+                f"but {video.source} has {n}"
+            )
         lab = np.zeros(n, dtype=np.uint8)
         for first, last in intervals[video.name]:
             if not (1 <= first <= last <= n):
-                raise DataError(f"labels file {path}: interval [{first}, {last}] of video "
-                                f"'{video.name}' lies outside its {n} frames")
-            lab[first - 1:last] = 1
+                raise DataError(
+                    f"labels file {path}: interval [{first}, {last}] of video "
+                    f"'{video.name}' lies outside its {n} frames"
+                )
+            lab[first - 1 : last] = 1
         video.labels = lab
 
 
@@ -168,11 +172,10 @@ def _labels_from_npy(path: Path, videos: Sequence[Video]) -> None:
     flat = np.asarray(flat).reshape(-1).astype(np.uint8)
     total = sum(v.num_frames for v in videos)
     if flat.size != total:
-        raise DataError(f"labels file {path} has {flat.size} frame labels but the test videos "
-                        f"have {total} frames")
+        raise DataError(f"labels file {path} has {flat.size} frame labels but the test videos have {total} frames")
     offset = 0
     for video in videos:
-        video.labels = flat[offset:offset + video.num_frames].copy()
+        video.labels = flat[offset : offset + video.num_frames].copy()
         offset += video.num_frames
 
 
@@ -186,8 +189,9 @@ def find_labels_file(root: Path) -> Optional[Path]:
     return npys[0] if npys else None
 
 
-def open_split(root: str | Path, split: str = "training", *, require_labels: bool = False,
-               labels: str | Path | None = None) -> Split:
+def open_split(
+    root: str | Path, split: str = "training", *, require_labels: bool = False, labels: str | Path | None = None
+) -> Split:
     """Open `split` of a dataset root; test splits get their labels attached when a labels file exists."""
     root = Path(root)
     if not root.exists():

@@ -1,4 +1,5 @@
 """Exceptions that mean "the user gave us something wrong" (CLI exit code 2) vs. a missing extra."""
+
 from __future__ import annotations
 
 

@@ -23,6 +23,7 @@ Providers (pick with `get_flow_provider(name, **params)` or a config dict {"name
 * ``farneback`` — OpenCV's Farnebäck polynomial-expansion flow, the second choice (smoother,
   slower; parameters as in cv2.calcOpticalFlowFarneback).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -143,12 +144,29 @@ class FarnebackFlow(FlowProvider):
     name: str = field(default="farneback", init=False)
 
     def _backward(self, curr: np.ndarray, prev: np.ndarray) -> np.ndarray:
-        return cv2.calcOpticalFlowFarneback(curr, prev, None, self.pyr_scale, self.levels, self.winsize,
-                                            self.iterations, self.poly_n, self.poly_sigma, 0)
+        return cv2.calcOpticalFlowFarneback(
+            curr,
+            prev,
+            None,
+            self.pyr_scale,
+            self.levels,
+            self.winsize,
+            self.iterations,
+            self.poly_n,
+            self.poly_sigma,
+            0,
+        )
 
     def config(self) -> dict:
-        return {"name": self.name, "pyr_scale": self.pyr_scale, "levels": self.levels, "winsize": self.winsize,
-                "iterations": self.iterations, "poly_n": self.poly_n, "poly_sigma": self.poly_sigma}
+        return {
+            "name": self.name,
+            "pyr_scale": self.pyr_scale,
+            "levels": self.levels,
+            "winsize": self.winsize,
+            "iterations": self.iterations,
+            "poly_n": self.poly_n,
+            "poly_sigma": self.poly_sigma,
+        }
 
 
 _PROVIDERS: dict[str, Callable[..., FlowProvider]] = {"dis": DISFlow, "farneback": FarnebackFlow}
@@ -189,9 +207,13 @@ def benchmark(provider: FlowProvider, frames: np.ndarray, repeats: int = 3) -> f
     return float(np.median(passes))
 
 
-BENCH_CONFIGS = ({"name": "dis"}, {"name": "dis", "preset": "fast", "finest_scale": None},
-                 {"name": "dis", "preset": "medium", "finest_scale": None},
-                 {"name": "dis", "preset": "medium", "finest_scale": 0}, {"name": "farneback"})
+BENCH_CONFIGS = (
+    {"name": "dis"},
+    {"name": "dis", "preset": "fast", "finest_scale": None},
+    {"name": "dis", "preset": "medium", "finest_scale": None},
+    {"name": "dis", "preset": "medium", "finest_scale": 0},
+    {"name": "farneback"},
+)
 
 
 def _main(argv: Optional[list] = None) -> None:
@@ -210,11 +232,12 @@ def _main(argv: Optional[list] = None) -> None:
     args = ap.parse_args(argv)
     if args.threads is not None:
         cv2.setNumThreads(args.threads)
-    raw = [read_image(p) for p in list_frame_files(args.frames_dir)[:args.frames]]
+    raw = [read_image(p) for p in list_frame_files(args.frames_dir)[: args.frames]]
     print(f"{len(raw)} frames from {args.frames_dir}, OpenCV {cv2.__version__}, {cv2.getNumThreads()} threads")
     for size in args.size:
-        frames = np.stack([cv2.resize(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), (size, size),
-                                      interpolation=cv2.INTER_AREA) for f in raw])
+        frames = np.stack(
+            [cv2.resize(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), (size, size), interpolation=cv2.INTER_AREA) for f in raw]
+        )
         for cfg in BENCH_CONFIGS:
             p = get_flow_provider(cfg)
             p(frames[0], frames[1])  # warm-up (allocations)

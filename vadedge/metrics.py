@@ -2,6 +2,7 @@
 
 Robust statistics, fusion and smoothing live in `vadedge.scoring`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -89,12 +90,19 @@ def alarm_metrics(videos: Sequence[tuple[str, np.ndarray, np.ndarray, int]], fps
         normal_frames += int((~labels[first:]).sum())
         for a, b in runs(flags):
             alarms += 1
-            false_alarms += int(not labels[a:b + 1].any())
+            false_alarms += int(not labels[a : b + 1].any())
         for a, b in runs(labels):
-            hit = np.flatnonzero(flags[a:b + 1])
+            hit = np.flatnonzero(flags[a : b + 1])
             delay = int(hit[0]) if hit.size else None
-            intervals.append({"video": name, "start": a, "end": b, "delay_frames": delay,
-                              "delay_s": None if delay is None else delay / fps})
+            intervals.append(
+                {
+                    "video": name,
+                    "start": a,
+                    "end": b,
+                    "delay_frames": delay,
+                    "delay_s": None if delay is None else delay / fps,
+                }
+            )
     normal_s = normal_frames / fps
     delays = np.array([i["delay_frames"] for i in intervals if i["delay_frames"] is not None], dtype=np.float64)
 
@@ -102,11 +110,17 @@ def alarm_metrics(videos: Sequence[tuple[str, np.ndarray, np.ndarray, int]], fps
         return float(fn(delays)) if delays.size else None
 
     return {
-        "fps": float(fps), "alarms": alarms, "false_alarms": false_alarms, "normal_frames": normal_frames,
+        "fps": float(fps),
+        "alarms": alarms,
+        "false_alarms": false_alarms,
+        "normal_frames": normal_frames,
         "normal_seconds": normal_s,
         "false_alarms_per_hour": false_alarms / normal_s * 3600 if normal_frames else float("nan"),
-        "intervals": len(intervals), "detected": int(delays.size), "missed": len(intervals) - int(delays.size),
-        "delay_frames_mean": stat(np.mean), "delay_frames_median": stat(np.median),
+        "intervals": len(intervals),
+        "detected": int(delays.size),
+        "missed": len(intervals) - int(delays.size),
+        "delay_frames_mean": stat(np.mean),
+        "delay_frames_median": stat(np.median),
         "delay_frames_max": stat(np.max),
         "delay_s_mean": None if not delays.size else float(np.mean(delays)) / fps,
         "delay_s_median": None if not delays.size else float(np.median(delays)) / fps,

@@ -1,4 +1,5 @@
 """Frame preprocessing shared by training, evaluation and the runtime: resize + colour, uint8 out."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -58,8 +59,9 @@ def prepare_frame(frame: np.ndarray, spec: InputSpec) -> np.ndarray:
     h, w = frame.shape[:2]
     if (h, w) != (spec.height, spec.width):
         shrinking = h * w > spec.height * spec.width
-        frame = cv2.resize(frame, (spec.width, spec.height),
-                           interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        frame = cv2.resize(
+            frame, (spec.width, spec.height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        )
     if spec.color == "gray":
         if frame.ndim == 3:
             frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)

@@ -11,6 +11,7 @@ through a `Progress`:
 
 The library never prints: messages are log records, bars are terminal decorations.
 """
+
 from __future__ import annotations
 
 import logging
@@ -58,8 +59,14 @@ class _SilentBar:
         self.close()
 
 
-def progress_bar(iterable: Optional[Iterable] = None, *, total: Optional[int] = None, desc: Optional[str] = None,
-                 enabled: bool = True, leave: bool = False) -> Any:
+def progress_bar(
+    iterable: Optional[Iterable] = None,
+    *,
+    total: Optional[int] = None,
+    desc: Optional[str] = None,
+    enabled: bool = True,
+    leave: bool = False,
+) -> Any:
     """A tqdm bar on stderr if `enabled`, stderr is a terminal and tqdm is installed; else a silent bar.
 
     Either way the result iterates `iterable` and has `update`, `set_postfix`, `close` and `with` support.
@@ -88,7 +95,8 @@ class Progress:
         """Log a step message ('exporting to ONNX ...', 'epoch 3/10 loss ...')."""
         self.logger.log(self.level, msg, *args)
 
-    def bar(self, iterable: Optional[Iterable] = None, *, total: Optional[int] = None,
-            desc: Optional[str] = None) -> Any:
+    def bar(
+        self, iterable: Optional[Iterable] = None, *, total: Optional[int] = None, desc: Optional[str] = None
+    ) -> Any:
         """A progress bar for a loop of this call (see `progress_bar`)."""
         return progress_bar(iterable, total=total, desc=desc, enabled=self.enabled)

@@ -14,6 +14,7 @@ JSON (in vadedge.json `score.mask`, or a file given to `vadedge run --mask`):
     {"width": 360, "height": 240, "mode": "exclude",
      "polygons": [[[300, 0], [360, 0], [360, 20], [300, 20]]]}
 """
+
 from __future__ import annotations
 
 import json
@@ -38,12 +39,17 @@ def mask_from_dict(doc: Any, where: str = "mask") -> MaskSpec:
     if unknown:
         raise ConfigError(f"{where}: unknown keys {unknown}")
     try:
-        spec = MaskSpec(width=int(doc["width"]), height=int(doc["height"]),
-                        polygons=tuple(tuple((float(x), float(y)) for x, y in poly) for poly in doc["polygons"]),
-                        mode=str(doc.get("mode", "exclude")))
+        spec = MaskSpec(
+            width=int(doc["width"]),
+            height=int(doc["height"]),
+            polygons=tuple(tuple((float(x), float(y)) for x, y in poly) for poly in doc["polygons"]),
+            mode=str(doc.get("mode", "exclude")),
+        )
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: needs integer width and height and polygons as lists of [x, y] "
-                          f"points ({type(exc).__name__}: {exc})") from exc
+        raise ConfigError(
+            f"{where}: needs integer width and height and polygons as lists of [x, y] "
+            f"points ({type(exc).__name__}: {exc})"
+        ) from exc
     check_mask(spec, where)
     return spec
 
@@ -63,9 +69,11 @@ def check_mask(spec: MaskSpec, where: str = "mask") -> None:
             if not (np.isfinite(x) and np.isfinite(y)):
                 raise ConfigError(f"{where}: polygon {i} has a non-finite point ({x}, {y})")
             if not (0 <= x <= spec.width and 0 <= y <= spec.height):
-                raise ConfigError(f"{where}: polygon {i} has the point ({x:g}, {y:g}) outside the "
-                                  f"{spec.width}x{spec.height} frame (x in [0, {spec.width}], y in [0, "
-                                  f"{spec.height}])")
+                raise ConfigError(
+                    f"{where}: polygon {i} has the point ({x:g}, {y:g}) outside the "
+                    f"{spec.width}x{spec.height} frame (x in [0, {spec.width}], y in [0, "
+                    f"{spec.height}])"
+                )
 
 
 def read_mask(path: Union[str, Path]) -> MaskSpec:

@@ -21,6 +21,7 @@ folder and printed resolved.
     metrics: 127.0.0.1:9108
     state_dir: /var/lib/vadedge
 """
+
 from __future__ import annotations
 
 import math
@@ -184,17 +185,38 @@ def from_cli_options(**opts: Any) -> RunConfig:
     """The config of a single-camera `vadedge run SOURCE [options]` (the CLI's option names)."""
     from .delivery import MqttSettings
 
-    camera = {k: v for k, v in dict(
-        name=opts["camera_name"], source=opts["source"], bundle=opts.get("model"), server=opts.get("server"),
-        backend=opts["backend"], device=opts["device"], precision=opts.get("precision"),
-        engine=opts.get("engine"), plugins=[str(p) for p in opts.get("plugins", ())], threads=opts.get("threads"),
-        threshold=opts.get("threshold"), smoothing=opts.get("smoothing"),
-        min_event_frames=opts.get("min_event_frames"), fps=opts.get("fps"), sample_fps=opts.get("sample_fps"),
-        all_frames=opts["all_frames"], adapt_k=opts.get("adapt_k"), heatmap=not opts["no_heatmap"],
-        mask=opts.get("mask_file"), max_reconnects=opts["max_reconnects"],
-        source_lost_after=opts["source_lost_after"], max_frames=opts.get("max_frames"),
-        events=opts.get("events"), scores=opts.get("scores"), save_video=opts.get("save_video"), show=opts["show"],
-    ).items() if v is not None}
+    camera = {
+        k: v
+        for k, v in dict(
+            name=opts["camera_name"],
+            source=opts["source"],
+            bundle=opts.get("model"),
+            server=opts.get("server"),
+            backend=opts["backend"],
+            device=opts["device"],
+            precision=opts.get("precision"),
+            engine=opts.get("engine"),
+            plugins=[str(p) for p in opts.get("plugins", ())],
+            threads=opts.get("threads"),
+            threshold=opts.get("threshold"),
+            smoothing=opts.get("smoothing"),
+            min_event_frames=opts.get("min_event_frames"),
+            fps=opts.get("fps"),
+            sample_fps=opts.get("sample_fps"),
+            all_frames=opts["all_frames"],
+            adapt_k=opts.get("adapt_k"),
+            heatmap=not opts["no_heatmap"],
+            mask=opts.get("mask_file"),
+            max_reconnects=opts["max_reconnects"],
+            source_lost_after=opts["source_lost_after"],
+            max_frames=opts.get("max_frames"),
+            events=opts.get("events"),
+            scores=opts.get("scores"),
+            save_video=opts.get("save_video"),
+            show=opts["show"],
+        ).items()
+        if v is not None
+    }
     for k in ("bundle", "engine", "mask", "events", "scores", "save_video"):
         if k in camera:
             camera[k] = str(camera[k])
@@ -263,8 +285,12 @@ def _check(cfg: RunConfig, where: str, node: Any) -> None:
     seen: dict[str, int] = {}
     for i, cam in enumerate(cfg.cameras):
         if cam.name in seen:
-            raise _error(where, node, ("cameras", i, "name"),
-                         f"camera name {cam.name!r} is used twice (also cameras[{seen[cam.name]}])")
+            raise _error(
+                where,
+                node,
+                ("cameras", i, "name"),
+                f"camera name {cam.name!r} is used twice (also cameras[{seen[cam.name]}])",
+            )
         seen[cam.name] = i
         if cam.all_frames and cam.sample_fps is not None:
             raise _error(where, node, ("cameras", i, "all_frames"), "sample_fps and all_frames exclude each other")

@@ -17,6 +17,7 @@ s_t ≥ on, and `off` (hysteresis, off < on) at the (1 − off_factor·target) q
 starts when s_t reaches `on`, is confirmed once it lasted `min_event_frames` at or above `off`, and
 ends when s_t falls below `off`. All of these values travel in vadedge.json `score`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -120,16 +121,18 @@ def error_map_cell(input_hw: tuple[int, int], map_hw: tuple[int, int]) -> int:
     return ih // mh
 
 
-def local_components(error_maps: np.ndarray, windows: Mapping[str, int], input_hw: tuple[int, int],
-                     mask: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+def local_components(
+    error_maps: np.ndarray, windows: Mapping[str, int], input_hw: tuple[int, int], mask: Optional[np.ndarray] = None
+) -> dict[str, np.ndarray]:
     """{name: [B] local error in dB} for windows given in model-input pixels (multiples of one cell)."""
     maps = np.asarray(error_maps)
     cell = error_map_cell(input_hw, maps.shape[-2:])
     out = {}
     for name, px in windows.items():
         if px % cell:
-            raise ConfigError(f"local component '{name}': window {px} px is not a multiple of the error "
-                              f"map's cell ({cell} px)")
+            raise ConfigError(
+                f"local component '{name}': window {px} px is not a multiple of the error map's cell ({cell} px)"
+            )
         out[name] = local_error_db(maps, px // cell, mask)
     return out
 
@@ -139,8 +142,10 @@ MIN_RELATIVE_SPREAD = 0.1  # robust scale / location (energy units) below this: 
 MAX_HELDOUT_Z = 3.0  # |median| or spread of held-out z-scores above this: the statistics do not transfer
 
 
-SELECTION_RULE = ("docs/causal-scores.md: relative spread >= 0.1 and held-out |z median|, z spread <= 3 on "
-                  "normal footage the model never saw; equal weights (vadedge.scoring.select_components)")
+SELECTION_RULE = (
+    "docs/causal-scores.md: relative spread >= 0.1 and held-out |z median|, z spread <= 3 on "
+    "normal footage the model never saw; equal weights (vadedge.scoring.select_components)"
+)
 DB_COMPONENTS = frozenset({"psnr"})  # graph components in dB (−10·log10 of an MSE); the rest are energies
 
 
@@ -171,10 +176,15 @@ class ComponentSelection:
     evidence: dict[str, dict[str, float]]  # component -> relative_spread, heldout_z_median, heldout_z_spread
 
 
-def select_components(fit_videos: Iterable[Mapping[str, np.ndarray]],
-                      heldout_videos: Iterable[Mapping[str, np.ndarray]], signs: Mapping[str, int],
-                      units: Mapping[str, str], *, min_relative_spread: float = MIN_RELATIVE_SPREAD,
-                      max_heldout_z: float = MAX_HELDOUT_Z) -> ComponentSelection:
+def select_components(
+    fit_videos: Iterable[Mapping[str, np.ndarray]],
+    heldout_videos: Iterable[Mapping[str, np.ndarray]],
+    signs: Mapping[str, int],
+    units: Mapping[str, str],
+    *,
+    min_relative_spread: float = MIN_RELATIVE_SPREAD,
+    max_heldout_z: float = MAX_HELDOUT_Z,
+) -> ComponentSelection:
     """The degenerate-component guard and weight rule of docs/causal-scores.md, on normal footage only.
 
     Both video sets must be footage the model did not train on (a distance whose queries sit on the
@@ -211,8 +221,9 @@ def select_components(fit_videos: Iterable[Mapping[str, np.ndarray]],
         if rel < min_relative_spread:
             reasons.append(f"relative spread {rel:.3g} < {min_relative_spread:g} on normal footage")
         if abs(z_med) > max_heldout_z or z_spread > max_heldout_z:
-            reasons.append(f"held-out normal footage gets z median {z_med:.3g}, spread {z_spread:.3g} "
-                           f"(limit {max_heldout_z:g})")
+            reasons.append(
+                f"held-out normal footage gets z median {z_med:.3g}, spread {z_spread:.3g} (limit {max_heldout_z:g})"
+            )
         if reasons:
             dropped[c] = "; ".join(reasons)
     kept = [c for c in names if c not in dropped]
@@ -223,8 +234,12 @@ def select_components(fit_videos: Iterable[Mapping[str, np.ndarray]],
 
 
 # ---------------------------------------------------------------------------------- fusion + EMA
-def fuse(components: Mapping[str, ArrayOrFloat], signs: Mapping[str, int], weights: Mapping[str, float],
-         stats: Optional[Mapping[str, RobustStats]] = None) -> ArrayOrFloat:
+def fuse(
+    components: Mapping[str, ArrayOrFloat],
+    signs: Mapping[str, int],
+    weights: Mapping[str, float],
+    stats: Optional[Mapping[str, RobustStats]] = None,
+) -> ArrayOrFloat:
     """Σ_c w_c · sign_c · z_c (z_c = the raw component when `stats` is None); arrays or one frame's floats.
 
     Components with weight 0 are skipped. The one place the fused score is computed.
@@ -264,8 +279,7 @@ def ema(x: ArrayLike, alpha: float) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------- thresholds
-def fit_threshold(smoothed: np.ndarray, target: float = DEFAULT_TARGET,
-                  off_factor: float = DEFAULT_OFF_FACTOR) -> dict:
+def fit_threshold(smoothed: np.ndarray, target: float = DEFAULT_TARGET, off_factor: float = DEFAULT_OFF_FACTOR) -> dict:
     """`on` = (1 − target) quantile of the smoothed fused score on normal frames, `off` < `on` below it."""
     if not 0 < target < 0.5:
         raise ConfigError(f"target false-alarm rate must be in (0, 0.5), got {target}")
@@ -279,8 +293,13 @@ def fit_threshold(smoothed: np.ndarray, target: float = DEFAULT_TARGET,
     if off >= on:  # flat scores: keep a strict hysteresis gap
         spread = float(np.std(s)) or 1.0
         off = on - 0.1 * spread
-    return {"on": on, "off": off, "policy": "false_alarm_rate", "target": float(target),
-            "off_target": float(min(0.5, off_factor * target))}
+    return {
+        "on": on,
+        "off": off,
+        "policy": "false_alarm_rate",
+        "target": float(target),
+        "off_target": float(min(0.5, off_factor * target)),
+    }
 
 
 @dataclass
@@ -298,14 +317,25 @@ class ScoreCalibration:
         return {k: {"location": float(v.location), "scale": float(v.scale)} for k, v in self.stats.items()}
 
     def summary(self) -> dict:
-        return {"frames": self.frames, "videos": self.videos, "smoothing": self.smoothing,
-                "threshold": self.threshold, "fused_quantiles": self.fused_quantiles,
-                "stats": {k: asdict(v) for k, v in self.stats.items()}}
+        return {
+            "frames": self.frames,
+            "videos": self.videos,
+            "smoothing": self.smoothing,
+            "threshold": self.threshold,
+            "fused_quantiles": self.fused_quantiles,
+            "stats": {k: asdict(v) for k, v in self.stats.items()},
+        }
 
 
-def calibrate_scores(videos: Iterable[Mapping[str, np.ndarray]], signs: Mapping[str, int],
-                     weights: Mapping[str, float], *, target: float = DEFAULT_TARGET,
-                     smoothing: float = DEFAULT_SMOOTHING, off_factor: float = DEFAULT_OFF_FACTOR) -> ScoreCalibration:
+def calibrate_scores(
+    videos: Iterable[Mapping[str, np.ndarray]],
+    signs: Mapping[str, int],
+    weights: Mapping[str, float],
+    *,
+    target: float = DEFAULT_TARGET,
+    smoothing: float = DEFAULT_SMOOTHING,
+    off_factor: float = DEFAULT_OFF_FACTOR,
+) -> ScoreCalibration:
     """Fit statistics and threshold on per-video score components of normal footage (one dict per video)."""
     videos = [v for v in videos if v and next(iter(v.values())).size]
     if not videos:
@@ -428,9 +458,13 @@ class ScoreRecipe:
     min_event_frames: int = 1
 
     def __post_init__(self) -> None:
-        numbers = [("smoothing", self.smoothing), ("threshold on", self.on), ("threshold off", self.off),
-                   *((f"weight of '{k}'", v) for k, v in self.weights.items()),
-                   *((f"calibration of '{k}'", x) for k, st in (self.calibration or {}).items() for x in st)]
+        numbers = [
+            ("smoothing", self.smoothing),
+            ("threshold on", self.on),
+            ("threshold off", self.off),
+            *((f"weight of '{k}'", v) for k, v in self.weights.items()),
+            *((f"calibration of '{k}'", x) for k, st in (self.calibration or {}).items() for x in st),
+        ]
         for what, value in numbers:  # NaN compares false with everything: it would silence events
             if value is not None and not math.isfinite(value):
                 raise ConfigError(f"{what} must be a finite number, got {value}")
@@ -459,9 +493,15 @@ class ScoreRecipe:
         return {k: RobustStats(float(loc), float(scale)) for k, (loc, scale) in self.calibration.items()}
 
     @classmethod
-    def from_manifest(cls, score: ScoreSpec, *, threshold: float | tuple[float, float] | None = None,
-                      smoothing: Optional[float] = None, min_event_frames: Optional[int] = None,
-                      calibration: Optional[Mapping[str, RobustStats]] = None) -> ScoreRecipe:
+    def from_manifest(
+        cls,
+        score: ScoreSpec,
+        *,
+        threshold: float | tuple[float, float] | None = None,
+        smoothing: Optional[float] = None,
+        min_event_frames: Optional[int] = None,
+        calibration: Optional[Mapping[str, RobustStats]] = None,
+    ) -> ScoreRecipe:
         """Build from a manifest's `score` section; explicit arguments override the bundle's values.
 
         `threshold` may be one number (then off = on, no hysteresis) or (on, off); `calibration`
@@ -471,8 +511,9 @@ class ScoreRecipe:
         if calibration is not None:
             calib_pairs = {k: (float(v.location), float(v.scale)) for k, v in calibration.items()}
         else:
-            calib_pairs = ({k: (s.location, s.scale) for k, s in score.calibration.items()}
-                           if score.calibration else None)
+            calib_pairs = (
+                {k: (s.location, s.scale) for k, s in score.calibration.items()} if score.calibration else None
+            )
         on = off = None
         if threshold is not None:
             on, off = (threshold, threshold) if isinstance(threshold, (int, float)) else tuple(threshold)
@@ -483,7 +524,8 @@ class ScoreRecipe:
             weights=dict(score.weights),
             calibration=calib_pairs,
             smoothing=float(smoothing if smoothing is not None else score.smoothing),
-            on=None if on is None else float(on), off=None if off is None else float(off),
+            on=None if on is None else float(on),
+            off=None if off is None else float(off),
             min_event_frames=int(min_event_frames if min_event_frames is not None else score.min_event_frames),
         )
 
@@ -500,11 +542,15 @@ class CausalScorer:
         self.stream = stream
         self._stats = recipe.stats
         self._ema: Optional[float] = None
-        self.tracker = (EventTracker(stream, recipe.on, recipe.off, recipe.min_event_frames)
-                        if recipe.on is not None and recipe.off is not None else None)
+        self.tracker = (
+            EventTracker(stream, recipe.on, recipe.off, recipe.min_event_frames)
+            if recipe.on is not None and recipe.off is not None
+            else None
+        )
 
-    def update(self, frame: int, t: float, components: Mapping[str, float]
-               ) -> tuple[float, float, bool, Optional[Event], Optional[Event]]:
+    def update(
+        self, frame: int, t: float, components: Mapping[str, float]
+    ) -> tuple[float, float, bool, Optional[Event], Optional[Event]]:
         """(smoothed score, fused raw score, is_anomaly, event confirmed, event closed)."""
         r = self.recipe
         raw = float(fuse(components, r.signs, r.weights, self._stats))

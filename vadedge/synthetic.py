@@ -6,6 +6,7 @@ shape and size (a large box, like a car on a footpath). Frames go to
 `<root>/{training,testing}/frames/<NN>/<iii>.jpg` with `<root>/labels.json` in the same format as
 `../shared/datasets/ped2/labels.json`, so every reader and test works on it with no external data.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,15 @@ class SceneGenerator:
         speed = rng.uniform(0.7, 1.2) * s
         y = -8 * s if down else self.h + 8 * s
         shade = int(rng.integers(20, 90))
-        return _Walker(x, y, rng.normal(0, 0.05) * s, speed if down else -speed,
-                       rng.uniform(3.0, 4.0) * s, rng.uniform(7.0, 9.0) * s, (shade, shade, shade + 30))
+        return _Walker(
+            x,
+            y,
+            rng.normal(0, 0.05) * s,
+            speed if down else -speed,
+            rng.uniform(3.0, 4.0) * s,
+            rng.uniform(7.0, 9.0) * s,
+            (shade, shade, shade + 30),
+        )
 
     def _anomalous(self, rng: np.random.Generator, kind: str) -> _Walker:
         s = self.scale
@@ -99,8 +107,9 @@ class SceneGenerator:
     def _visible(self, o: _Walker) -> bool:
         return -o.w <= o.x <= self.w + o.w and -o.h <= o.y <= self.h + o.h
 
-    def render(self, num_frames: int, seed: int, anomaly: Optional[str] = None,
-               anomaly_start: int = 0, rate: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    def render(
+        self, num_frames: int, seed: int, anomaly: Optional[str] = None, anomaly_start: int = 0, rate: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Frames (N, H, W, 3) BGR uint8 and labels (N,) uint8 — 1 while the abnormal object is in view.
 
         `rate` renders the same scene as a camera `rate` times faster would see it: objects move
@@ -143,8 +152,9 @@ class SceneGenerator:
         return frames, labels
 
 
-def iter_synthetic_videos(num_videos: int, num_frames: int, *, height: int = 96, width: int = 128,
-                          seed: int = 0, anomalous: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def iter_synthetic_videos(
+    num_videos: int, num_frames: int, *, height: int = 96, width: int = 128, seed: int = 0, anomalous: bool
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (frames, labels) for `num_videos` videos of one scene; test videos cycle the anomaly kinds."""
     gen = SceneGenerator(height, width, seed)
     for i in range(num_videos):
@@ -157,16 +167,22 @@ def iter_synthetic_videos(num_videos: int, num_frames: int, *, height: int = 96,
             yield gen.render(num_frames, video_seed)
 
 
-def generate_dataset(root: str | Path, *, train_videos: int = 4, test_videos: int = 3,
-                     frames_per_video: int = 60, height: int = 96, width: int = 128,
-                     seed: int = 0) -> Path:
+def generate_dataset(
+    root: str | Path,
+    *,
+    train_videos: int = 4,
+    test_videos: int = 3,
+    frames_per_video: int = 60,
+    height: int = 96,
+    width: int = 128,
+    seed: int = 0,
+) -> Path:
     """Write a synthetic dataset in the Ped2 layout (frames as JPEG, labels.json) and return its root."""
     root = Path(root)
     intervals: dict[str, list[list[int]]] = {}
     counts: dict[str, int] = {}
     for split, n, anomalous in (("training", train_videos, False), ("testing", test_videos, True)):
-        videos = iter_synthetic_videos(n, frames_per_video, height=height, width=width,
-                                       seed=seed, anomalous=anomalous)
+        videos = iter_synthetic_videos(n, frames_per_video, height=height, width=width, seed=seed, anomalous=anomalous)
         for i, (frames, labels) in enumerate(videos):
             name = f"{i + 1:02d}"
             out = root / split / "frames" / name
@@ -178,7 +194,7 @@ def generate_dataset(root: str | Path, *, train_videos: int = 4, test_videos: in
                 intervals[name] = _intervals(labels)
     labels_doc = {
         "format": "frame-level ground truth: for each test video, a list of [first, last] anomalous "
-                  "frame intervals, 1-based and inclusive, in the order of the sorted frame files",
+        "frame intervals, 1-based and inclusive, in the order of the sorted frame files",
         "generator": {"kind": "vadedge.synthetic", "seed": seed, "size": [height, width]},
         "frames_per_video": counts,
         "anomalous_intervals": intervals,

@@ -4,6 +4,7 @@ The plugin sources ship with the package (`csrc/`, `CMakeLists.txt`); TensorRT h
 toolkit are needed, so this runs on the Jetson / GPU host that will run the engine (JetPack and the
 TensorRT tarballs ship the headers, the pip wheels do not).
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,9 @@ def detect_cuda_archs() -> Optional[tuple[str, ...]]:
     if smi is None:
         return None
     try:
-        proc = subprocess.run([smi, "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True,
-                              text=True, timeout=20)
+        proc = subprocess.run(
+            [smi, "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True, text=True, timeout=20
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     caps = sorted({line.strip().replace(".", "") for line in proc.stdout.splitlines() if line.strip()})
@@ -54,10 +56,17 @@ def _normalise_archs(cuda_archs: Sequence[str] | str) -> list[str]:
     return archs
 
 
-def build_plugins(out_dir: str | Path, cuda_archs: Sequence[str] | str | None = None, *,
-                  tensorrt_root: str | Path | None = None, kernels_only: bool = False,
-                  build_type: str = "Release", cmake: Optional[str] = None, jobs: Optional[int] = None,
-                  runner: Runner = subprocess.run) -> Path:
+def build_plugins(
+    out_dir: str | Path,
+    cuda_archs: Sequence[str] | str | None = None,
+    *,
+    tensorrt_root: str | Path | None = None,
+    kernels_only: bool = False,
+    build_type: str = "Release",
+    cmake: Optional[str] = None,
+    jobs: Optional[int] = None,
+    runner: Runner = subprocess.run,
+) -> Path:
     """Configure and build the plugin library with CMake; return the path of `libvadedge_plugins.so`.
 
     `cuda_archs`: e.g. ("87",) for Orin, ("86", "89") for desktops; default: the GPUs nvidia-smi sees,
@@ -71,9 +80,17 @@ def build_plugins(out_dir: str | Path, cuda_archs: Sequence[str] | str | None = 
     out = Path(out_dir).resolve()
     build = out / "build"
     build.mkdir(parents=True, exist_ok=True)
-    configure = [cmake, "-S", str(SOURCE_DIR), "-B", str(build), f"-DCMAKE_BUILD_TYPE={build_type}",
-                 f"-DCMAKE_CUDA_ARCHITECTURES={';'.join(archs)}", f"-DVADEDGE_OUTPUT_DIR={out}",
-                 f"-DVADEDGE_KERNELS_ONLY={'ON' if kernels_only else 'OFF'}"]
+    configure = [
+        cmake,
+        "-S",
+        str(SOURCE_DIR),
+        "-B",
+        str(build),
+        f"-DCMAKE_BUILD_TYPE={build_type}",
+        f"-DCMAKE_CUDA_ARCHITECTURES={';'.join(archs)}",
+        f"-DVADEDGE_OUTPUT_DIR={out}",
+        f"-DVADEDGE_KERNELS_ONLY={'ON' if kernels_only else 'OFF'}",
+    ]
     if tensorrt_root is not None:
         configure.append(f"-DTENSORRT_ROOT={Path(tensorrt_root).resolve()}")
     nvcc = os.environ.get("CUDACXX") or shutil.which("nvcc")
@@ -86,8 +103,10 @@ def build_plugins(out_dir: str | Path, cuda_archs: Sequence[str] | str | None = 
             log = (proc.stdout or "") + (proc.stderr or "")
             hint = ""
             if "TensorRT headers/library not found" in log:
-                hint = ("\nhint: install the TensorRT development package (JetPack: libnvinfer-dev) or pass "
-                        "tensorrt_root= / --tensorrt-root pointing at a TensorRT tarball")
+                hint = (
+                    "\nhint: install the TensorRT development package (JetPack: libnvinfer-dev) or pass "
+                    "tensorrt_root= / --tensorrt-root pointing at a TensorRT tarball"
+                )
             elif "No CMAKE_CUDA_COMPILER" in log or "CUDA_COMPILER" in log:
                 hint = "\nhint: put nvcc on PATH or set CUDACXX to the CUDA compiler"
             raise PluginBuildError(f"plugin {step} step failed ({' '.join(cmd)}):\n{log[-4000:]}{hint}")

@@ -15,6 +15,7 @@ The MemoryUpdate gate (bool [B]) is cast to int32 in front of the plugin: Tensor
 safest with numeric I/O (its plugin API documents kBOOL/kUINT8 as unsupported plugin output
 types); the plugin accepts BOOL or INT32 for the gate.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -65,15 +66,25 @@ def replace_with_plugins(model: Any) -> Any:
         for pos in _INT32_INPUTS.get(node.op_type, ()):
             if pos < len(inputs) and inputs[pos]:
                 cast_out = f"{node.name or node.op_type}_{pos}_int32"
-                nodes.append(helper.make_node("Cast", [inputs[pos]], [cast_out], to=TensorProto.INT32,
-                                              name=f"{node.name or node.op_type}_cast{pos}"))
+                nodes.append(
+                    helper.make_node(
+                        "Cast",
+                        [inputs[pos]],
+                        [cast_out],
+                        to=TensorProto.INT32,
+                        name=f"{node.name or node.op_type}_cast{pos}",
+                    )
+                )
                 inputs[pos] = cast_out
-        plugin = helper.make_node(PLUGIN_OPS[node.op_type], inputs, list(node.output), name=node.name,
-                                  domain=DOMAIN)
+        plugin = helper.make_node(PLUGIN_OPS[node.op_type], inputs, list(node.output), name=node.name, domain=DOMAIN)
         keep = [a for a in node.attribute if a.name not in ("plugin_namespace", "plugin_version")]
         plugin.attribute.extend(keep)
-        plugin.attribute.extend([helper.make_attribute("plugin_namespace", PLUGIN_NAMESPACE),
-                                 helper.make_attribute("plugin_version", PLUGIN_VERSION)])
+        plugin.attribute.extend(
+            [
+                helper.make_attribute("plugin_namespace", PLUGIN_NAMESPACE),
+                helper.make_attribute("plugin_version", PLUGIN_VERSION),
+            ]
+        )
         nodes.append(plugin)
         replaced += 1
     del out.graph.node[:]
@@ -85,8 +96,11 @@ def replace_with_plugins(model: Any) -> Any:
     if not any(op.domain == DOMAIN for op in out.opset_import):
         out.opset_import.append(helper.make_opsetid(DOMAIN, 1))
     if replaced == 0:
-        warnings.warn("replace_with_plugins: the model has no vadedge MemoryRead/MemoryUpdate/"
-                      "PrototypeFormation nodes; nothing was replaced", stacklevel=2)
+        warnings.warn(
+            "replace_with_plugins: the model has no vadedge MemoryRead/MemoryUpdate/"
+            "PrototypeFormation nodes; nothing was replaced",
+            stacklevel=2,
+        )
     return out
 
 

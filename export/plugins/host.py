@@ -6,6 +6,7 @@ and `csrc/vad_memory_host.cpp` / `csrc/vad_prototype_host.cpp` run the very same
 host. Building that host library (any C++17 compiler, no CUDA, no TensorRT) lets tests and users
 check the plugin math against NumPy, ONNX Runtime and `train/memory.py` on a machine without a GPU.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -43,8 +44,19 @@ def build_host_library(out_dir: str | Path, cxx: Optional[str] = None) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lib = out / "libvadedge_host_kernels.so"
-    cmd = [cxx, "-std=c++17", "-O2", "-fPIC", "-shared", "-Wall", "-Wextra", f"-I{CSRC}",
-           *[str(CSRC / s) for s in HOST_SOURCES], "-o", str(lib)]
+    cmd = [
+        cxx,
+        "-std=c++17",
+        "-O2",
+        "-fPIC",
+        "-shared",
+        "-Wall",
+        "-Wextra",
+        f"-I{CSRC}",
+        *[str(CSRC / s) for s in HOST_SOURCES],
+        "-o",
+        str(lib),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise PluginBuildError(f"building the host kernel library failed:\n{' '.join(cmd)}\n{proc.stderr[-4000:]}")
@@ -68,8 +80,16 @@ class HostKernels:
         i32 = ctypes.c_int
         self._lib.vad_host_memory_read.argtypes = [f32p, f32p, i32, i32, i32, i32, f32p, f32p]
         self._lib.vad_host_memory_read.restype = i32
-        self._lib.vad_host_memory_update.argtypes = [f32p, f32p, ctypes.POINTER(ctypes.c_uint8),
-                                                     i32, i32, i32, i32, f32p]
+        self._lib.vad_host_memory_update.argtypes = [
+            f32p,
+            f32p,
+            ctypes.POINTER(ctypes.c_uint8),
+            i32,
+            i32,
+            i32,
+            i32,
+            f32p,
+        ]
         self._lib.vad_host_memory_update.restype = i32
         self._lib.vad_host_prototype_formation.argtypes = [f32p, f32p, i32, i32, i32, i32, f32p]
         self._lib.vad_host_prototype_formation.restype = i32
@@ -85,8 +105,7 @@ class HostKernels:
         if (bm, dm) != (b, d):
             raise ValueError(f"features {f.shape} and memory {mem.shape} disagree on batch or feature size")
         query, read = np.empty_like(f), np.empty_like(f)
-        rc = self._lib.vad_host_memory_read(self._ptr(f), self._ptr(mem), b, k, m, d, self._ptr(query),
-                                            self._ptr(read))
+        rc = self._lib.vad_host_memory_read(self._ptr(f), self._ptr(mem), b, k, m, d, self._ptr(query), self._ptr(read))
         if rc != 0:
             raise ValueError(f"vad_host_memory_read rejected shapes features {f.shape}, memory {mem.shape}")
         return query, read
@@ -99,8 +118,9 @@ class HostKernels:
         if (bm, dm) != (b, d) or g.shape[0] != b:
             raise ValueError(f"query {q.shape}, memory {mem.shape} and gate {g.shape} disagree")
         out = np.empty_like(mem)
-        rc = self._lib.vad_host_memory_update(self._ptr(q), self._ptr(mem), self._ptr(g, ctypes.c_uint8),
-                                              b, k, m, d, self._ptr(out))
+        rc = self._lib.vad_host_memory_update(
+            self._ptr(q), self._ptr(mem), self._ptr(g, ctypes.c_uint8), b, k, m, d, self._ptr(out)
+        )
         if rc != 0:
             raise ValueError(f"vad_host_memory_update rejected shapes query {q.shape}, memory {mem.shape}")
         return out

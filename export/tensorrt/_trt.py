@@ -2,6 +2,7 @@
 
 The lazy import, the version parser, the logger and EngineError live in `vadedge.runtime.engine`
 (shared with the runtime backend) and are re-exported here."""
+
 from __future__ import annotations
 
 import ctypes
@@ -38,8 +39,10 @@ def cuda_device_info(index: int = 0) -> Optional[dict]:
         cudart.cudaDeviceGetAttribute(ctypes.byref(minor), ctypes.c_int(76), ctypes.c_int(index))
     except (AttributeError, OSError):
         return None
-    return {"name": buf.raw[:256].split(b"\0", 1)[0].decode(errors="replace"),
-            "compute_capability": f"{major.value}.{minor.value}"}
+    return {
+        "name": buf.raw[:256].split(b"\0", 1)[0].decode(errors="replace"),
+        "compute_capability": f"{major.value}.{minor.value}",
+    }
 
 
 def dtype_name(trt: Any, dtype: Any) -> str:
@@ -52,5 +55,13 @@ def dtype_name(trt: Any, dtype: Any) -> str:
         return str(dtype).split(".")[-1].lower()
 
 
-__all__ = ["STRONG_TYPING_FROM", "STRONG_TYPING_ONLY_FROM", "EngineError", "cuda_device_info", "dtype_name",
-           "import_tensorrt", "make_logger", "trt_version"]
+__all__ = [
+    "STRONG_TYPING_FROM",
+    "STRONG_TYPING_ONLY_FROM",
+    "EngineError",
+    "cuda_device_info",
+    "dtype_name",
+    "import_tensorrt",
+    "make_logger",
+    "trt_version",
+]

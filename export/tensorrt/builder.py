@@ -11,6 +11,7 @@ Common to both: ONNX parser with every parser error reported, timing cache load/
 compatibility / hardware compatibility, refittable engines (REFIT or REFIT_INDIVIDUAL), plugin
 libraries loaded into the plugin registry, and an optimisation profile when the batch is dynamic.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -43,7 +44,7 @@ PLUGIN_OP_TYPES = ("VadMemoryRead", "VadMemoryUpdate", "VadPrototypeFormation")
 
 
 def graph_precision(onnx_path: str | Path) -> Optional[str]:
-    """"int8" if the graph has QuantizeLinear nodes, "fp16" if it computes in float16, else "fp32".
+    """ "int8" if the graph has QuantizeLinear nodes, "fp16" if it computes in float16, else "fp32".
 
     None when the onnx package is not installed (the check is then skipped).
     """
@@ -72,23 +73,29 @@ def graph_precision(onnx_path: str | Path) -> Optional[str]:
 
 def _check_precision(precision: str, graph: Optional[str], strong: bool, onnx_path: Path) -> None:
     if graph is None:
-        warnings.warn("onnx is not installed: cannot check that the ONNX graph matches the requested precision",
-                      stacklevel=3)
+        warnings.warn(
+            "onnx is not installed: cannot check that the ONNX graph matches the requested precision", stacklevel=3
+        )
         return
     if graph == precision or (not strong and precision == "fp16" and graph == "fp32"):
         return
     if precision == "int8":
-        raise ConfigError(f"{onnx_path.name} has no Q/DQ nodes: INT8 engines are built only from an explicitly "
-                          f"quantised graph (vadedge export --precision int8 --calib-data DIR writes model.int8.onnx)")
+        raise ConfigError(
+            f"{onnx_path.name} has no Q/DQ nodes: INT8 engines are built only from an explicitly "
+            f"quantised graph (vadedge export --precision int8 --calib-data DIR writes model.int8.onnx)"
+        )
     if strong:
-        raise ConfigError(f"{onnx_path.name} computes in {graph} but {precision} was requested: a strongly typed "
-                          f"network takes its precision from the graph; build from model.{precision}.onnx "
-                          f"(model.onnx for fp32)")
+        raise ConfigError(
+            f"{onnx_path.name} computes in {graph} but {precision} was requested: a strongly typed "
+            f"network takes its precision from the graph; build from model.{precision}.onnx "
+            f"(model.onnx for fp32)"
+        )
     raise ConfigError(f"{onnx_path.name} computes in {graph}; build it with precision={graph!r}")
 
 
-def network_from_onnx(trt: Any, builder: Any, log: Any, onnx_path: Path, strong: bool,
-                      have_plugins: bool) -> tuple[Any, Any]:
+def network_from_onnx(
+    trt: Any, builder: Any, log: Any, onnx_path: Path, strong: bool, have_plugins: bool
+) -> tuple[Any, Any]:
     """Step 2: (network, parser), the network (strongly typed or not) parsed from `onnx_path`.
 
     The parser is returned because it must outlive the build; a failed parse reports every parser
@@ -111,8 +118,10 @@ def network_from_onnx(trt: Any, builder: Any, log: Any, onnx_path: Path, strong:
     text = "\n".join(lines) or "  (the parser reported no details)"
     hint = ""
     if any(p in text for p in PLUGIN_OP_TYPES) and not have_plugins:
-        hint = ("\nhint: this graph has vadedge plugin nodes; pass plugin_libraries=[.../libvadedge_plugins.so] "
-                "(vadedge export --plugins builds them with build-plugins) or export without --plugins")
+        hint = (
+            "\nhint: this graph has vadedge plugin nodes; pass plugin_libraries=[.../libvadedge_plugins.so] "
+            "(vadedge export --plugins builds them with build-plugins) or export without --plugins"
+        )
     raise EngineError(f"TensorRT could not parse {onnx_path.name}:\n{text}{hint}")
 
 
@@ -137,14 +146,14 @@ def _profile(builder: Any, config: Any, inputs: list[dict], batch_profile: tuple
     for t in dynamic:
         shape = t["shape"]
         if any(d < 0 for d in shape[1:]):
-            raise ConfigError(f"input {t['name']} has dynamic dimensions other than the batch ({shape}); "
-                              f"export with static spatial shapes")
+            raise ConfigError(
+                f"input {t['name']} has dynamic dimensions other than the batch ({shape}); "
+                f"export with static spatial shapes"
+            )
         rest = list(shape[1:])
         profile.set_shape(t["name"], [lo, *rest], [opt, *rest], [hi, *rest])
     config.add_optimization_profile(profile)
     return [lo, opt, hi]
-
-
 
 
 @dataclass
@@ -164,10 +173,21 @@ def load_build_plugins(trt: Any, builder: Any, libraries: Sequence[Path], dlopen
     return load_plugin_libraries(trt, libraries, registry=builder.get_plugin_registry(), dlopen=dlopen)
 
 
-def create_config(trt: Any, builder: Any, network: Any, *, precision: str, strong: bool, workspace_mb: int,
-                  version_compatible: bool, hardware_compatibility: Optional[str],
-                  refittable: bool | Iterable[str], plugins: list[dict], batch_profile: tuple[int, int, int],
-                  timing_cache: Optional[Path]) -> BuildConfig:
+def create_config(
+    trt: Any,
+    builder: Any,
+    network: Any,
+    *,
+    precision: str,
+    strong: bool,
+    workspace_mb: int,
+    version_compatible: bool,
+    hardware_compatibility: Optional[str],
+    refittable: bool | Iterable[str],
+    plugins: list[dict],
+    batch_profile: tuple[int, int, int],
+    timing_cache: Optional[Path],
+) -> BuildConfig:
     """Step 3: the builder config: workspace, precision flags (10.x flag path only), compatibility,
     refit, serialised plugins, the optimisation profile for a dynamic batch, the timing cache."""
     config = builder.create_builder_config()
@@ -188,9 +208,11 @@ def create_config(trt: Any, builder: Any, network: Any, *, precision: str, stron
         if plugins:  # a version-compatible plan carries its plugin libraries (loadLibrary variant only)
             static = [p["file"] for p in plugins if p["loader"] != "registry"]
             if static:
-                raise ConfigError(f"{', '.join(static)} registers its plugins statically; a version-compatible "
-                                  f"engine serialises its plugin libraries and needs the loadLibrary variant "
-                                  f"(libvadedge_plugins_dynamic.so)")
+                raise ConfigError(
+                    f"{', '.join(static)} registers its plugins statically; a version-compatible "
+                    f"engine serialises its plugin libraries and needs the loadLibrary variant "
+                    f"(libvadedge_plugins_dynamic.so)"
+                )
             config.plugins_to_serialize = [p["path"] for p in plugins]
     if hardware_compatibility:
         level = getattr(trt.HardwareCompatibilityLevel, HARDWARE_LEVELS[hardware_compatibility], None)
@@ -206,8 +228,9 @@ def create_config(trt: Any, builder: Any, network: Any, *, precision: str, stron
         set_flag("REFIT_INDIVIDUAL")
         unknown = [n for n in out.refit_names if not network.mark_weights_refittable(n)]
         if unknown:
-            raise ConfigError(f"these weights are not in the network (ONNX initializer names expected): "
-                              f"{', '.join(unknown)}")
+            raise ConfigError(
+                f"these weights are not in the network (ONNX initializer names expected): {', '.join(unknown)}"
+            )
     out.inputs, out.outputs = _tensors(trt, network, "input"), _tensors(trt, network, "output")
     out.batch_profile = _profile(builder, config, out.inputs, batch_profile)
     if timing_cache is not None:
@@ -239,15 +262,15 @@ def save_engine(plan: Any, engine_path: Path, config: Any, timing_cache: Optiona
         os.replace(cache_tmp, timing_cache)
 
 
-def _check_options(onnx_path: Path, precision: str, hardware_compatibility: Optional[str],
-                   workspace_mb: int) -> None:
+def _check_options(onnx_path: Path, precision: str, hardware_compatibility: Optional[str], workspace_mb: int) -> None:
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if not onnx_path.is_file():
         raise ConfigError(f"ONNX model {onnx_path} does not exist")
     if hardware_compatibility is not None and hardware_compatibility not in HARDWARE_LEVELS:
-        raise ConfigError(f"hardware_compatibility must be one of {sorted(HARDWARE_LEVELS)} or None, "
-                          f"got {hardware_compatibility!r}")
+        raise ConfigError(
+            f"hardware_compatibility must be one of {sorted(HARDWARE_LEVELS)} or None, got {hardware_compatibility!r}"
+        )
     if workspace_mb < 1:
         raise ConfigError(f"workspace_mb must be >= 1, got {workspace_mb}")
 
@@ -260,13 +283,24 @@ def _strongly_typed(trt: Any, forced: Optional[bool]) -> bool:
     return strong
 
 
-def build_engine(onnx_path: str | Path, engine_path: str | Path, *, precision: str = "fp16",
-                 timing_cache: str | Path | None = None, version_compatible: bool = False,
-                 hardware_compatibility: Optional[str] = None, refittable: bool | Iterable[str] = False,
-                 plugin_libraries: Sequence[str | Path] = (), workspace_mb: int = 1024,
-                 batch_profile: tuple[int, int, int] = (1, 1, 8), strongly_typed: Optional[bool] = None,
-                 device_info: Optional[dict] = None, verbose: bool = False, trt: Any = None,
-                 dlopen: Any = ctypes.CDLL) -> dict:
+def build_engine(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    *,
+    precision: str = "fp16",
+    timing_cache: str | Path | None = None,
+    version_compatible: bool = False,
+    hardware_compatibility: Optional[str] = None,
+    refittable: bool | Iterable[str] = False,
+    plugin_libraries: Sequence[str | Path] = (),
+    workspace_mb: int = 1024,
+    batch_profile: tuple[int, int, int] = (1, 1, 8),
+    strongly_typed: Optional[bool] = None,
+    device_info: Optional[dict] = None,
+    verbose: bool = False,
+    trt: Any = None,
+    dlopen: Any = ctypes.CDLL,
+) -> dict:
     """Build `engine_path` (a plain serialized plan) from `onnx_path` and write `<engine>.json` beside it.
 
     precision: "fp32" | "fp16" | "int8" - must match the graph on the strongly typed path (build the
@@ -293,27 +327,62 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, precision: s
     strong = _strongly_typed(trt, strongly_typed)
     _check_precision(precision, graph_precision(onnx_path), strong, onnx_path)
     if hardware_compatibility and platform.machine() == "aarch64":
-        warnings.warn("hardware compatibility is documented as unsupported on JetPack; the build may fail",
-                      stacklevel=2)
+        warnings.warn(
+            "hardware compatibility is documented as unsupported on JetPack; the build may fail", stacklevel=2
+        )
 
     log = make_logger(trt, verbose)
     builder = trt.Builder(log)
     plugins = load_build_plugins(trt, builder, [Path(p) for p in plugin_libraries], dlopen)
     network, _parser = network_from_onnx(trt, builder, log, onnx_path, strong, bool(plugins))
-    built = create_config(trt, builder, network, precision=precision, strong=strong, workspace_mb=workspace_mb,
-                          version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
-                          refittable=refittable, plugins=plugins, batch_profile=batch_profile, timing_cache=cache)
+    built = create_config(
+        trt,
+        builder,
+        network,
+        precision=precision,
+        strong=strong,
+        workspace_mb=workspace_mb,
+        version_compatible=version_compatible,
+        hardware_compatibility=hardware_compatibility,
+        refittable=refittable,
+        plugins=plugins,
+        batch_profile=batch_profile,
+        timing_cache=cache,
+    )
     plan = build_plan(builder, network, built.config, log, onnx_path)
     save_engine(plan, engine_path, built.config, cache)
-    return write_sidecar(engine_path, _sidecar_facts(
-        trt, onnx_path, built, precision=precision, strong=strong, plugins=plugins,
-        version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
-        refittable=refittable, workspace_mb=workspace_mb, device_info=device_info))
+    return write_sidecar(
+        engine_path,
+        _sidecar_facts(
+            trt,
+            onnx_path,
+            built,
+            precision=precision,
+            strong=strong,
+            plugins=plugins,
+            version_compatible=version_compatible,
+            hardware_compatibility=hardware_compatibility,
+            refittable=refittable,
+            workspace_mb=workspace_mb,
+            device_info=device_info,
+        ),
+    )
 
 
-def _sidecar_facts(trt: Any, onnx_path: Path, built: BuildConfig, *, precision: str, strong: bool,
-                   plugins: list[dict], version_compatible: bool, hardware_compatibility: Optional[str],
-                   refittable: bool | Iterable[str], workspace_mb: int, device_info: Optional[dict]) -> dict:
+def _sidecar_facts(
+    trt: Any,
+    onnx_path: Path,
+    built: BuildConfig,
+    *,
+    precision: str,
+    strong: bool,
+    plugins: list[dict],
+    version_compatible: bool,
+    hardware_compatibility: Optional[str],
+    refittable: bool | Iterable[str],
+    workspace_mb: int,
+    device_info: Optional[dict],
+) -> dict:
     """Step 5b: the build facts a runtime checks before loading the engine (schema in docs/tensorrt.md)."""
     batches = {t["shape"][0] for t in built.inputs if t["shape"]}
     shipped = [{k: v for k, v in p.items() if k != "path"} for p in plugins]  # no build-machine paths

@@ -15,6 +15,7 @@ checked for real. This builds no engine and checks none of TensorRT's numerics.
 The classes are module-level; `FakeTensorRT` hands out subclasses bound to itself (`.fake`), so that
 `trt.Builder(logger)` etc. record into the instance the test holds.
 """
+
 from __future__ import annotations
 
 import enum
@@ -37,8 +38,14 @@ class DataType(enum.IntEnum):
     UINT8 = 5
 
 
-_NP = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT8: np.int8,
-       DataType.INT32: np.int32, DataType.BOOL: np.bool_, DataType.UINT8: np.uint8}
+_NP = {
+    DataType.FLOAT: np.float32,
+    DataType.HALF: np.float16,
+    DataType.INT8: np.int8,
+    DataType.INT32: np.int32,
+    DataType.BOOL: np.bool_,
+    DataType.UINT8: np.uint8,
+}
 
 
 class MemoryPoolType(enum.IntEnum):
@@ -349,8 +356,10 @@ class Engine(_Bound):
 
             self.sess = ort.InferenceSession(spec["onnx"], providers=["CPUExecutionProvider"])
             batch = -1 if spec["batch"] == "dynamic" else int(spec["batch"])
-            for io, mode in ((self.sess.get_inputs(), TensorIOMode.INPUT),
-                             (self.sess.get_outputs(), TensorIOMode.OUTPUT)):
+            for io, mode in (
+                (self.sess.get_inputs(), TensorIOMode.INPUT),
+                (self.sess.get_outputs(), TensorIOMode.OUTPUT),
+            ):
                 for t in io:
                     if t.name in self.weights:
                         continue
@@ -465,17 +474,30 @@ class Refitter(_Bound):
 class FakeTensorRT:
     """Module-like fake. Knobs: parse_errors, build_fails, inputs/outputs, engine weights and groups, cuda."""
 
-    def __init__(self, version: str = "10.3.0", *, inputs: Optional[list[FakeTensor]] = None,
-                 outputs: Optional[list[FakeTensor]] = None, parse_errors: Sequence[FakeParserError] = (),
-                 build_fails: bool = False, weights: Optional[dict[str, int]] = None, refittable: bool = True,
-                 weight_groups: Sequence[Sequence[str]] = (), cuda: Optional[FakeCuda] = None) -> None:
+    def __init__(
+        self,
+        version: str = "10.3.0",
+        *,
+        inputs: Optional[list[FakeTensor]] = None,
+        outputs: Optional[list[FakeTensor]] = None,
+        parse_errors: Sequence[FakeParserError] = (),
+        build_fails: bool = False,
+        weights: Optional[dict[str, int]] = None,
+        refittable: bool = True,
+        weight_groups: Sequence[Sequence[str]] = (),
+        cuda: Optional[FakeCuda] = None,
+    ) -> None:
         self.__version__ = version
         self.calls: list[tuple] = []
         self.major = int(version.split(".")[0])
-        self.inputs = inputs if inputs is not None else [FakeTensor("frames", (1, 5, 64, 64, 1), DataType.UINT8),
-                                                         FakeTensor("memory_in", (1, 10, 32))]
-        self.outputs = outputs if outputs is not None else [FakeTensor("psnr", (1,)),
-                                                            FakeTensor("memory_out", (1, 10, 32))]
+        self.inputs = (
+            inputs
+            if inputs is not None
+            else [FakeTensor("frames", (1, 5, 64, 64, 1), DataType.UINT8), FakeTensor("memory_in", (1, 10, 32))]
+        )
+        self.outputs = (
+            outputs if outputs is not None else [FakeTensor("psnr", (1,)), FakeTensor("memory_out", (1, 10, 32))]
+        )
         self.parse_errors = list(parse_errors)
         self.build_fails = build_fails
         self.weights = dict(weights if weights is not None else {"proto.weight": 6, "head.bias": 2})

@@ -5,6 +5,7 @@ smoothing, fps, frame counts, as arbitrary text incl. nan / inf / 1e999).
 Contract: exit 0 with a correct run (every requested output written, the CSV has one row per
 frame), or exit 2 with an "Error" message — never a traceback, never a changed input.
 """
+
 from __future__ import annotations
 
 import csv
@@ -33,8 +34,9 @@ _IDS = itertools.count()
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli-fuzz")
     bundle = make_toy_bundle(root / "toy", threshold=(0.0, 0.0))
-    clip = write_video(root / "clip.avi", np.random.default_rng(0).integers(0, 255, (FRAMES, 32, 32, 3), np.uint8),
-                       fps=10)
+    clip = write_video(
+        root / "clip.avi", np.random.default_rng(0).integers(0, 255, (FRAMES, 32, 32, 3), np.uint8), fps=10
+    )
     (root / "a-folder").mkdir()
     (root / "a-file").write_text("x")
     return root, bundle, clip
@@ -60,16 +62,24 @@ def path_kinds(draw):
 
 
 def _path(kind: str, name: str, ext: str, root: Path, work: Path, bundle: Path, clip: Path, events):
-    return {"none": None, "new": work / (name + ext), "nested": work / "a" / "b" / (name + ext),
-            "source": clip, "bundle": bundle / "model.onnx", "folder": root / "a-folder",
-            "under-file": root / "a-file" / (name + ext), "same-as-events": events}[kind]
+    return {
+        "none": None,
+        "new": work / (name + ext),
+        "nested": work / "a" / "b" / (name + ext),
+        "source": clip,
+        "bundle": bundle / "model.onnx",
+        "folder": root / "a-folder",
+        "under-file": root / "a-file" / (name + ext),
+        "same-as-events": events,
+    }[kind]
 
 
 JUNK = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.integers(-10, 40).map(str),
     st.sampled_from(["nan", "inf", "-inf", "1e999", "3:2", "2,3", "1:1", "", " ", "1:", ":1", "a", "0x10"]),
-    st.text(max_size=6))
+    st.text(max_size=6),
+)
 VALID = {  # plausible values, so that a good share of the runs get through and are checked
     "--threshold": st.sampled_from(["2", "1.5:0.5", "0", "-1,-2"]),
     "--smoothing": st.sampled_from(["1", "0.3", "0.05"]),
@@ -82,9 +92,7 @@ VALID = {  # plausible values, so that a good share of the runs get through and 
 NUMBERS = st.fixed_dictionaries({}, optional={o: st.one_of(v, v, v, JUNK) for o, v in VALID.items()})
 
 
-@given(kinds=path_kinds(), names=st.tuples(NAME, NAME, NAME),
-       exts=st.tuples(EXT, EXT, EXT),
-       numbers=NUMBERS)
+@given(kinds=path_kinds(), names=st.tuples(NAME, NAME, NAME), exts=st.tuples(EXT, EXT, EXT), numbers=NUMBERS)
 def test_run_options_give_a_correct_run_or_a_clear_error(world, kinds, names, exts, numbers):
     root, bundle, clip = world
     work = root / f"w{next(_IDS)}"

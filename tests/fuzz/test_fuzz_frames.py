@@ -6,6 +6,7 @@ was, or returns the correct result — the same result a clean reference stream 
 only the accepted frames as contiguous copies. Never another exception type, never a changed stream
 after an error.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -31,9 +32,12 @@ DTYPES = [np.uint8, np.int8, np.uint16, np.int32, np.int64, np.float16, np.float
 @pytest.fixture(scope="module")
 def detectors(tmp_path_factory):
     """A detector under test and a reference one, on the same dynamic-batch toy bundle; events on."""
-    bundle = make_toy_bundle(tmp_path_factory.mktemp("fuzz") / "toy", batch="dynamic", threshold=(0.5, 0.2),
-                             calibration={"psnr": {"location": 30.0, "scale": 5.0},
-                                          "feature_distance": {"location": 0.1, "scale": 0.1}})
+    bundle = make_toy_bundle(
+        tmp_path_factory.mktemp("fuzz") / "toy",
+        batch="dynamic",
+        threshold=(0.5, 0.2),
+        calibration={"psnr": {"location": 30.0, "scale": 5.0}, "feature_distance": {"location": 0.1, "scale": 0.1}},
+    )
     det, ref = Detector.load(bundle), Detector.load(bundle)
     yield det, ref
     det.close()
@@ -64,8 +68,13 @@ def frames(draw):
     return arr
 
 
-TIMESTAMPS = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(-2**70, 2**70),
-                       st.text(max_size=5), st.sampled_from(["1.5", "abc", b"1", [1.0], object()]))
+TIMESTAMPS = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(2**70), 2**70),
+    st.text(max_size=5),
+    st.sampled_from(["1.5", "abc", b"1", [1.0], object()]),
+)
 
 
 def _finite_seconds(ts) -> bool:

@@ -8,6 +8,7 @@ frames) either work or raise a vadedge error with a message (CLI: exit 2, no tra
 another exception, and never a file opened outside the bundle folder (an audit hook watches every
 `open` of a "secret" folder beside the bundle that the mutations point at).
 """
+
 from __future__ import annotations
 
 import io
@@ -76,25 +77,53 @@ def _paths(doc, prefix=()):
 
 
 DEEP = "\x00deep\x00"  # replaced by a nested-array literal after json.dumps (the encoder would recurse)
-PATHS = st.sampled_from(["/etc/passwd", "../secret/model.onnx", "../secret/state.npz", "../secret/passwd",
-                         "SECRET_ABS/model.onnx", "SECRET_ABS/passwd", "sub/../../secret/model.onnx",
-                         "link/model.onnx", "model.onnx/..", ".", "", "..", "C:/x", "\\..\\x", "a\x00b",
-                         "model.onnx", "state.npz", "state.npz/", "./model.onnx", "nope.onnx"])
+PATHS = st.sampled_from(
+    [
+        "/etc/passwd",
+        "../secret/model.onnx",
+        "../secret/state.npz",
+        "../secret/passwd",
+        "SECRET_ABS/model.onnx",
+        "SECRET_ABS/passwd",
+        "sub/../../secret/model.onnx",
+        "link/model.onnx",
+        "model.onnx/..",
+        ".",
+        "",
+        "..",
+        "C:/x",
+        "\\..\\x",
+        "a\x00b",
+        "model.onnx",
+        "state.npz",
+        "state.npz/",
+        "./model.onnx",
+        "nope.onnx",
+    ]
+)
 SCALARS = st.one_of(
-    st.none(), st.booleans(),
+    st.none(),
+    st.booleans(),
     st.integers(min_value=-(1 << 70), max_value=1 << 70),
-    st.sampled_from([0, 1, -1, 8, 4096, 8192, 8193, 1 << 31, 1 << 62, 10 ** 30]),
+    st.sampled_from([0, 1, -1, 8, 4096, 8192, 8193, 1 << 31, 1 << 62, 10**30]),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([float("nan"), float("inf"), -float("inf"), 1e308, -0.0, 5e-324]),
-    st.text(max_size=20), PATHS,
+    st.text(max_size=20),
+    PATHS,
     st.sampled_from(["dynamic", "float32", "int64", "gray", "rgb", "fp32", "fp16", "1", "psnr", "memory"]),
-    st.integers(min_value=1, max_value=200_000).map(lambda n: f"{DEEP}{n}"))
-JSON = st.recursive(SCALARS, lambda kids: st.one_of(st.lists(kids, max_size=4),
-                                                    st.dictionaries(st.text(max_size=8), kids, max_size=4)),
-                    max_leaves=12)
+    st.integers(min_value=1, max_value=200_000).map(lambda n: f"{DEEP}{n}"),
+)
+JSON = st.recursive(
+    SCALARS,
+    lambda kids: st.one_of(st.lists(kids, max_size=4), st.dictionaries(st.text(max_size=8), kids, max_size=4)),
+    max_leaves=12,
+)
 FACTORS = st.sampled_from([0, -1, 0.5, 1, 2, 3, 1e6, 1e-6, float("nan"), float("inf")])
-MUTATION = st.tuples(st.sampled_from(["set", "set", "tweak", "tweak", "tweak", "delete", "wrap"]),
-                     st.integers(0, 10_000), st.one_of(JSON, FACTORS))
+MUTATION = st.tuples(
+    st.sampled_from(["set", "set", "tweak", "tweak", "tweak", "delete", "wrap"]),
+    st.integers(0, 10_000),
+    st.one_of(JSON, FACTORS),
+)
 
 
 def _at(doc, path):
@@ -144,8 +173,8 @@ def _dump(doc) -> str:
         j = i + len(DEEP)
         while text[j].isdigit():
             j += 1
-        n = int(text[i + len(DEEP):j])
-        text = text[:i - 1] + "[" * n + "]" * n + text[j + 1:]  # drop the string's quotes too
+        n = int(text[i + len(DEEP) : j])
+        text = text[: i - 1] + "[" * n + "]" * n + text[j + 1 :]  # drop the string's quotes too
     return text
 
 
@@ -217,18 +246,28 @@ def test_damaged_manifest_text_fails_cleanly(world, cut, junk, at):
         shutil.rmtree(bundle, ignore_errors=True)
 
 
-DTYPES = st.sampled_from(["float32", "float16", "float64", "int64", "int8", "uint8", "bool", "complex64", "U3",
-                          "object"])
-SHAPES = st.one_of(st.sampled_from([(4, 8), (4,), (), (8, 4), (4, 8, 1), (0, 8), (4, 8)]),
-                   st.lists(st.integers(0, 9), max_size=4).map(tuple))
+DTYPES = st.sampled_from(
+    ["float32", "float16", "float64", "int64", "int8", "uint8", "bool", "complex64", "U3", "object"]
+)
+SHAPES = st.one_of(
+    st.sampled_from([(4, 8), (4,), (), (8, 4), (4, 8, 1), (0, 8), (4, 8)]),
+    st.lists(st.integers(0, 9), max_size=4).map(tuple),
+)
 ARRAY = st.tuples(DTYPES, SHAPES, st.sampled_from([0.0, 1.0, float("nan"), float("inf"), 1e30]))
 STATE = st.one_of(
     st.tuples(st.just("truncate"), st.integers(0, 100_000), st.none()),
     st.tuples(st.just("flip"), st.integers(0, 100_000), st.binary(min_size=1, max_size=8)),
-    st.tuples(st.just("arrays"), st.none(),
-              st.dictionaries(st.sampled_from(["memory", "proto", "other", "memory.npy", ""]), ARRAY, max_size=3)),
-    st.tuples(st.just("header"), st.sampled_from([(4, 8), (1 << 40,), (1 << 20, 1 << 20), (4, 8, 2)]),
-              st.sampled_from(["<f4", "<i8", "|O", ">f4", "<f8"])))
+    st.tuples(
+        st.just("arrays"),
+        st.none(),
+        st.dictionaries(st.sampled_from(["memory", "proto", "other", "memory.npy", ""]), ARRAY, max_size=3),
+    ),
+    st.tuples(
+        st.just("header"),
+        st.sampled_from([(4, 8), (1 << 40,), (1 << 20, 1 << 20), (4, 8, 2)]),
+        st.sampled_from(["<f4", "<i8", "|O", ">f4", "<f8"]),
+    ),
+)
 
 
 def _npz(arrays) -> bytes:
@@ -276,7 +315,7 @@ def test_damaged_state_file_fails_cleanly(world, damage):
             data = data[: a % len(data)]
         elif kind == "flip":
             pos = a % len(data)
-            data = data[:pos] + b + data[pos + len(b):]
+            data = data[:pos] + b + data[pos + len(b) :]
         elif kind == "arrays":
             data = _npz(b)
         else:

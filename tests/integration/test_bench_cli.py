@@ -1,5 +1,6 @@
 """`vadedge bench` end to end on a tiny model: every requested row printed (unavailable ones with the
 reason), the JSON schema, the plot, and bad input exiting with code 2. No timing is asserted."""
+
 from __future__ import annotations
 
 import json
@@ -31,9 +32,31 @@ def test_bench_prints_every_requested_row_and_writes_json(toy, tmp_path):
     out = tmp_path / "bench.json"
     png = tmp_path / "scaling.png"
     model = str(toy / "model.onnx")  # stands in for the FP16 / INT8 models: same I/O
-    res = CliRunner().invoke(cli, ["bench", "--model", str(toy), "--backends", ALL, "--fp16", model, "--int8", model,
-                                   "--streams", "2", "--rss-frames", "8", "--json", str(out), "--plot", str(png),
-                                   "--workdir", str(tmp_path / "work"), *FAST])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            "--model",
+            str(toy),
+            "--backends",
+            ALL,
+            "--fp16",
+            model,
+            "--int8",
+            model,
+            "--streams",
+            "2",
+            "--rss-frames",
+            "8",
+            "--json",
+            str(out),
+            "--plot",
+            str(png),
+            "--workdir",
+            str(tmp_path / "work"),
+            *FAST,
+        ],
+    )
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
     for backend in ALL.split(","):
@@ -67,12 +90,15 @@ def test_bench_prints_every_requested_row_and_writes_json(toy, tmp_path):
     assert png.is_file() and png.stat().st_size > 1000 and doc["plot"] == str(png)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--backends", "ort-fp32,cuda"], "unknown backend 'cuda'"),
-    (["--model", "/no/such/bundle"], "does not exist"),
-    (["--frames", "0"], "frames must be >= 1"),
-    (["--sizes", "10x10"], "multiples of 8"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--backends", "ort-fp32,cuda"], "unknown backend 'cuda'"),
+        (["--model", "/no/such/bundle"], "does not exist"),
+        (["--frames", "0"], "frames must be >= 1"),
+        (["--sizes", "10x10"], "multiples of 8"),
+    ],
+)
 def test_bad_input_exits_2_with_a_message(toy, args, message):
     base = ["bench", "--model", str(toy), "--rss-frames", "0", "--streams", "0"]
     res = CliRunner().invoke(cli, base + args if "--model" not in args else ["bench", *args])
@@ -82,8 +108,9 @@ def test_bad_input_exits_2_with_a_message(toy, args, message):
 
 
 def test_no_available_backend_still_lists_the_rows(toy):
-    res = CliRunner().invoke(cli, ["bench", "--model", str(toy), "--backends", "torch", "--streams", "0",
-                                   "--rss-frames", "0", *FAST])
+    res = CliRunner().invoke(
+        cli, ["bench", "--model", str(toy), "--backends", "torch", "--streams", "0", "--rss-frames", "0", *FAST]
+    )
     assert res.exit_code == 1
     assert "torch" in res.output and "unavailable" in res.output
 
@@ -95,17 +122,36 @@ def test_bench_on_a_checkpoint_exports_and_quantises(tmp_path):
     from vadedge.train.checkpoint import save_checkpoint
     from vadedge.train.registry import get_model_entry, resolve_config
 
-    data = generate_dataset(tmp_path / "synth", train_videos=1, test_videos=1, frames_per_video=16, height=32,
-                            width=32, seed=1)
+    data = generate_dataset(
+        tmp_path / "synth", train_videos=1, test_videos=1, frames_per_video=16, height=32, width=32, seed=1
+    )
     cfg = resolve_config("mnad-pred", "edge-xs", {"height": 32, "width": 32})
     torch.manual_seed(0)
     model = get_model_entry("mnad-pred").build(cfg["model"]).eval()
     ckpt = tmp_path / "ckpt"
     save_checkpoint(ckpt, model, model.initial_state(), {**cfg, "data": None, "seed": 0})
     out = tmp_path / "b.json"
-    res = CliRunner().invoke(cli, ["bench", "--model", str(ckpt), "--backends", "torch,ort-fp32,ort-int8",
-                                   "--calib-data", str(data), "--calib-clips", "4", "--streams", "0",
-                                   "--rss-frames", "0", "--json", str(out), *FAST])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "bench",
+            "--model",
+            str(ckpt),
+            "--backends",
+            "torch,ort-fp32,ort-int8",
+            "--calib-data",
+            str(data),
+            "--calib-clips",
+            "4",
+            "--streams",
+            "0",
+            "--rss-frames",
+            "0",
+            "--json",
+            str(out),
+            *FAST,
+        ],
+    )
     assert res.exit_code == 0, res.output
     doc = json.loads(out.read_text())
     rows = {r["backend"]: r for r in doc["rows"]}

@@ -3,6 +3,7 @@
 Toy bundles (tests/fakes) for the command and its errors; the shipped bundle for the demo symptom
 (issue 14 item 6: the shipped Ped2 model on a generated scene raises an event from frame 4).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,9 @@ def calibrate(*args):
 
 @pytest.fixture
 def toy(tmp_path):
-    return make_toy_bundle(tmp_path / "toy", height=64, width=96, color="bgr", calibration=CALIB,
-                           threshold=(3.0, 2.0), smoothing=0.3)
+    return make_toy_bundle(
+        tmp_path / "toy", height=64, width=96, color="bgr", calibration=CALIB, threshold=(3.0, 2.0), smoothing=0.3
+    )
 
 
 def test_calibrate_writes_a_new_bundle_with_provenance(toy, synthetic_root, tmp_path):
@@ -163,8 +165,9 @@ def _degenerate_fd_toy(path):
     """A toy bundle whose feature_distance sits at 1000 + the toy's distance (~0.004 ± 0.004): the graph
     adds the mean of a shared parameter (the MPN-like `proto`, here 1000) to it, so on any footage its
     spread is ~4e-6 of its level, as MNAD's feature distance is after training."""
-    toy = make_toy_bundle(path, height=64, width=96, color="bgr", calibration=CALIB, threshold=(3.0, 2.0),
-                          smoothing=0.3, params="shared")
+    toy = make_toy_bundle(
+        path, height=64, width=96, color="bgr", calibration=CALIB, threshold=(3.0, 2.0), smoothing=0.3, params="shared"
+    )
     state = dict(np.load(toy / "state.npz"))
     state["proto"] = np.full(4, 1000.0, np.float32)
     np.savez(toy / "state.npz", **state)
@@ -172,8 +175,15 @@ def _degenerate_fd_toy(path):
 
 
 def test_select_drops_a_degenerate_component_and_reports_heldout_false_alarms(toy, synthetic_root, tmp_path):
-    res = calibrate(_degenerate_fd_toy(tmp_path / "deg"), synthetic_root, "--out", tmp_path / "new", "--select",
-                    "--target-fa", "0.02")
+    res = calibrate(
+        _degenerate_fd_toy(tmp_path / "deg"),
+        synthetic_root,
+        "--out",
+        tmp_path / "new",
+        "--select",
+        "--target-fa",
+        "0.02",
+    )
     assert res.exit_code == 0, res.output
     assert "dropped feature_distance: relative spread" in res.output and "< 0.1" in res.output, res.output
     assert "held-out normal footage: 1 videos, 56 frames" in res.output and "per hour" in res.output
@@ -209,8 +219,9 @@ def test_heldout_split_and_false_alarms_per_hour():
     from vadedge.scoring import ScoreRecipe
 
     assert [heldout_count(n) for n in (2, 3, 4, 7, 8, 12)] == [1, 1, 1, 1, 2, 3]
-    recipe = ScoreRecipe({"psnr": -1}, {"psnr": 1.0}, {"psnr": (30.0, 1.0)}, smoothing=1.0, on=2.0, off=1.0,
-                         min_event_frames=3)
+    recipe = ScoreRecipe(
+        {"psnr": -1}, {"psnr": 1.0}, {"psnr": (30.0, 1.0)}, smoothing=1.0, on=2.0, off=1.0, min_event_frames=3
+    )
     quiet = np.full(600, 30.0)
     bump = quiet.copy()
     bump[100:104] = 26.0  # z = 4 for 4 frames: one alarm

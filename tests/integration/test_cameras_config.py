@@ -5,6 +5,7 @@ masked): every event is in the JSON-lines sink once with its camera name, and ea
 and events equal a single-camera `vadedge run` of the same video (per-camera state is isolated,
 batching changes nothing). Config mistakes exit 2 naming the key and the YAML line.
 """
+
 from __future__ import annotations
 
 import csv
@@ -33,13 +34,24 @@ MASK = {"width": W, "height": H, "mode": "exclude", "polygons": [[[0, 0], [48, 0
 
 def _bundle(path, seed: int, threshold: tuple[float, float]):
     """A toy bundle (dynamic batch) with a local error-map component, so a mask changes its score."""
-    b = make_toy_bundle(path, height=H, width=W, color="bgr", threshold=threshold, min_event_frames=2,
-                        batch="dynamic", seed=seed)
+    b = make_toy_bundle(
+        path, height=H, width=W, color="bgr", threshold=threshold, min_event_frames=2, batch="dynamic", seed=seed
+    )
     bundle = load_bundle(b)
     m, s = bundle.manifest, bundle.manifest.score
-    save_bundle(b, dataclasses.replace(m, score=dataclasses.replace(
-        s, local={"local8": LocalSpec("error_map", 8)}, signs={**s.signs, "local8": -1},
-        weights={**s.weights, "local8": 0.5})), bundle.state)
+    save_bundle(
+        b,
+        dataclasses.replace(
+            m,
+            score=dataclasses.replace(
+                s,
+                local={"local8": LocalSpec("error_map", 8)},
+                signs={**s.signs, "local8": -1},
+                weights={**s.weights, "local8": 0.5},
+            ),
+        ),
+        bundle.state,
+    )
     return b
 
 
@@ -81,8 +93,12 @@ def _scores(path) -> np.ndarray:
     with open(path) as f:
         rows = list(csv.DictReader(f))
     assert rows
-    return np.array([[float(v) if v not in ("", None) else np.nan for k, v in r.items()
-                      if k not in ("stream", "latency_ms")] for r in rows])
+    return np.array(
+        [
+            [float(v) if v not in ("", None) else np.nan for k, v in r.items() if k not in ("stream", "latency_ms")]
+            for r in rows
+        ]
+    )
 
 
 def _frame_count(path) -> int:
@@ -110,15 +126,32 @@ def test_four_cameras_in_one_process_equal_four_single_runs(site):
     msgs = [json.loads(line) for line in (site / "out" / "events.jsonl").read_text().splitlines()]
     assert msgs, "the thresholds are set to raise events on the anomaly"
     assert len({m["message_id"] for m in msgs}) == len(msgs)  # every message once
-    singles = {"gate": ("v0.avi", "A", []), "yard": ("v1.avi", "A", []), "door": ("v2.avi", "B", []),
-               "lobby": ("v0.avi", "A", ["--mask", str(site / "mask.json")])}
+    singles = {
+        "gate": ("v0.avi", "A", []),
+        "yard": ("v1.avi", "A", []),
+        "door": ("v2.avi", "B", []),
+        "lobby": ("v0.avi", "A", ["--mask", str(site / "mask.json")]),
+    }
     for name, (video, bundle, extra) in singles.items():
         one = site / f"single-{name}"
-        r = _invoke(["run", str(site / video), "-m", str(site / bundle), "-q", "--scores", str(one) + ".csv",
-                     "--events", str(one) + ".jsonl", *extra])
+        r = _invoke(
+            [
+                "run",
+                str(site / video),
+                "-m",
+                str(site / bundle),
+                "-q",
+                "--scores",
+                str(one) + ".csv",
+                "--events",
+                str(one) + ".jsonl",
+                *extra,
+            ]
+        )
         assert r.exit_code == 0, r.output
-        np.testing.assert_allclose(_scores(site / "out" / f"{name}.csv"), _scores(str(one) + ".csv"),
-                                   rtol=1e-5, atol=1e-5, equal_nan=True)
+        np.testing.assert_allclose(
+            _scores(site / "out" / f"{name}.csv"), _scores(str(one) + ".csv"), rtol=1e-5, atol=1e-5, equal_nan=True
+        )
         ends = [json.loads(x) for x in (one.with_suffix(".jsonl")).read_text().splitlines()]
         ends = [e for e in ends if e["type"] == "end"]
         mine = [m for m in msgs if m["camera"] == name]
@@ -131,8 +164,9 @@ def test_four_cameras_in_one_process_equal_four_single_runs(site):
             assert cv2.imread(m["snapshot"]).shape == (H, W, 3) and m["box"] is not None
             last = 39 if m["reason"] != "score" else min(39, m["end_frame"] + 5)  # post-roll 0.5 s
             assert _frame_count(m["clip"]) == last - max(0, m["start_frame"] - 10) + 1, m  # pre-roll 1 s
-    assert not np.allclose(_scores(site / "out" / "gate.csv")[4:], _scores(site / "out" / "lobby.csv")[4:],
-                           equal_nan=True)  # the mask is applied to its camera only
+    assert not np.allclose(
+        _scores(site / "out" / "gate.csv")[4:], _scores(site / "out" / "lobby.csv")[4:], equal_nan=True
+    )  # the mask is applied to its camera only
 
 
 def test_print_config_shows_the_resolved_config_and_the_cli_maps_onto_it(site):
@@ -146,9 +180,28 @@ def test_print_config_shows_the_resolved_config_and_the_cli_maps_onto_it(site):
     assert doc["cameras"][0]["source"] == str(site / "v0.avi") and doc["cameras"][0]["sample_fps"] is None
     assert doc["sinks"] == [{"kind": "jsonl", "path": str(site / "out" / "events.jsonl")}]
     # the single-camera command line is the same model: print it, load it back, get the same config
-    res = _invoke(["run", str(site / "v0.avi"), "-m", str(site / "A"), "--camera-name", "gate", "--threshold",
-                   "3:2", "--sample-fps", "5", "--webhook", "http://127.0.0.1:9/hook", "--mqtt", "127.0.0.1/nvr",
-                   "--mask", str(site / "mask.json"), "--no-heatmap", "--print-config"])
+    res = _invoke(
+        [
+            "run",
+            str(site / "v0.avi"),
+            "-m",
+            str(site / "A"),
+            "--camera-name",
+            "gate",
+            "--threshold",
+            "3:2",
+            "--sample-fps",
+            "5",
+            "--webhook",
+            "http://127.0.0.1:9/hook",
+            "--mqtt",
+            "127.0.0.1/nvr",
+            "--mask",
+            str(site / "mask.json"),
+            "--no-heatmap",
+            "--print-config",
+        ]
+    )
     assert res.exit_code == 0, res.output
     (site / "cli.yaml").write_text(res.output)
     back = _invoke(["run", "--config", str(site / "cli.yaml"), "--print-config"])
@@ -163,8 +216,14 @@ def test_every_single_camera_option_has_a_config_key():
     from vadedge.runconfig import CameraConfig, RunConfig
 
     cli_only = {"config", "print_config", "quiet", "verbose"}
-    renamed = {"model": "bundle", "camera_name": "name", "no_heatmap": "heatmap", "mask_file": "mask",
-               "webhooks": "sinks", "mqtt": "sinks"}
+    renamed = {
+        "model": "bundle",
+        "camera_name": "name",
+        "no_heatmap": "heatmap",
+        "mask_file": "mask",
+        "webhooks": "sinks",
+        "mqtt": "sinks",
+    }
     keys = set(CameraConfig.model_fields) | set(RunConfig.model_fields)
     for p in run_cmd.params:
         if p.name in cli_only:
@@ -172,17 +231,23 @@ def test_every_single_camera_option_has_a_config_key():
         assert renamed.get(p.name, p.name) in keys, p.name
 
 
-@pytest.mark.parametrize(("snippet", "line", "words"), [
-    ("    colour: red\n", 4, ["cameras[0].colour", "unknown key"]),
-    ("    sample_fps: fast\n", 4, ["cameras[0].sample_fps", "number"]),
-    ("    smoothing: 3\n", 4, ["cameras[0].smoothing", "less than or equal to 1"]),
-    ("  - {name: gate, source: v1.avi, bundle: A}\n", 4, ["cameras[1].name", "used twice"]),
-    ("    mask: {width: 96, height: 64, polygons: [[[0, 0], [120, 0], [0, 40]]]}\n", 4,
-     ["cameras[0].mask", "outside the 96x64 frame"]),
-    ("sinks:\n  - {kind: jsonl, path: ro/events.jsonl}\n", 4, ["sinks[0].path", "not writable"]),
-    ("    events: FILE/events.jsonl\n", 4, ["cameras[0].events", "not writable"]),  # under a file
-    ("sinks:\n  - {kind: webhook, url: http://127.0.0.1:9/x, retries: 3}\n", 5, ["sinks[0]", "retries"]),
-])
+@pytest.mark.parametrize(
+    ("snippet", "line", "words"),
+    [
+        ("    colour: red\n", 4, ["cameras[0].colour", "unknown key"]),
+        ("    sample_fps: fast\n", 4, ["cameras[0].sample_fps", "number"]),
+        ("    smoothing: 3\n", 4, ["cameras[0].smoothing", "less than or equal to 1"]),
+        ("  - {name: gate, source: v1.avi, bundle: A}\n", 4, ["cameras[1].name", "used twice"]),
+        (
+            "    mask: {width: 96, height: 64, polygons: [[[0, 0], [120, 0], [0, 40]]]}\n",
+            4,
+            ["cameras[0].mask", "outside the 96x64 frame"],
+        ),
+        ("sinks:\n  - {kind: jsonl, path: ro/events.jsonl}\n", 4, ["sinks[0].path", "not writable"]),
+        ("    events: FILE/events.jsonl\n", 4, ["cameras[0].events", "not writable"]),  # under a file
+        ("sinks:\n  - {kind: webhook, url: http://127.0.0.1:9/x, retries: 3}\n", 5, ["sinks[0]", "retries"]),
+    ],
+)
 def test_config_errors_name_the_key_and_the_line(site, tmp_path, snippet, line, words):
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -206,11 +271,13 @@ def test_config_errors_name_the_key_and_the_line(site, tmp_path, snippet, line, 
 
 
 def test_a_missing_file_source_exits_2_and_options_do_not_mix_with_config(site, tmp_path):
-    (tmp_path / "c.yaml").write_text(textwrap.dedent(f"""\
+    (tmp_path / "c.yaml").write_text(
+        textwrap.dedent(f"""\
         cameras:
-          - {{name: gate, source: {tmp_path / 'nope.avi'}, bundle: {site / 'A'}}}
-        state_dir: {tmp_path / 'state'}
-        """))
+          - {{name: gate, source: {tmp_path / "nope.avi"}, bundle: {site / "A"}}}
+        state_dir: {tmp_path / "state"}
+        """)
+    )
     res = _invoke(["run", "--config", str(tmp_path / "c.yaml"), "-q"])
     assert res.exit_code == 2 and "not found" in res.output, res.output
     res = _invoke(["run", "--config", str(tmp_path / "c.yaml"), "--threshold", "3"])
@@ -236,9 +303,17 @@ def test_a_live_camera_down_at_start_is_retried_while_the_others_run(site, tmp_p
         return real(spec, **kw)
 
     monkeypatch.setattr(cameras, "open_source", flaky_open)
-    cfg = validate({"cameras": [{"name": "gate", "source": str(site / "v0.avi"), "bundle": str(site / "A")},
-                                {"name": "street", "source": "rtsp://127.0.0.1:9/none", "bundle": str(site / "A")}],
-                    "state_dir": str(tmp_path / "state")}, base=None, where="test")
+    cfg = validate(
+        {
+            "cameras": [
+                {"name": "gate", "source": str(site / "v0.avi"), "bundle": str(site / "A")},
+                {"name": "street", "source": "rtsp://127.0.0.1:9/none", "bundle": str(site / "A")},
+            ],
+            "state_dir": str(tmp_path / "state"),
+        },
+        base=None,
+        where="test",
+    )
     pytest.importorskip("prometheus_client")
     from vadedge.delivery.metrics import Metrics
 

@@ -2,6 +2,7 @@
 lines from FFmpeg itself (about 1,400 for this clip) unless vadedge sets its level; -v shows them.
 FFmpeg reads the level once per process, when OpenCV first opens a video, so each case runs
 `vadedge run` in a fresh interpreter."""
+
 from __future__ import annotations
 
 import os
@@ -32,7 +33,7 @@ def damaged(tmp_path_factory):
     writer.release()
     data = bytearray(path.read_bytes())
     for k in range(2000, len(data) - 2000, 997):
-        data[k:k + 40] = bytes(40)
+        data[k : k + 40] = bytes(40)
     path.write_bytes(bytes(data))
     return path
 
@@ -44,8 +45,13 @@ def bundle(tmp_path_factory):
 
 def _run(video, bundle, *flags):
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCV_")}
-    return subprocess.run(VADEDGE + ["run", str(video), "--model", str(bundle), "--backend", "onnxruntime",
-                                     *flags], capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(
+        VADEDGE + ["run", str(video), "--model", str(bundle), "--backend", "onnxruntime", *flags],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 def test_ffmpeg_decoder_messages_only_with_verbose(damaged, bundle):

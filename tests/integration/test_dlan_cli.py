@@ -1,4 +1,5 @@
 """DLAN-AC end to end through the CLI on a tiny synthetic dataset: AC stage, formal training, eval."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,25 @@ pytestmark = pytest.mark.slow
 
 def _train(data, out, *extra, quiet=True):
     return CliRunner().invoke(
-        cli, ["train", "--model", "dlan-ac", "--preset", "edge-xs", "--data", str(data), "--out", str(out),
-              "--batch-size", "8", "--threads", "1", *(["--quiet"] if quiet else []), *extra])
+        cli,
+        [
+            "train",
+            "--model",
+            "dlan-ac",
+            "--preset",
+            "edge-xs",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--batch-size",
+            "8",
+            "--threads",
+            "1",
+            *(["--quiet"] if quiet else []),
+            *extra,
+        ],
+    )
 
 
 def test_dlan_full_run_then_eval(tiny_root, tmp_path):
@@ -39,8 +57,24 @@ def test_dlan_full_run_then_eval(tiny_root, tmp_path):
     assert "Adaptive Clusterer" not in res.stderr and "AC pre-clustering" not in res.stderr
     assert json.loads((out / "config.json").read_text())["model"]["num_prototypes"] == m
 
-    res = CliRunner().invoke(cli, ["eval", "--model", str(out), "--data", str(tiny_root), "--protocol", "paper",
-                                   "--no-plots", "--quiet", "--threads", "1", "--out", str(tmp_path / "ev")])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            "--model",
+            str(out),
+            "--data",
+            str(tiny_root),
+            "--protocol",
+            "paper",
+            "--no-plots",
+            "--quiet",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path / "ev"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert 0.0 <= result["protocols"]["paper"]["auc"] <= 1.0

@@ -5,6 +5,7 @@ export is not supported fails here, loudly. Models are tiny (edge-xs at 32x32) w
 BatchNorm statistics (so folding is exercised) and, where the family has a gated write, a gate that
 always opens (so the carried state really changes).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -110,8 +111,9 @@ def test_onnx_runtime_matches_torch_on_one_call(name, exported):
     for comp in model.score_components:
         np.testing.assert_allclose(scores[comp], ref["scores"][comp].numpy(), rtol=RTOL, atol=1e-6, err_msg=comp)
     for item in ex.graph.state:
-        np.testing.assert_allclose(new_state[item.name], ref["state"][item.name].numpy(), rtol=RTOL,
-                                   atol=1e-5, err_msg=item.name)
+        np.testing.assert_allclose(
+            new_state[item.name], ref["state"][item.name].numpy(), rtol=RTOL, atol=1e-5, err_msg=item.name
+        )
         if name.startswith("mnad"):  # the gate is open: the written memory differs from the input
             assert not np.allclose(new_state[item.name], state[item.name])
     assert extras["error_map"].shape[0] == BATCH and np.isfinite(extras["error_map"]).all()
@@ -156,15 +158,15 @@ def quantized(exported, tmp_path_factory):
     from vadedge.synthetic import generate_dataset
 
     root = tmp_path_factory.mktemp("int8")
-    data = generate_dataset(root / "normal", train_videos=1, test_videos=1, frames_per_video=14,
-                            height=SIZE, width=SIZE, seed=4)
+    data = generate_dataset(
+        root / "normal", train_videos=1, test_videos=1, frames_per_video=14, height=SIZE, width=SIZE, seed=4
+    )
     cache: dict[str, tuple] = {}
 
     def get(name: str) -> tuple:
         if name not in cache:
             ex = exported(name)
-            reader = ClipFeeds(ex.path, ex.graph, ex.model.spec, ex.model.clip_length, ex.state_np(), data,
-                               max_clips=6)
+            reader = ClipFeeds(ex.path, ex.graph, ex.model.spec, ex.model.clip_length, ex.state_np(), data, max_clips=6)
             out = root / f"{name}.int8.onnx"
             cache[name] = (out, quantize_int8(ex.path, out, reader, options=Int8Options.for_target("cpu", max_clips=6)))
         return cache[name]

@@ -1,5 +1,6 @@
 """The export-quality experiment (FP32 / FP16 / INT8 in ONNX Runtime, both protocols, interleaved timing)
 on a tiny model and synthetic data."""
+
 from __future__ import annotations
 
 import json
@@ -30,16 +31,31 @@ def test_parse_variant():
 
 
 def test_export_quality_end_to_end(tmp_path, capsys):
-    data = generate_dataset(tmp_path / "data", train_videos=2, test_videos=2, frames_per_video=24, height=32,
-                            width=32, seed=2)
+    data = generate_dataset(
+        tmp_path / "data", train_videos=2, test_videos=2, frames_per_video=24, height=32, width=32, seed=2
+    )
     cfg = resolve_config("mnad-pred", "edge-xs", {"height": 32, "width": 32})
     torch.manual_seed(0)
     model = get_model_entry("mnad-pred").build(cfg["model"]).eval()
     ckpt = tmp_path / "ckpt"
     save_checkpoint(ckpt, model, model.initial_state(), {**cfg, "seed": 0})
     out = tmp_path / "quality"
-    main([str(ckpt), "--data", str(data), "--out", str(out), "--variants", "fp32,fp16,int8:cpu:minmax",
-          "--calib-clips", "10", "--rounds", "3", "--quiet"])
+    main(
+        [
+            str(ckpt),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--variants",
+            "fp32,fp16,int8:cpu:minmax",
+            "--calib-clips",
+            "10",
+            "--rounds",
+            "3",
+            "--quiet",
+        ]
+    )
     res = json.loads((out / "results.json").read_text())
     assert list(res["variants"]) == ["fp32", "fp16", "int8:cpu:minmax"]
     for r in res["variants"].values():

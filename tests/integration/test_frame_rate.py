@@ -5,6 +5,7 @@ on 10 fps normal videos of a generated scene. The faster videos are the same sce
 finer time steps (`SceneGenerator.render(rate=k)`: objects move 1/k as far per frame), i.e. what
 a 20 or 30 fps camera of it records.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -36,11 +37,15 @@ def scene(tmp_path_factory):
     toy = make_toy_bundle(tmp / "toy", height=H, width=W, color="bgr", smoothing=0.3, min_event_frames=3)
     b = load_bundle(toy)
     m = b.manifest  # frame-difference PSNR only: the toy memory term is a start-up transient
-    save_bundle(toy, dataclasses.replace(m, score=dataclasses.replace(
-        m.score, weights={"psnr": 1.0, "feature_distance": 0.0})), b.state)
+    save_bundle(
+        toy,
+        dataclasses.replace(m, score=dataclasses.replace(m.score, weights={"psnr": 1.0, "feature_distance": 0.0})),
+        b.state,
+    )
     calibrate_bundle(toy, [normal], out=tmp / "fitted")
-    videos = {k: write_video(tmp / f"normal-{k}x.avi", gen.render(60 * k, 200, rate=k)[0], TRAINED_FPS * k)
-              for k in (1, 2, 3)}
+    videos = {
+        k: write_video(tmp / f"normal-{k}x.avi", gen.render(60 * k, 200, rate=k)[0], TRAINED_FPS * k) for k in (1, 2, 3)
+    }
     slow = write_video(tmp / "slow.avi", gen.render(120, 201)[0][::2], TRAINED_FPS / 2)
     return tmp / "fitted", videos, slow
 
@@ -89,8 +94,7 @@ def test_sample_fps_and_all_frames_override_the_bundle(scene):
     assert res.exit_code == 0 and "processed 180 frames" in res.output, res.output
     res = CliRunner().invoke(cli, ["run", str(videos[3]), "--model", str(bundle), "-q", "--sample-fps", "15"])
     assert res.exit_code == 0 and "processed 90 frames" in res.output, res.output
-    res = CliRunner().invoke(cli, ["run", str(videos[3]), "--model", str(bundle), "--sample-fps", "15",
-                                   "--all-frames"])
+    res = CliRunner().invoke(cli, ["run", str(videos[3]), "--model", str(bundle), "--sample-fps", "15", "--all-frames"])
     assert res.exit_code == 2 and "exclude each other" in res.output
 
 
@@ -100,12 +104,29 @@ def test_train_fps_travels_to_the_bundle(tiny_root, tmp_path):
 
     pytest.importorskip("torch")
     ckpt = tmp_path / "ckpt"
-    res = CliRunner().invoke(cli, ["train", "--model", "mnad-pred", "--preset", "edge-xs", "--data", str(tiny_root),
-                                   "--out", str(ckpt), "--epochs", "1", "--input-size", "32x32", "--fps", "25",
-                                   "-q"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--model",
+            "mnad-pred",
+            "--preset",
+            "edge-xs",
+            "--data",
+            str(tiny_root),
+            "--out",
+            str(ckpt),
+            "--epochs",
+            "1",
+            "--input-size",
+            "32x32",
+            "--fps",
+            "25",
+            "-q",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads((ckpt / "config.json").read_text())["data"]["fps"] == 25
-    res = CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(tmp_path / "b"), "--no-score-calibration",
-                                   "-q"])
+    res = CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(tmp_path / "b"), "--no-score-calibration", "-q"])
     assert res.exit_code == 0, res.output
     assert load_bundle(tmp_path / "b").manifest.input.fps == 25

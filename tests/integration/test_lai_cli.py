@@ -1,4 +1,5 @@
 """Lai et al. end to end through the CLI on a tiny synthetic dataset: train -> checkpoint -> eval."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,27 @@ def test_lai_train_then_eval(tiny_root, tmp_path):
 
     out = tmp_path / "lai"
     runner = CliRunner()
-    res = runner.invoke(cli, ["train", "--model", "lai", "--preset", "edge-xs", "--data", str(tiny_root),
-                              "--out", str(out), "--epochs", "1", "--batch-size", "4", "--threads", "1", "--quiet"])
+    res = runner.invoke(
+        cli,
+        [
+            "train",
+            "--model",
+            "lai",
+            "--preset",
+            "edge-xs",
+            "--data",
+            str(tiny_root),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--threads",
+            "1",
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "trained lai (edge-xs)" in res.output
     weights = load_tensors(out / "model.safetensors")
@@ -29,8 +49,24 @@ def test_lai_train_then_eval(tiny_root, tmp_path):
     ckpt = load_checkpoint(out)
     assert ckpt.model.memory.norm(dim=-1).sub(1).abs().max() < 1e-5  # last write flushed: unit items
 
-    res = runner.invoke(cli, ["eval", "--model", str(out), "--data", str(tiny_root), "--protocol", "both",
-                              "--no-plots", "--quiet", "--threads", "1", "--out", str(tmp_path / "ev")])
+    res = runner.invoke(
+        cli,
+        [
+            "eval",
+            "--model",
+            str(out),
+            "--data",
+            str(tiny_root),
+            "--protocol",
+            "both",
+            "--no-plots",
+            "--quiet",
+            "--threads",
+            "1",
+            "--out",
+            str(tmp_path / "ev"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     result = json.loads((tmp_path / "ev" / "results.json").read_text())
     for proto in ("paper", "streaming"):
@@ -39,6 +75,19 @@ def test_lai_train_then_eval(tiny_root, tmp_path):
 
 
 def test_lai_unknown_preset_exits_2(tiny_root, tmp_path):
-    res = CliRunner().invoke(cli, ["train", "--model", "lai", "--preset", "nope", "--data", str(tiny_root),
-                                   "--out", str(tmp_path / "x"), "--quiet"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--model",
+            "lai",
+            "--preset",
+            "nope",
+            "--data",
+            str(tiny_root),
+            "--out",
+            str(tmp_path / "x"),
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 2 and "no preset 'nope'" in res.output

@@ -1,4 +1,5 @@
 """MAAM-Net end to end through the CLI on tiny generated data: train (flow in the data path) → eval."""
+
 from __future__ import annotations
 
 import csv
@@ -22,16 +23,41 @@ FRAMES = 30
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> Path:
-    return generate_dataset(tmp_path_factory.mktemp("maam-data"), train_videos=2, test_videos=3,
-                            frames_per_video=FRAMES, height=48, width=64, seed=3)
+    return generate_dataset(
+        tmp_path_factory.mktemp("maam-data"),
+        train_videos=2,
+        test_videos=3,
+        frames_per_video=FRAMES,
+        height=48,
+        width=64,
+        seed=3,
+    )
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("maam-run") / "maam"
-    res = CliRunner().invoke(cli, ["train", "--model", "maam-net", "--preset", "edge-xs", "--data", str(tiny_data),
-                                   "--out", str(out), "--epochs", "2", "--input-size", "48x64", "--quiet",
-                                   "--seed", "0"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--model",
+            "maam-net",
+            "--preset",
+            "edge-xs",
+            "--data",
+            str(tiny_data),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--input-size",
+            "48x64",
+            "--quiet",
+            "--seed",
+            "0",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "trained maam-net (edge-xs) for 2 epochs" in res.output
     return out
@@ -51,8 +77,10 @@ def test_checkpoint_records_provider_scale_and_no_state(trained):
 
 
 def test_eval_scores_every_frame_after_the_first(trained, tiny_data, tmp_path):
-    res = CliRunner().invoke(cli, ["eval", "--model", str(trained), "--data", str(tiny_data), "--out", str(tmp_path),
-                                   "--quiet", "--no-plots"])
+    res = CliRunner().invoke(
+        cli,
+        ["eval", "--model", str(trained), "--data", str(tiny_data), "--out", str(tmp_path), "--quiet", "--no-plots"],
+    )
     assert res.exit_code == 0, res.output
     results = json.loads((tmp_path / "results.json").read_text())
     for proto in ("paper", "streaming"):

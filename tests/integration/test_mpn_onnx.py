@@ -1,5 +1,6 @@
 """The adapted parameters are graph inputs: an exported MPN bundle run by ONNX Runtime with θ' fed per
 call gives the torch scores of θ' (checkpoint → `vadedge.export.export_bundle` → ONNX Runtime)."""
+
 from __future__ import annotations
 
 import json
@@ -28,15 +29,20 @@ def test_onnx_runtime_takes_adapted_parameters_as_inputs(tmp_path):
         for a in model.alphas().values():
             a.fill_(0.05)
     save_checkpoint(tmp_path / "ckpt", model, {}, cfg)
-    bundle = export_bundle(tmp_path / "ckpt", tmp_path / "bundle", score_data=False, error_map=False,
-                           progress=False, threads=1)
+    bundle = export_bundle(
+        tmp_path / "ckpt", tmp_path / "bundle", score_data=False, error_map=False, progress=False, threads=1
+    )
     graph = json.loads((bundle / "vadedge.json").read_text())["graph"]
     params = {p["name"]: p["input"] for p in graph["params"]}
     assert list(params) == model.adaptable_names  # θ by its torch names (TensorRT refits by them too)
 
     g = torch.Generator().manual_seed(1)
-    theta = adapt(model, model.adaptable_parameters(), model.alphas(),
-                  torch.randint(0, 256, (2, 5, 32, 32, 1), dtype=torch.uint8, generator=g))
+    theta = adapt(
+        model,
+        model.adaptable_parameters(),
+        model.alphas(),
+        torch.randint(0, 256, (2, 5, 32, 32, 1), dtype=torch.uint8, generator=g),
+    )
     frames = torch.randint(0, 256, (1, 5, 32, 32, 1), dtype=torch.uint8, generator=g)
     sess = ort.InferenceSession(str(bundle / "model.onnx"), providers=["CPUExecutionProvider"])
     feeds = {"frames": frames.numpy(), **{params[n]: theta[n].numpy() for n in params}}

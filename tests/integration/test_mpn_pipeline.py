@@ -1,4 +1,5 @@
 """MPN end to end on generated data: the three stages, eval with K-shot adaptation, the scene-shift experiment."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,15 @@ def tiny_root(tmp_path_factory) -> Path:
     """2 normal training videos and 2 test videos of 24 frames at 32x32 (minimal compute)."""
     from vadedge.synthetic import generate_dataset
 
-    return generate_dataset(tmp_path_factory.mktemp("mpn_data"), train_videos=2, test_videos=2,
-                            frames_per_video=24, height=32, width=32, seed=1)
+    return generate_dataset(
+        tmp_path_factory.mktemp("mpn_data"),
+        train_videos=2,
+        test_videos=2,
+        frames_per_video=24,
+        height=32,
+        width=32,
+        seed=1,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +42,18 @@ def experiment(tiny_root, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("mpn") / "shift"
     threads = torch.get_num_threads()
     try:
-        result = mpn_sceneshift.run(tiny_root, out, preset="edge-xs", ks=(0, 1, 3), test_shift="blur:1.5",
-                                    epochs={"pretrain": 1, "dpu": 1, "meta": 1}, batch_size=4, model_overrides=TINY,
-                                    threads=1, progress=False)
+        result = mpn_sceneshift.run(
+            tiny_root,
+            out,
+            preset="edge-xs",
+            ks=(0, 1, 3),
+            test_shift="blur:1.5",
+            epochs={"pretrain": 1, "dpu": 1, "meta": 1},
+            batch_size=4,
+            model_overrides=TINY,
+            threads=1,
+            progress=False,
+        )
     finally:
         torch.set_num_threads(threads)
     return out, result
@@ -49,8 +66,12 @@ def test_experiment_writes_table_for_every_k(experiment):
     assert "| checkpoint | shift | K |" in md and "blur:1.5" in md
     rows = result["rows"]
     assert [(r["label"], r["shift"], r["k"]) for r in rows] == [
-        ("meta", "none", 0), ("dpu", "blur:1.5", 0), ("meta", "blur:1.5", 0), ("meta", "blur:1.5", 1),
-        ("meta", "blur:1.5", 3)]
+        ("meta", "none", 0),
+        ("dpu", "blur:1.5", 0),
+        ("meta", "blur:1.5", 0),
+        ("meta", "blur:1.5", 1),
+        ("meta", "blur:1.5", 3),
+    ]
     assert len({r["frames_common"] for r in rows}) == 1  # every K on the same frames
     for r in rows:
         for key in ("auc_paper_common", "auc_paper_code", "auc_streaming_common"):
@@ -79,9 +100,24 @@ def test_eval_cli_with_adapt_k(experiment, tiny_root, tmp_path):
     out, _ = experiment
     counts = {}
     for k in (0, 2):
-        res = CliRunner().invoke(cli, ["eval", "--model", str(out / "meta"), "--data", str(tiny_root), "--out",
-                                       str(tmp_path / str(k)), "--adapt-k", str(k), "--no-plots", "--quiet",
-                                       "--threads", "1"])
+        res = CliRunner().invoke(
+            cli,
+            [
+                "eval",
+                "--model",
+                str(out / "meta"),
+                "--data",
+                str(tiny_root),
+                "--out",
+                str(tmp_path / str(k)),
+                "--adapt-k",
+                str(k),
+                "--no-plots",
+                "--quiet",
+                "--threads",
+                "1",
+            ],
+        )
         assert res.exit_code == 0, res.output
         r = json.loads((tmp_path / str(k) / "results.json").read_text())
         assert r["adapt_k"] == k and 0.0 <= r["protocols"]["paper"]["auc"] <= 1.0
@@ -91,14 +127,52 @@ def test_eval_cli_with_adapt_k(experiment, tiny_root, tmp_path):
 
 def test_cli_meta_stage_from_dpu(experiment, tiny_root, tmp_path):
     out, _ = experiment
-    res = CliRunner().invoke(cli, ["train", "--model", "mpn", "--preset", "edge-xs", "--stage", "meta", "--init",
-                                   str(out / "dpu"), "--data", str(tiny_root), "--out", str(tmp_path / "m"),
-                                   "--input-size", "32x32", "--epochs", "1", "--batch-size", "2", "--quiet",
-                                   "--threads", "1"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--model",
+            "mpn",
+            "--preset",
+            "edge-xs",
+            "--stage",
+            "meta",
+            "--init",
+            str(out / "dpu"),
+            "--data",
+            str(tiny_root),
+            "--out",
+            str(tmp_path / "m"),
+            "--input-size",
+            "32x32",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--quiet",
+            "--threads",
+            "1",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "m" / "config.json").read_text())["stage"] == "meta"
-    bad = CliRunner().invoke(cli, ["train", "--model", "mpn", "--stage", "finetune", "--data", str(tiny_root),
-                                   "--out", str(tmp_path / "x"), "--input-size", "32x32", "--quiet"])
+    bad = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--model",
+            "mpn",
+            "--stage",
+            "finetune",
+            "--data",
+            str(tiny_root),
+            "--out",
+            str(tmp_path / "x"),
+            "--input-size",
+            "32x32",
+            "--quiet",
+        ],
+    )
     assert bad.exit_code == 2 and "stage" in bad.output
 
 
@@ -111,8 +185,17 @@ def test_experiment_rejects_a_shift_seen_in_meta_training(experiment, tiny_root,
 def test_control_rows_adapt_on_other_clips(experiment, tiny_root, tmp_path):
     """--controls: θ' from the unshifted clips / the next video really differs from the own-clip θ'."""
     out, _ = experiment
-    result = mpn_sceneshift.run(tiny_root, tmp_path, meta=out / "meta", ks=(1,), test_shift="blur:1.5",
-                                streaming=False, progress=False, controls=True, threads=1)
+    result = mpn_sceneshift.run(
+        tiny_root,
+        tmp_path,
+        meta=out / "meta",
+        ks=(1,),
+        test_shift="blur:1.5",
+        streaming=False,
+        progress=False,
+        controls=True,
+        threads=1,
+    )
     rows = result["rows"]
     assert [r.get("adapted_on") for r in rows] == [None, None, "same video under none", "next test video"]
     assert all(r["k"] == 1 for r in rows[1:]) and len({r["frames_common"] for r in rows}) == 1

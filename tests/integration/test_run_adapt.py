@@ -1,5 +1,6 @@
 """MPN few-shot adaptation through the runtime: torch backend on a checkpoint and ONNX Runtime on an
 exported bundle (θ' fed as graph inputs) agree with `vadedge.train.adapt` and stay per stream."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,12 +46,12 @@ def reference(ckpt, frames):
     model = load_checkpoint(ckpt).model
     video = np.stack([prepare_frame(f, model.spec) for f in frames])
     n = model.clip_length
-    clips = torch.from_numpy(np.stack([video[i:i + n] for i in range(K)]))
+    clips = torch.from_numpy(np.stack([video[i : i + n] for i in range(K)]))
     theta = adapt(model, model.adaptable_parameters(), model.alphas(), clips)
     out = {}
     with torch.inference_mode():
         for t in range(n - 1 + K, len(video)):  # adaptation happens after the K-th clip is scored
-            clip = torch.from_numpy(video[t - n + 1:t + 1][None])
+            clip = torch.from_numpy(video[t - n + 1 : t + 1][None])
             out[t] = float(model.stream_step(clip, {}, params=theta)["scores"]["psnr"][0])
     return out
 

@@ -1,6 +1,7 @@
 """End to end with the real exporter: train a tiny MNAD-P on synthetic footage (seconds), export it,
 then `vadedge run` a generated video file with ONNX Runtime: the events overlap the injected anomaly.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,10 +38,18 @@ def tiny_bundle(tmp_path_factory):
     root = generate_dataset(tmp / "syn", train_videos=2, test_videos=1, frames_per_video=50, **SCENE)
     # γ = 0.02 instead of the paper's 0.01: this 4-epoch model's E_t sits at 0.010–0.025, so with the paper's
     # γ the gate never opens and the memory is never written (the per-stream write test would prove nothing)
-    train("mnad-pred", root, tmp / "model", preset="edge-xs", epochs=4, lr=2e-3,
-          model_overrides={"height": 32, "width": 48, "update_threshold": 0.02}, progress=False, threads=1)
-    bundle = export_bundle(tmp / "model", tmp / "bundle", batch="dynamic", score_data=root, progress=False,
-                           threads=1)
+    train(
+        "mnad-pred",
+        root,
+        tmp / "model",
+        preset="edge-xs",
+        epochs=4,
+        lr=2e-3,
+        model_overrides={"height": 32, "width": 48, "update_threshold": 0.02},
+        progress=False,
+        threads=1,
+    )
+    bundle = export_bundle(tmp / "model", tmp / "bundle", batch="dynamic", score_data=root, progress=False, threads=1)
     return bundle, root
 
 
@@ -48,7 +57,8 @@ def tiny_bundle(tmp_path_factory):
 def anomalous_video(tmp_path_factory):
     """The training scene with a large box entering the walkway at frame 50 (labels: frames it is visible)."""
     frames, labels = SceneGenerator(SCENE["height"], SCENE["width"], seed=SCENE["seed"]).render(
-        120, seed=777, anomaly="shape", anomaly_start=50)
+        120, seed=777, anomaly="shape", anomaly_start=50
+    )
     path = tmp_path_factory.mktemp("video") / "scene.avi"
     write_video(path, frames, fps=10)  # the generated scene moves at the bundle's 10 fps
     return path, labels
@@ -59,22 +69,40 @@ def test_run_raises_events_on_the_injected_anomaly(tiny_bundle, anomalous_video,
     video, labels = anomalous_video
     manifest = json.loads((bundle / "vadedge.json").read_text())
     assert manifest["score"]["calibration"] and manifest["score"]["threshold"]
-    res = CliRunner().invoke(cli, ["run", str(video), "--model", str(bundle), "--backend", "onnxruntime",
-                                   "--events", str(tmp_path / "events.jsonl"), "--scores", str(tmp_path / "s.csv"),
-                                   "--save-video", str(tmp_path / "out.avi"), "--quiet"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            str(video),
+            "--model",
+            str(bundle),
+            "--backend",
+            "onnxruntime",
+            "--events",
+            str(tmp_path / "events.jsonl"),
+            "--scores",
+            str(tmp_path / "s.csv"),
+            "--save-video",
+            str(tmp_path / "out.avi"),
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     ended = [e for e in read_events(tmp_path / "events.jsonl") if e["type"] == "end"]
     assert ended, res.output
     anomalous = set(np.flatnonzero(labels).tolist())
     overlapping = [e for e in ended if anomalous & set(range(e["start_frame"], e["end_frame"] + 1))]
-    assert overlapping, f"events {[(e['start_frame'], e['end_frame']) for e in ended]} miss the anomaly " \
-                        f"({min(anomalous)}-{max(anomalous)})"
+    assert overlapping, (
+        f"events {[(e['start_frame'], e['end_frame']) for e in ended]} miss the anomaly "
+        f"({min(anomalous)}-{max(anomalous)})"
+    )
 
 
 def test_batched_streams_match_separate_runs_with_the_exported_memory(tiny_bundle, anomalous_video):
     bundle, _ = tiny_bundle
     frames, _ = SceneGenerator(SCENE["height"], SCENE["width"], seed=SCENE["seed"]).render(
-        24, seed=778, anomaly="speed", anomaly_start=8)
+        24, seed=778, anomaly="speed", anomaly_start=8
+    )
     normal, _ = SceneGenerator(SCENE["height"], SCENE["width"], seed=SCENE["seed"]).render(24, seed=779)
     vids = [frames, normal]
     separate = []
@@ -105,10 +133,12 @@ def test_batched_streams_match_separate_runs_with_the_exported_memory(tiny_bundl
 def test_vadedge_run_on_the_real_bundle_never_imports_torch(tiny_bundle, anomalous_video, tmp_path):
     bundle, _ = tiny_bundle
     video, _ = anomalous_video
-    code = (f"import sys, json\nfrom vadedge.cli import cli\n"
-            f"cli(['run', {str(video)!r}, '--model', {str(bundle)!r}, '--backend', 'onnxruntime', '--quiet', "
-            f"'--max-frames', '20'], standalone_mode=False)\n"
-            f"print(json.dumps('torch' in sys.modules))")
+    code = (
+        f"import sys, json\nfrom vadedge.cli import cli\n"
+        f"cli(['run', {str(video)!r}, '--model', {str(bundle)!r}, '--backend', 'onnxruntime', '--quiet', "
+        f"'--max-frames', '20'], standalone_mode=False)\n"
+        f"print(json.dumps('torch' in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "false"

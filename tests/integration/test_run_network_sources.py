@@ -1,6 +1,7 @@
 """Network sources against real servers on 127.0.0.1: an HTTP video file ends like a file, a URL that
 connects but yields no frames fails after bounded, logged reconnects, and Ctrl-C / SIGTERM interrupt
 an open that the server never answers (exit 130 / 143)."""
+
 from __future__ import annotations
 
 import http.server
@@ -74,8 +75,12 @@ def test_an_http_video_file_is_finite_and_read_once(server):
 
 def test_run_on_an_http_video_file_ends_like_a_file(server, bundle):
     base, _ = server
-    res = subprocess.run(VADEDGE + ["run", f"{base}/clip.avi", "--model", str(bundle), "--quiet"],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        VADEDGE + ["run", f"{base}/clip.avi", "--model", str(bundle), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     assert f"processed {N} frames" in res.stdout and "reconnects" not in res.stdout
     assert "events: 1" in res.stdout  # one event over the file, closed at its end
@@ -84,8 +89,12 @@ def test_run_on_an_http_video_file_ends_like_a_file(server, bundle):
 def test_a_url_without_frames_fails_after_bounded_logged_reconnects(server, bundle):
     base, hits = server
     before = hits.get("/broken.mjpeg", 0)
-    res = subprocess.run(VADEDGE + ["run", f"{base}/broken.mjpeg", "--model", str(bundle), "--quiet",
-                                    "--max-reconnects", "2"], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        VADEDGE + ["run", f"{base}/broken.mjpeg", "--model", str(bundle), "--quiet", "--max-reconnects", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2, res.stderr
     assert "could not reconnect after 2 attempts" in res.stderr and "Traceback" not in res.stderr
     assert res.stderr.count("reconnecting in") == 2  # every attempt reported, even under --quiet
@@ -123,7 +132,11 @@ def silent_server():
 def test_a_signal_interrupts_opening_an_unresponsive_stream(silent_server, bundle, signal_vadedge, sig, code):
     port, conns = silent_server
     # once vadedge has connected, FFmpeg waits for an HTTP response that never comes
-    rc, _, err = signal_vadedge(["run", f"http://127.0.0.1:{port}/live", "--model", bundle, "--quiet"],
-                                ready=lambda: bool(conns), sig=sig, settle=0.2)
+    rc, _, err = signal_vadedge(
+        ["run", f"http://127.0.0.1:{port}/live", "--model", bundle, "--quiet"],
+        ready=lambda: bool(conns),
+        sig=sig,
+        settle=0.2,
+    )
     assert rc == code, err
     assert "interrupted while opening the source" in err and "Traceback" not in err

@@ -1,5 +1,6 @@
 """SIGINT / SIGTERM / SIGHUP to a `vadedge run` subprocess: every reported event is on disk, open ones are
 closed, every CSV row is written, and the exit code is 128 + the signal number."""
+
 from __future__ import annotations
 
 import signal
@@ -23,8 +24,11 @@ def test_stop_signals_leave_every_reported_event_and_row_on_disk(tmp_path, signa
     frames = np.random.default_rng(0).integers(0, 255, (5000, 32, 32, 3), np.uint8)
     video = write_video(tmp_path / "long.avi", frames, fps=25)
     events, scores = tmp_path / "events.jsonl", tmp_path / "scores.csv"
-    rc, out, err = signal_vadedge(["run", video, "--model", bundle, "--events", events, "--scores", scores,
-                                      "--quiet"], ready=lambda: events.is_file() and events.stat().st_size > 0, sig=sig)
+    rc, out, err = signal_vadedge(
+        ["run", video, "--model", bundle, "--events", events, "--scores", scores, "--quiet"],
+        ready=lambda: events.is_file() and events.stat().st_size > 0,
+        sig=sig,
+    )
     assert rc == code, err
     assert "interrupted after" in out and "Traceback" not in err
     recs = read_events(events)

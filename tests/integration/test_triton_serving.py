@@ -6,6 +6,7 @@ Skipped where nvidia-pytriton / tritonclient are absent, or where this environme
 and no NumPy < 2 for the server's stub ($VADEDGE_TRITON_STUB_PATH, see docs/deployment.md).
 The server binds 127.0.0.1 on free ports and is stopped by the fixtures.
 """
+
 from __future__ import annotations
 
 import logging
@@ -39,8 +40,10 @@ except ConfigError as exc:
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
     root = tmp_path_factory.mktemp("triton")
-    return {"vad": make_toy_bundle(root / "vad", batch="dynamic", color="bgr", height=32, width=48),
-            "vad_ev": make_toy_bundle(root / "vad_ev", batch="dynamic", threshold=ALWAYS_ON, min_event_frames=2)}
+    return {
+        "vad": make_toy_bundle(root / "vad", batch="dynamic", color="bgr", height=32, width=48),
+        "vad_ev": make_toy_bundle(root / "vad_ev", batch="dynamic", threshold=ALWAYS_ON, min_event_frames=2),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +74,7 @@ def scenes(n_cams: int, n_frames: int, seed: int = 0) -> np.ndarray:
         for t in range(n_frames):
             f = bg.copy()
             x = (5 * t + 11 * c) % 80
-            f[20:36, x:x + 16] = 200 + c * 5
+            f[20:36, x : x + 16] = 200 + c * 5
             out[c, t] = f
     return out
 
@@ -118,9 +121,11 @@ def test_eight_cameras_concurrently_match_the_local_detector(server, bundles, mo
     for key in ("nv_inference_queue_duration_us", "nv_inference_compute_infer_duration_us"):
         assert after[key] > 0
     logger.info("triton metrics after 8 cameras: %s (%.2f requests per model call)", after, count / execs)
-    print(f"\ntriton metrics: inference_count={count:.0f} exec_count={execs:.0f} "
-          f"queue_us={after['nv_inference_queue_duration_us']:.0f} "
-          f"compute_infer_us={after['nv_inference_compute_infer_duration_us']:.0f}")
+    print(
+        f"\ntriton metrics: inference_count={count:.0f} exec_count={execs:.0f} "
+        f"queue_us={after['nv_inference_queue_duration_us']:.0f} "
+        f"compute_infer_us={after['nv_inference_compute_infer_duration_us']:.0f}"
+    )
 
 
 def test_interleaved_cameras_on_different_scenes_do_not_leak_state(server, bundles):
@@ -189,8 +194,21 @@ def test_vadedge_run_with_server_scores_a_source_remotely(server, tmp_path):
     for j, f in enumerate(scenes(1, 12, seed=3)[0]):
         cv2.imwrite(str(src / f"{j:04d}.png"), f)
     events = tmp_path / "events.jsonl"
-    r = CliRunner().invoke(cli, ["run", str(src), "--server", server.grpc_url, "--model", "vad_ev", "--events",
-                                 str(events), "--all-frames", "-q"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            str(src),
+            "--server",
+            server.grpc_url,
+            "--model",
+            "vad_ev",
+            "--events",
+            str(events),
+            "--all-frames",
+            "-q",
+        ],
+    )
     assert r.exit_code == 0, r.output
     lines = [json.loads(x) for x in events.read_text().splitlines()]
     assert lines and lines[-1]["reason"] == "stream_end"  # ALWAYS_ON: one event, closed at the end
@@ -229,13 +247,18 @@ def test_a_multi_camera_config_on_the_server_equals_the_local_detector(server, b
         (tmp_path / f"c{i}").mkdir()
         for j, f in enumerate(frames[i]):
             cv2.imwrite(str(tmp_path / f"c{i}" / f"{j:04d}.png"), f)
-    (tmp_path / "cams.yaml").write_text("cameras:\n" + "".join(
-        f"  - {{name: cam{i}, source: c{i}, server: '{server.grpc_url}', bundle: vad, all_frames: true}}\n"
-        for i in range(3)))
+    (tmp_path / "cams.yaml").write_text(
+        "cameras:\n"
+        + "".join(
+            f"  - {{name: cam{i}, source: c{i}, server: '{server.grpc_url}', bundle: vad, all_frames: true}}\n"
+            for i in range(3)
+        )
+    )
     got: dict[str, list] = {}
     record = cams_mod._record
-    monkeypatch.setattr(cams_mod, "_record", lambda cam, r, *a: (got.setdefault(cam.name, []).append(r),
-                                                                  record(cam, r, *a)))
+    monkeypatch.setattr(
+        cams_mod, "_record", lambda cam, r, *a: (got.setdefault(cam.name, []).append(r), record(cam, r, *a))
+    )
     summary = cams_mod.run_cameras(load_config(tmp_path / "cams.yaml"))
     assert len(summary.models) == 1 and summary.models[0][1] == ["cam0", "cam1", "cam2"]  # one shared client
     for i in range(3):

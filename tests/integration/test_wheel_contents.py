@@ -5,6 +5,7 @@ Issue 13: `vadedge/runtime/testing.py` and `export/tensorrt/fake.py` used to be 
 tree (without build isolation, as tests/integration/test_install.py does, so nothing is downloaded)
 and lists its files.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -42,11 +43,40 @@ def wheel(tmp_path_factory) -> dict[str, bytes]:
         pytest.skip("building a wheel without isolation needs setuptools >= 70.1 (the dev extra) or `wheel`")
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"  # a copy, so the build writes no build/ or *.egg-info into the checkout
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis",
-        ".mypy_cache", ".ruff_cache"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                    "-w", str(tmp / "dist"), str(src)], check=True, capture_output=True, text=True)
+    shutil.copytree(
+        REPO,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            "venv",
+            "build",
+            "dist",
+            "*.egg-info",
+            "__pycache__",
+            ".pytest_cache",
+            ".hypothesis",
+            ".mypy_cache",
+            ".ruff_cache",
+        ),
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(tmp / "dist"),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     (built,) = (tmp / "dist").glob("vadedge-*.whl")
     with zipfile.ZipFile(built) as zf:
         return {name: zf.read(name) for name in zf.namelist()}
@@ -59,8 +89,13 @@ def wheel_files(wheel) -> list[str]:
 
 def test_wheel_has_the_product(wheel_files):
     # a positive control: the listing is of a real wheel with the packages the doubles were next to
-    for name in ("vadedge/__init__.py", "vadedge/runtime/engine.py", "vadedge/runtime/backends/tensorrt.py",
-                 "vadedge/export/tensorrt/builder.py", "vadedge/bench/synthetic_bundle.py"):
+    for name in (
+        "vadedge/__init__.py",
+        "vadedge/runtime/engine.py",
+        "vadedge/runtime/backends/tensorrt.py",
+        "vadedge/export/tensorrt/builder.py",
+        "vadedge/bench/synthetic_bundle.py",
+    ):
         assert name in wheel_files, name
 
 

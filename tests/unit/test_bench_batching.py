@@ -1,4 +1,5 @@
 """`python -m vadedge.bench.batching` (batched vs per-stream calls) and `Detector.remove_stream`, which it uses."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """`vadedge.bench` arithmetic and parsing: SGEMM GFLOP/s, achieved GFLOP/s, share of peak, MAC counting."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +13,7 @@ from vadedge.errors import ConfigError
 
 def test_gemm_gflops_is_two_n_cubed_per_second():
     assert gemm_gflops(1000, 2.0) == pytest.approx(1.0)  # 2e9 FLOP in 2 s
-    assert gemm_gflops(2048, 0.1) == pytest.approx(2 * 2048 ** 3 / 0.1 / 1e9)
+    assert gemm_gflops(2048, 0.1) == pytest.approx(2 * 2048**3 / 0.1 / 1e9)
     with pytest.raises(ValueError):
         gemm_gflops(10, 0.0)
 
@@ -54,13 +55,20 @@ def test_count_gmac_on_a_small_graph():
     w1 = numpy_helper.from_array(rng.random((4, 2, 3, 3), dtype=np.float32), "w1")
     w2 = numpy_helper.from_array(rng.random((4, 3, 2, 2), dtype=np.float32), "w2")
     m = numpy_helper.from_array(rng.random((12, 5), dtype=np.float32), "m")
-    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
-             helper.make_node("ConvTranspose", ["c1", "w2"], ["c2"], strides=[2, 2]),
-             helper.make_node("Reshape", ["c2", "shape"], ["r"]),
-             helper.make_node("MatMul", ["r", "m"], ["y"])]
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("ConvTranspose", ["c1", "w2"], ["c2"], strides=[2, 2]),
+        helper.make_node("Reshape", ["c2", "shape"], ["r"]),
+        helper.make_node("MatMul", ["r", "m"], ["y"]),
+    ]
     shape = numpy_helper.from_array(np.array([1, -1, 12], np.int64), "shape")
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 2, 6, 6])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w1, w2, m, shape])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 2, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [w1, w2, m, shape],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     import tempfile

@@ -6,6 +6,7 @@ NaN / Infinity in vadedge.json and in overrides, the model-vs-manifest check on 
 corrupt / hostile vadedge.json and state.npz (truncated zip, deep nesting, huge sizes, int64),
 bundle folder permissions (umask, another uid), `batch` vs the graph, `schema_version` as a string.
 """
+
 from __future__ import annotations
 
 import json
@@ -77,15 +78,18 @@ def _all_entry_points_reject(bundle: Path, clip: Path, match: str):
 
 
 # ------------------------------------------------------------------ 1: confinement
-@pytest.mark.parametrize("section, value", [
-    ("model", "/etc/passwd"),
-    ("model", "../other/model.onnx"),
-    ("model", "sub/../../other/model.onnx"),
-    ("state", "../other/state.npz"),
-    ("state", "/tmp/state.npz"),
-    ("engine", "/etc/hostname"),
-    ("engine", "../other/model.onnx"),
-])
+@pytest.mark.parametrize(
+    "section, value",
+    [
+        ("model", "/etc/passwd"),
+        ("model", "../other/model.onnx"),
+        ("model", "sub/../../other/model.onnx"),
+        ("state", "../other/state.npz"),
+        ("state", "/tmp/state.npz"),
+        ("engine", "/etc/hostname"),
+        ("engine", "../other/model.onnx"),
+    ],
+)
 def test_files_outside_the_bundle_are_refused(tmp_path, clip, section, value):
     make_toy_bundle(tmp_path / "other")  # a second, valid bundle next to it: its files must not be used
     bundle = make_toy_bundle(tmp_path / "b")
@@ -125,26 +129,35 @@ def test_manifest_symlinked_outside_is_refused(tmp_path, clip):
 def test_info_is_not_an_existence_oracle(tmp_path):
     outputs = []
     for target in ("/etc/hostname", "/no/such/file/anywhere"):
-        bundle = _edit(make_toy_bundle(tmp_path / f"b{len(outputs)}"),
-                       lambda d, t=target: d.update(engines=[{"file": t, "precision": "fp32"}]))
+        bundle = _edit(
+            make_toy_bundle(tmp_path / f"b{len(outputs)}"),
+            lambda d, t=target: d.update(engines=[{"file": t, "precision": "fp32"}]),
+        )
         out = _cli_fails_cleanly(["info", str(bundle)], "inside the bundle folder")
         outputs.append(out.replace(target, "X").replace(str(bundle), "B"))
     assert outputs[0] == outputs[1]  # an existing and a missing path give the same answer
 
 
 # ------------------------------------------------------------------ 2: NaN / Infinity
-@pytest.mark.parametrize("where", ["threshold.on", "threshold.off", "weight", "calibration.location",
-                                   "calibration.scale", "smoothing", "provenance"])
+@pytest.mark.parametrize(
+    "where",
+    ["threshold.on", "threshold.off", "weight", "calibration.location", "calibration.scale", "smoothing", "provenance"],
+)
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_non_finite_numbers_in_the_manifest_are_refused(tmp_path, clip, where, literal):
     bundle = make_toy_bundle(tmp_path / "b", calibration=CALIB, threshold=(2.0, 1.0))
     text = (bundle / BUNDLE_FILE).read_text()
     doc = json.loads(text)
     marker = 12345.678
-    key = {"threshold.on": ("score", "threshold", "on"), "threshold.off": ("score", "threshold", "off"),
-           "weight": ("score", "weights", "psnr"), "calibration.location": ("score", "calibration", "psnr", "location"),
-           "calibration.scale": ("score", "calibration", "psnr", "scale"), "smoothing": ("score", "smoothing"),
-           "provenance": ("provenance", "opset")}[where]
+    key = {
+        "threshold.on": ("score", "threshold", "on"),
+        "threshold.off": ("score", "threshold", "off"),
+        "weight": ("score", "weights", "psnr"),
+        "calibration.location": ("score", "calibration", "psnr", "location"),
+        "calibration.scale": ("score", "calibration", "psnr", "scale"),
+        "smoothing": ("score", "smoothing"),
+        "provenance": ("provenance", "opset"),
+    }[where]
     node = doc
     for k in key[:-1]:
         node = node[k]
@@ -174,11 +187,14 @@ def test_nan_calibration_scale_info_and_run_agree(tmp_path, clip):
 
 
 # ------------------------------------------------------------------ 5: one validation on load
-@pytest.mark.parametrize("edit, state_shape, match", [
-    (lambda d: d["input"].update(height=64), None, "shape"),
-    (lambda d: d["graph"]["state"][0].update(shape=[4, 9]), (4, 9), "shape"),
-    (lambda d: d["graph"].update(frames_input="clip"), None, "graph inputs"),
-])
+@pytest.mark.parametrize(
+    "edit, state_shape, match",
+    [
+        (lambda d: d["input"].update(height=64), None, "shape"),
+        (lambda d: d["graph"]["state"][0].update(shape=[4, 9]), (4, 9), "shape"),
+        (lambda d: d["graph"].update(frames_input="clip"), None, "graph inputs"),
+    ],
+)
 def test_mismatched_model_fails_on_load_not_at_first_inference(tmp_path, clip, edit, state_shape, match):
     """Was: `run` / `demo` crashed at the first inference with an ONNX Runtime traceback."""
     bundle = _edit(make_toy_bundle(tmp_path / "b"), edit)
@@ -236,15 +252,18 @@ def test_deeply_nested_manifest(toy, clip, depth):
     _all_entry_points_reject(toy, clip, "nested")
 
 
-@pytest.mark.parametrize("edit, match", [
-    (lambda d: d["input"].update(height=1 << 30), "height must be <="),
-    (lambda d: d["input"].update(clip_length=1 << 40), "clip_length must be <="),
-    (lambda d: d["input"].update(height=8192, width=8192, clip_length=200), "MiB per stream"),
-    (lambda d: d["graph"]["state"][0].update(shape=[1 << 20, 1 << 20]), "elements"),
-    (lambda d: d["graph"]["state"][0].update(shape=[1] * 40), "at most"),
-    (lambda d: d["graph"].update(batch=1 << 40), "batch"),
-    (lambda d: d["score"].update(min_event_frames=10 ** 30), "min_event_frames"),
-])
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (lambda d: d["input"].update(height=1 << 30), "height must be <="),
+        (lambda d: d["input"].update(clip_length=1 << 40), "clip_length must be <="),
+        (lambda d: d["input"].update(height=8192, width=8192, clip_length=200), "MiB per stream"),
+        (lambda d: d["graph"]["state"][0].update(shape=[1 << 20, 1 << 20]), "elements"),
+        (lambda d: d["graph"]["state"][0].update(shape=[1] * 40), "at most"),
+        (lambda d: d["graph"].update(batch=1 << 40), "batch"),
+        (lambda d: d["score"].update(min_event_frames=10**30), "min_event_frames"),
+    ],
+)
 def test_huge_sizes_are_bounded(toy, edit, match):
     _edit(toy, edit)
     with pytest.raises(BundleError, match=match):
@@ -286,12 +305,15 @@ def test_a_bundle_exported_by_root_loads_as_another_user():
         make_toy_bundle(work)
         _replace_dir(work, parent / "bundle")
         # import first (this machine's Python may not be readable by that user), then drop to uid 65534
-        code = ("import os, encodings.cp437\nfrom vadedge.bundle import load_bundle\n"
-                "os.setgroups([])\nos.setgid(65534)\nos.setuid(65534)\n"
-                f"b = load_bundle({str(parent / 'bundle')!r})\nprint(os.getuid(), sorted(b.state))\n")
+        code = (
+            "import os, encodings.cp437\nfrom vadedge.bundle import load_bundle\n"
+            "os.setgroups([])\nos.setgid(65534)\nos.setuid(65534)\n"
+            f"b = load_bundle({str(parent / 'bundle')!r})\nprint(os.getuid(), sorted(b.state))\n"
+        )
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
-                             cwd="/")
+        res = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd="/"
+        )
         assert res.returncode == 0, res.stderr[-2000:]
         assert res.stdout.split()[0] == "65534" and "memory" in res.stdout
     finally:

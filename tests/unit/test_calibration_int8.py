@@ -1,4 +1,5 @@
 """INT8 calibration pieces: the footage reader carries the state like the runtime, profiles, exclusions."""
+
 from __future__ import annotations
 
 import cv2
@@ -24,20 +25,34 @@ SPEC = InputSpec(H, W, "gray", 1)
 
 def _counter_graph(path, batch=1):
     """frames [B,2,8,8,1] + counter_in [B,1] → psnr = mean pixel, counter_out = counter_in + 1."""
-    nodes = [helper.make_node("Cast", ["frames"], ["f"], to=TensorProto.FLOAT),
-             helper.make_node("ReduceMean", ["f", "axes"], ["psnr"], keepdims=0),
-             helper.make_node("Add", ["counter_in", "one"], ["counter_out"])]
+    nodes = [
+        helper.make_node("Cast", ["frames"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["f", "axes"], ["psnr"], keepdims=0),
+        helper.make_node("Add", ["counter_in", "one"], ["counter_out"]),
+    ]
     graph = helper.make_graph(
-        nodes, "counter",
-        [helper.make_tensor_value_info("frames", TensorProto.UINT8, [batch, CLIP, H, W, 1]),
-         helper.make_tensor_value_info("counter_in", TensorProto.FLOAT, [batch, 1])],
-        [helper.make_tensor_value_info("psnr", TensorProto.FLOAT, [batch]),
-         helper.make_tensor_value_info("counter_out", TensorProto.FLOAT, [batch, 1])],
-        [helper.make_tensor("axes", TensorProto.INT64, [4], [1, 2, 3, 4]),
-         helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])])
+        nodes,
+        "counter",
+        [
+            helper.make_tensor_value_info("frames", TensorProto.UINT8, [batch, CLIP, H, W, 1]),
+            helper.make_tensor_value_info("counter_in", TensorProto.FLOAT, [batch, 1]),
+        ],
+        [
+            helper.make_tensor_value_info("psnr", TensorProto.FLOAT, [batch]),
+            helper.make_tensor_value_info("counter_out", TensorProto.FLOAT, [batch, 1]),
+        ],
+        [
+            helper.make_tensor("axes", TensorProto.INT64, [4], [1, 2, 3, 4]),
+            helper.make_tensor("one", TensorProto.FLOAT, [], [1.0]),
+        ],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), str(path))
-    return GraphSpec(batch=batch, frames_input="frames", scores={"psnr": "psnr"},
-                     state=(TensorSpec("counter", "counter_in", "counter_out", (1,)),))
+    return GraphSpec(
+        batch=batch,
+        frames_input="frames",
+        scores={"psnr": "psnr"},
+        state=(TensorSpec("counter", "counter_in", "counter_out", (1,)),),
+    )
 
 
 @pytest.fixture
@@ -65,8 +80,9 @@ def test_reader_carries_the_state_per_video(tmp_path, footage):
 
 def test_reader_subsamples_and_fills_a_static_batch(tmp_path, footage):
     graph = _counter_graph(tmp_path / "m2.onnx", batch=2)
-    reader = ClipFeeds(tmp_path / "m2.onnx", graph, SPEC, CLIP, {"counter": np.zeros(1, np.float32)}, footage,
-                       max_clips=3)
+    reader = ClipFeeds(
+        tmp_path / "m2.onnx", graph, SPEC, CLIP, {"counter": np.zeros(1, np.float32)}, footage, max_clips=3
+    )
     feeds = list(reader)
     assert reader.stride == 3
     # global clip indices 0, 3 (video a) and 6 (= clip 1 of video b) → batches of 2, the last padded
@@ -98,20 +114,33 @@ def test_profiles():
 
 def _memory_graph(quantised_input: bool):
     w = numpy_helper.from_array(np.ones((2, 2, 1, 1), np.float32), "w")
-    nodes = [helper.make_node("Conv", ["x", "w"], ["enc"], name="enc_conv"),
-             helper.make_node("Relu", ["enc"], ["r"], name="relu"),
-             helper.make_node("Reshape", ["r", "shape"], ["q"], name="reshape")]
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["enc"], name="enc_conv"),
+        helper.make_node("Relu", ["enc"], ["r"], name="relu"),
+        helper.make_node("Reshape", ["r", "shape"], ["q"], name="reshape"),
+    ]
     feed = "q"
     if quantised_input:
-        nodes += [helper.make_node("QuantizeLinear", ["q", "s"], ["q8"], name="quant"),
-                  helper.make_node("DequantizeLinear", ["q8", "s"], ["qd"], name="dequant")]
+        nodes += [
+            helper.make_node("QuantizeLinear", ["q", "s"], ["q8"], name="quant"),
+            helper.make_node("DequantizeLinear", ["q8", "s"], ["qd"], name="dequant"),
+        ]
         feed = "q8"
     nodes.append(helper.make_node("MemoryRead", [feed, "m"], ["query", "read"], domain=DOMAIN, name="read"))
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 2, 2]),
-                                           helper.make_tensor_value_info("m", TensorProto.FLOAT, [1, 3, 2])],
-                              [helper.make_tensor_value_info("read", TensorProto.FLOAT, [1, 4, 2])],
-                              [w, numpy_helper.from_array(np.array([1, 4, 2], np.int64), "shape"),
-                               numpy_helper.from_array(np.array(0.1, np.float32), "s")])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 2, 2]),
+            helper.make_tensor_value_info("m", TensorProto.FLOAT, [1, 3, 2]),
+        ],
+        [helper.make_tensor_value_info("read", TensorProto.FLOAT, [1, 4, 2])],
+        [
+            w,
+            numpy_helper.from_array(np.array([1, 4, 2], np.int64), "shape"),
+            numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+        ],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid(DOMAIN, 1)])
 
 

@@ -1,4 +1,5 @@
 """Score calibration: robust statistics per component, causal fused score, false-alarm-rate threshold."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,10 @@ WEIGHTS = {"psnr": 0.6, "feature_distance": 0.4}
 
 def _normal_videos(n=4, frames=500, seed=0):
     rng = np.random.default_rng(seed)
-    return [{"psnr": 30 + rng.normal(0, 1.5, frames), "feature_distance": 0.02 + rng.gamma(2, 0.002, frames)}
-            for _ in range(n)]
+    return [
+        {"psnr": 30 + rng.normal(0, 1.5, frames), "feature_distance": 0.02 + rng.gamma(2, 0.002, frames)}
+        for _ in range(n)
+    ]
 
 
 def test_statistics_are_the_pooled_robust_stats():
@@ -36,8 +39,8 @@ def test_threshold_meets_the_false_alarm_target_with_hysteresis(target):
     assert th["policy"] == "false_alarm_rate" and th["target"] == target
     assert th["off"] < th["on"]
     smoothed = np.concatenate([ema(fuse(v, SIGNS, WEIGHTS, cal.stats), 0.3) for v in videos])
-    assert np.mean(smoothed >= th["on"]) <= target          # the 'on' level keeps the rate on normal footage
-    assert np.mean(smoothed >= th["on"]) >= target / 2      # and is not needlessly conservative
+    assert np.mean(smoothed >= th["on"]) <= target  # the 'on' level keeps the rate on normal footage
+    assert np.mean(smoothed >= th["on"]) >= target / 2  # and is not needlessly conservative
     # held-out normal footage of the same scene stays near the target
     fresh = np.concatenate([ema(fuse(v, SIGNS, WEIGHTS, cal.stats), 0.3) for v in _normal_videos(seed=1)])
     assert np.mean(fresh >= th["on"]) <= 3 * target

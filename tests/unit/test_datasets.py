@@ -1,4 +1,5 @@
 """Dataset reader and synthetic generator on generated data; bad inputs give DataError."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """DeepStream: the generated nvinfer / nvdspreprocess configs (text checked key by key) and the
 single-input ONNX variant they need (checked in ONNX Runtime against the bundle's own graph)."""
+
 from __future__ import annotations
 
 import json
@@ -44,28 +45,41 @@ def _bundle(tmp_path, color="gray", batch=1):
         helper.make_node("Reshape", ["xm", "shape_b11"], ["xm3"]),
         helper.make_node("Add", ["m2", "xm3"], ["memory_out"]),
     ]
-    inits = [helper.make_tensor("s0", TensorProto.INT64, [1], [0]),
-             helper.make_tensor("s1", TensorProto.INT64, [1], [1]),
-             helper.make_tensor("ax1", TensorProto.INT64, [1], [1]),
-             helper.make_tensor("two", TensorProto.FLOAT, [], [2.0]),
-             helper.make_tensor("shape_b11", TensorProto.INT64, [3], [-1, 1, 1])]
-    graph = helper.make_graph(nodes, "tiny", [frames, mem_in],
-                              [f32("psnr", [batch]), f32("feature_distance", [batch]),
-                               f32("memory_out", [batch, M, D])],
-                              initializer=inits)
+    inits = [
+        helper.make_tensor("s0", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("s1", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("ax1", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("two", TensorProto.FLOAT, [], [2.0]),
+        helper.make_tensor("shape_b11", TensorProto.INT64, [3], [-1, 1, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [frames, mem_in],
+        [f32("psnr", [batch]), f32("feature_distance", [batch]), f32("memory_out", [batch, M, D])],
+        initializer=inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     root = tmp_path / "bundle"
     root.mkdir()
     onnx.save(model, root / "model.onnx")
     manifest = {
-        "schema_version": 1, "family": "mnad-pred", "preset": "edge-xs",
+        "schema_version": 1,
+        "family": "mnad-pred",
+        "preset": "edge-xs",
         "input": {"height": H, "width": W, "color": color, "frames": T, "clip_length": CLIP},
-        "graph": {"batch": batch, "frames_input": "frames",
-                  "state": [{"name": "memory", "input": "memory_in", "output": "memory_out", "shape": [M, D],
-                             "dtype": "float32"}],
-                  "params": [], "scores": {"psnr": "psnr", "feature_distance": "feature_distance"},
-                  "extra_outputs": {}},
-        "models": {"fp32": "model.onnx"}, "state_file": "state.npz",
+        "graph": {
+            "batch": batch,
+            "frames_input": "frames",
+            "state": [
+                {"name": "memory", "input": "memory_in", "output": "memory_out", "shape": [M, D], "dtype": "float32"}
+            ],
+            "params": [],
+            "scores": {"psnr": "psnr", "feature_distance": "feature_distance"},
+            "extra_outputs": {},
+        },
+        "models": {"fp32": "model.onnx"},
+        "state_file": "state.npz",
         "score": {"signs": {"psnr": -1, "feature_distance": 1}, "weights": {"psnr": 0.6, "feature_distance": 0.4}},
         "provenance": {"vadedge_version": "0.1.0"},
     }
@@ -79,23 +93,26 @@ def test_deepstream_onnx_matches_the_bundle_graph(tmp_path):
     out = write_deepstream_onnx(root, tmp_path / "ds" / "model.deepstream.onnx")
     model = onnx.load(out)
     assert [i.name for i in model.graph.input] == [DS_INPUT]
-    assert [o.name for o in model.graph.output] == ["psnr", "feature_distance"]   # state output dropped
+    assert [o.name for o in model.graph.output] == ["psnr", "feature_distance"]  # state output dropped
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-    assert dims == [2, 1, CLIP, H, W]                                              # NCDHW
+    assert dims == [2, 1, CLIP, H, W]  # NCDHW
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, size=(2, CLIP, H, W, 1), dtype=np.uint8)
     ref = ort.InferenceSession((root / "model.onnx").read_bytes(), providers=["CPUExecutionProvider"])
     psnr, fd, _ = ref.run(None, {"frames": frames, "memory_in": np.broadcast_to(state["memory"], (2, M, D)).copy()})
     ds = ort.InferenceSession(out.read_bytes(), providers=["CPUExecutionProvider"])
-    ncdhw = frames.astype(np.float32).transpose(0, 4, 1, 2, 3)                     # what nvdspreprocess emits
+    ncdhw = frames.astype(np.float32).transpose(0, 4, 1, 2, 3)  # what nvdspreprocess emits
     psnr_ds, fd_ds = ds.run(None, {DS_INPUT: ncdhw})
     np.testing.assert_allclose(psnr_ds, psnr)
     np.testing.assert_allclose(fd_ds, fd, rtol=1e-6)
 
 
 def _ds_engine(tmp_path, onnx_path, batch=4, precision="fp32"):
-    trt = FakeTensorRT("10.3.0", inputs=[FakeTensor(DS_INPUT, (batch, 1, CLIP, H, W))],
-                       outputs=[FakeTensor("psnr", (batch,)), FakeTensor("feature_distance", (batch,))])
+    trt = FakeTensorRT(
+        "10.3.0",
+        inputs=[FakeTensor(DS_INPUT, (batch, 1, CLIP, H, W))],
+        outputs=[FakeTensor("psnr", (batch,)), FakeTensor("feature_distance", (batch,))],
+    )
     engine = tmp_path / "engines" / "orin.fp16.engine"
     build_engine(onnx_path, engine, precision=precision, trt=trt, device_info={"name": "Orin"})
     return engine
@@ -110,7 +127,7 @@ def test_configs_text(tmp_path):
     infer = parse_config(infer_path)["property"]
     assert infer["network-type"] == "100" and infer["output-tensor-meta"] == "1"
     assert infer["input-tensor-from-meta"] == "1" and infer["batch-size"] == "4"
-    assert infer["model-engine-file"] == "../engines/orin.fp16.engine"            # relative to the config
+    assert infer["model-engine-file"] == "../engines/orin.fp16.engine"  # relative to the config
     assert infer["custom-lib-path"] == "../plugins/libvadedge_plugins.so"
     assert infer["output-blob-names"] == "psnr;feature_distance"
     assert infer["network-mode"] == "2" and infer["gie-unique-id"] == "1"
@@ -119,12 +136,16 @@ def test_configs_text(tmp_path):
     assert pre["network-input-order"] == "2"
     assert pre["network-input-shape"] == f"4;1;{CLIP};{H};{W}"
     assert pre["tensor-name"] == DS_INPUT and pre["tensor-data-type"] == "0"
-    assert pre["network-color-format"] == "2"                                     # gray
+    assert pre["network-color-format"] == "2"  # gray
     assert pre["target-unique-ids"] == infer["gie-unique-id"]
     assert pre["custom-lib-path"] == SEQUENCE_LIBRARY
     assert pre["custom-tensor-preparation-function"] == "CustomSequenceTensorPreparation"
-    assert cfg["user-configs"] == {"channel-scale-factors": "1.0", "channel-mean-offsets": "0.0",
-                                   "stride": "1", "subsample": "0"}
+    assert cfg["user-configs"] == {
+        "channel-scale-factors": "1.0",
+        "channel-mean-offsets": "0.0",
+        "stride": "1",
+        "subsample": "0",
+    }
     assert cfg["group-0"]["src-ids"] == "-1"
 
 
@@ -155,9 +176,14 @@ def test_deepstream_onnx_with_plugins(tmp_path):
     read = helper.make_node("MemoryRead", ["memory_in", "memory_in"], ["q", "r"], domain="vadedge", name="mr")
     model.graph.node.append(read)
     model.graph.output.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, [1, M, D]))
-    fn = helper.make_function("vadedge", "MemoryRead", ["features", "memory"], ["query", "read"],
-                              [helper.make_node("Identity", ["features"], ["query"]),
-                               helper.make_node("Identity", ["memory"], ["read"])], [helper.make_opsetid("", 17)])
+    fn = helper.make_function(
+        "vadedge",
+        "MemoryRead",
+        ["features", "memory"],
+        ["query", "read"],
+        [helper.make_node("Identity", ["features"], ["query"]), helper.make_node("Identity", ["memory"], ["read"])],
+        [helper.make_opsetid("", 17)],
+    )
     model.functions.append(fn)
     model.opset_import.append(helper.make_opsetid("vadedge", 1))
     onnx.save(model, root / "model.onnx")

@@ -1,4 +1,5 @@
 """DLAN-AC: NetVLAD residual aggregation with ghost clusters vs loops, prototypes, M round trip, losses."""
+
 from __future__ import annotations
 
 import math
@@ -44,7 +45,7 @@ def _loop_prototypes(model, x):
     flat = flat / flat.norm()
     protos = []
     for j in range(M):
-        p = model.fc(flat[j * c.shape[1]:(j + 1) * c.shape[1]])
+        p = model.fc(flat[j * c.shape[1] : (j + 1) * c.shape[1]])
         protos.append(p / p.norm())
     return torch.stack(protos)
 
@@ -122,8 +123,9 @@ def test_stages_and_losses():
 
 
 def test_prototype_losses_train_the_aggregation_layers():
-    cfg = resolve_config("dlan-ac", "edge-xs", {"height": 32, "width": 32, "num_prototypes": 3},
-                         {"lambda_int": 0.0, "lambda_gd": 0.0})
+    cfg = resolve_config(
+        "dlan-ac", "edge-xs", {"height": 32, "width": 32, "num_prototypes": 3}, {"lambda_int": 0.0, "lambda_gd": 0.0}
+    )
     model = create_model("dlan-ac", "edge-xs", height=32, width=32, num_prototypes=3)
     loss, _ = DLANTask(model, cfg["train"]).training_step(torch.randint(0, 256, (2, 5, 32, 32, 1), dtype=torch.uint8))
     loss.backward()
@@ -135,5 +137,5 @@ def test_streams_are_independent_in_a_batch():
     frames = torch.randint(0, 256, (3, 5, 32, 32, 1), dtype=torch.uint8, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         together = model.stream_step(frames, {})["scores"]["psnr"]
-        alone = torch.cat([model.stream_step(frames[i:i + 1], {})["scores"]["psnr"] for i in range(3)])
+        alone = torch.cat([model.stream_step(frames[i : i + 1], {})["scores"]["psnr"] for i in range(3)])
     torch.testing.assert_close(together, alone)

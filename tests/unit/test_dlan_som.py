@@ -1,4 +1,5 @@
 """DLAN-AC's Adaptive Clusterer (vadedge.train.som): winners, Eq. 4 and the SOM on a toy set."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,7 +46,7 @@ def test_one_som_iteration_is_eq3():
     sample = x[rng.integers(0, len(x), size=1)[0]]
     win = int(np.argmin(((c0 - sample) ** 2).sum(1)))
     pos = lattice_positions(4)
-    h = np.exp(-((pos - pos[win]) ** 2).sum(1) / (2 * 0.8 ** 2))
+    h = np.exp(-((pos - pos[win]) ** 2).sum(1) / (2 * 0.8**2))
     np.testing.assert_allclose(c1, c0 + 0.5 * h[:, None] * (sample - c0))
 
 

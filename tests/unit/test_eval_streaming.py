@@ -1,5 +1,6 @@
 """`vadedge eval` on a bundle: its streaming scores are the Detector's, frame by frame, at the bundle's
 operating point; false alarms per hour and detection delay on a case computed by hand."""
+
 from __future__ import annotations
 
 import csv
@@ -24,8 +25,14 @@ CALIB = {"psnr": {"location": 10.0, "scale": 2.0}, "feature_distance": {"locatio
 
 @pytest.fixture(scope="module")
 def toy_bundle(tmp_path_factory):
-    return make_toy_bundle(tmp_path_factory.mktemp("b") / "toy", batch="dynamic", calibration=CALIB,
-                           threshold=(1.0, 0.5), smoothing=0.3, min_event_frames=2)
+    return make_toy_bundle(
+        tmp_path_factory.mktemp("b") / "toy",
+        batch="dynamic",
+        calibration=CALIB,
+        threshold=(1.0, 0.5),
+        smoothing=0.3,
+        min_event_frames=2,
+    )
 
 
 def _csv_rows(path):
@@ -34,8 +41,22 @@ def _csv_rows(path):
 
 
 def test_eval_streaming_scores_equal_detector_scores_frame_by_frame(toy_bundle, synthetic_root, tmp_path):
-    res = CliRunner().invoke(cli, ["eval", "--model", str(toy_bundle), "--data", str(synthetic_root), "--out",
-                                   str(tmp_path), "--quiet", "--no-plots", "--fps", "25"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            "--model",
+            str(toy_bundle),
+            "--data",
+            str(synthetic_root),
+            "--out",
+            str(tmp_path),
+            "--quiet",
+            "--no-plots",
+            "--fps",
+            "25",
+        ],
+    )
     assert res.exit_code == 0, res.output
     rows = _csv_rows(tmp_path / "scores.csv")
     got = {(r["video"], int(r["frame"])): (float(r["score_streaming"]), r["alarm"] == "1") for r in rows}
@@ -60,9 +81,24 @@ def test_eval_streaming_scores_equal_detector_scores_frame_by_frame(toy_bundle, 
 
 
 def test_eval_smoothing_overrides_the_operating_point(toy_bundle, synthetic_root, tmp_path):
-    res = CliRunner().invoke(cli, ["eval", "--model", str(toy_bundle), "--data", str(synthetic_root), "--out",
-                                   str(tmp_path), "--quiet", "--no-plots", "--smoothing", "1", "--protocol",
-                                   "streaming"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            "--model",
+            str(toy_bundle),
+            "--data",
+            str(synthetic_root),
+            "--out",
+            str(tmp_path),
+            "--quiet",
+            "--no-plots",
+            "--smoothing",
+            "1",
+            "--protocol",
+            "streaming",
+        ],
+    )
     assert res.exit_code == 0, res.output
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["operating_point"]["smoothing"] == 1.0 and "paper" not in results["protocols"]
@@ -92,7 +128,10 @@ def test_alarm_metrics_by_hand():
     assert m["false_alarms_per_hour"] == pytest.approx(2 / 1.1 * 3600)
     assert (m["intervals"], m["detected"], m["missed"]) == (3, 1, 2)
     assert [(i["video"], i["start"], i["end"], i["delay_frames"]) for i in m["per_interval"]] == [
-        ("a", 3, 6, 2), ("b", 0, 2, None), ("b", 6, 7, None)]
+        ("a", 3, 6, 2),
+        ("b", 0, 2, None),
+        ("b", 6, 7, None),
+    ]
     assert m["per_interval"][0]["delay_s"] == pytest.approx(0.2)
     assert m["delay_frames_median"] == 2 and m["delay_s_mean"] == pytest.approx(0.2)
 
@@ -105,8 +144,9 @@ def test_alarm_metrics_flag_on_first_frame_is_zero_delay_and_no_normal_footage_i
         alarm_metrics([("v", np.array([1, 0]), np.array([1]), 0)], fps=5.0)
 
 
-def test_eval_paper_protocol_uses_the_bundles_paper_weights_not_its_causal_weights(toy_bundle, synthetic_root,
-                                                                                  tmp_path):
+def test_eval_paper_protocol_uses_the_bundles_paper_weights_not_its_causal_weights(
+    toy_bundle, synthetic_root, tmp_path
+):
     """A re-scored bundle (feature_distance dropped from the causal fusion) keeps the paper fusion in
     score.paper_weights: `vadedge eval --protocol paper` gives the same scores as the original bundle."""
     import shutil
@@ -115,13 +155,30 @@ def test_eval_paper_protocol_uses_the_bundles_paper_weights_not_its_causal_weigh
     shutil.copytree(toy_bundle, rescored)
     doc = json.loads((rescored / "vadedge.json").read_text())
     original_weights = dict(doc["score"]["weights"])
-    doc["score"].update(weights={"psnr": 1.0, "feature_distance": 0.0}, paper_weights=original_weights,
-                        dropped={"feature_distance": "degenerate on normal footage"})
+    doc["score"].update(
+        weights={"psnr": 1.0, "feature_distance": 0.0},
+        paper_weights=original_weights,
+        dropped={"feature_distance": "degenerate on normal footage"},
+    )
     (rescored / "vadedge.json").write_text(json.dumps(doc))
     paper = {}
     for name, model in (("original", toy_bundle), ("rescored", rescored)):
-        res = CliRunner().invoke(cli, ["eval", "--model", str(model), "--data", str(synthetic_root), "--out",
-                                       str(tmp_path / name), "--quiet", "--no-plots", "--protocol", "paper"])
+        res = CliRunner().invoke(
+            cli,
+            [
+                "eval",
+                "--model",
+                str(model),
+                "--data",
+                str(synthetic_root),
+                "--out",
+                str(tmp_path / name),
+                "--quiet",
+                "--no-plots",
+                "--protocol",
+                "paper",
+            ],
+        )
         assert res.exit_code == 0, res.output
         paper[name] = [float(r["score_paper"]) for r in _csv_rows(tmp_path / name / "scores.csv")]
     assert original_weights != {"psnr": 1.0, "feature_distance": 0.0}

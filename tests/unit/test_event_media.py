@@ -1,4 +1,5 @@
 """Event snapshots (and clips): real JPEG / MP4 files on disk, paths in messages and the event log."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,9 @@ from vadedge.scoring import Event
 
 def test_snapshot_is_the_peak_frame_with_heatmap_and_box_and_its_path_is_in_end_and_log(tmp_path):
     got: list[EventMessage] = []
-    feed = EventFeed([], tmp_path / "state", update_interval=0.5, on_message=got.append,
-                     snapshots=SnapshotWriter(tmp_path / "snaps"))
+    feed = EventFeed(
+        [], tmp_path / "state", update_interval=0.5, on_message=got.append, snapshots=SnapshotWriter(tmp_path / "snaps")
+    )
     log = EventLog(tmp_path / "events.jsonl", identify=feed.describe)
     heat = np.zeros((12, 16), np.float32)
     heat[3:6, 8:12] = 1.0  # box (64, 24, 96, 48) in a 96x128 frame
@@ -60,10 +62,28 @@ def test_run_cli_writes_snapshots_and_clips_and_names_them_in_the_event_log(tmp_
     frames, _ = SceneGenerator(96, 128, seed=3).render(30, seed=3001, anomaly="speed", anomaly_start=10)
     write_video(tmp_path / "clip.avi", frames, fps=10)
     bundle = make_toy_bundle(tmp_path / "toy", threshold=(-1e9, -1e9), min_event_frames=1)
-    res = CliRunner().invoke(cli, ["run", str(tmp_path / "clip.avi"), "-m", str(bundle), "-q", "--camera-name",
-                                   "gate", "--events", str(tmp_path / "ev.jsonl"), "--snapshots",
-                                   str(tmp_path / "snaps"), "--clips", str(tmp_path / "clips"), "--pre-roll", "0.2",
-                                   "--state-dir", str(tmp_path / "state")])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            str(tmp_path / "clip.avi"),
+            "-m",
+            str(bundle),
+            "-q",
+            "--camera-name",
+            "gate",
+            "--events",
+            str(tmp_path / "ev.jsonl"),
+            "--snapshots",
+            str(tmp_path / "snaps"),
+            "--clips",
+            str(tmp_path / "clips"),
+            "--pre-roll",
+            "0.2",
+            "--state-dir",
+            str(tmp_path / "state"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     end = [r for r in read_events(tmp_path / "ev.jsonl") if r["type"] == "end"]
     assert len(end) == 1 and end[0]["camera"] == "gate"

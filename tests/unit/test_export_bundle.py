@@ -2,6 +2,7 @@
 
 Uses a hand-made stream-step graph (onnx.helper), so no torch export is needed.
 """
+
 from __future__ import annotations
 
 import copy
@@ -39,17 +40,28 @@ def _toy_graph(batch=1, frames_name="frames", memory_name="memory_in"):
         helper.make_node("Slice", ["memory_out", "s0", "s1", "s2"], ["em_flat"]),
         helper.make_node("Reshape", ["em_flat", "em_shape"], ["error_map"]),
     ]
-    inits = [axes, one, em_shape,
-             helper.make_tensor("s0", TensorProto.INT64, [2], [0, 0]),
-             helper.make_tensor("s1", TensorProto.INT64, [2], [1, 4]),
-             helper.make_tensor("s2", TensorProto.INT64, [2], [1, 2])]
+    inits = [
+        axes,
+        one,
+        em_shape,
+        helper.make_tensor("s0", TensorProto.INT64, [2], [0, 0]),
+        helper.make_tensor("s1", TensorProto.INT64, [2], [1, 4]),
+        helper.make_tensor("s2", TensorProto.INT64, [2], [1, 2]),
+    ]
     graph = helper.make_graph(
-        nodes, "toy_stream",
-        [helper.make_tensor_value_info(frames_name, TensorProto.UINT8, [b, CLIP, H, W, 1]),
-         helper.make_tensor_value_info(memory_name, TensorProto.FLOAT, [b, M, D])],
-        [helper.make_tensor_value_info("psnr", TensorProto.FLOAT, [b]),
-         helper.make_tensor_value_info("memory_out", TensorProto.FLOAT, [b, M, D]),
-         helper.make_tensor_value_info("error_map", TensorProto.FLOAT, [b, 2, 2])], inits)
+        nodes,
+        "toy_stream",
+        [
+            helper.make_tensor_value_info(frames_name, TensorProto.UINT8, [b, CLIP, H, W, 1]),
+            helper.make_tensor_value_info(memory_name, TensorProto.FLOAT, [b, M, D]),
+        ],
+        [
+            helper.make_tensor_value_info("psnr", TensorProto.FLOAT, [b]),
+            helper.make_tensor_value_info("memory_out", TensorProto.FLOAT, [b, M, D]),
+            helper.make_tensor_value_info("error_map", TensorProto.FLOAT, [b, 2, 2]),
+        ],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
     onnx.checker.check_model(model, full_check=True)
     return model
@@ -57,17 +69,32 @@ def _toy_graph(batch=1, frames_name="frames", memory_name="memory_in"):
 
 def _manifest(batch=1):
     return {
-        "schema_version": 1, "family": "toy", "preset": None, "precision": "fp32",
+        "schema_version": 1,
+        "family": "toy",
+        "preset": None,
+        "precision": "fp32",
         "input": {"height": H, "width": W, "color": "gray", "frames": 1, "clip_length": CLIP},
-        "graph": {"batch": batch, "frames_input": "frames",
-                  "state": [{"name": "memory", "input": "memory_in", "output": "memory_out", "shape": [M, D],
-                             "dtype": "float32"}],
-                  "params": [], "scores": {"psnr": "psnr"}, "extra_outputs": {"error_map": "error_map"}},
-        "models": {"fp32": "model.onnx"}, "engines": [], "state_file": "state.npz",
-        "score": {"signs": {"psnr": -1}, "weights": {"psnr": 1.0},
-                  "calibration": {"psnr": {"location": 100.0, "scale": 2.0}}, "smoothing": 0.3,
-                  "threshold": {"on": 3.0, "off": 2.0, "policy": "false_alarm_rate", "target": 0.01},
-                  "min_event_frames": 5},
+        "graph": {
+            "batch": batch,
+            "frames_input": "frames",
+            "state": [
+                {"name": "memory", "input": "memory_in", "output": "memory_out", "shape": [M, D], "dtype": "float32"}
+            ],
+            "params": [],
+            "scores": {"psnr": "psnr"},
+            "extra_outputs": {"error_map": "error_map"},
+        },
+        "models": {"fp32": "model.onnx"},
+        "engines": [],
+        "state_file": "state.npz",
+        "score": {
+            "signs": {"psnr": -1},
+            "weights": {"psnr": 1.0},
+            "calibration": {"psnr": {"location": 100.0, "scale": 2.0}},
+            "smoothing": 0.3,
+            "threshold": {"on": 3.0, "off": 2.0, "policy": "false_alarm_rate", "target": 0.01},
+            "min_event_frames": 5,
+        },
         "provenance": {"vadedge_version": "test"},
     }
 
@@ -104,16 +131,19 @@ def test_round_trip_and_stream(bundle):
     assert out.extras["error_map"].shape == (1, 2, 2)
 
 
-@pytest.mark.parametrize("breakage, message", [
-    (lambda d: d["graph"].update(frames_input="clip"), "graph inputs"),
-    (lambda d: d["graph"]["state"][0].update(input="mem"), "graph inputs"),
-    (lambda d: d["graph"]["state"][0].update(shape=[M, D + 1]), "shape"),
-    (lambda d: d["graph"].update(batch=4), "batch"),
-    (lambda d: d["graph"].update(batch="dynamic"), "fixed batch"),
-    (lambda d: d["input"].update(height=16), "shape"),
-    (lambda d: d["input"].update(color="rgb"), "shape"),
-    (lambda d: d["graph"]["extra_outputs"].update(pred="pred"), "outputs"),
-])
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        (lambda d: d["graph"].update(frames_input="clip"), "graph inputs"),
+        (lambda d: d["graph"]["state"][0].update(input="mem"), "graph inputs"),
+        (lambda d: d["graph"]["state"][0].update(shape=[M, D + 1]), "shape"),
+        (lambda d: d["graph"].update(batch=4), "batch"),
+        (lambda d: d["graph"].update(batch="dynamic"), "fixed batch"),
+        (lambda d: d["input"].update(height=16), "shape"),
+        (lambda d: d["input"].update(color="rgb"), "shape"),
+        (lambda d: d["graph"]["extra_outputs"].update(pred="pred"), "outputs"),
+    ],
+)
 def test_mismatched_manifest_rejected(bundle, breakage, message):
     _rewrite(bundle, breakage)
     with pytest.raises(BundleError, match=message):
@@ -131,17 +161,22 @@ def test_dynamic_batch_graph_accepted(tmp_path):
     assert out.scores["psnr"].shape == (3,) and out.state["memory"].shape == (3, M, D)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda p: (p / "model.onnx").write_bytes(b"\x00not onnx"), "cannot be loaded"),
-    (lambda p: (p / "model.onnx").unlink(), "missing"),
-    (lambda p: (p / "state.npz").unlink(), "state file"),
-    (lambda p: (p / BUNDLE_FILE).write_text("{ nope"), "not valid JSON"),
-    (lambda p: _rewrite(p, lambda d: d.update(schema_version=99)), "schema_version"),
-    (lambda p: _rewrite(p, lambda d: d["score"]["weights"].update(extra=1.0)), "weights"),
-    (lambda p: _rewrite(p, lambda d: d["score"].update(calibration={"psnr": {"location": 1.0, "scale": 0}})),
-     "calibration"),
-    (lambda p: np.savez(p / "state.npz", memory=np.zeros((M + 1, D), np.float32)), "shape"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: (p / "model.onnx").write_bytes(b"\x00not onnx"), "cannot be loaded"),
+        (lambda p: (p / "model.onnx").unlink(), "missing"),
+        (lambda p: (p / "state.npz").unlink(), "state file"),
+        (lambda p: (p / BUNDLE_FILE).write_text("{ nope"), "not valid JSON"),
+        (lambda p: _rewrite(p, lambda d: d.update(schema_version=99)), "schema_version"),
+        (lambda p: _rewrite(p, lambda d: d["score"]["weights"].update(extra=1.0)), "weights"),
+        (
+            lambda p: _rewrite(p, lambda d: d["score"].update(calibration={"psnr": {"location": 1.0, "scale": 0}})),
+            "calibration",
+        ),
+        (lambda p: np.savez(p / "state.npz", memory=np.zeros((M + 1, D), np.float32)), "shape"),
+    ],
+)
 def test_corrupt_bundle_rejected(bundle, damage, message):
     damage(bundle)
     with pytest.raises(BundleError, match=message):
@@ -173,8 +208,9 @@ def test_manifest_agrees_with_the_json_schema_and_precision_checked(bundle):
     from vadedge.bundle import BUNDLE_JSON_SCHEMA, validate_manifest
 
     doc = _manifest()
-    doc["graph"]["side_inputs"] = [{"name": "flow", "input": "flow", "shape": [1, H, W, 2], "dtype": "float32",
-                                    "provider": {"name": "dis"}}]
+    doc["graph"]["side_inputs"] = [
+        {"name": "flow", "input": "flow", "shape": [1, H, W, 2], "dtype": "float32", "provider": {"name": "dis"}}
+    ]
     jsonschema.validate(doc, BUNDLE_JSON_SCHEMA)
     validate_manifest(doc)
     assert load_bundle(bundle).precision == "fp32"
@@ -208,14 +244,19 @@ def test_manifest_types_cover_the_json_schema():
     props = BUNDLE_JSON_SCHEMA["properties"]
     graph = props["graph"]["properties"]
     score = props["score"]["properties"]
-    pairs = [(Manifest, props), (InputSection, props["input"]["properties"]), (GraphSpec, graph),
-             (TensorSpec, graph["state"]["items"]["properties"]),
-             (SideInputSpec, graph["side_inputs"]["items"]["properties"]),
-             (EngineSpec, props["engines"]["items"]["properties"]), (ScoreSpec, score),
-             (Stats, score["calibration"]["oneOf"][1]["additionalProperties"]["properties"]),
-             (ThresholdSpec, score["threshold"]["oneOf"][1]["properties"]),
-             (LocalSpec, score["local"]["additionalProperties"]["properties"]),
-             (MaskSpec, score["mask"]["properties"])]
+    pairs = [
+        (Manifest, props),
+        (InputSection, props["input"]["properties"]),
+        (GraphSpec, graph),
+        (TensorSpec, graph["state"]["items"]["properties"]),
+        (SideInputSpec, graph["side_inputs"]["items"]["properties"]),
+        (EngineSpec, props["engines"]["items"]["properties"]),
+        (ScoreSpec, score),
+        (Stats, score["calibration"]["oneOf"][1]["additionalProperties"]["properties"]),
+        (ThresholdSpec, score["threshold"]["oneOf"][1]["properties"]),
+        (LocalSpec, score["local"]["additionalProperties"]["properties"]),
+        (MaskSpec, score["mask"]["properties"]),
+    ]
     for cls, schema in pairs:
         assert {f.name for f in dataclasses.fields(cls)} == set(schema), cls.__name__
 
@@ -224,9 +265,11 @@ def test_info_does_not_import_torch(bundle):
     import subprocess
     import sys
 
-    code = ("import sys\nfrom vadedge.cli import cli\n"
-            f"try:\n    cli(['info', {str(bundle)!r}])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
+    code = (
+        "import sys\nfrom vadedge.cli import cli\n"
+        f"try:\n    cli(['info', {str(bundle)!r}])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().endswith("NO-TORCH")

@@ -7,6 +7,7 @@ extra inputs are all unbatched parameters (`params.*`), the case that used to fa
 MemoryRead nodes, which the FP16 pass keeps in FP32, INT8 leaves unquantised and `--plugins` turns into
 VadPrototypeFormation + VadMemoryRead.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,12 +39,18 @@ class Dynamic:
         self.proto = onnx.load(str(self.path))
         self.side = list(side_input_specs(self.model))
         self.theta = adaptable_params(self.model)
-        self.ref = StreamStepGraph(self.model, sorted(self.state), list(self.model.score_components),
-                                   side_names=self.side, param_names=list(self.theta)).eval()
+        self.ref = StreamStepGraph(
+            self.model,
+            sorted(self.state),
+            list(self.model.score_components),
+            side_names=self.side,
+            param_names=list(self.theta),
+        ).eval()
 
     def inputs(self, batch: int) -> tuple:
-        return example_inputs(self.model, {k: self.state[k] for k in sorted(self.state)}, batch,
-                              side=self.side, params=self.theta)
+        return example_inputs(
+            self.model, {k: self.state[k] for k in sorted(self.state)}, batch, side=self.side, params=self.theta
+        )
 
     def run_onnx(self, path, args: tuple) -> dict:
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -72,8 +79,8 @@ def exported(tmp_path_factory):
 def test_static_inputs_get_empty_axes_never_a_tuple_of_nones():
     frames, rest = batch_dynamic_shapes(3, 1)
     assert set(frames) == {0} and set(rest[0]) == {0} and rest[1:] == ({}, {})
-    assert batch_dynamic_shapes(2, 0)[1] == ({}, {})   # MPN: every extra input is a parameter
-    assert len(batch_dynamic_shapes(0, 0)) == 1          # frames only
+    assert batch_dynamic_shapes(2, 0)[1] == ({}, {})  # MPN: every extra input is a parameter
+    assert len(batch_dynamic_shapes(0, 0)) == 1  # frames only
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -119,7 +126,7 @@ def test_mpn_plugins_pass(exported):
     for n in plugin_nodes(out):
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
         assert attrs["plugin_namespace"] == PLUGIN_NAMESPACE.encode() and attrs["plugin_version"] == b"1"
-    assert not [f for f in out.functions if f.domain == DOMAIN]   # no body left to inline
+    assert not [f for f in out.functions if f.domain == DOMAIN]  # no body left to inline
     onnx.checker.check_model(out)
 
 
@@ -129,9 +136,11 @@ def test_mpn_fp16_keeps_prototype_formation_in_fp32(exported, tmp_path):
     e = exported("mpn")
     m16 = convert_to_fp16(e.proto)
     inferred = onnx.shape_inference.infer_shapes(m16)
-    types = {v.name: v.type.tensor_type.elem_type
-             for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
-    for node in _vadedge_nodes(m16):   # softmax over N and the L2 norms run in the FP32 function body
+    types = {
+        v.name: v.type.tensor_type.elem_type
+        for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+    }
+    for node in _vadedge_nodes(m16):  # softmax over N and the L2 norms run in the FP32 function body
         assert all(types[x] == FLOAT for x in list(node.input) + list(node.output)), node.op_type
     onnx.save(m16, str(tmp_path / "m16.onnx"))
     args = e.inputs(3)
@@ -171,7 +180,7 @@ def test_mpn_int8_leaves_the_vadedge_nodes_in_float(exported, tmp_path):
     report = quantize_int8(e.path, out, _Reader(feeds), options=Int8Options.for_target("trt"))
     assert report.quantized_nodes > 0
     assert report.float_nodes_kept == ["MemoryRead", "PrototypeFormation"]
-    q = onnx.load(str(out))   # quantize_int8 already checked: no vadedge node reads a QuantizeLinear output
+    q = onnx.load(str(out))  # quantize_int8 already checked: no vadedge node reads a QuantizeLinear output
     assert sorted(n.op_type for n in _vadedge_nodes(q)) == ["MemoryRead", "PrototypeFormation"]
     got = e.run_onnx(out, e.inputs(3))
     assert np.isfinite(got["psnr"]).all() and got["psnr"].shape == (3,)

@@ -1,4 +1,5 @@
 """FP16 pass: regions found from the graph, FP32 I/O kept, chosen regions left in FP32, casts minimal."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,10 +33,16 @@ def _toy_model():
         helper.make_node("Max", ["mse", "eps"], ["mse_c"], name="tail_clamp"),
         helper.make_node("Log", ["mse_c"], ["score"], name="tail_log"),
     ]
-    graph = helper.make_graph(nodes, "toy", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 1, 8, 8])],
-                              [helper.make_tensor_value_info("score", TensorProto.FLOAT, [2]),
-                               helper.make_tensor_value_info("c2", TensorProto.FLOAT, [2, 1, 8, 8])],
-                              [w1, w2, half, eps, axes])
+    graph = helper.make_graph(
+        nodes,
+        "toy",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 1, 8, 8])],
+        [
+            helper.make_tensor_value_info("score", TensorProto.FLOAT, [2]),
+            helper.make_tensor_value_info("c2", TensorProto.FLOAT, [2, 1, 8, 8]),
+        ],
+        [w1, w2, half, eps, axes],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
     onnx.checker.check_model(model, full_check=True)
     return model

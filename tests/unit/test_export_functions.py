@@ -1,5 +1,6 @@
 """The `vadedge`-domain ONNX functions (MemoryRead, MemoryUpdate, PrototypeFormation) against
 `vadedge.train.memory` and `vadedge.train.models.mpn_dpu`."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,13 +23,19 @@ def _session(model):
 
 
 def _read_model(dtype=F32):
-    return function_model("MemoryRead", [("features", dtype, [B, K, D]), ("memory", dtype, [B, M, D])],
-                          [("query", dtype, [B, K, D]), ("read", dtype, [B, K, D])])
+    return function_model(
+        "MemoryRead",
+        [("features", dtype, [B, K, D]), ("memory", dtype, [B, M, D])],
+        [("query", dtype, [B, K, D]), ("read", dtype, [B, K, D])],
+    )
 
 
 def _update_model(dtype=F32):
-    return function_model("MemoryUpdate", [("query", dtype, [B, K, D]), ("memory", dtype, [B, M, D]),
-                                           ("gate", BOOL, [B])], [("new_memory", dtype, [B, M, D])])
+    return function_model(
+        "MemoryUpdate",
+        [("query", dtype, [B, K, D]), ("memory", dtype, [B, M, D]), ("gate", BOOL, [B])],
+        [("new_memory", dtype, [B, M, D])],
+    )
 
 
 @pytest.fixture
@@ -69,8 +76,7 @@ def test_memory_update_matches_torch(data, gate):
     feats, memory = data
     query = l2_normalize(feats)
     g = torch.tensor(gate)
-    (new,) = _session(_update_model()).run(None, {"query": query.numpy(), "memory": memory.numpy(),
-                                                 "gate": g.numpy()})
+    (new,) = _session(_update_model()).run(None, {"query": query.numpy(), "memory": memory.numpy(), "gate": g.numpy()})
     ref = memory_update(query, memory, g)
     np.testing.assert_allclose(new, ref.numpy(), rtol=1e-5, atol=1e-6)
     for b, on in enumerate(gate):  # closed gates keep the stream's memory bit for bit
@@ -107,9 +113,14 @@ def test_memory_update_in_fp16_breaks_on_unchosen_items(data):
     FP16, so an item that no query chose gets 0/0. Chosen items still match FP32 to FP16 precision."""
     feats, memory = data
     query = l2_normalize(feats)
-    (n16,) = _session(_update_model(F16)).run(None, {"query": query.numpy().astype(np.float16),
-                                                     "memory": memory.numpy().astype(np.float16),
-                                                     "gate": np.ones(B, bool)})
+    (n16,) = _session(_update_model(F16)).run(
+        None,
+        {
+            "query": query.numpy().astype(np.float16),
+            "memory": memory.numpy().astype(np.float16),
+            "gate": np.ones(B, bool),
+        },
+    )
     ref = memory_update(query, memory, torch.ones(B, dtype=torch.bool)).numpy()
     chosen = torch.nn.functional.one_hot((query @ memory.transpose(1, 2)).argmax(-1), M).sum(1).numpy() > 0
     assert (~chosen).any(), "the fixture should leave some item unchosen"
@@ -120,13 +131,17 @@ def test_memory_update_in_fp16_breaks_on_unchosen_items(data):
 def test_attach_functions_rejects_old_opsets_and_unknown_ops():
     h = onnx.helper
     node = h.make_node("MemoryRead", ["f", "m"], ["q", "r"], domain=DOMAIN)
-    graph = h.make_graph([node], "g", [h.make_tensor_value_info("f", F32, [1, 2, 2]),
-                                       h.make_tensor_value_info("m", F32, [1, 2, 2])],
-                         [h.make_tensor_value_info("r", F32, [1, 2, 2])])
+    graph = h.make_graph(
+        [node],
+        "g",
+        [h.make_tensor_value_info("f", F32, [1, 2, 2]), h.make_tensor_value_info("m", F32, [1, 2, 2])],
+        [h.make_tensor_value_info("r", F32, [1, 2, 2])],
+    )
     with pytest.raises(ValueError, match="opset"):
         attach_functions(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]))
-    bad = h.make_graph([h.make_node("Mystery", ["f"], ["r"], domain=DOMAIN)], "g", list(graph.input)[:1],
-                       list(graph.output))
+    bad = h.make_graph(
+        [h.make_node("Mystery", ["f"], ["r"], domain=DOMAIN)], "g", list(graph.input)[:1], list(graph.output)
+    )
     with pytest.raises(ValueError, match="Mystery"):
         attach_functions(h.make_model(bad, opset_imports=[h.make_opsetid("", 18)]))
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", 18)])
@@ -140,8 +155,11 @@ N, MP = 20, 4  # positions, prototypes
 
 
 def _prototype_model(dtype=F32, batch=B):
-    return function_model("PrototypeFormation", [("query", dtype, [batch, N, D]), ("weight", dtype, [MP, D])],
-                          [("prototypes", dtype, [batch, MP, D])])
+    return function_model(
+        "PrototypeFormation",
+        [("query", dtype, [batch, N, D]), ("weight", dtype, [MP, D])],
+        [("prototypes", dtype, [batch, MP, D])],
+    )
 
 
 @pytest.fixture
@@ -189,8 +207,9 @@ def test_prototype_formation_dynamic_batch_and_fp16(proto_data):
     model = _prototype_model(batch="B")
     (protos,) = _session(model).run(None, {"query": query.numpy()[:1], "weight": weight.numpy()})
     assert protos.shape == (1, MP, D)
-    (p16,) = _session(_prototype_model(F16)).run(None, {"query": query.numpy().astype(np.float16),
-                                                       "weight": weight.numpy().astype(np.float16)})
+    (p16,) = _session(_prototype_model(F16)).run(
+        None, {"query": query.numpy().astype(np.float16), "weight": weight.numpy().astype(np.float16)}
+    )
     assert p16.dtype == np.float16
     from vadedge.train.models.mpn_dpu import prototype_formation
 

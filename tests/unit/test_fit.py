@@ -1,5 +1,6 @@
 """`vadedge fit`: normal footage of a generated scene → a bundle that loads, stays quiet on normal
 frames and raises the event on the anomaly; bad footage and impossible options exit 2."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,15 @@ TINY = {"height": 32, "width": 48}
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     # 6 normal videos of 12 s: 4 to train, 2 held out (25 % of the frames)
-    return generate_dataset(tmp_path_factory.mktemp("scene") / "scene", train_videos=6, test_videos=1,
-                            frames_per_video=120, height=48, width=64, seed=1)
+    return generate_dataset(
+        tmp_path_factory.mktemp("scene") / "scene",
+        train_videos=6,
+        test_videos=1,
+        frames_per_video=120,
+        height=48,
+        width=64,
+        seed=1,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +40,7 @@ def fitted(scene, tmp_path_factory):
     from vadedge.train.fit import fit
 
     out = tmp_path_factory.mktemp("fit") / "bundle"
-    return fit([scene], out, fps=10, budget_min=5, max_epochs=6, model_overrides=TINY,
-               progress=False, threads=1)
+    return fit([scene], out, fps=10, budget_min=5, max_epochs=6, model_overrides=TINY, progress=False, threads=1)
 
 
 def test_fit_bundle_loads_quiet_on_normal_event_on_anomaly(fitted, scene):
@@ -47,7 +54,7 @@ def test_fit_bundle_loads_quiet_on_normal_event_on_anomaly(fitted, scene):
     assert fitted.steps > 0 and np.isfinite(fitted.val_loss) and not fitted.interrupted
     assert "false alarms per hour" in fitted.format()
     labels = json.loads((scene / "labels.json").read_text())["anomalous_intervals"]
-    (first, last), = labels["01"]  # 1-based, inclusive
+    ((first, last),) = labels["01"]  # 1-based, inclusive
     det = Detector.load(fitted.bundle, heatmap=False)
     video = open_split(scene, "testing").videos[0]
     starts, flags = [], []
@@ -58,8 +65,8 @@ def test_fit_bundle_loads_quiet_on_normal_event_on_anomaly(fitted, scene):
         if r.event_started is not None:
             starts.append(r.event_started.start_frame)
     det.close()
-    assert not any(flags[:first - 1]), "an event on the normal frames before the anomaly"
-    assert len(starts) == 1 and any(flags[first - 1:last]), starts
+    assert not any(flags[: first - 1]), "an event on the normal frames before the anomaly"
+    assert len(starts) == 1 and any(flags[first - 1 : last]), starts
 
 
 def write_frames(folder: Path, frames) -> Path:
@@ -75,7 +82,7 @@ def moving(n: int, h: int = 48, w: int = 64, seed: int = 0):
     for t in range(n):
         f = bg.copy()
         x = (3 * t) % (w - 8)
-        f[10:20, x:x + 8] = 230
+        f[10:20, x : x + 8] = 230
         yield f
 
 
@@ -141,8 +148,9 @@ def test_interrupt_keeps_best_and_exports(scene, tmp_path, monkeypatch):
         return real(batch, device)
 
     monkeypatch.setattr(fit_mod, "_to", interrupt_in_second_epoch)
-    report = fit_mod.fit([scene], tmp_path / "b", fps=10, budget_min=5, model_overrides=TINY, progress=False,
-                         precision="int8")
+    report = fit_mod.fit(
+        [scene], tmp_path / "b", fps=10, budget_min=5, model_overrides=TINY, progress=False, precision="int8"
+    )
     assert report.interrupted and report.steps == 70 and len(report.history) == 1  # best: after epoch 1
     b = load_bundle(report.bundle)
     assert b.precision == "int8" and b.manifest.score.threshold is not None

@@ -1,4 +1,5 @@
 """Flow providers (vadedge/flow.py) on synthetic translating patterns: direction, magnitude, layout."""
+
 from __future__ import annotations
 
 import pickle

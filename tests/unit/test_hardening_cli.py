@@ -1,5 +1,6 @@
 """Issue 15 regressions at the CLI: outputs never destroy inputs, disk full / bad paths / malformed
 configs are clear errors (exit 2, no traceback), --engine / --plugins on ONNX Runtime warn."""
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,9 @@ def test_events_equal_to_scores_is_refused_before_opening_anything(clip, bundle,
     assert_user_error(run(clip, "--model", bundle, "--events", out, "--scores", out), "are the same file")
     assert out.read_text() == "keep me"
     # the same file under two spellings
-    assert_user_error(run(clip, "--model", bundle, "--events", out, "--scores", tmp_path / "." / "same.txt"),
-                      "are the same file")
+    assert_user_error(
+        run(clip, "--model", bundle, "--events", out, "--scores", tmp_path / "." / "same.txt"), "are the same file"
+    )
 
 
 def test_unsupported_video_extension_fails_before_other_outputs_are_truncated(clip, bundle, tmp_path):
@@ -110,8 +112,21 @@ def test_engine_and_plugins_on_onnxruntime_warn(clip, bundle, tmp_path, caplog):
     lib = tmp_path / "libplugins.so"
     lib.write_bytes(b"")
     with caplog.at_level("WARNING", logger="vadedge.runtime.detector"):
-        res = run(clip, "--model", bundle, "--backend", "onnxruntime", "--device", "cpu",
-                  "--engine", tmp_path / "x.engine", "--plugins", lib, "--max-frames", "3")
+        res = run(
+            clip,
+            "--model",
+            bundle,
+            "--backend",
+            "onnxruntime",
+            "--device",
+            "cpu",
+            "--engine",
+            tmp_path / "x.engine",
+            "--plugins",
+            lib,
+            "--max-frames",
+            "3",
+        )
     assert res.exit_code == 0, res.output
     text = caplog.text
     assert "x.engine is ignored" in text and "plugin libraries are ignored" in text
@@ -127,14 +142,24 @@ def test_export_with_a_malformed_model_section_is_a_checkpoint_error(tmp_path):
         (ckpt / CONFIG_FILE).write_text(json.dumps({"format": FORMAT, "name": "mnad-pred", "model": section}))
         (ckpt / MODEL_FILE).write_bytes(b"")
         (ckpt / STATE_FILE).write_bytes(b"")
-        res = CliRunner().invoke(cli, ["export", str(ckpt), "--out", str(tmp_path / "b"), "--quiet",
-                                       "--no-score-calibration"])
+        res = CliRunner().invoke(
+            cli, ["export", str(ckpt), "--out", str(tmp_path / "b"), "--quiet", "--no-score-calibration"]
+        )
         assert_user_error(res, "'model'")
         assert not (tmp_path / "b").exists()
 
 
-@pytest.mark.parametrize("opt, value", [("--threshold", "nan"), ("--threshold", "inf:1"), ("--threshold", "1e999"),
-                                        ("--smoothing", "nan"), ("--fps", "inf"), ("--source-lost-after", "nan")])
+@pytest.mark.parametrize(
+    "opt, value",
+    [
+        ("--threshold", "nan"),
+        ("--threshold", "inf:1"),
+        ("--threshold", "1e999"),
+        ("--smoothing", "nan"),
+        ("--fps", "inf"),
+        ("--source-lost-after", "nan"),
+    ],
+)
 def test_non_finite_numbers_are_usage_errors(clip, bundle, opt, value):
     res = run(clip, "--model", bundle, opt, value)
     assert res.exit_code == 2 and "finite" in res.output, res.output
@@ -148,8 +173,9 @@ def test_a_symlink_or_hard_link_to_an_input_is_refused(clip, bundle, tmp_path):
     hard = tmp_path / "hard.csv"
     hard.write_text("a")
     (tmp_path / "hard2.csv").hardlink_to(hard)
-    assert_user_error(run(clip, "--model", bundle, "--events", hard, "--scores", tmp_path / "hard2.csv"),
-                      "are the same file")
+    assert_user_error(
+        run(clip, "--model", bundle, "--events", hard, "--scores", tmp_path / "hard2.csv"), "are the same file"
+    )
     assert clip.read_bytes() == before and hard.read_text() == "a"
 
 
@@ -159,13 +185,18 @@ def test_every_float_option_of_every_command_refuses_non_finite_numbers():
 
     from vadedge.commands._params import FiniteFloatRange
 
-    loose = [f"{name} {p.name}" for name, cmd in cli.commands.items() for p in cmd.params
-             if isinstance(p.type, click.FloatRange) and not isinstance(p.type, FiniteFloatRange)]
+    loose = [
+        f"{name} {p.name}"
+        for name, cmd in cli.commands.items()
+        for p in cmd.params
+        if isinstance(p.type, click.FloatRange) and not isinstance(p.type, FiniteFloatRange)
+    ]
     assert not loose, f"float options that accept NaN: {loose}"
 
 
-@pytest.mark.parametrize("args", [["export", "--smoothing", "nan"], ["export", "--target-far", "nan"],
-                                  ["train", "--lr", "nan"]])
+@pytest.mark.parametrize(
+    "args", [["export", "--smoothing", "nan"], ["export", "--target-far", "nan"], ["train", "--lr", "nan"]]
+)
 def test_non_finite_numbers_are_usage_errors_in_export_and_train(args):
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 2 and "finite" in res.output, res.output

@@ -1,5 +1,6 @@
 """Issue 15 regressions in the SDK: timestamps are validated, a raising event callback does not
 desynchronise the other streams of a process_many call, sinks turn disk full into one DataError."""
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,8 @@ def test_bad_timestamps_are_data_errors_and_change_nothing(bundle, bad):
     det = Detector.load(bundle)
     with pytest.raises(DataError, match="stream 'default': timestamp"):
         det.process(frames(1, 0)[0], bad) if bad is not None else det.process_many(
-            {"default": frames(1, 0)[0]}, {"default": bad})
+            {"default": frames(1, 0)[0]}, {"default": bad}
+        )
     assert det.stream("default").frame_index == -1  # nothing was fed
     with pytest.raises(DataError, match="mapping"):
         det.process_many([frames(1, 0)[0]])
@@ -68,8 +70,9 @@ def test_a_raising_callback_leaves_the_other_streams_in_step(bundle):
         assert (r.score is None) == (e.score is None)
         if r.score is not None:
             assert r.score == pytest.approx(e.score, rel=1e-6, abs=1e-6)
-    np.testing.assert_allclose(det.stream("b").state["memory"], ref.stream("default").state["memory"],
-                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        det.stream("b").state["memory"], ref.stream("default").state["memory"], rtol=1e-6, atol=1e-7
+    )
     assert det.stream("a").frame_index == det.stream("b").frame_index == len(a) - 1
     with pytest.raises(CallbackError):  # closing a's event calls the raising callback once more
         det.finish()

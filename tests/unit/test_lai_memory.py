@@ -1,4 +1,5 @@
 """Lai et al.: write rule, trace-ratio loss and feature distance against plain-loop references; model wiring."""
+
 from __future__ import annotations
 
 import pytest
@@ -160,8 +161,9 @@ def test_training_step_defers_the_write_and_state_flushes_it():
     assert task.pending is None
 
 
-@pytest.mark.parametrize("mode,lambda_dis,expect_grad", [("none", 1.0, False), ("dis", 1.0, True),
-                                                         ("dis", 0.0, False), ("all", 0.0, True)])
+@pytest.mark.parametrize(
+    "mode,lambda_dis,expect_grad", [("none", 1.0, False), ("dis", 1.0, True), ("dis", 0.0, False), ("all", 0.0, True)]
+)
 def test_item_gradient_modes(mode, lambda_dis, expect_grad):
     model, task = _tiny_model_and_task(item_grad=mode, lambda_dis=lambda_dis)
     loss, _ = task.training_step(_clips(2))
@@ -181,6 +183,6 @@ def test_streams_are_independent_in_a_batch():
     frames = _clips(3)
     with torch.no_grad():
         together = model.stream_step(frames, {})["scores"]
-        alone = [model.stream_step(frames[i:i + 1], {})["scores"] for i in range(3)]
+        alone = [model.stream_step(frames[i : i + 1], {})["scores"] for i in range(3)]
     for k in together:
         torch.testing.assert_close(together[k], torch.cat([a[k] for a in alone]))

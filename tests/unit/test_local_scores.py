@@ -3,6 +3,7 @@
 The scoring core computes them (`vadedge.scoring`), the manifest declares them (`score.local`,
 `score.dropped`, `score.paper_weights`), the stream runner adds them to every call's scores.
 """
+
 from __future__ import annotations
 
 import copy
@@ -24,7 +25,7 @@ from vadedge.scoring import (
 
 def brute_window_max(m: np.ndarray, k: int) -> float:
     h, w = m.shape
-    return max(m[i:i + k, j:j + k].mean() for i in range(h - k + 1) for j in range(w - k + 1))
+    return max(m[i : i + k, j : j + k].mean() for i in range(h - k + 1) for j in range(w - k + 1))
 
 
 # ---------------------------------------------------------------------------------- local error
@@ -77,9 +78,11 @@ def test_local_components_use_model_input_pixels():
 
 # ---------------------------------------------------------------------------------- selection
 def _video(rng: np.random.Generator, n: int = 200, fd_level: float = 2.5e-6) -> dict[str, np.ndarray]:
-    return {"psnr": 35 + rng.normal(0, 1.3, n),  # dB: relative spread of the MSE ≈ 0.3
-            "local16": 25 + rng.normal(0, 1.5, n),
-            "feature_distance": fd_level + rng.normal(0, 1e-8, n)}  # energy, near-constant
+    return {
+        "psnr": 35 + rng.normal(0, 1.3, n),  # dB: relative spread of the MSE ≈ 0.3
+        "local16": 25 + rng.normal(0, 1.5, n),
+        "feature_distance": fd_level + rng.normal(0, 1e-8, n),
+    }  # energy, near-constant
 
 
 SIGNS = {"psnr": -1, "local16": -1, "feature_distance": 1}
@@ -122,14 +125,29 @@ def test_selection_errors_are_clear():
 # ---------------------------------------------------------------------------------- manifest
 def _manifest_doc() -> dict:
     return {
-        "schema_version": 1, "family": "toy", "preset": None,
+        "schema_version": 1,
+        "family": "toy",
+        "preset": None,
         "input": {"height": 32, "width": 48, "color": "gray", "frames": 4, "clip_length": 5},
-        "graph": {"batch": "dynamic", "frames_input": "frames", "state": [], "params": [],
-                  "scores": {"psnr": "psnr", "feature_distance": "feature_distance"},
-                  "extra_outputs": {"error_map": "error_map"}},
-        "models": {"fp32": "model.onnx"}, "engines": [], "state_file": "state.npz",
-        "score": {"signs": {"psnr": -1, "feature_distance": 1}, "weights": {"psnr": 0.6, "feature_distance": 0.4},
-                  "calibration": None, "smoothing": 0.3, "threshold": None, "min_event_frames": 1},
+        "graph": {
+            "batch": "dynamic",
+            "frames_input": "frames",
+            "state": [],
+            "params": [],
+            "scores": {"psnr": "psnr", "feature_distance": "feature_distance"},
+            "extra_outputs": {"error_map": "error_map"},
+        },
+        "models": {"fp32": "model.onnx"},
+        "engines": [],
+        "state_file": "state.npz",
+        "score": {
+            "signs": {"psnr": -1, "feature_distance": 1},
+            "weights": {"psnr": 0.6, "feature_distance": 0.4},
+            "calibration": None,
+            "smoothing": 0.3,
+            "threshold": None,
+            "min_event_frames": 1,
+        },
         "provenance": {"vadedge_version": "0"},
     }
 
@@ -197,8 +215,9 @@ class _MapBackend(Backend):
         b = frames.shape[0]
         err = last.reshape(b, 8, 4, 12, 4).mean(axis=(2, 4))  # [B, 8, 12] cells of 4 px
         extras = {"error_map": err} if self.with_map else {}
-        return BackendOutput({"psnr": np.full(b, 30.0, np.float32), "feature_distance": np.zeros(b, np.float32)},
-                             {}, extras)
+        return BackendOutput(
+            {"psnr": np.full(b, 30.0, np.float32), "feature_distance": np.zeros(b, np.float32)}, {}, extras
+        )
 
 
 def test_the_runner_adds_declared_local_components_from_the_error_map():
@@ -286,8 +305,9 @@ def test_a_mask_in_the_manifest_or_at_run_time_silences_a_masked_hot_region():
     frames[:, 0:8, 0:8] = 250  # a bright "clock overlay" in the top-left corner
     local = {"local8": LocalSpec("error_map", 8)}
     plain = StreamRunner(_MapBackend(), {}, 5, local=LocalScores(local, (32, 48))).score_frames(frames)
-    masked = StreamRunner(_MapBackend(), {}, 5,
-                          local=LocalScores(local, (32, 48), mask_from_dict(MASK))).score_frames(frames)
+    masked = StreamRunner(_MapBackend(), {}, 5, local=LocalScores(local, (32, 48), mask_from_dict(MASK))).score_frames(
+        frames
+    )
     assert plain["local8"][0] == pytest.approx(-10 * np.log10(250 / 255), abs=1e-4)
     assert masked["local8"][0] == pytest.approx(-10 * np.log10(10 / 255), abs=1e-4)
     doc = _with_local(_manifest_doc())
@@ -322,8 +342,9 @@ def test_the_detector_applies_a_run_time_mask_to_the_shipped_bundle():
     from vadedge.runtime.detector import Detector
     from vadedge.synthetic import iter_synthetic_videos
 
-    spec = mask_from_dict({"width": 360, "height": 240, "mode": "include",
-                           "polygons": [[[0, 120], [180, 120], [180, 240], [0, 240]]]})
+    spec = mask_from_dict(
+        {"width": 360, "height": 240, "mode": "include", "polygons": [[[0, 120], [180, 120], [180, 240], [0, 240]]]}
+    )
     det = Detector.load(default_bundle_path(), backend="onnxruntime", device="cpu", threads=1, mask=spec)
     frames, _ = next(iter_synthetic_videos(1, 5, height=240, width=360, seed=3, anomalous=False))
     r = [det.stream("s").process(f) for f in frames][-1]

@@ -1,5 +1,6 @@
 """Logging: the library logs and never prints; the CLI maps -v/-q to levels on every subcommand and
 OpenCV / FFmpeg follow. No timing is asserted."""
+
 from __future__ import annotations
 
 import ast
@@ -51,9 +52,11 @@ def _print_calls(path: Path) -> list[int]:
         for node in ast.walk(tree):
             if isinstance(node, ast.FunctionDef) and node.name in ("main", "_main"):
                 allowed |= {n.lineno for n in ast.walk(node) if hasattr(n, "lineno")}
-    return [n.lineno for n in ast.walk(tree)
-            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "print"
-            and n.lineno not in allowed]
+    return [
+        n.lineno
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "print" and n.lineno not in allowed
+    ]
 
 
 def test_no_print_below_the_cli_layer():
@@ -68,8 +71,9 @@ def test_no_print_below_the_cli_layer():
 
 def test_the_print_finder_finds_prints(tmp_path):
     bad = tmp_path / "m.py"
-    bad.write_text("def f():\n    print('x')\n\ndef main():\n    print('ok')\n\nif __name__ == '__main__':\n"
-                   "    main()\n")
+    bad.write_text(
+        "def f():\n    print('x')\n\ndef main():\n    print('ok')\n\nif __name__ == '__main__':\n    main()\n"
+    )
     assert _print_calls(bad) == [2]
 
 
@@ -80,8 +84,10 @@ def test_progress_logs_at_info_or_debug_and_bars_stay_off_the_console(caplog, ca
         Progress(log, False).info("nested step")
         items = list(progress_bar(range(3), total=3, desc="x"))  # not a terminal: a silent bar
     assert items == [0, 1, 2]
-    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(logging.INFO, "step 1"),
-                                                                      (logging.DEBUG, "nested step")]
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, "step 1"),
+        (logging.DEBUG, "nested step"),
+    ]
     assert capsys.readouterr() == ("", "")
 
 
@@ -93,16 +99,41 @@ def toy(tmp_path_factory):
     return make_toy_bundle(tmp_path_factory.mktemp("log") / "toy", batch="dynamic", height=32, width=32)
 
 
-BENCH = ["--backends", "ort-fp32", "--streams", "0", "--rss-frames", "0", "--settle", "0", "--frames", "6",
-         "--rounds", "1", "--sgemm-n", "64"]
+BENCH = [
+    "--backends",
+    "ort-fp32",
+    "--streams",
+    "0",
+    "--rss-frames",
+    "0",
+    "--settle",
+    "0",
+    "--frames",
+    "6",
+    "--rounds",
+    "1",
+    "--sgemm-n",
+    "64",
+]
 
 
 def test_library_call_prints_nothing_and_logs_its_steps(toy, tmp_path, capsys, caplog):
     from vadedge.bench import BenchConfig, run_bench
 
     with caplog.at_level(logging.INFO, logger="vadedge"):
-        run_bench(BenchConfig(model=str(toy), backends="ort-fp32", frames=6, rounds=1, streams=0, rss_frames=0,
-                              sgemm_n=64, settle=0.0, workdir=str(tmp_path / "w")))
+        run_bench(
+            BenchConfig(
+                model=str(toy),
+                backends="ort-fp32",
+                frames=6,
+                rounds=1,
+                streams=0,
+                rss_frames=0,
+                sgemm_n=64,
+                settle=0.0,
+                workdir=str(tmp_path / "w"),
+            )
+        )
     assert capsys.readouterr() == ("", "")
     assert any(r.name == "vadedge.bench.core" and r.getMessage().startswith("round 1/1") for r in caplog.records)
 
@@ -141,6 +172,7 @@ def test_run_verbosity(toy, tmp_path):
 def test_opencv_and_ffmpeg_follow_the_level(monkeypatch):
     pytest.importorskip("cv2")
     from cv2.utils import logging as cv2
+
     monkeypatch.delenv("OPENCV_LOG_LEVEL", raising=False)
     monkeypatch.delenv("OPENCV_FFMPEG_LOGLEVEL", raising=False)
     before = cv2.getLogLevel()

@@ -4,6 +4,7 @@ The project's exporter (vadedge.export) wraps `stream_step(frames, state)`; MAAM
 needs its `side_inputs` (here `flow`) as graph inputs, so this test uses its own small wrapper with
 the contract's names (inputs `frames`, `flow`; one [B] output per score component; `error_map`).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,16 +33,25 @@ def test_onnx_export_with_flow_input(tmp_path):
     model = create_model("maam-net", "edge-xs").eval()
     s = model.spec
     g = torch.Generator().manual_seed(1)
-    frames = torch.randint(0, 256, (1, model.clip_length, s.height, s.width, s.channels), dtype=torch.uint8,
-                           generator=g)
+    frames = torch.randint(
+        0, 256, (1, model.clip_length, s.height, s.width, s.channels), dtype=torch.uint8, generator=g
+    )
     flow = model.host_inputs(frames)["flow"]
     graph = _Graph(model).eval()
     names = list(model.score_components) + ["error_map"]
     with torch.no_grad():
         expected = [t.numpy() for t in graph(frames, flow)]
     path = tmp_path / "maam.onnx"
-    torch.onnx.export(graph, (frames, flow), str(path), dynamo=True, input_names=["frames", "flow"],
-                      output_names=names, opset_version=18, external_data=False)
+    torch.onnx.export(
+        graph,
+        (frames, flow),
+        str(path),
+        dynamo=True,
+        input_names=["frames", "flow"],
+        output_names=names,
+        opset_version=18,
+        external_data=False,
+    )
     graph.eval()
     proto = onnx.load(str(path))
     assert [i.name for i in proto.graph.input] == ["frames", "flow"]

@@ -1,4 +1,5 @@
 """MAAM-Net's hard-shrinkage memory addressing and losses against plain reference implementations."""
+
 from __future__ import annotations
 
 import math

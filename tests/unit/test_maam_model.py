@@ -1,4 +1,5 @@
 """MAAM-Net model: layout vs the paper, the flow side input, stream_step protocol, training task."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,9 @@ from vadedge.train.registry import get_model_entry, resolve_config
 def _clip(model, batch=2, seed=0):
     s = model.spec
     g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (batch, model.clip_length, s.height, s.width, s.channels), dtype=torch.uint8,
-                         generator=g)
+    return torch.randint(
+        0, 256, (batch, model.clip_length, s.height, s.width, s.channels), dtype=torch.uint8, generator=g
+    )
 
 
 def test_paper_layout_matches_table_1():
@@ -150,8 +152,9 @@ def test_pscd_scale_tracks_eval_mode_errors():
     task.update_scale({"frames": frames, "flow": batch["flow"] + 1.0})
     with torch.no_grad():
         raw2 = model.stream_step(frames, {}, flow=batch["flow"] + 1.0)["scores"]
-    torch.testing.assert_close(model.pscd_scale,
-                               0.5 * first + 0.5 * torch.stack([raw2["pscd_app"].mean(), raw2["pscd_mot"].mean()]))
+    torch.testing.assert_close(
+        model.pscd_scale, 0.5 * first + 0.5 * torch.stack([raw2["pscd_app"].mean(), raw2["pscd_mot"].mean()])
+    )
     model.pscd_normalize = True
     with torch.no_grad():
         norm = model.stream_step(frames, {}, flow=batch["flow"])["scores"]

@@ -1,4 +1,5 @@
 """PSCD patch scoring (train/pscd.py) on crafted error maps with known worst patches."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,7 +19,7 @@ def _reference_patch_sums(err: np.ndarray, patch, stride) -> np.ndarray:
     for n in range(b):
         for i in range(rows):
             for j in range(cols):
-                out[n, i, j] = err[n, :, i * sh:i * sh + ph, j * sw:j * sw + pw].sum()
+                out[n, i, j] = err[n, :, i * sh : i * sh + ph, j * sw : j * sw + pw].sum()
     return out
 
 
@@ -97,8 +98,15 @@ def test_grid_size():
     assert box_sum(torch.zeros(1, 1, 240, 360), cfg.patch, cfg.stride).shape == (1, 27, 69)
 
 
-@pytest.mark.parametrize("hw,patch,stride", [((240, 360), (30, 20), (8, 5)), ((128, 128), (16, 7), (4, 2)),
-                                             ((128, 192), (16, 11), (4, 3)), ((32, 48), (4, 3), (1, 1))])
+@pytest.mark.parametrize(
+    "hw,patch,stride",
+    [
+        ((240, 360), (30, 20), (8, 5)),
+        ((128, 128), (16, 7), (4, 2)),
+        ((128, 192), (16, 11), (4, 3)),
+        ((32, 48), (4, 3), (1, 1)),
+    ],
+)
 def test_relative_patch_keeps_the_person_size(hw, patch, stride):
     """Floats in (0, 1] are fractions: the patch of the frame, the stride of the patch."""
     cfg = PSCDConfig.create([0.125, 0.0556], [0.25, 0.25], 0.5, hw)

@@ -1,4 +1,5 @@
 """MNAD memory read / gated update against a plain loop implementation of the paper's equations."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -86,8 +87,8 @@ def test_streams_batched_equal_streams_alone(qp):
     q, p = (torch.tensor(x) for x in qp)
     both = memory_update(q, p, torch.tensor([True, True]))
     for b in range(2):
-        alone = memory_update(q[b:b + 1], p[b:b + 1], torch.tensor([True]))
-        torch.testing.assert_close(both[b:b + 1], alone, rtol=0, atol=0)
+        alone = memory_update(q[b : b + 1], p[b : b + 1], torch.tensor([True]))
+        torch.testing.assert_close(both[b : b + 1], alone, rtol=0, atol=0)
     rb, _ = memory_read(q, p)
     torch.testing.assert_close(rb[1:], memory_read(q[1:], p[1:])[0], rtol=0, atol=0)
 

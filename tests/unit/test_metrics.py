@@ -1,4 +1,5 @@
 """PSNR, normalisation, AUC, EER and E_t against hand-computed values."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Registry, presets, model shapes, checkpoints and the streaming contract of MNAD."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,11 +61,12 @@ def test_stream_step_contract_and_batch_independence(name):
         out = model.stream_step(frames, {"memory": mem})
         assert set(out["scores"]) == set(model.score_components) == set(model.score_weights)
         for b in range(3):
-            alone = model.stream_step(frames[b:b + 1], {"memory": mem[b:b + 1]})
+            alone = model.stream_step(frames[b : b + 1], {"memory": mem[b : b + 1]})
             for k, v in alone["scores"].items():
-                torch.testing.assert_close(out["scores"][k][b:b + 1], v, rtol=1e-5, atol=1e-6)
-            torch.testing.assert_close(out["state"]["memory"][b:b + 1], alone["state"]["memory"],
-                                       rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(out["scores"][k][b : b + 1], v, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(
+                out["state"]["memory"][b : b + 1], alone["state"]["memory"], rtol=1e-5, atol=1e-6
+            )
 
 
 def test_high_error_frame_does_not_update_memory():
@@ -95,10 +97,11 @@ def test_resize_upsampling_option():
     assert any(isinstance(x, torch.nn.ConvTranspose2d) for x in deconv.modules())
     assert not any(isinstance(x, torch.nn.ConvTranspose2d) for x in resize.modules())
     z = torch.zeros(1, resize.memory_dim * 2, 8, 12)
-    skips = [torch.zeros(1, c, 64 // 2 ** i, 96 // 2 ** i) for i, c in enumerate((16, 32, 64))]
+    skips = [torch.zeros(1, c, 64 // 2**i, 96 // 2**i) for i, c in enumerate((16, 32, 64))]
     assert resize.decoder(z, skips).shape == deconv.decoder(z, skips).shape == (1, 1, 64, 96)
-    up_macs = sum(cin * cout * k * hw for cin, cout, k, hw in
-                  ((128, 64, 9, 8 * 12), (64, 32, 9, 16 * 24), (32, 16, 9, 32 * 48)))
+    up_macs = sum(
+        cin * cout * k * hw for cin, cout, k, hw in ((128, 64, 9, 8 * 12), (64, 32, 9, 16 * 24), (32, 16, 9, 32 * 48))
+    )
     assert gmac_per_frame(deconv) - gmac_per_frame(resize) == pytest.approx(up_macs * 8 / 9 / 1e9, rel=0.02)
     with pytest.raises(ValueError, match="upsample mode"):
         create_model("mnad-pred", "edge-s", upsample="bilinear")

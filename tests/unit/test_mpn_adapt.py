@@ -1,4 +1,5 @@
 """Few-shot adaptation: deterministic, base parameters untouched, = one Meta-SGD step on the mean gradient."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,7 +52,7 @@ def test_adapt_is_one_step_on_the_mean_of_per_pair_gradients(model):
     grads = []
     for i in range(3):
         leaves = {n: p.detach().clone().requires_grad_(True) for n, p in theta.items()}
-        loss = model.adaptation_loss(leaves, model.adaptation_data(clips[i:i + 1]))
+        loss = model.adaptation_loss(leaves, model.adaptation_data(clips[i : i + 1]))
         g = torch.autograd.grad(loss, list(leaves.values()))
         grads.append(dict(zip(leaves, g)))
     model.train()
@@ -117,6 +118,7 @@ def test_parse_shift():
     assert parse_shift("brightness_contrast:-30") == Shift("brightness_contrast", (-30.0, 1.3))
     assert str(parse_shift("crop:0.7,0,1")) == "crop:0.7,0,1"
     from vadedge.errors import ConfigError
+
     for bad in ("zoom", "blur:x", "blur:1,2"):
         with pytest.raises(ConfigError):
             parse_shift(bad)

@@ -1,4 +1,5 @@
 """MPN's Dynamic Prototype Unit against a plain loop implementation of the paper's equations."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,8 +38,12 @@ def reference_dpu(x: np.ndarray, weight: np.ndarray) -> dict:
         out[n] = q[n] + r / np.linalg.norm(r)
         compact += np.mean((q[n] - protos[int(np.argmax(beta))]) ** 2)
     pairs = [max(0.0, 1.0 - np.sum((protos[i] - protos[j]) ** 2)) for i in range(m_num) for j in range(i + 1, m_num)]
-    return {"out": out.T.reshape(x.shape), "protos": protos, "compact": compact / n_pos,
-            "diversity": float(np.mean(pairs))}
+    return {
+        "out": out.T.reshape(x.shape),
+        "protos": protos,
+        "compact": compact / n_pos,
+        "diversity": float(np.mean(pairs)),
+    }
 
 
 def test_dpu_matches_loop_reference():
@@ -47,8 +52,8 @@ def test_dpu_matches_loop_reference():
     x = torch.randn(2, 6, 3, 5, dtype=torch.float64)
     with torch.no_grad():
         d = dpu(x)
-        compact = [compactness_loss(d.query[i:i + 1], d.prototypes[i:i + 1]).item() for i in range(2)]
-        diversity = [diversity_loss(d.prototypes[i:i + 1]).item() for i in range(2)]
+        compact = [compactness_loss(d.query[i : i + 1], d.prototypes[i : i + 1]).item() for i in range(2)]
+        diversity = [diversity_loss(d.prototypes[i : i + 1]).item() for i in range(2)]
     for i in range(2):
         ref = reference_dpu(x[i].numpy(), dpu.weight.detach().numpy())
         np.testing.assert_allclose(d.out[i].numpy(), ref["out"], rtol=1e-10, atol=1e-12)

@@ -1,4 +1,5 @@
 """Meta-SGD machinery: exact second-order gradients on a quadratic, and one MPN meta step on a toy batch."""
+
 from __future__ import annotations
 
 import pytest
@@ -67,15 +68,18 @@ def _toy_batch():
     g = torch.Generator().manual_seed(3)
     base = torch.randint(0, 256, (2, 1, 5, 32, 32, 1), dtype=torch.uint8, generator=g)
     noise = torch.randint(0, 20, (2, 4, 5, 32, 32, 1), dtype=torch.uint8, generator=g)
-    clips = (base.expand(-1, 4, -1, -1, -1, -1) // 2 + noise)  # 2 episodes × 4 related clips
+    clips = base.expand(-1, 4, -1, -1, -1, -1) // 2 + noise  # 2 episodes × 4 related clips
     return {"support": clips[:, :2].contiguous(), "query": clips[:, 2:].contiguous()}
 
 
 def test_one_meta_step_changes_alpha_and_theta_and_lowers_outer_loss():
     model, task = _meta_task()
     batch = _toy_batch()
-    frozen = {n: p.detach().clone() for n, p in model.named_parameters()
-              if n.startswith("encoder.") or n.startswith("decoder.stage")}
+    frozen = {
+        n: p.detach().clone()
+        for n, p in model.named_parameters()
+        if n.startswith("encoder.") or n.startswith("decoder.stage")
+    }
     buffers = {n: b.clone() for n, b in model.named_buffers()}
     theta = {n: p.detach().clone() for n, p in model.adaptable_parameters().items()}
     alpha = {n: p.detach().clone() for n, p in model.alphas().items()}
@@ -120,6 +124,7 @@ def test_per_stage_values_resolved_and_cli_overrides_win():
     MPNTask(model, tcfg, stage="dpu")
     assert tcfg["epochs"] == 3
     from vadedge.errors import ConfigError
+
     with pytest.raises(ConfigError):
         MPNTask(model, dict(cfg["train"]), stage="finetune")
 
@@ -156,5 +161,6 @@ def test_episode_loader_draws_k_shot_episodes_from_single_videos():
     again = list(EpisodeLoader(ds, episodes=3, shots=2, batches=4, shifts=["none"], seed=0))
     assert all(torch.equal(a["support"], b["support"]) for a, b in zip(batches, again))
     from vadedge.errors import DataError
+
     with pytest.raises(DataError):
         EpisodeLoader(ds, episodes=1, shots=5, batches=1, shifts=["none"], seed=0)

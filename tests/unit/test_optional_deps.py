@@ -43,8 +43,7 @@ def test_optional_module_names_its_extra(monkeypatch, module, extra):
 
 def test_table_agrees_with_pyproject():
     """Each module's extra lists its distribution there, and core modules are in the core dependencies."""
-    dist = {"sklearn": "scikit-learn", "paho": "paho-mqtt", "prometheus_client": "prometheus-client",
-            "yaml": "pyyaml"}
+    dist = {"sklearn": "scikit-learn", "paho": "paho-mqtt", "prometheus_client": "prometheus-client", "yaml": "pyyaml"}
     for module, (extra, _) in _optional._EXTRAS.items():
         reqs = PYPROJECT["dependencies"] if extra is None else PYPROJECT["optional-dependencies"][extra]
         names = {r.split(">")[0].split("=")[0].split("[")[0].strip() for r in reqs}

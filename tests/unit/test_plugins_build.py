@@ -1,6 +1,7 @@
 """`build_plugins`: the CMake commands it runs (fake runner), its errors, and a real kernels-only CMake
 build where cmake and nvcc exist (TensorRT headers are not available here, so the full plugin build
 is exercised only through the fake)."""
+
 from __future__ import annotations
 
 import shutil
@@ -26,8 +27,9 @@ class FakeRunner:
 
 def test_configure_and_build_commands(tmp_path):
     runner = FakeRunner()
-    lib = build_plugins(tmp_path / "out", ["sm_87", "8.6"], tensorrt_root=tmp_path / "trt", cmake="cmake",
-                        jobs=3, runner=runner)
+    lib = build_plugins(
+        tmp_path / "out", ["sm_87", "8.6"], tensorrt_root=tmp_path / "trt", cmake="cmake", jobs=3, runner=runner
+    )
     assert lib == (tmp_path / "out").resolve() / LIBRARY_NAME
     configure, build = runner.calls
     assert configure[:3] == ["cmake", "-S", str(build_mod.SOURCE_DIR)]

@@ -8,6 +8,7 @@ registration variants. Pure virtual methods are pure here too, so a missing or m
 fails (the plugins are instantiated with `new`). It proves the code is consistent with those
 signatures; it is NOT a build against the real headers, which happens only on the target.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -165,10 +166,24 @@ def test_plugin_source_is_consistent_with_the_iplugin_v3_api(tmp_path, static_re
     if cxx is None or cuda_inc is None:
         pytest.skip("needs a C++ compiler and the CUDA runtime headers")
     (tmp_path / "NvInferRuntime.h").write_text(STUB)
-    proc = subprocess.run([cxx, "-std=c++17", "-fsyntax-only", "-Wall", "-Wextra", "-Werror",
-                           "-Wno-unused-parameter", f"-DVADEDGE_STATIC_REGISTRATION={static_registration}",
-                           f"-I{tmp_path}", f"-I{CSRC}", f"-I{cuda_inc}", str(CSRC / "vad_plugins.cpp")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            cxx,
+            "-std=c++17",
+            "-fsyntax-only",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-Wno-unused-parameter",
+            f"-DVADEDGE_STATIC_REGISTRATION={static_registration}",
+            f"-I{tmp_path}",
+            f"-I{CSRC}",
+            f"-I{cuda_inc}",
+            str(CSRC / "vad_plugins.cpp"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
 
 
@@ -179,10 +194,13 @@ def test_every_plugin_op_of_the_graph_pass_has_a_registered_creator():
 
     header = (CSRC / "vad_plugins.h").read_text()
     source = (CSRC / "vad_plugins.cpp").read_text()
-    creators = {"VadMemoryRead": "readCreator()", "VadMemoryUpdate": "updateCreator()",
-                "VadPrototypeFormation": "prototypeCreator()"}
+    creators = {
+        "VadMemoryRead": "readCreator()",
+        "VadMemoryUpdate": "updateCreator()",
+        "VadPrototypeFormation": "prototypeCreator()",
+    }
     assert set(PLUGIN_OPS.values()) == set(creators)
-    get_creators = source[source.index("getCreators("):]
+    get_creators = source[source.index("getCreators(") :]
     for op, creator in creators.items():
         assert f'"{op}"' in header
         assert f"registry->registerCreator({creator}, kPluginNamespace)" in source

@@ -1,4 +1,5 @@
 """The `--plugins` graph pass: vadedge-domain nodes become TensorRT plugin nodes (small hand-built graphs)."""
+
 from __future__ import annotations
 
 import warnings
@@ -15,31 +16,40 @@ from vadedge.export.plugins import PLUGIN_NAMESPACE, PLUGIN_VERSION, plugin_node
 def _identity_fn(name, inputs, outputs, attributes=(), source=0):
     """A placeholder body (every output = a copy of input `source`): the pass ignores bodies."""
     nodes = [helper.make_node("Identity", [inputs[source]], [o]) for o in outputs]
-    return helper.make_function("vadedge", name, inputs, outputs, nodes, [helper.make_opsetid("", 17)],
-                                attributes=list(attributes))
+    return helper.make_function(
+        "vadedge", name, inputs, outputs, nodes, [helper.make_opsetid("", 17)], attributes=list(attributes)
+    )
 
 
 def _model():
     f32 = lambda n, dims: helper.make_tensor_value_info(n, TensorProto.FLOAT, dims)  # noqa: E731
     nodes = [
         helper.make_node("Relu", ["x"], ["features"], name="relu"),
-        helper.make_node("MemoryRead", ["features", "memory_in"], ["query", "read"], domain="vadedge",
-                         name="mem_read", eps=1e-12),
+        helper.make_node(
+            "MemoryRead", ["features", "memory_in"], ["query", "read"], domain="vadedge", name="mem_read", eps=1e-12
+        ),
         helper.make_node("ReduceMean", ["read"], ["err"], keepdims=0, axes=[1, 2], name="err"),
         helper.make_node("Less", ["err", "thr"], ["gate"], name="gate"),
-        helper.make_node("MemoryUpdate", ["query", "memory_in", "gate"], ["memory_out"], domain="vadedge",
-                         name="mem_update"),
+        helper.make_node(
+            "MemoryUpdate", ["query", "memory_in", "gate"], ["memory_out"], domain="vadedge", name="mem_update"
+        ),
         helper.make_node("Future", ["read"], ["extra"], domain="vadedge", name="future"),
     ]
     graph = helper.make_graph(
-        nodes, "g", [f32("x", [2, 4, 8]), f32("memory_in", [2, 3, 8])],
+        nodes,
+        "g",
+        [f32("x", [2, 4, 8]), f32("memory_in", [2, 3, 8])],
         [f32("read", [2, 4, 8]), f32("memory_out", [2, 3, 8]), f32("extra", [2, 4, 8])],
-        initializer=[helper.make_tensor("thr", TensorProto.FLOAT, [], [0.5])])
-    fns = [_identity_fn("MemoryRead", ["features", "memory"], ["query", "read"], ["eps"]),
-           _identity_fn("MemoryUpdate", ["query", "memory", "gate"], ["new_memory"], source=1),
-           _identity_fn("Future", ["r"], ["o"])]
-    model = helper.make_model(graph, functions=fns,
-                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("vadedge", 1)])
+        initializer=[helper.make_tensor("thr", TensorProto.FLOAT, [], [0.5])],
+    )
+    fns = [
+        _identity_fn("MemoryRead", ["features", "memory"], ["query", "read"], ["eps"]),
+        _identity_fn("MemoryUpdate", ["query", "memory", "gate"], ["new_memory"], source=1),
+        _identity_fn("Future", ["r"], ["o"]),
+    ]
+    model = helper.make_model(
+        graph, functions=fns, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("vadedge", 1)]
+    )
     onnx.checker.check_model(model, full_check=True)
     return model
 
@@ -59,7 +69,7 @@ def test_nodes_become_plugins_with_namespace_and_version():
         attrs = _attrs(node)
         assert attrs["plugin_namespace"] == PLUGIN_NAMESPACE.encode()
         assert attrs["plugin_version"] == PLUGIN_VERSION.encode()
-    assert _attrs(read)["eps"] == pytest.approx(1e-12)          # node attributes carried over as PluginFields
+    assert _attrs(read)["eps"] == pytest.approx(1e-12)  # node attributes carried over as PluginFields
     assert list(read.input) == ["features", "memory_in"] and list(read.output) == ["query", "read"]
     assert [n.op_type for n in plugin_nodes(out)] == ["VadMemoryRead", "VadMemoryUpdate"]
     # the unknown vadedge op keeps its node and its function
@@ -75,7 +85,7 @@ def test_gate_is_cast_to_int32_in_front_of_the_update_plugin():
     cast = next(n for n in out.graph.node if n.op_type == "Cast")
     assert list(cast.input) == ["gate"] and _attrs(cast)["to"] == TensorProto.INT32
     assert update.input[2] == cast.output[0] and list(update.input[:2]) == ["query", "memory_in"]
-    assert names.index(cast.name) < names.index(update.name)   # still topologically sorted
+    assert names.index(cast.name) < names.index(update.name)  # still topologically sorted
 
 
 def test_result_is_valid_onnx_and_input_untouched():
@@ -102,10 +112,14 @@ def test_no_vadedge_nodes_warns_and_second_pass_is_a_no_op():
     with pytest.warns(UserWarning, match="nothing was replaced"):
         again = replace_with_plugins(out)
     assert again.SerializeToString() == out.SerializeToString()
-    plain = helper.make_model(helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])], "p",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])]))
+    plain = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("Relu", ["x"], ["y"])],
+            "p",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        )
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         replace_with_plugins(plain)
@@ -116,8 +130,10 @@ def test_pass_on_the_exporters_function_model():
     functions = pytest.importorskip("vadedge.export.functions")
     f32 = TensorProto.FLOAT
     model = functions.function_model(
-        "MemoryUpdate", [("query", f32, [1, 4, 8]), ("memory", f32, [1, 3, 8]), ("gate", TensorProto.BOOL, [1])],
-        [("new_memory", f32, [1, 3, 8])])
+        "MemoryUpdate",
+        [("query", f32, [1, 4, 8]), ("memory", f32, [1, 3, 8]), ("gate", TensorProto.BOOL, [1])],
+        [("new_memory", f32, [1, 3, 8])],
+    )
     out = replace_with_plugins(model)
     assert [n.op_type for n in out.graph.node] == ["Cast", "VadMemoryUpdate"]
     assert len(out.functions) == 0
@@ -128,7 +144,8 @@ def test_prototype_formation_becomes_a_plugin_without_casts():
     functions = pytest.importorskip("vadedge.export.functions")
     f32 = TensorProto.FLOAT
     model = functions.function_model(
-        "PrototypeFormation", [("query", f32, [2, 16, 8]), ("weight", f32, [4, 8])], [("prototypes", f32, [2, 4, 8])])
+        "PrototypeFormation", [("query", f32, [2, 16, 8]), ("weight", f32, [4, 8])], [("prototypes", f32, [2, 4, 8])]
+    )
     out = replace_with_plugins(model)
     (node,) = out.graph.node
     assert (node.op_type, node.domain) == ("VadPrototypeFormation", "vadedge")

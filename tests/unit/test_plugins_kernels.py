@@ -4,6 +4,7 @@ Runtime) and train/memory.py; plus nvcc compiles of the CUDA kernels for Orin an
 
 No GPU is used: the CUDA kernels are only compiled here, never run.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -39,10 +40,10 @@ def np_read(features, memory):
 def np_update(query, memory, gate):
     q = query.astype(np.float64)
     mem = memory.astype(np.float64)
-    s = q @ mem.transpose(0, 2, 1)                          # B,K,M
-    onehot = np.eye(mem.shape[1])[s.argmax(-1)]             # first maximum
+    s = q @ mem.transpose(0, 2, 1)  # B,K,M
+    onehot = np.eye(mem.shape[1])[s.argmax(-1)]  # first maximum
     sm = np.exp(s - s.max(1, keepdims=True))
-    sm /= sm.sum(1, keepdims=True)                          # softmax over K
+    sm /= sm.sum(1, keepdims=True)  # softmax over K
     v = sm * onehot
     v = v / np.maximum(v.max(1, keepdims=True), EPS)
     new = mem + v.transpose(0, 2, 1) @ q
@@ -87,11 +88,11 @@ def test_update_matches_numpy(kernels, shape):
 def test_update_ties_unused_items_and_zero_rows(kernels):
     rng = np.random.default_rng(2)
     memory = unit(rng.random((1, 6, 8)))
-    memory[0, 4] = memory[0, 1]                      # a tie: argmax must pick item 1, never 4
-    query = np.repeat(memory[:, 1:2], 5, axis=1)     # every query nearest to items 1 and 4 equally
+    memory[0, 4] = memory[0, 1]  # a tie: argmax must pick item 1, never 4
+    query = np.repeat(memory[:, 1:2], 5, axis=1)  # every query nearest to items 1 and 4 equally
     out = kernels.memory_update(query, memory, np.array([True]))
     np.testing.assert_allclose(out, np_update(query, memory, [True]), atol=1e-6)
-    np.testing.assert_array_equal(out[0, 4], memory[0, 4])   # tie loser gets no write (only renormalised)
+    np.testing.assert_array_equal(out[0, 4], memory[0, 4])  # tie loser gets no write (only renormalised)
     assert not np.allclose(out[0, 1], 0)
     # an all-zero feature row reads without NaN (eps clamp), query stays zero
     features = np.zeros((1, 2, 8), np.float32)
@@ -131,54 +132,74 @@ def _function_model():
         return helper.make_node("Constant", [], [name], **kw)
 
     read = helper.make_function(
-        "vadedge", "MemoryRead", ["features", "memory"], ["query", "read"],
-        [const("eps", value_float=EPS), const("last", value_ints=[-1]),
-         helper.make_node("Mul", ["features", "features"], ["sq"]),
-         helper.make_node("ReduceSum", ["sq", "last"], ["ss"], keepdims=1),
-         helper.make_node("Sqrt", ["ss"], ["n"]),
-         helper.make_node("Max", ["n", "eps"], ["nc"]),
-         helper.make_node("Div", ["features", "nc"], ["query"]),
-         helper.make_node("Transpose", ["memory"], ["memT"], perm=[0, 2, 1]),
-         helper.make_node("MatMul", ["query", "memT"], ["s"]),
-         helper.make_node("Softmax", ["s"], ["w"], axis=-1),
-         helper.make_node("MatMul", ["w", "memory"], ["read"])],
-        [helper.make_opsetid("", 17)])
+        "vadedge",
+        "MemoryRead",
+        ["features", "memory"],
+        ["query", "read"],
+        [
+            const("eps", value_float=EPS),
+            const("last", value_ints=[-1]),
+            helper.make_node("Mul", ["features", "features"], ["sq"]),
+            helper.make_node("ReduceSum", ["sq", "last"], ["ss"], keepdims=1),
+            helper.make_node("Sqrt", ["ss"], ["n"]),
+            helper.make_node("Max", ["n", "eps"], ["nc"]),
+            helper.make_node("Div", ["features", "nc"], ["query"]),
+            helper.make_node("Transpose", ["memory"], ["memT"], perm=[0, 2, 1]),
+            helper.make_node("MatMul", ["query", "memT"], ["s"]),
+            helper.make_node("Softmax", ["s"], ["w"], axis=-1),
+            helper.make_node("MatMul", ["w", "memory"], ["read"]),
+        ],
+        [helper.make_opsetid("", 17)],
+    )
     update = helper.make_function(
-        "vadedge", "MemoryUpdate", ["query", "memory", "gate"], ["new_memory"],
-        [const("eps", value_float=EPS), const("last", value_ints=[-1]), const("b11", value_ints=[-1, 1, 1]),
-         const("offon", value=helper.make_tensor("v", TensorProto.FLOAT, [2], [0.0, 1.0])),
-         helper.make_node("Transpose", ["memory"], ["memT"], perm=[0, 2, 1]),
-         helper.make_node("MatMul", ["query", "memT"], ["s"]),
-         helper.make_node("ArgMax", ["s"], ["idx"], axis=-1, keepdims=0),
-         helper.make_node("Shape", ["memory"], ["depth"], start=1, end=2),
-         helper.make_node("OneHot", ["idx", "depth", "offon"], ["onehot"], axis=-1),
-         helper.make_node("Softmax", ["s"], ["sm"], axis=1),
-         helper.make_node("Mul", ["sm", "onehot"], ["v"]),
-         helper.make_node("ReduceMax", ["v"], ["vmax"], axes=[1], keepdims=1),
-         helper.make_node("Max", ["vmax", "eps"], ["vmc"]),
-         helper.make_node("Div", ["v", "vmc"], ["v2"]),
-         helper.make_node("Transpose", ["v2"], ["v2T"], perm=[0, 2, 1]),
-         helper.make_node("MatMul", ["v2T", "query"], ["delta"]),
-         helper.make_node("Add", ["memory", "delta"], ["u"]),
-         helper.make_node("Mul", ["u", "u"], ["uu"]),
-         helper.make_node("ReduceSum", ["uu", "last"], ["us"], keepdims=1),
-         helper.make_node("Sqrt", ["us"], ["un"]),
-         helper.make_node("Max", ["un", "eps"], ["unc"]),
-         helper.make_node("Div", ["u", "unc"], ["new"]),
-         helper.make_node("Reshape", ["gate", "b11"], ["g"]),
-         helper.make_node("Where", ["g", "new", "memory"], ["new_memory"])],
-        [helper.make_opsetid("", 17)])
+        "vadedge",
+        "MemoryUpdate",
+        ["query", "memory", "gate"],
+        ["new_memory"],
+        [
+            const("eps", value_float=EPS),
+            const("last", value_ints=[-1]),
+            const("b11", value_ints=[-1, 1, 1]),
+            const("offon", value=helper.make_tensor("v", TensorProto.FLOAT, [2], [0.0, 1.0])),
+            helper.make_node("Transpose", ["memory"], ["memT"], perm=[0, 2, 1]),
+            helper.make_node("MatMul", ["query", "memT"], ["s"]),
+            helper.make_node("ArgMax", ["s"], ["idx"], axis=-1, keepdims=0),
+            helper.make_node("Shape", ["memory"], ["depth"], start=1, end=2),
+            helper.make_node("OneHot", ["idx", "depth", "offon"], ["onehot"], axis=-1),
+            helper.make_node("Softmax", ["s"], ["sm"], axis=1),
+            helper.make_node("Mul", ["sm", "onehot"], ["v"]),
+            helper.make_node("ReduceMax", ["v"], ["vmax"], axes=[1], keepdims=1),
+            helper.make_node("Max", ["vmax", "eps"], ["vmc"]),
+            helper.make_node("Div", ["v", "vmc"], ["v2"]),
+            helper.make_node("Transpose", ["v2"], ["v2T"], perm=[0, 2, 1]),
+            helper.make_node("MatMul", ["v2T", "query"], ["delta"]),
+            helper.make_node("Add", ["memory", "delta"], ["u"]),
+            helper.make_node("Mul", ["u", "u"], ["uu"]),
+            helper.make_node("ReduceSum", ["uu", "last"], ["us"], keepdims=1),
+            helper.make_node("Sqrt", ["us"], ["un"]),
+            helper.make_node("Max", ["un", "eps"], ["unc"]),
+            helper.make_node("Div", ["u", "unc"], ["new"]),
+            helper.make_node("Reshape", ["gate", "b11"], ["g"]),
+            helper.make_node("Where", ["g", "new", "memory"], ["new_memory"]),
+        ],
+        [helper.make_opsetid("", 17)],
+    )
     f32 = lambda n, dims: helper.make_tensor_value_info(n, TensorProto.FLOAT, dims)  # noqa: E731
     bkd, bmd = ["B", "K", "D"], ["B", "M", "D"]
     graph = helper.make_graph(
-        [helper.make_node("MemoryRead", ["features", "memory"], ["query", "read"], domain="vadedge", name="read"),
-         helper.make_node("MemoryUpdate", ["query", "memory", "gate"], ["new_memory"], domain="vadedge",
-                          name="update")],
-        "memory", [f32("features", bkd), f32("memory", bmd),
-                   helper.make_tensor_value_info("gate", TensorProto.BOOL, ["B"])],
-        [f32("query", bkd), f32("read", bkd), f32("new_memory", bmd)])
-    model = helper.make_model(graph, functions=[read, update],
-                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("vadedge", 1)])
+        [
+            helper.make_node("MemoryRead", ["features", "memory"], ["query", "read"], domain="vadedge", name="read"),
+            helper.make_node(
+                "MemoryUpdate", ["query", "memory", "gate"], ["new_memory"], domain="vadedge", name="update"
+            ),
+        ],
+        "memory",
+        [f32("features", bkd), f32("memory", bmd), helper.make_tensor_value_info("gate", TensorProto.BOOL, ["B"])],
+        [f32("query", bkd), f32("read", bkd), f32("new_memory", bmd)],
+    )
+    model = helper.make_model(
+        graph, functions=[read, update], opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("vadedge", 1)]
+    )
     onnx.checker.check_model(model, full_check=True)
     return model
 
@@ -222,9 +243,22 @@ def test_cuda_kernels_compile(arch, source, tmp_path):
     if nvcc is None:
         pytest.skip("nvcc not installed")
     obj = tmp_path / f"{source}_{arch}.o"
-    proc = subprocess.run([nvcc, "-std=c++17", "-O2", f"-arch={arch}", "-Werror", "all-warnings",
-                           "-c", str(CSRC / source), "-o", str(obj)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            nvcc,
+            "-std=c++17",
+            "-O2",
+            f"-arch={arch}",
+            "-Werror",
+            "all-warnings",
+            "-c",
+            str(CSRC / source),
+            "-o",
+            str(obj),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert obj.stat().st_size > 0
     # the SASS for the requested architecture is really in the object
@@ -243,13 +277,18 @@ def test_host_kernels_match_the_exporters_function_bodies(kernels):
     b, k, m, d = 2, 16, 10, 32
     f32 = TensorProto.FLOAT
     read_model = functions.function_model(
-        "MemoryRead", [("features", f32, [b, k, d]), ("memory", f32, [b, m, d])],
-        [("query", f32, [b, k, d]), ("read", f32, [b, k, d])])
+        "MemoryRead",
+        [("features", f32, [b, k, d]), ("memory", f32, [b, m, d])],
+        [("query", f32, [b, k, d]), ("read", f32, [b, k, d])],
+    )
     update_model = functions.function_model(
-        "MemoryUpdate", [("query", f32, [b, k, d]), ("memory", f32, [b, m, d]), ("gate", TensorProto.BOOL, [b])],
-        [("new_memory", f32, [b, m, d])])
+        "MemoryUpdate",
+        [("query", f32, [b, k, d]), ("memory", f32, [b, m, d]), ("gate", TensorProto.BOOL, [b])],
+        [("new_memory", f32, [b, m, d])],
+    )
     run = lambda model, feeds: ort.InferenceSession(  # noqa: E731
-        model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+        model.SerializeToString(), providers=["CPUExecutionProvider"]
+    ).run(None, feeds)
     features, memory = sample(np.random.default_rng(7), b, k, m, d)
     gate = np.array([True, False])
     q_onnx, r_onnx = run(read_model, {"features": features, "memory": memory})
@@ -263,10 +302,10 @@ def test_host_kernels_match_the_exporters_function_bodies(kernels):
 # ---- PrototypeFormation (MPN): host math vs NumPy, the exporter's function body and mpn_dpu.py ----
 def np_prototypes(query, weight):
     q = query.astype(np.float64)
-    s = q @ weight.astype(np.float64).T                     # B,N,M
+    s = q @ weight.astype(np.float64).T  # B,N,M
     a = np.exp(s - s.max(1, keepdims=True))
-    a /= a.sum(1, keepdims=True)                            # softmax over the N positions
-    p = a.transpose(0, 2, 1) @ q                            # B,M,D
+    a /= a.sum(1, keepdims=True)  # softmax over the N positions
+    p = a.transpose(0, 2, 1) @ q  # B,M,D
     return p / np.maximum(np.linalg.norm(p, axis=-1, keepdims=True), EPS)
 
 
@@ -288,7 +327,7 @@ def test_prototypes_zero_queries_streams_and_shape_errors(kernels):
     rng = np.random.default_rng(9)
     query, weight = proto_sample(rng)
     zero = kernels.prototype_formation(np.zeros_like(query), weight)
-    assert np.all(zero == 0)                                 # eps clamp: 0 / 1e-12, no NaN
+    assert np.all(zero == 0)  # eps clamp: 0 / 1e-12, no NaN
     both = kernels.prototype_formation(query, weight)
     np.testing.assert_array_equal(both[1:], kernels.prototype_formation(query[1:], weight))
     with pytest.raises(ValueError, match="disagree"):
@@ -308,10 +347,12 @@ def test_prototypes_match_the_exporters_function_body_and_torch(kernels):
     b, n, m, d = 2, 64, 10, 16
     query, weight = proto_sample(np.random.default_rng(10), b, n, m, d)
     f32 = TensorProto.FLOAT
-    model = functions.function_model("PrototypeFormation", [("query", f32, [b, n, d]), ("weight", f32, [m, d])],
-                                     [("prototypes", f32, [b, m, d])])
+    model = functions.function_model(
+        "PrototypeFormation", [("query", f32, [b, n, d]), ("weight", f32, [m, d])], [("prototypes", f32, [b, m, d])]
+    )
     (p_onnx,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
-        None, {"query": query, "weight": weight})
+        None, {"query": query, "weight": weight}
+    )
     with torch.no_grad():
         p_torch = prototype_formation(torch.from_numpy(query), torch.from_numpy(weight)).numpy()
     out = kernels.prototype_formation(query, weight)

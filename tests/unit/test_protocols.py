@@ -1,5 +1,6 @@
 """The family contracts (train/protocols.py): every registered family meets them, capabilities are detected
 structurally, and the registry rejects a family that breaks them with a message naming what is missing."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,8 +21,11 @@ from vadedge.train.registry import ModelEntry, get_model_entry, list_models, reg
 
 # capabilities each built-in family has (the trainer / exporter / evaluator branch on these)
 MODEL_CAPS = {"maam-net": {HostInputs}, "mpn": {AdaptableModel}}
-TASK_CAPS = {"dlan-ac": {PreparesData}, "maam-net": {CustomLoader},
-             "mpn": {PreparesData, CustomLoader, SelectsParameters}}
+TASK_CAPS = {
+    "dlan-ac": {PreparesData},
+    "maam-net": {CustomLoader},
+    "mpn": {PreparesData, CustomLoader, SelectsParameters},
+}
 
 
 def _small(name: str):

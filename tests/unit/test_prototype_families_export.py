@@ -1,5 +1,6 @@
 """Lai and DLAN-AC export through the project's exporter: stateless graphs (frames in), prototypes read by a
 `vadedge::MemoryRead` node, Lai without its training-only RGB-difference decoder, ONNX Runtime ≡ torch."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """An event open while a live source is down is closed with reason "source_lost"."""
+
 from __future__ import annotations
 
 import time

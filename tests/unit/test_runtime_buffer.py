@@ -1,4 +1,5 @@
 """Ring buffer of preprocessed frames: warm-up, clip views, compaction, reset; detector warm-up."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,6 +16,7 @@ pytest.importorskip("onnx")
 def toy_bundle_factory(tmp_path):
     def make(**kw):
         return make_toy_bundle(tmp_path / f"toy{len(list(tmp_path.iterdir()))}", **kw)
+
     return make
 
 
@@ -71,7 +73,7 @@ def test_detector_warmup_results_have_no_score(toy_bundle_factory):
     n = det.clip_length
     for r in results[: n - 1]:
         assert r.warmup and r.score is None and r.components == {} and not r.is_anomaly
-    for r in results[n - 1:]:
+    for r in results[n - 1 :]:
         assert not r.warmup and r.score is not None and set(r.components) == {"psnr", "feature_distance"}
         assert r.heatmap is not None and r.heatmap.shape == (32, 32)
     assert [r.frame_index for r in results] == list(range(8))

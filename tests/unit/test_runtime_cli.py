@@ -1,4 +1,5 @@
 """`vadedge run` / `vadedge demo` through the CLI with hand-made bundles: outputs, exit codes, errors."""
+
 from __future__ import annotations
 
 import csv
@@ -35,9 +36,22 @@ def bundle(tmp_path):
 def test_run_writes_events_scores_and_video(clip, bundle, tmp_path):
     path, _ = clip
     out = tmp_path / "out"
-    res = CliRunner().invoke(cli, ["run", str(path), "--model", str(bundle), "--events", str(out / "ev.jsonl"),
-                                   "--scores", str(out / "scores.csv"), "--save-video", str(out / "ann.avi"),
-                                   "--quiet"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            str(path),
+            "--model",
+            str(bundle),
+            "--events",
+            str(out / "ev.jsonl"),
+            "--scores",
+            str(out / "scores.csv"),
+            "--save-video",
+            str(out / "ann.avi"),
+            "--quiet",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "processed 80 frames" in res.output
     rows = list(csv.DictReader((out / "scores.csv").open()))
@@ -53,8 +67,22 @@ def test_run_writes_events_scores_and_video(clip, bundle, tmp_path):
 
 def test_run_max_frames_and_threshold_override(clip, bundle, tmp_path):
     path, _ = clip
-    res = CliRunner().invoke(cli, ["run", str(path), "-m", str(bundle), "--max-frames", "12", "--threshold",
-                                   "-1000", "--events", str(tmp_path / "e.jsonl"), "-q"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            str(path),
+            "-m",
+            str(bundle),
+            "--max-frames",
+            "12",
+            "--threshold",
+            "-1000",
+            "--events",
+            str(tmp_path / "e.jsonl"),
+            "-q",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "processed 12 frames" in res.output
     recs = read_events(tmp_path / "e.jsonl")  # everything is anomalous: one event, closed at the end
@@ -66,27 +94,49 @@ def test_run_events_append_across_runs_with_persistent_ids(clip, bundle, tmp_pat
     """Issue 16: --events never truncates; every record names the camera and a unique id that
     survives a restart (a second run numbers on)."""
     path, _ = clip
-    args = ["run", str(path), "-m", str(bundle), "--max-frames", "12", "--threshold", "-1000",
-            "--camera-name", "gate", "--events", str(tmp_path / "e.jsonl"), "-q"]
+    args = [
+        "run",
+        str(path),
+        "-m",
+        str(bundle),
+        "--max-frames",
+        "12",
+        "--threshold",
+        "-1000",
+        "--camera-name",
+        "gate",
+        "--events",
+        str(tmp_path / "e.jsonl"),
+        "-q",
+    ]
     for _ in range(2):
         res = CliRunner().invoke(cli, args)
         assert res.exit_code == 0, res.output
     recs = read_events(tmp_path / "e.jsonl")
     assert [(r["type"], r["camera"], r["seq"], r["event"]) for r in recs] == [
-        ("start", "gate", 0, 0), ("end", "gate", 0, 0), ("start", "gate", 1, 0), ("end", "gate", 1, 0)]
+        ("start", "gate", 0, 0),
+        ("end", "gate", 0, 0),
+        ("start", "gate", 1, 0),
+        ("end", "gate", 1, 0),
+    ]
     assert recs[0]["id"] == recs[1]["id"] != recs[2]["id"] == recs[3]["id"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["run", "missing.mp4"], "not found"),
-    (["run", "/dev/video97"], "no such device"),
-    (["run", "{clip}", "--model", "{tmp}/no_bundle"], "does not exist"),
-    (["run", "{clip}", "--model", "{tmp}"], "not a vadedge bundle"),
-    (["run", "{clip}", "--model", "{bundle}", "--threshold", "1:2"], "OFF <= ON"),
-    (["run", "{clip}", "--model", "{bundle}", "--backend", "onnxruntime", "--device", "cuda"],
-     "CUDAExecutionProvider"),
-    (["run", "{clip}", "--model", "{bundle}", "--adapt-k", "2"], "only MPN"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "missing.mp4"], "not found"),
+        (["run", "/dev/video97"], "no such device"),
+        (["run", "{clip}", "--model", "{tmp}/no_bundle"], "does not exist"),
+        (["run", "{clip}", "--model", "{tmp}"], "not a vadedge bundle"),
+        (["run", "{clip}", "--model", "{bundle}", "--threshold", "1:2"], "OFF <= ON"),
+        (
+            ["run", "{clip}", "--model", "{bundle}", "--backend", "onnxruntime", "--device", "cuda"],
+            "CUDAExecutionProvider",
+        ),
+        (["run", "{clip}", "--model", "{bundle}", "--adapt-k", "2"], "only MPN"),
+    ],
+)
 def test_user_errors_exit_2(clip, bundle, tmp_path, args, message):
     fill = {"clip": str(clip[0]), "tmp": str(tmp_path), "bundle": str(bundle)}
     res = CliRunner().invoke(cli, [a.format(**fill) for a in args])

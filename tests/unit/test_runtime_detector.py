@@ -1,4 +1,5 @@
 """Detector on hand-made ONNX bundles: batching == separate runs, state isolation, reset, params, errors."""
+
 from __future__ import annotations
 
 import json
@@ -22,6 +23,7 @@ def toy(tmp_path):
         kw.setdefault("calibration", CALIB)
         kw.setdefault("threshold", (1.0, 0.5))
         return make_toy_bundle(tmp_path / f"toy{len(list(tmp_path.iterdir()))}", **kw)
+
     return make
 
 
@@ -122,10 +124,17 @@ def test_reset_restarts_a_stream_like_a_fresh_one(toy):
     fresh_det = Detector.load(toy())
     fresh = [fresh_det.process(f) for f in vid]
     assert again[0].warmup
-    assert_same(fresh + [fresh_det.stream("default").state["memory"]],
-                again + [det.stream("default").state["memory"]], index_offset=8)
-    assert [(e.is_open, e.reason) for e in events] == [(True, None), (False, "reset"), (True, None),
-                                                        (False, "stream_end")]
+    assert_same(
+        fresh + [fresh_det.stream("default").state["memory"]],
+        again + [det.stream("default").state["memory"]],
+        index_offset=8,
+    )
+    assert [(e.is_open, e.reason) for e in events] == [
+        (True, None),
+        (False, "reset"),
+        (True, None),
+        (False, "stream_end"),
+    ]
 
 
 def test_event_callbacks_fire_on_start_and_end(toy):
@@ -234,8 +243,9 @@ def test_adapted_parameters_are_per_stream(toy, monkeypatch, params):
         if t < n + 1:  # before adaptation took effect: same as the unadapted reference
             assert got.score == want.score or (got.score is None and want.score is None)
         else:  # afterwards feature_distance carries +0.5 (the mean of the adapted proto)
-            assert got.components["feature_distance"] == pytest.approx(want.components["feature_distance"] + 0.5,
-                                                                       rel=1e-5)
+            assert got.components["feature_distance"] == pytest.approx(
+                want.components["feature_distance"] + 0.5, rel=1e-5
+            )
 
 
 def test_adaptation_needs_torch_and_a_checkpoint(toy):
@@ -271,7 +281,7 @@ def test_side_inputs_are_computed_once_per_frame_on_the_host(toy, monkeypatch):
 
     mem = det.bundle.state["memory"][None]
     for t in range(det.clip_length - 1, 9):
-        clip = np.stack([prepare_frame(f, det.spec) for f in vids[1][t - det.clip_length + 1:t + 1]])[None]
+        clip = np.stack([prepare_frame(f, det.spec) for f in vids[1][t - det.clip_length + 1 : t + 1]])[None]
         psnr, fd, mem, _ = sess.run(None, {"frames": clip, "memory_in": mem, "flow": ref_provider.clip_flow(clip)})
         assert outs[t]["b"].components["feature_distance"] == pytest.approx(float(fd[0]), rel=1e-5)
     det.reset("a")

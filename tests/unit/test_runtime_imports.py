@@ -1,4 +1,5 @@
 """`import vadedge` and `vadedge run` with ONNX Runtime never import torch (checked in a fresh interpreter)."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,10 @@ def _python(code: str) -> dict:
 
 
 def test_import_vadedge_is_light():
-    got = _python("import sys, json, vadedge; "
-                  "print(json.dumps({m: m in sys.modules for m in ('torch', 'onnxruntime', 'onnx', 'tensorrt')}))")
+    got = _python(
+        "import sys, json, vadedge; "
+        "print(json.dumps({m: m in sys.modules for m in ('torch', 'onnxruntime', 'onnx', 'tensorrt')}))"
+    )
     assert got == {"torch": False, "onnxruntime": False, "onnx": False, "tensorrt": False}
 
 

@@ -1,5 +1,6 @@
 """`StreamRunner`, the one state-carrying stream loop: its components equal `Detector`'s frame by frame and
 those of a hand-written ONNX Runtime loop over graph tensor names (what the removed `OnnxStream` did)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -42,7 +43,7 @@ def _reference(bundle, prepared):
         flow = get_flow_provider(dict(g.side_inputs[0].provider))
     out = {c: [] for c in g.scores}
     for t in range(n - 1, len(prepared)):
-        clip = np.repeat(prepared[None, t - n + 1:t + 1], b, axis=0)
+        clip = np.repeat(prepared[None, t - n + 1 : t + 1], b, axis=0)
         feeds = {"frames": clip, "memory_in": mem}
         if g.params:
             p = bundle.state["proto"]
@@ -98,5 +99,6 @@ def test_for_model_needs_every_initial_value(tmp_path):
         StreamRunner.for_model(b.model_file("fp32"), b.manifest.graph, b.clip_length, {})
     runner = StreamRunner.for_model(b.model_file("fp32"), b.manifest.graph, b.clip_length, b.state)
     frames = np.stack([prepare_frame(f, b.input_spec) for f in _frames(1)])
-    np.testing.assert_array_equal(runner.score_frames(frames)["psnr"],
-                                  StreamRunner.from_bundle(b).score_frames(frames)["psnr"])
+    np.testing.assert_array_equal(
+        runner.score_frames(frames)["psnr"], StreamRunner.from_bundle(b).score_frames(frames)["psnr"]
+    )

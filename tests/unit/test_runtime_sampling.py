@@ -1,4 +1,5 @@
 """The temporal contract: which frames the sampler keeps, the slow-source warning, sources and the manifest field."""
+
 from __future__ import annotations
 
 import json
@@ -13,13 +14,16 @@ from vadedge.runtime.sampling import FrameSampler, sample_indices
 from vadedge.runtime.sources import open_source
 
 
-@pytest.mark.parametrize("source_fps, kept", [
-    (30, [0, 3, 6, 9, 12, 15, 18, 21, 24, 27]),      # every 3rd frame
-    (25, [0, 3, 5, 8, 10, 13, 15, 18, 20, 23, 25, 28]),  # 2.5 on average, by timestamp accumulation
-    (15, [0, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 23, 24, 26, 27, 29]),
-    (10, list(range(30))),                             # the trained rate: all
-    (5, list(range(30))),                              # slower: all (none invented)
-])
+@pytest.mark.parametrize(
+    "source_fps, kept",
+    [
+        (30, [0, 3, 6, 9, 12, 15, 18, 21, 24, 27]),  # every 3rd frame
+        (25, [0, 3, 5, 8, 10, 13, 15, 18, 20, 23, 25, 28]),  # 2.5 on average, by timestamp accumulation
+        (15, [0, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 23, 24, 26, 27, 29]),
+        (10, list(range(30))),  # the trained rate: all
+        (5, list(range(30))),  # slower: all (none invented)
+    ],
+)
 def test_sampler_keeps_a_uniform_stride_in_time(source_fps, kept):
     assert sample_indices(30, source_fps, 10).tolist() == kept
 
@@ -89,11 +93,16 @@ def test_a_frames_folder_without_fps_runs_at_the_sampling_rate(tmp_path):
 
 
 def _doc(**inp):
-    return {"schema_version": 1, "family": "x", "input": {"height": 32, "width": 32, "color": "gray", "frames": 4,
-                                                          "clip_length": 5, **inp},
-            "graph": {"batch": 1, "frames_input": "frames", "state": [], "params": [], "scores": {"a": "a"}},
-            "models": {"fp32": "m.onnx"}, "state_file": "state.npz",
-            "score": {"signs": {"a": 1}, "weights": {"a": 1.0}}, "provenance": {"vadedge_version": "0"}}
+    return {
+        "schema_version": 1,
+        "family": "x",
+        "input": {"height": 32, "width": 32, "color": "gray", "frames": 4, "clip_length": 5, **inp},
+        "graph": {"batch": 1, "frames_input": "frames", "state": [], "params": [], "scores": {"a": "a"}},
+        "models": {"fp32": "m.onnx"},
+        "state_file": "state.npz",
+        "score": {"signs": {"a": 1}, "weights": {"a": 1.0}},
+        "provenance": {"vadedge_version": "0"},
+    }
 
 
 def test_manifest_fps_round_trips_and_defaults_to_the_ped2_rate():

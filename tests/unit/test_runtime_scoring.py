@@ -1,4 +1,5 @@
 """Causal scoring on crafted sequences: calibration + fusion, EMA, hysteresis, minimum event length."""
+
 from __future__ import annotations
 
 import math
@@ -67,9 +68,14 @@ def test_nan_scores_never_start_or_prolong_events():
 
 
 def test_recipe_fuses_calibrated_components_with_signs():
-    score = {"signs": {"psnr": -1, "fd": 1}, "weights": {"psnr": 0.6, "fd": 0.4},
-             "calibration": {"psnr": {"location": 30.0, "scale": 2.0}, "fd": {"location": 0.1, "scale": 0.05}},
-             "smoothing": 0.5, "threshold": {"on": 2.0, "off": 1.0}, "min_event_frames": 2}
+    score = {
+        "signs": {"psnr": -1, "fd": 1},
+        "weights": {"psnr": 0.6, "fd": 0.4},
+        "calibration": {"psnr": {"location": 30.0, "scale": 2.0}, "fd": {"location": 0.1, "scale": 0.05}},
+        "smoothing": 0.5,
+        "threshold": {"on": 2.0, "off": 1.0},
+        "min_event_frames": 2,
+    }
     r = ScoreRecipe.from_manifest(ScoreSpec.from_dict(score))
     # psnr 26 -> z = -2 -> oriented +2; fd 0.2 -> z = +2
     assert math.isclose(r.fuse({"psnr": 26.0, "fd": 0.2}), 0.6 * 2 + 0.4 * 2)
@@ -91,8 +97,16 @@ def test_scorer_smooths_causally_like_metrics_ema():
     assert raws == xs
 
 
-@pytest.mark.parametrize("kw", [dict(smoothing=0.0), dict(min_event_frames=0), dict(on=1.0, off=2.0),
-                                dict(on=1.0), dict(calibration={"x": (0.0, 0.0)})])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(smoothing=0.0),
+        dict(min_event_frames=0),
+        dict(on=1.0, off=2.0),
+        dict(on=1.0),
+        dict(calibration={"x": (0.0, 0.0)}),
+    ],
+)
 def test_recipe_rejects_bad_values(kw):
     with pytest.raises(ConfigError):
         ScoreRecipe({"x": 1}, {"x": 1.0}, **kw)

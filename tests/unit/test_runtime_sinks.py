@@ -1,4 +1,5 @@
 """Sinks: durable event log, per-frame CSV, annotated video, score plot."""
+
 from __future__ import annotations
 
 import csv
@@ -47,8 +48,12 @@ def test_event_log_appends_repairs_a_torn_line_and_numbers_on_across_restarts(tm
     assert path.read_text().endswith("\n")
     recs = read_events(path)  # the torn line is gone, every earlier record kept
     assert [(r["type"], r["camera"], r["seq"], r["event"]) for r in recs] == [
-        ("start", "gate", 0, 0), ("end", "gate", 0, 0), ("start", "yard", 0, 0),
-        ("start", "gate", 1, 0), ("end", "yard", 1, 0)]  # yard's end without its start: a new number
+        ("start", "gate", 0, 0),
+        ("end", "gate", 0, 0),
+        ("start", "yard", 0, 0),
+        ("start", "gate", 1, 0),
+        ("end", "yard", 1, 0),
+    ]  # yard's end without its start: a new number
     assert recs[0]["id"] == recs[1]["id"] and len({r["id"] for r in recs}) == 4
     assert all(len(r["id"]) == 32 and r["stream"] == r["camera"] for r in recs)
     assert recs[1]["start_frame"] == 10 and recs[1]["end_frame"] == 20 and recs[1]["frames"] == 11
@@ -59,8 +64,10 @@ def test_event_log_takes_ids_from_the_feed(tmp_path):
 
     feed = EventFeed([build_sink("jsonl", {"path": str(tmp_path / "msgs.jsonl")})], tmp_path / "state")
     log = EventLog(tmp_path / "events.jsonl", identify=feed.describe)
-    for e in (Event("gate", 0, 10, 1.0, 4.2, 12), Event("gate", 0, 10, 1.0, 4.2, 12, end_frame=20, end_time=2.0,
-                                                         reason="score")):
+    for e in (
+        Event("gate", 0, 10, 1.0, 4.2, 12),
+        Event("gate", 0, 10, 1.0, 4.2, 12, end_frame=20, end_time=2.0, reason="score"),
+    ):
         feed.event(e)
         log.write(e)
     feed.close()
@@ -72,8 +79,18 @@ def test_event_log_takes_ids_from_the_feed(tmp_path):
 def test_score_csv_rows(tmp_path):
     w = ScoreCSV(tmp_path / "s.csv", ["psnr", "fd"], flush_every=1)
     w.write(FrameResult("a", 0, 0.0, warmup=True))
-    w.write(FrameResult("a", 1, 0.04, score=1.5, raw_score=2.0, components={"psnr": 30.0, "fd": 0.1},
-                        is_anomaly=True, latency_ms=3.0))
+    w.write(
+        FrameResult(
+            "a",
+            1,
+            0.04,
+            score=1.5,
+            raw_score=2.0,
+            components={"psnr": 30.0, "fd": 0.1},
+            is_anomaly=True,
+            latency_ms=3.0,
+        )
+    )
     w.close()
     rows = list(csv.DictReader((tmp_path / "s.csv").open()))
     assert rows[0]["warmup"] == "1" and rows[0]["score"] == ""
@@ -86,8 +103,11 @@ def test_annotated_video_has_overlay_and_strip(tmp_path):
     heat = np.zeros((8, 8), np.float32)
     heat[2:4, 2:4] = 1.0
     for i in range(6):
-        r = FrameResult("a", i, i / 10, warmup=i < 2) if i < 2 else FrameResult(
-            "a", i, i / 10, score=float(i), components={}, is_anomaly=i > 3, heatmap=heat)
+        r = (
+            FrameResult("a", i, i / 10, warmup=i < 2)
+            if i < 2
+            else FrameResult("a", i, i / 10, score=float(i), components={}, is_anomaly=i > 3, heatmap=heat)
+        )
         out = v.write(frame, r)
     v.close()
     assert out.shape == (100, 80, 3)
@@ -102,8 +122,15 @@ def test_annotated_video_has_overlay_and_strip(tmp_path):
 
 def test_plot_scores_png(tmp_path):
     ev = Event("a", 0, 5, 0.5, 3.0, 6, end_frame=8, end_time=0.8)
-    p = plot_scores(tmp_path / "p.png", list(range(20)), [None] * 4 + [float(i % 5) for i in range(16)],
-                    threshold=2.0, labels=np.r_[np.zeros(5), np.ones(5), np.zeros(10)], events=[ev], title="t")
+    p = plot_scores(
+        tmp_path / "p.png",
+        list(range(20)),
+        [None] * 4 + [float(i % 5) for i in range(16)],
+        threshold=2.0,
+        labels=np.r_[np.zeros(5), np.ones(5), np.zeros(10)],
+        events=[ev],
+        title="t",
+    )
     img = cv2.imread(str(p))
     assert img is not None and img.shape[0] > 100
 

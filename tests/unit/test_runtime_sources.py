@@ -1,4 +1,5 @@
 """Sources: frames folder, video file, iterable; live reconnect with backoff; dropped frames; bad specs."""
+
 from __future__ import annotations
 
 import logging
@@ -82,8 +83,15 @@ def test_live_source_reconnects_with_exponential_backoff():
         opened.append(target)
         return plan.pop(0) if plan else FakeCapture(0, opened=False)
 
-    src = CaptureSource("rtsp://cam/stream", live=True, capture_factory=factory, backoff=(0.5, 1.5),
-                        max_reconnects=3, sleep=sleeps.append, queue_size=64).open()
+    src = CaptureSource(
+        "rtsp://cam/stream",
+        live=True,
+        capture_factory=factory,
+        backoff=(0.5, 1.5),
+        max_reconnects=3,
+        sleep=sleeps.append,
+        queue_size=64,
+    ).open()
     got, error = [], None
     try:
         for f in src:
@@ -132,8 +140,10 @@ def test_close_stops_the_decoder_early():
     assert not src._thread.is_alive()
 
 
-@pytest.mark.parametrize("spec, idx", [("camera0", 0), ("cam3", 3), ("0", 0), (2, 2), ("/dev/video5", 5),
-                                       ("clip.mp4", None), ("rtsp://x", None)])
+@pytest.mark.parametrize(
+    "spec, idx",
+    [("camera0", 0), ("cam3", 3), ("0", 0), (2, 2), ("/dev/video5", 5), ("clip.mp4", None), ("rtsp://x", None)],
+)
 def test_parse_camera(spec, idx):
     assert parse_camera(spec) == idx
 
@@ -161,8 +171,9 @@ def test_bad_sources_give_clear_errors(tmp_path):
 def test_a_stream_that_connects_but_never_yields_a_frame_gives_up(caplog):
     opened = []
     factory = lambda t: opened.append(t) or FakeCapture(0)  # noqa: E731
-    src = CaptureSource("rtsp://cam/x", live=True, capture_factory=factory, max_reconnects=4,
-                        sleep=lambda s: None).open()
+    src = CaptureSource(
+        "rtsp://cam/x", live=True, capture_factory=factory, max_reconnects=4, sleep=lambda s: None
+    ).open()
     with caplog.at_level(logging.WARNING, logger="vadedge.runtime.sources"):
         with pytest.raises(DataError, match="could not reconnect after 4 attempts without a frame"):
             list(src)
@@ -173,8 +184,14 @@ def test_a_stream_that_connects_but_never_yields_a_frame_gives_up(caplog):
 
 def test_frames_between_losses_reset_the_reconnect_budget():
     plan = [FakeCapture(2), FakeCapture(2), FakeCapture(2), FakeCapture(0), FakeCapture(0)]
-    src = CaptureSource("rtsp://cam/x", live=True, capture_factory=lambda t: plan.pop(0),
-                        max_reconnects=2, sleep=lambda s: None, queue_size=64).open()
+    src = CaptureSource(
+        "rtsp://cam/x",
+        live=True,
+        capture_factory=lambda t: plan.pop(0),
+        max_reconnects=2,
+        sleep=lambda s: None,
+        queue_size=64,
+    ).open()
     got = []
     with pytest.raises(DataError):
         for f in src:

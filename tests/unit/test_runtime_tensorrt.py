@@ -5,6 +5,7 @@ from and writing its outputs to the fake device memory at the addresses the back
 check the real plumbing: buffer sizes, host↔device copies, dynamic shapes, CUDA-graph capture and
 replay, refit — and that the results equal the ONNX Runtime backend's.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,13 +35,22 @@ CALIB = {"psnr": {"location": 45.0, "scale": 5.0}, "feature_distance": {"locatio
 def add_engine(bundle_dir, *, batch, max_batch=4, weights=None, device="Fake GPU", sidecar=None):
     """A fake plan executing the bundle's model.onnx, listed in vadedge.json; `sidecar` = extra sidecar facts
     (a valid sidecar with the plan's SHA-256 is written when given)."""
-    plan = FakeTensorRT.plan(onnx=str(bundle_dir / "model.onnx"), batch=batch, max_batch=max_batch,
-                             weights=weights or {})
+    plan = FakeTensorRT.plan(
+        onnx=str(bundle_dir / "model.onnx"), batch=batch, max_batch=max_batch, weights=weights or {}
+    )
     (bundle_dir / "fake.engine").write_bytes(plan)
     if sidecar is not None:
-        write_sidecar(bundle_dir / "fake.engine", {"precision": "fp32", "tensorrt": "10.3.0",
-                                                   "device": {"name": device}, "inputs": [], "outputs": [],
-                                                   **sidecar})
+        write_sidecar(
+            bundle_dir / "fake.engine",
+            {
+                "precision": "fp32",
+                "tensorrt": "10.3.0",
+                "device": {"name": device},
+                "inputs": [],
+                "outputs": [],
+                **sidecar,
+            },
+        )
     doc = json.loads((bundle_dir / "vadedge.json").read_text())
     doc["engines"] = [{"file": "fake.engine", "precision": "fp32", "tensorrt": "10.3.0", "device": device}]
     (bundle_dir / "vadedge.json").write_text(json.dumps(doc))
@@ -87,8 +97,11 @@ def detectors(bundle, cuda, trt, **kw):
 
 # ----------------------------------------------------------------------------- tests
 def test_static_engine_matches_onnxruntime_and_replays_a_cuda_graph(tmp_path):
-    bundle = add_engine(make_toy_bundle(tmp_path / "b", batch=2, calibration=CALIB), batch=2,
-                        sidecar={"plugin_libraries": ["libvadedge_plugins_dynamic.so"], "version_compatible": True})
+    bundle = add_engine(
+        make_toy_bundle(tmp_path / "b", batch=2, calibration=CALIB),
+        batch=2,
+        sidecar={"plugin_libraries": ["libvadedge_plugins_dynamic.so"], "version_compatible": True},
+    )
     static_lib = tmp_path / "libvadedge_plugins.so"
     for lib in (static_lib, bundle.path / "libvadedge_plugins_dynamic.so"):
         lib.write_bytes(b"")
@@ -103,7 +116,8 @@ def test_static_engine_matches_onnxruntime_and_replays_a_cuda_graph(tmp_path):
     # static-registration library: dlopen only; getCreators library (named by the sidecar): also the registry
     assert opened == [str(static_lib), str(bundle.path / "libvadedge_plugins_dynamic.so")]
     assert [c for c in trt.calls if c[0] == "load_library"] == [
-        ("load_library", str(bundle.path / "libvadedge_plugins_dynamic.so"))]
+        ("load_library", str(bundle.path / "libvadedge_plugins_dynamic.so"))
+    ]
     assert ("deserialize_cuda_engine", True) in trt.calls  # version-compatible engines need host code allowed
     assert tb.use_graphs and tb.batch == 2 and "CUDA graph" in trt_det.describe()
     vids = videos(3)
@@ -195,8 +209,7 @@ def test_runtime_validates_the_sidecar_before_loading_the_engine(tmp_path, caplo
     with pytest.warns(UserWarning, match="not portable"):
         with pytest.raises(EngineError, match="built on Other GPU, this GPU is Fake GPU"):
             TensorRTBackend(load_bundle(bundle.path), trt=trt, cuda=cuda)
-    add_engine(bundle.path, batch=1, sidecar={"hardware_compatibility": "ampere_plus",
-                                              "device": {"name": "Other GPU"}})
+    add_engine(bundle.path, batch=1, sidecar={"hardware_compatibility": "ampere_plus", "device": {"name": "Other GPU"}})
     TensorRTBackend(load_bundle(bundle.path), trt=trt, cuda=cuda).close()  # hardware-compatible: allowed
     # a manifest that names a sidecar needs it; an engine given by hand without one loads with a warning
     doc = json.loads((bundle.path / "vadedge.json").read_text())
@@ -215,8 +228,14 @@ def test_runtime_validates_the_sidecar_before_loading_the_engine(tmp_path, caplo
 def test_plugin_libraries_named_by_the_sidecar_are_checked_before_loading(tmp_path):
     lib_bytes = b"\x7fELF plugins"
     sha = hashlib.sha256(lib_bytes).hexdigest()
-    bundle = add_engine(make_toy_bundle(tmp_path / "b", batch=1), batch=1, sidecar={
-        "plugin_libraries": ["libvadedge_plugins.so"], "plugins": [{"file": "libvadedge_plugins.so", "sha256": sha}]})
+    bundle = add_engine(
+        make_toy_bundle(tmp_path / "b", batch=1),
+        batch=1,
+        sidecar={
+            "plugin_libraries": ["libvadedge_plugins.so"],
+            "plugins": [{"file": "libvadedge_plugins.so", "sha256": sha}],
+        },
+    )
     lib = bundle.path / "libvadedge_plugins.so"
     lib.write_bytes(lib_bytes)
     opened = []
@@ -264,15 +283,22 @@ def test_cuda_python_wrapper_calls_and_errors():
         def f(*a):
             calls.append((name, a))
             return ret
+
         return f
 
     rt = types.SimpleNamespace(
-        cudaMalloc=rec("cudaMalloc", (0, 1234)), cudaFree=rec("cudaFree", (0,)),
+        cudaMalloc=rec("cudaMalloc", (0, 1234)),
+        cudaFree=rec("cudaFree", (0,)),
         cudaStreamCreate=rec("cudaStreamCreate", (0, 9)),
-        cudaMemcpyAsync=rec("cudaMemcpyAsync", (0,)), cudaMemcpyKind=Enum(), cudaStreamCaptureMode=Enum(),
-        cudaStreamBeginCapture=rec("begin", (0,)), cudaStreamEndCapture=rec("end", (0, "graph")),
-        cudaGraphInstantiate=rec("instantiate", (0, "exec")), cudaGraphLaunch=rec("launch", (0,)),
-        cudaSetDevice=rec("cudaSetDevice", (Err(2),)))
+        cudaMemcpyAsync=rec("cudaMemcpyAsync", (0,)),
+        cudaMemcpyKind=Enum(),
+        cudaStreamCaptureMode=Enum(),
+        cudaStreamBeginCapture=rec("begin", (0,)),
+        cudaStreamEndCapture=rec("end", (0, "graph")),
+        cudaGraphInstantiate=rec("instantiate", (0, "exec")),
+        cudaGraphLaunch=rec("launch", (0,)),
+        cudaSetDevice=rec("cudaSetDevice", (Err(2),)),
+    )
     api = CudaPythonApi(rt)
     assert api.malloc(10) == 1234 and api.stream() == 9
     host = np.zeros(4, np.float32)

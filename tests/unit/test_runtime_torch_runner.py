@@ -1,6 +1,7 @@
 """`StreamRunner.for_torch`: the runner over the torch backend scores an in-memory stream model exactly as a
 hand-written torch loop over `model.stream_step` does (the loop `train/evaluate.py::score_frames` used to
 be: state kept as tensors, host side inputs from `model.host_inputs`, one `.item()` per component)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,7 +42,7 @@ def _reference(model, state: dict, frames: np.ndarray) -> tuple[dict[str, np.nda
     values: dict[str, list[float]] = {k: [] for k in model.score_components}
     with torch.inference_mode():
         for t in range(n - 1, len(frames)):
-            clip = video[t - n + 1:t + 1].unsqueeze(0)
+            clip = video[t - n + 1 : t + 1].unsqueeze(0)
             host = model.host_inputs(clip) if isinstance(model, HostInputs) else {}
             out = model.stream_step(clip, st, **host)
             st = out["state"]

@@ -1,4 +1,5 @@
 """The one scoring core: the per-frame (runtime) and per-video (calibration, eval) forms agree exactly."""
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,9 @@ def test_array_fusion_equals_per_frame_fusion_exactly():
 
 def test_causal_scorer_equals_batch_fuse_and_ema_exactly():
     comps = _components(seed=1)
-    recipe = ScoreRecipe(SIGNS, WEIGHTS, calibration={k: (v.location, v.scale) for k, v in STATS.items()},
-                         smoothing=0.3)
+    recipe = ScoreRecipe(
+        SIGNS, WEIGHTS, calibration={k: (v.location, v.scale) for k, v in STATS.items()}, smoothing=0.3
+    )
     sc = CausalScorer(recipe, "s")
     streamed = [sc.update(i, 0.0, {k: float(v[i]) for k, v in comps.items()})[0] for i in range(50)]
     assert streamed == ema(fuse(comps, SIGNS, WEIGHTS, STATS), 0.3).tolist()

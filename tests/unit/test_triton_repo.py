@@ -2,6 +2,7 @@
 with the protobuf tritonclient ships), the implicit-state names of the GPU variants are the
 bundle graph's I/O, and the Python model's sequence logic (`SequenceStreams`) keeps per-sequence
 state like the local Detector. No server needed (tests/integration/test_triton_serving.py runs one)."""
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,11 @@ def test_python_model_config_declares_the_sequence_controls(bundle, tmp_path):
     kinds = {c.name: c.control[0].kind for c in cfg.sequence_batching.control_input}
     mc = pytest.importorskip("tritonclient.grpc.model_config_pb2")
     ctl = mc.ModelSequenceBatching.Control
-    assert kinds == {"START": ctl.CONTROL_SEQUENCE_START, "END": ctl.CONTROL_SEQUENCE_END,
-                     "CORRID": ctl.CONTROL_SEQUENCE_CORRID}
+    assert kinds == {
+        "START": ctl.CONTROL_SEQUENCE_START,
+        "END": ctl.CONTROL_SEQUENCE_END,
+        "CORRID": ctl.CONTROL_SEQUENCE_CORRID,
+    }
     assert cfg.sequence_batching.HasField("oldest")
     assert list(cfg.input[0].dims) == [32, 32, 1]
     assert cfg.parameters["components"].string_value.split(",") == list(load_bundle(bundle).manifest.graph.scores)
@@ -153,8 +157,9 @@ def test_edge_resize_then_server_prepare_equals_the_local_prepare(color):
     np.testing.assert_array_equal(prepare_frame(sent, spec), prepare_frame(frame, spec))
 
 
-@pytest.mark.parametrize("url,ok", [("grpc://h:8001", "h:8001"), ("h:8001", "h:8001"), ("http://h:8000", None),
-                                    ("grpc://h", None)])
+@pytest.mark.parametrize(
+    "url,ok", [("grpc://h:8001", "h:8001"), ("h:8001", "h:8001"), ("http://h:8000", None), ("grpc://h", None)]
+)
 def test_server_url(url, ok):
     from vadedge.serving.client import _grpc_address
 

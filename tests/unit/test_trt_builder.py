@@ -1,6 +1,7 @@
 """`build_engine` against a recording fake of the tensorrt module (TensorRT is not installable here and
 needs a GPU to build): both version paths, parser/build errors, timing cache, compatibility, refit
 flags, plugins, dynamic batch, and the engine sidecar."""
+
 from __future__ import annotations
 
 import json
@@ -26,16 +27,23 @@ def _onnx(path, kind="fp32"):
     if kind == "fp32":
         nodes = [helper.make_node("Relu", ["x"], ["y"])]
     elif kind == "fp16":
-        nodes = [helper.make_node("Cast", ["x"], ["h"], to=TensorProto.FLOAT16),
-                 helper.make_node("Relu", ["h"], ["r"]),
-                 helper.make_node("Cast", ["r"], ["y"], to=TensorProto.FLOAT)]
+        nodes = [
+            helper.make_node("Cast", ["x"], ["h"], to=TensorProto.FLOAT16),
+            helper.make_node("Relu", ["h"], ["r"]),
+            helper.make_node("Cast", ["r"], ["y"], to=TensorProto.FLOAT),
+        ]
     else:
-        inits = [helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]),
-                 helper.make_tensor("z", TensorProto.INT8, [], [0])]
-        nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
-                 helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])]
-    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], initializer=inits),
-                              opset_imports=[helper.make_opsetid("", 17)])
+        inits = [
+            helper.make_tensor("s", TensorProto.FLOAT, [], [0.1]),
+            helper.make_tensor("z", TensorProto.INT8, [], [0]),
+        ]
+        nodes = [
+            helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]),
+            helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"]),
+        ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", [x], [y], initializer=inits), opset_imports=[helper.make_opsetid("", 17)]
+    )
     onnx.save(model, path)
     return path
 
@@ -59,12 +67,12 @@ def test_graph_precision(tmp_path):
 def test_trt10_3_builder_flag_path_fp16(tmp_path, fp32):
     trt = FakeTensorRT("10.3.0")
     side = _build(tmp_path, fp32, trt, precision="fp16", workspace_mb=256)
-    assert ("create_network", 0) in trt.calls                       # weakly typed network
+    assert ("create_network", 0) in trt.calls  # weakly typed network
     assert trt.flags_set() == ["FP16"]
     assert ("set_memory_pool_limit", "WORKSPACE", 256 << 20) in trt.calls
     assert ("parse_from_file", str(fp32)) in trt.calls
     engine = tmp_path / "out" / "model.engine"
-    assert engine.read_bytes().startswith(b"PLAN:")               # plain plan, no header
+    assert engine.read_bytes().startswith(b"PLAN:")  # plain plan, no header
     assert side["strongly_typed"] is False and side["precision"] == "fp16"
     assert side["tensorrt"] == "10.3.0" and side["device"] == DEVICE
     assert [t["name"] for t in side["inputs"]] == ["frames", "memory_in"]
@@ -79,7 +87,7 @@ def test_trt10_3_int8_needs_qdq_and_sets_only_int8(tmp_path, fp32):
     trt = FakeTensorRT("10.3.0")
     with pytest.raises(ConfigError, match="Q/DQ"):
         _build(tmp_path, fp32, trt, precision="int8")
-    assert trt.calls == []                                         # rejected before TensorRT is touched
+    assert trt.calls == []  # rejected before TensorRT is touched
     side = _build(tmp_path, _onnx(tmp_path / "m.int8.onnx", "int8"), trt, precision="int8")
     assert trt.flags_set() == ["INT8"] and side["builder_flags"] == ["INT8"]
 
@@ -123,8 +131,9 @@ def test_the_fake_rejects_precision_flags_on_strong_networks(tmp_path, fp32):
 
 
 def test_parser_errors_are_reported_with_plugin_hint(tmp_path, fp32):
-    err = FakeParserError(3, "mem_read", "VadMemoryRead", "Plugin not found, are the plugin name, version, "
-                                                          "and namespace correct?")
+    err = FakeParserError(
+        3, "mem_read", "VadMemoryRead", "Plugin not found, are the plugin name, version, and namespace correct?"
+    )
     trt = FakeTensorRT("10.3.0", parse_errors=[err])
     with pytest.raises(EngineError) as exc:
         _build(tmp_path, fp32, trt, precision="fp32")
@@ -154,8 +163,7 @@ def test_timing_cache_is_loaded_and_saved(tmp_path, fp32):
 
 def test_version_and_hardware_compatibility(tmp_path, fp32):
     trt = FakeTensorRT("10.16.0")
-    side = _build(tmp_path, fp32, trt, precision="fp32", version_compatible=True,
-                  hardware_compatibility="ampere_plus")
+    side = _build(tmp_path, fp32, trt, precision="fp32", version_compatible=True, hardware_compatibility="ampere_plus")
     assert "VERSION_COMPATIBLE" in trt.flags_set()
     assert ("hardware_compatibility_level", trt.HardwareCompatibilityLevel.AMPERE_PLUS) in trt.calls
     assert side["version_compatible"] and side["hardware_compatibility"] == "ampere_plus"
@@ -202,20 +210,29 @@ def test_plugin_libraries(tmp_path, fp32):
     assert side["plugin_libraries"] == ["libvadedge_plugins.so"]
     # version-compatible engines serialise the loadLibrary variant into the plan
     trt = FakeTensorRT("10.16.0")
-    side = _build(tmp_path, fp32, trt, precision="fp32", plugin_libraries=[dynamic_lib], dlopen=dlopen,
-                  version_compatible=True)
+    side = _build(
+        tmp_path, fp32, trt, precision="fp32", plugin_libraries=[dynamic_lib], dlopen=dlopen, version_compatible=True
+    )
     assert ("load_library", str(dynamic_lib)) in trt.calls
     assert ("plugins_to_serialize", [str(dynamic_lib)]) in trt.calls
     with pytest.raises(ConfigError, match="dynamic"):
-        _build(tmp_path, fp32, FakeTensorRT("10.16.0"), precision="fp32", plugin_libraries=[static_lib],
-               dlopen=dlopen, version_compatible=True)
+        _build(
+            tmp_path,
+            fp32,
+            FakeTensorRT("10.16.0"),
+            precision="fp32",
+            plugin_libraries=[static_lib],
+            dlopen=dlopen,
+            version_compatible=True,
+        )
     with pytest.raises(ConfigError, match="does not exist"):
         _build(tmp_path, fp32, FakeTensorRT("10.3.0"), precision="fp32", plugin_libraries=[tmp_path / "no.so"])
 
 
 def test_dynamic_batch_gets_an_optimisation_profile(tmp_path, fp32):
-    trt = FakeTensorRT("10.3.0",
-                       inputs=[FakeTensor("frames", (-1, 5, 64, 64, 1)), FakeTensor("memory_in", (-1, 10, 32))])
+    trt = FakeTensorRT(
+        "10.3.0", inputs=[FakeTensor("frames", (-1, 5, 64, 64, 1)), FakeTensor("memory_in", (-1, 10, 32))]
+    )
     side = _build(tmp_path, fp32, trt, precision="fp32", batch_profile=(1, 4, 16))
     (profile,) = [c[1] for c in trt.calls if c[0] == "add_optimization_profile"]
     assert profile["frames"] == ((1, 5, 64, 64, 1), (4, 5, 64, 64, 1), (16, 5, 64, 64, 1))
@@ -225,8 +242,13 @@ def test_dynamic_batch_gets_an_optimisation_profile(tmp_path, fp32):
     with pytest.raises(ConfigError, match="other than the batch"):
         _build(tmp_path, fp32, trt, precision="fp32")
     with pytest.raises(ConfigError, match="batch_profile"):
-        _build(tmp_path, fp32, FakeTensorRT("10.3.0", inputs=[FakeTensor("x", (-1, 4))]), precision="fp32",
-               batch_profile=(4, 2, 8))
+        _build(
+            tmp_path,
+            fp32,
+            FakeTensorRT("10.3.0", inputs=[FakeTensor("x", (-1, 4))]),
+            precision="fp32",
+            batch_profile=(4, 2, 8),
+        )
 
 
 def test_bad_arguments_and_missing_tensorrt(tmp_path, fp32, monkeypatch):

@@ -1,5 +1,6 @@
 """`refit_engine` against the recording TensorRT fake (no GPU here): weights pushed by name, and clear
 errors for non-refittable engines, unknown or wrongly sized weights, missing partners, corrupt plans."""
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,9 @@ def test_refit_by_name_and_save(tmp_path, engine_file):
     out = tmp_path / "mpn.adapted.engine"
     engine = refit_engine(engine_file, new, trt=trt, out_path=out)
     np.testing.assert_array_equal(engine.weights["proto.weight"], np.arange(6))
-    assert ("deserialize_cuda_engine", True) in trt.calls          # version-compatible: host code allowed
+    assert ("deserialize_cuda_engine", True) in trt.calls  # version-compatible: host code allowed
     assert ("set_named_weights", "proto.weight", 6) in trt.calls and ("refit_cuda_engine",) in trt.calls
-    plan = json.loads(out.read_bytes()[len(b"PLAN:"):])               # the refitted plan was serialised
+    plan = json.loads(out.read_bytes()[len(b"PLAN:") :])  # the refitted plan was serialised
     assert plan["refitted"] and plan["weights"]["proto.weight"] == list(range(6))
     doc = json.loads(sidecar_path(out).read_text())
     assert doc["engine"] == out.name and doc["refitted_weights"] == ["head.bias", "proto.weight"]
@@ -50,8 +51,11 @@ def test_refit_errors(engine_file, tmp_path):
     with pytest.raises(EngineError, match="element count"):
         refit_engine(engine_file, {"head.bias": np.ones(3, np.float32)}, trt=FakeTensorRT())
     with pytest.raises(EngineError, match="supplied together.*proto.weight"):
-        refit_engine(engine_file, {"head.bias": np.ones(2, np.float32)},
-                     trt=FakeTensorRT(weight_groups=[["head.bias", "proto.weight"]]))
+        refit_engine(
+            engine_file,
+            {"head.bias": np.ones(2, np.float32)},
+            trt=FakeTensorRT(weight_groups=[["head.bias", "proto.weight"]]),
+        )
     with pytest.raises(EngineError, match="no weights"):
         refit_engine(engine_file, {}, trt=FakeTensorRT())
     bad = tmp_path / "bad.engine"

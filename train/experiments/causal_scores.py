@@ -23,6 +23,7 @@ Components added here (all computable from the error map inside the graph, or on
   frame — MAAM-Net's PSCD idea; reported as −10·log10 (a "local PSNR" in dB, so its spread is not
   dominated by a few huge values) with sign −1 like psnr.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,7 @@ WINDOWS = (8, 16, 32)  # local-error window sizes in pixels
 
 
 # ---------------------------------------------------------------------------------------------- extract
-def extract(data: Path, cache: Path, bundle: Optional[str], threads: int,
-            jobs: Sequence[tuple[str, int]]) -> None:
+def extract(data: Path, cache: Path, bundle: Optional[str], threads: int, jobs: Sequence[tuple[str, int]]) -> None:
     """Run each (split, stride) job's videos through the Detector, one fresh stream per video."""
     from vadedge.runtime.detector import Detector
 
@@ -79,14 +79,14 @@ def extract(data: Path, cache: Path, bundle: Optional[str], threads: int,
                     raise RuntimeError(f"bundle gives no error map for {split}/{name}: export it with error_map")
                 maps.append(r.heatmap)
             stream.finish()
-            arrays: dict[str, Any] = {k: np.asarray(v, dtype=np.int64 if k == "frame" else np.float64)
-                                      for k, v in rows.items()}
+            arrays: dict[str, Any] = {
+                k: np.asarray(v, dtype=np.int64 if k == "frame" else np.float64) for k, v in rows.items()
+            }
             if labels is not None:
                 arrays["labels"] = np.asarray(labels)[arrays["frame"]].astype(np.int64)
             arrays["error_map"] = np.stack(maps).astype(np.float32)
             np.savez(path, **arrays)
-            logger.info("%s s%d %s: %d frames in %.1f s", split, stride, name, len(maps),
-                        time.perf_counter() - t0)
+            logger.info("%s s%d %s: %d frames in %.1f s", split, stride, name, len(maps), time.perf_counter() - t0)
 
 
 PSEUDO_VIDEOS = ("02", "04", "06", "08", "10", "12", "14", "16")  # normal videos that get a pasted object
@@ -375,10 +375,14 @@ def delays(scores: Sequence[np.ndarray], test: Sequence[Video], on: float, off: 
     """Detection delay per anomalous interval (from its first scored frame) and false alarms on test."""
     m = alarms(scores, test, on, off)
     nan = float("nan")
-    return {"delay_median_frames": nan if m["delay_frames_median"] is None else m["delay_frames_median"],
-            "delay_max_frames": nan if m["delay_frames_max"] is None else m["delay_frames_max"],
-            "detected": m["detected"], "missed": m["missed"], "false_alarms_test": m["false_alarms"],
-            "fa_per_hour_test_normal": m["false_alarms_per_hour"]}
+    return {
+        "delay_median_frames": nan if m["delay_frames_median"] is None else m["delay_frames_median"],
+        "delay_max_frames": nan if m["delay_frames_max"] is None else m["delay_frames_max"],
+        "detected": m["detected"],
+        "missed": m["missed"],
+        "false_alarms_test": m["false_alarms"],
+        "fa_per_hour_test_normal": m["false_alarms_per_hour"],
+    }
 
 
 def paper_auc(f: Fitted, test: Sequence[Video]) -> float:
@@ -395,8 +399,15 @@ def paper_auc(f: Fitted, test: Sequence[Video]) -> float:
     return frame_auc(np.concatenate([labels_of(v) for v in test]), np.concatenate(per))
 
 
-def evaluate(cand: Candidate, train: Sequence[Video], test: Sequence[Video], strided: dict[int, list[Video]],
-             bw: dict[str, float], pseudo: Sequence[Video] = (), scene: Sequence[Video] = ()) -> dict:
+def evaluate(
+    cand: Candidate,
+    train: Sequence[Video],
+    test: Sequence[Video],
+    strided: dict[int, list[Video]],
+    bw: dict[str, float],
+    pseudo: Sequence[Video] = (),
+    scene: Sequence[Video] = (),
+) -> dict:
     from vadedge.metrics import frame_auc
 
     f = fit(cand, train, bw)
@@ -405,14 +416,25 @@ def evaluate(cand: Candidate, train: Sequence[Video], test: Sequence[Video], str
     scores = [smoothed(f, v, cand.baseline) for v in test]
     raw = np.concatenate([f.fused(v, cand.baseline) for v in test])
     per_video = [frame_auc(labels_of(v), s) for v, s in zip(test, scores) if 0 < labels_of(v).sum() < v.size]
-    res = {"name": cand.name, "weights": f.weights, "stats": f.stats, "inflation": f.inflation,
-           "on": on, "off": off,
-           "causal_auc": frame_auc(labels, np.concatenate(scores)), "causal_auc_raw": frame_auc(labels, raw),
-           "causal_macro_auc": float(np.mean(per_video)), "paper_auc": paper_auc(f, test),
-           **false_alarms(cand, train, bw), **delays(scores, test, on, off)}
+    res = {
+        "name": cand.name,
+        "weights": f.weights,
+        "stats": f.stats,
+        "inflation": f.inflation,
+        "on": on,
+        "off": off,
+        "causal_auc": frame_auc(labels, np.concatenate(scores)),
+        "causal_auc_raw": frame_auc(labels, raw),
+        "causal_macro_auc": float(np.mean(per_video)),
+        "paper_auc": paper_auc(f, test),
+        **false_alarms(cand, train, bw),
+        **delays(scores, test, on, off),
+    }
     if pseudo:  # the selection criterion: normal footage with pasted objects, no test label involved
-        res["pseudo_auc"] = frame_auc(np.concatenate([labels_of(v) for v in pseudo]),
-                                      np.concatenate([smoothed(f, v, cand.baseline) for v in pseudo]))
+        res["pseudo_auc"] = frame_auc(
+            np.concatenate([labels_of(v) for v in pseudo]),
+            np.concatenate([smoothed(f, v, cand.baseline) for v in pseudo]),
+        )
     if scene:  # a camera the model never saw: how far normal frames land above the threshold
         sc = np.concatenate([smoothed(f, v, cand.baseline) for v in scene])
         res["scene_median"] = float(np.median(sc))
@@ -467,8 +489,11 @@ def guard_report(train: Sequence[Video], scene: Sequence[Video]) -> dict:
             sl, ss = robust(linear(c, scene[0].comps[c]))
             dl, ds = robust(scene[0].comps[c])
             z = SIGNS[c] * (scene[1].comps[c] - dl) / ds
-            row.update(scene_rel_spread=ss / sl, scene_heldout_z_median=float(np.median(z)),
-                       scene_heldout_z_spread=float(1.4826 * np.median(np.abs(z - np.median(z)))))
+            row.update(
+                scene_rel_spread=ss / sl,
+                scene_heldout_z_median=float(np.median(z)),
+                scene_heldout_z_spread=float(1.4826 * np.median(np.abs(z - np.median(z)))),
+            )
         out[c] = row
     return out
 
@@ -496,9 +521,14 @@ def analyse(data: Path, cache: Path, bundle: Optional[str], out_json: Optional[P
     stats = {c: RobustStats(calib[c]["location"], calib[c]["scale"]) for c in bw}
     recomputed = np.concatenate([ema(fuse(v.comps, score["signs"], bw, stats), score["smoothing"]) for v in test])
     on = score["threshold"]["on"]
-    repro = {"sdk_causal_auc": frame_auc(labels, sdk), "max_abs_diff_recomputed": float(np.abs(sdk - recomputed).max()),
-             "test_frames": int(labels.size), "anomalous": int(labels.sum()),
-             "train_frames": int(sum(v.size for v in train)), "bundle_threshold_on": on}
+    repro = {
+        "sdk_causal_auc": frame_auc(labels, sdk),
+        "max_abs_diff_recomputed": float(np.abs(sdk - recomputed).max()),
+        "test_frames": int(labels.size),
+        "anomalous": int(labels.sum()),
+        "train_frames": int(sum(v.size for v in train)),
+        "bundle_threshold_on": on,
+    }
     for k, vids in strided.items():
         s = np.concatenate([v.arrays["score"] for v in vids])
         repro[f"bundle_s{k}_over"] = float(np.mean(s >= on))
@@ -515,8 +545,9 @@ def analyse(data: Path, cache: Path, bundle: Optional[str], out_json: Optional[P
         t0 = time.perf_counter()
         r = evaluate(cand, train, test, strided, bw, pseudo, scene)
         results.append(r)
-        logger.info("%s: causal %.4f paper %.4f (%.1f s)", cand.name, r["causal_auc"], r["paper_auc"],
-                    time.perf_counter() - t0)
+        logger.info(
+            "%s: causal %.4f paper %.4f (%.1f s)", cand.name, r["causal_auc"], r["paper_auc"], time.perf_counter() - t0
+        )
     report.append(table(results, sorted(strided)))
     if out_json:
         out_json.parent.mkdir(parents=True, exist_ok=True)
@@ -526,20 +557,39 @@ def analyse(data: Path, cache: Path, bundle: Optional[str], out_json: Optional[P
 
 
 def table(results: Sequence[dict], strides: Sequence[int]) -> str:
-    head = ["candidate", "weights", "pseudo-anomaly AUC (selection)", "causal AUC", "causal AUC (no EMA)",
-            "per-video mean", "paper-protocol AUC",
-            "FA/h held-out normal", "held-out frames over `on`", "delay median / max (frames)", "missed",
-            *[f"stride {k} over `on`" for k in strides], "new scene: median score / over `on`"]
+    head = [
+        "candidate",
+        "weights",
+        "pseudo-anomaly AUC (selection)",
+        "causal AUC",
+        "causal AUC (no EMA)",
+        "per-video mean",
+        "paper-protocol AUC",
+        "FA/h held-out normal",
+        "held-out frames over `on`",
+        "delay median / max (frames)",
+        "missed",
+        *[f"stride {k} over `on`" for k in strides],
+        "new scene: median score / over `on`",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         w = ", ".join(f"{c} {x:.2f}" for c, x in r["weights"].items())
-        cells = [r["name"], w, f"{100 * r.get('pseudo_auc', float('nan')):.2f} %",
-                 f"{100 * r['causal_auc']:.2f} %", f"{100 * r['causal_auc_raw']:.2f} %",
-                 f"{100 * r['causal_macro_auc']:.2f} %", f"{100 * r['paper_auc']:.2f} %",
-                 f"{r['fa_per_hour']:.1f}", f"{100 * r['heldout_over']:.2f} %",
-                 f"{r['delay_median_frames']:.0f} / {r['delay_max_frames']:.0f}", str(r["missed"]),
-                 *[f"{100 * r[f's{k}_over']:.1f} %" for k in strides],
-                 f"{r.get('scene_median', float('nan')):.1f} / {100 * r.get('scene_over', float('nan')):.0f} %"]
+        cells = [
+            r["name"],
+            w,
+            f"{100 * r.get('pseudo_auc', float('nan')):.2f} %",
+            f"{100 * r['causal_auc']:.2f} %",
+            f"{100 * r['causal_auc_raw']:.2f} %",
+            f"{100 * r['causal_macro_auc']:.2f} %",
+            f"{100 * r['paper_auc']:.2f} %",
+            f"{r['fa_per_hour']:.1f}",
+            f"{100 * r['heldout_over']:.2f} %",
+            f"{r['delay_median_frames']:.0f} / {r['delay_max_frames']:.0f}",
+            str(r["missed"]),
+            *[f"{100 * r[f's{k}_over']:.1f} %" for k in strides],
+            f"{r.get('scene_median', float('nan')):.1f} / {100 * r.get('scene_over', float('nan')):.0f} %",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

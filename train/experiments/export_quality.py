@@ -13,6 +13,7 @@ latency of all variants measured interleaved in one run.
 Variants: fp32 | fp16[:keep=memory+prep+tail] | int8[:cpu|trt][:minmax|entropy|percentile][:head=N]
 (head=N keeps the last N convolutions in float).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,9 +69,16 @@ def parse_variant(spec: str) -> dict:
     raise ConfigError(f"unknown variant {spec!r}; use fp32, fp16[:keep=...], int8[:cpu|trt][:method]")
 
 
-def build_variants(ckpt, variants: Sequence[dict], out: Path, calib_data: Path, *, calib_clips: int = 256,
-                   threads: Optional[int] = None,
-                   report: Optional[Progress] = None) -> tuple[dict[str, Path], GraphSpec, dict]:
+def build_variants(
+    ckpt,
+    variants: Sequence[dict],
+    out: Path,
+    calib_data: Path,
+    *,
+    calib_clips: int = 256,
+    threads: Optional[int] = None,
+    report: Optional[Progress] = None,
+) -> tuple[dict[str, Path], GraphSpec, dict]:
     """Export FP32 once, derive every variant's ONNX file; returns ({name: path}, graph, build info)."""
     import onnx
 
@@ -98,8 +106,16 @@ def build_variants(ckpt, variants: Sequence[dict], out: Path, calib_data: Path, 
             notes[name] = {"nodes": precision_summary(m16)}
         else:
             opts = Int8Options.for_target(v["target"], max_clips=calib_clips, float_last_convs=v["float_last_convs"])
-            reader = ClipFeeds(fp32, graph, ckpt.model.spec, ckpt.model.clip_length, state, calib_data,
-                               max_clips=calib_clips, threads=threads)
+            reader = ClipFeeds(
+                fp32,
+                graph,
+                ckpt.model.spec,
+                ckpt.model.clip_length,
+                state,
+                calib_data,
+                max_clips=calib_clips,
+                threads=threads,
+            )
             rep = quantize_int8(fp32, path, reader, method=v["method"], options=opts)
             notes[name] = {"clips": rep.clips, "quantized_tensors": rep.quantized_nodes}
         notes.setdefault(name, {})["build_seconds"] = round(time.time() - t0, 1)
@@ -122,8 +138,19 @@ def score_videos(stream, split, spec, state, progress: bool = False, desc: str =
     return out
 
 
-def evaluate_variant(path: Path, graph: GraphSpec, model, state: dict, test, train, *, smoothing: float = 1.0,
-                     threads: Optional[int] = None, progress: bool = False, name: str = "") -> tuple[dict, list]:
+def evaluate_variant(
+    path: Path,
+    graph: GraphSpec,
+    model,
+    state: dict,
+    test,
+    train,
+    *,
+    smoothing: float = 1.0,
+    threads: Optional[int] = None,
+    progress: bool = False,
+    name: str = "",
+) -> tuple[dict, list]:
     """Paper and streaming protocol results of one ONNX variant (same logic as vadedge.train.evaluate)."""
     from vadedge.runtime.runner import StreamRunner
     from vadedge.scoring import ema, fuse
@@ -136,14 +163,20 @@ def evaluate_variant(path: Path, graph: GraphSpec, model, state: dict, test, tra
     seconds = time.time() - t0
     bad = int(sum((~np.isfinite(c)).sum() for v in videos for c in v.components.values()))
     if bad:  # a broken variant (e.g. FP16 memory writes): report it instead of failing the whole run
-        nan = {"auc": float("nan"), "macro_auc": float("nan"), "eer": float("nan"),
-               "frames": int(sum(v.size for v in videos)), "non_finite_scores": bad}
+        nan = {
+            "auc": float("nan"),
+            "macro_auc": float("nan"),
+            "eer": float("nan"),
+            "frames": int(sum(v.size for v in videos)),
+            "non_finite_scores": bad,
+        }
         return {"paper": nan, "streaming": dict(nan), "scoring_fps": 0.0}, videos
     res = {"paper": summarise(videos, paper_scores(videos, signs, weights))}
     stats = calibrate(score_videos(stream, train, model.spec, state, progress, f"{name}: calibration videos"))
-    res["streaming"] = {**summarise(videos, [ema(fuse(v.components, signs, weights, stats), smoothing)
-                                             for v in videos]),
-                        "smoothing": smoothing}
+    res["streaming"] = {
+        **summarise(videos, [ema(fuse(v.components, signs, weights, stats), smoothing) for v in videos]),
+        "smoothing": smoothing,
+    }
     res["scoring_fps"] = sum(v.size for v in videos) / max(seconds, 1e-9)
     return res, videos
 
@@ -155,19 +188,32 @@ def agreement(ref: list, other: list) -> dict:
         a = np.concatenate([v.components[comp] for v in ref])
         b = np.concatenate([v.components[comp] for v in other])
         d = np.abs(a - b)
-        out[comp] = {"max_abs": float(np.nanmax(d)) if np.isfinite(d).any() else float("nan"),
-                     "mean_abs": float(np.nanmean(d)) if np.isfinite(d).any() else float("nan"),
-                     "max_rel": float(np.nanmax(d / np.maximum(np.abs(a), 1e-12))) if np.isfinite(d).any()
-                     else float("nan"),
-                     "median_rel": float(np.nanmedian(d / np.maximum(np.abs(a), 1e-12))) if np.isfinite(d).any()
-                     else float("nan"),
-                     "non_finite": int((~np.isfinite(b)).sum())}
+        out[comp] = {
+            "max_abs": float(np.nanmax(d)) if np.isfinite(d).any() else float("nan"),
+            "mean_abs": float(np.nanmean(d)) if np.isfinite(d).any() else float("nan"),
+            "max_rel": float(np.nanmax(d / np.maximum(np.abs(a), 1e-12))) if np.isfinite(d).any() else float("nan"),
+            "median_rel": float(np.nanmedian(d / np.maximum(np.abs(a), 1e-12)))
+            if np.isfinite(d).any()
+            else float("nan"),
+            "non_finite": int((~np.isfinite(b)).sum()),
+        }
     return out
 
 
-def run(model_dir: str | Path, data: str | Path, out: str | Path, *, variants: Sequence[str] = DEFAULT_VARIANTS,
-        calib_data: Optional[str | Path] = None, calib_clips: int = 256, calib_videos: Optional[int] = None,
-        smoothing: float = 1.0, rounds: int = 50, threads: Optional[int] = 1, progress: bool = True) -> dict:
+def run(
+    model_dir: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    variants: Sequence[str] = DEFAULT_VARIANTS,
+    calib_data: Optional[str | Path] = None,
+    calib_clips: int = 256,
+    calib_videos: Optional[int] = None,
+    smoothing: float = 1.0,
+    rounds: int = 50,
+    threads: Optional[int] = 1,
+    progress: bool = True,
+) -> dict:
     """Build, evaluate and time every variant; write results.json and results.md into `out`."""
     from vadedge.bench.timing import compare_latency, format_latency
     from vadedge.datasets import open_split
@@ -181,22 +227,35 @@ def run(model_dir: str | Path, data: str | Path, out: str | Path, *, variants: S
     train = open_split(data, "training")
     if calib_videos:
         train.videos = train.videos[:calib_videos]
-    paths, graph, notes = build_variants(ckpt, specs, out / "onnx", Path(calib_data or data),
-                                         calib_clips=calib_clips, threads=threads, report=report)
+    paths, graph, notes = build_variants(
+        ckpt, specs, out / "onnx", Path(calib_data or data), calib_clips=calib_clips, threads=threads, report=report
+    )
     state = {k: v.numpy() for k, v in ckpt.state.items()}
     results: dict = {"model_dir": str(model_dir), "data": str(data), "variants": {}, "build": notes}
     ref_videos = None
     for v in specs:
-        res, videos = evaluate_variant(paths[v["name"]], graph, ckpt.model, state, test, train,
-                                       smoothing=smoothing, threads=threads, progress=progress, name=v["name"])
+        res, videos = evaluate_variant(
+            paths[v["name"]],
+            graph,
+            ckpt.model,
+            state,
+            test,
+            train,
+            smoothing=smoothing,
+            threads=threads,
+            progress=progress,
+            name=v["name"],
+        )
         if ref_videos is None:
             ref_videos = videos
             ref_name = v["name"]
         else:
             res["agreement_vs_" + ref_name] = agreement(ref_videos, videos)
         results["variants"][v["name"]] = {**v, **res}
-        report.info(f"{v['name']}: paper AUC {100 * res['paper']['auc']:.2f} %, streaming AUC "
-                 f"{100 * res['streaming']['auc']:.2f} %")
+        report.info(
+            f"{v['name']}: paper AUC {100 * res['paper']['auc']:.2f} %, streaming AUC "
+            f"{100 * res['streaming']['auc']:.2f} %"
+        )
     frames = test.videos[0].load(ckpt.model.spec)[: ckpt.model.clip_length][None]
     feeds = {graph.frames_input: np.ascontiguousarray(frames)}
     feeds.update({s.input: state[s.name][None] for s in graph.state})
@@ -210,13 +269,14 @@ def run(model_dir: str | Path, data: str | Path, out: str | Path, *, variants: S
 
 
 def format_table(results: dict) -> str:
-    rows = ["| variant | paper AUC | streaming AUC | paper EER | max abs Δ vs fp32 |",
-            "|---|---|---|---|---|"]
+    rows = ["| variant | paper AUC | streaming AUC | paper EER | max abs Δ vs fp32 |", "|---|---|---|---|---|"]
     for name, r in results["variants"].items():
         agree = next((v for k, v in r.items() if k.startswith("agreement_vs_")), None)
         delta = ", ".join(f"{c} {d['max_abs']:.3g}" for c, d in agree.items()) if agree else "—"
-        rows.append(f"| {name} | {100 * r['paper']['auc']:.2f} % | {100 * r['streaming']['auc']:.2f} % | "
-                    f"{100 * r['paper']['eer']:.2f} % | {delta} |")
+        rows.append(
+            f"| {name} | {100 * r['paper']['auc']:.2f} % | {100 * r['streaming']['auc']:.2f} % | "
+            f"{100 * r['paper']['eer']:.2f} % | {delta} |"
+        )
     return "\n".join(rows)
 
 
@@ -250,10 +310,19 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     a = p.parse_args(argv)
     out = Path(a.out or Path(a.model_dir) / "export-quality")
     with console_logging(QUIET if a.quiet else DEFAULT):
-        run(a.model_dir, a.data, out,
-            variants=[v for v in a.variants.split(",") if v], calib_data=a.calib_data, calib_clips=a.calib_clips,
-            calib_videos=a.calib_videos, smoothing=a.smoothing, rounds=a.rounds, threads=a.threads,
-            progress=not a.quiet)
+        run(
+            a.model_dir,
+            a.data,
+            out,
+            variants=[v for v in a.variants.split(",") if v],
+            calib_data=a.calib_data,
+            calib_clips=a.calib_clips,
+            calib_videos=a.calib_videos,
+            smoothing=a.smoothing,
+            rounds=a.rounds,
+            threads=a.threads,
+            progress=not a.quiet,
+        )
     print((out / "results.md").read_text(), end="")
 
 

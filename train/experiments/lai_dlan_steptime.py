@@ -8,6 +8,7 @@ Frames come from DATA/training (resized to the preset input) or are random when 
 
     python -m vadedge.train.experiments.lai_dlan_steptime --data ../shared/datasets/ped2 --preset edge-s --threads 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,7 +41,7 @@ def _clips(data: Optional[str], spec, clip_length: int, batch: int) -> torch.Ten
         if video.frame_files is not None:
             video.frame_files = video.frame_files[:n]
         frames = video.load(spec)[:n]
-    return torch.from_numpy(np.stack([frames[i:i + clip_length] for i in range(batch)]))
+    return torch.from_numpy(np.stack([frames[i : i + clip_length] for i in range(batch)]))
 
 
 def _train_step(task, clips: torch.Tensor, opt: torch.optim.Optimizer) -> None:
@@ -50,8 +51,9 @@ def _train_step(task, clips: torch.Tensor, opt: torch.optim.Optimizer) -> None:
     opt.step()
 
 
-def measure(data: Optional[str] = None, preset: str = "edge-s", repeats: int = 3,
-            threads: Optional[int] = None) -> dict[str, dict[str, float]]:
+def measure(
+    data: Optional[str] = None, preset: str = "edge-s", repeats: int = 3, threads: Optional[int] = None
+) -> dict[str, dict[str, float]]:
     if threads:
         torch.set_num_threads(threads)
     out: dict[str, dict[str, float]] = {}
@@ -72,8 +74,13 @@ def measure(data: Optional[str] = None, preset: str = "edge-s", repeats: int = 3
         state = {k: v.unsqueeze(0) for k, v in net.initial_state().items()}
         with torch.inference_mode():
             s_wall, s_cpu = median_time(partial(net.stream_step, clips[:1], state), repeats)
-        out[name] = {"batch": cfg["train"]["batch_size"], "train_wall_s": wall, "train_cpu_s": cpu,
-                     "score_wall_s": s_wall, "score_cpu_s": s_cpu}
+        out[name] = {
+            "batch": cfg["train"]["batch_size"],
+            "train_wall_s": wall,
+            "train_cpu_s": cpu,
+            "score_wall_s": s_wall,
+            "score_cpu_s": s_cpu,
+        }
         if name == "dlan-ac":
             with torch.no_grad():
                 q = net.encode(torch.zeros(1, net.spec.frames * net.spec.channels, net.spec.height, net.spec.width))[0]
@@ -102,9 +109,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         return
     for name, r in res.items():
         extra = f"  SOM {r['som_cpu_s']:.1f} s CPU" if "som_cpu_s" in r else ""
-        print(f"{name:10s} train step (batch {r['batch']}) {r['train_cpu_s'] * 1e3:7.0f} ms CPU "
-              f"({r['train_cpu_vs_mnad']:.2f}x mnad-pred), {r['train_wall_s'] * 1e3:7.0f} ms wall | "
-              f"score step {r['score_cpu_s'] * 1e3:6.1f} ms CPU{extra}")
+        print(
+            f"{name:10s} train step (batch {r['batch']}) {r['train_cpu_s'] * 1e3:7.0f} ms CPU "
+            f"({r['train_cpu_vs_mnad']:.2f}x mnad-pred), {r['train_wall_s'] * 1e3:7.0f} ms wall | "
+            f"score step {r['score_cpu_s'] * 1e3:6.1f} ms CPU{extra}"
+        )
 
 
 if __name__ == "__main__":

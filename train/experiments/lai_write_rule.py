@@ -6,6 +6,7 @@ N items (1.0 = all items identical), how many items are some query's nearest, an
 
     python -m vadedge.train.experiments.lai_write_rule --preset edge-xs --steps 30 --threads 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,12 +50,23 @@ def run(data: str, preset: str, rule: str, steps: int, item_grad: str = "dis") -
                 items = net.items()
                 n = items.shape[0]
                 mean_cos = float(((items @ items.T).sum() - n) / (n * n - n))
-                query, _ = net.encode(batch[:, :net.spec.frames].float().permute(0, 1, 4, 2, 3)
-                                      .reshape(batch.shape[0], -1, *batch.shape[2:4]) / 127.5 - 1)
-                used = int(nearest_item_mask(memory_scores(query, items.expand(query.shape[0], -1, -1)))
-                           .sum((0, 1)).gt(0).sum())
-            rows.append({"rule": rule, "step": s, "mean_cos": mean_cos, "used": used, "dis": logs["dis"],
-                         "pred": logs["pred"]})
+                query, _ = net.encode(
+                    batch[:, : net.spec.frames]
+                    .float()
+                    .permute(0, 1, 4, 2, 3)
+                    .reshape(batch.shape[0], -1, *batch.shape[2:4])
+                    / 127.5
+                    - 1
+                )
+                used = int(
+                    nearest_item_mask(memory_scores(query, items.expand(query.shape[0], -1, -1)))
+                    .sum((0, 1))
+                    .gt(0)
+                    .sum()
+                )
+            rows.append(
+                {"rule": rule, "step": s, "mean_cos": mean_cos, "used": used, "dis": logs["dis"], "pred": logs["pred"]}
+            )
     return rows
 
 
@@ -75,8 +87,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             data = str(generate_dataset(tmp, train_videos=4, test_videos=1, frames_per_video=60))
         for rule in ("paper", "assigned"):
             for r in run(data, args.preset, rule, args.steps):
-                print(f"{r['rule']:9s} step {r['step']:4d}  items' mean cosine {r['mean_cos']:6.3f}  "
-                      f"items used {r['used']:3d}  L_dis {r['dis']:10.3f}  L_pred {r['pred']:.4f}", flush=True)
+                print(
+                    f"{r['rule']:9s} step {r['step']:4d}  items' mean cosine {r['mean_cos']:6.3f}  "
+                    f"items used {r['used']:3d}  L_dis {r['dis']:10.3f}  L_pred {r['pred']:.4f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ What it does, on normal footage only (docs/causal-scores.md "Selection rule"):
     OMP_NUM_THREADS=1 nice -n 10 python -m vadedge.train.experiments.local_scores \\
         --bundle vadedge/assets/default --data ../shared/datasets/ped2 --cache /tmp/local/cache
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,8 +80,9 @@ def rescore(bundle_dir: Path, data: Path, cache: Optional[Path], threads: int, w
     bundle = with_local(original)
     spec = bundle.manifest.score
     det = Detector.load(bundle, backend="onnxruntime", device="cpu", threads=threads, heatmap=False)
-    generated = iter_synthetic_videos(SCENE_VIDEOS, SCENE_FRAMES, height=SCENE_HW[0], width=SCENE_HW[1],
-                                      seed=SCENE_SEED, anomalous=False)
+    generated = iter_synthetic_videos(
+        SCENE_VIDEOS, SCENE_FRAMES, height=SCENE_HW[0], width=SCENE_HW[1], seed=SCENE_SEED, anomalous=False
+    )
     scene: list[tuple[str, Any]] = [(f"scene/{i + 1:02d}", partial(list, f)) for i, (f, _) in enumerate(generated)]
     scene_comps = score_videos(det, scene, cache)
     det.close()
@@ -93,18 +95,21 @@ def rescore(bundle_dir: Path, data: Path, cache: Optional[Path], threads: int, w
     provenance["score_selection"] = {
         "rule": SELECTION_RULE,
         "footage": f"vadedge.synthetic normal scene, seed {SCENE_SEED}, {SCENE_VIDEOS} videos x {SCENE_FRAMES} "
-                   f"frames at {SCENE_HW[0]}x{SCENE_HW[1]} (fit on the first, held out the second)",
+        f"frames at {SCENE_HW[0]}x{SCENE_HW[1]} (fit on the first, held out the second)",
         "evidence": sel.evidence,
         "calibration_note": f"statistics and threshold: vadedge calibrate on {data.name}'s training videos, the "
-                            f"model's own training footage, so the threshold is optimistic"}
+        f"model's own training footage, so the threshold is optimistic",
+    }
     score = dataclasses.replace(spec, weights=sel.weights, dropped=sel.dropped)
     manifest = dataclasses.replace(bundle.manifest, score=score, provenance=provenance).validated()
     (bundle_dir / BUNDLE_FILE).write_text(json.dumps(manifest.to_dict(), indent=1, allow_nan=False) + "\n")
     # statistics + 1 % threshold at the bundle's smoothing: the one re-calibration path, `vadedge calibrate`
     report = calibrate_bundle(bundle_dir, [data], in_place=True, target=TARGET, threads=threads)
     logger.info("wrote %s", bundle_dir / BUNDLE_FILE)
-    result.update(threshold=report.calibration.threshold,
-                  stats={k: dataclasses.asdict(v) for k, v in report.calibration.stats.items()})
+    result.update(
+        threshold=report.calibration.threshold,
+        stats={k: dataclasses.asdict(v) for k, v in report.calibration.stats.items()},
+    )
     return result
 
 

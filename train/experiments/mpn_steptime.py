@@ -9,6 +9,7 @@ DATA/training (e.g. Ped2, resized to the preset input) or are random when --data
 
     python -m vadedge.train.experiments.mpn_steptime --data ../shared/datasets/ped2 --preset edge-s --threads 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,13 @@ def _frames(data: Optional[str], spec, n: int) -> np.ndarray:
     return video.load(spec)[:n]
 
 
-def measure(data: Optional[str] = None, preset: str = "edge-s", repeats: int = 3, threads: Optional[int] = None,
-            model_overrides: Optional[dict] = None) -> dict[str, dict[str, float]]:
+def measure(
+    data: Optional[str] = None,
+    preset: str = "edge-s",
+    repeats: int = 3,
+    threads: Optional[int] = None,
+    model_overrides: Optional[dict] = None,
+) -> dict[str, dict[str, float]]:
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -48,7 +54,7 @@ def measure(data: Optional[str] = None, preset: str = "edge-s", repeats: int = 3
     spec_model = mpn_entry.build(cfg["model"])
     frames = torch.from_numpy(_frames(data, spec_model.spec, 40))
     n = spec_model.clip_length
-    clips = torch.stack([frames[i:i + n] for i in range(len(frames) - n + 1)])
+    clips = torch.stack([frames[i : i + n] for i in range(len(frames) - n + 1)])
     results: dict[str, tuple[float, float]] = {}
 
     def train_step(task, params, batch):
@@ -59,14 +65,16 @@ def measure(data: Optional[str] = None, preset: str = "edge-s", repeats: int = 3
             opt.zero_grad()
             loss.backward()
             opt.step()
+
         return step
 
     mnad_cfg = resolve_config("mnad-pred", preset, model_overrides)
     mnad_entry = get_model_entry("mnad-pred")
     mnad = mnad_entry.build(mnad_cfg["model"]).train()
     mnad_task = mnad_entry.task(mnad, mnad_cfg["train"])
-    results["mnad_train_step"] = median_time(train_step(mnad_task, list(mnad.parameters()),
-                                                  clips[:mnad_cfg["train"]["batch_size"]]), repeats)
+    results["mnad_train_step"] = median_time(
+        train_step(mnad_task, list(mnad.parameters()), clips[: mnad_cfg["train"]["batch_size"]]), repeats
+    )
     rng = np.random.default_rng(0)
     for stage in ("pretrain", "dpu", "meta"):
         model = mpn_entry.build(cfg["model"]).train()
@@ -89,13 +97,18 @@ def measure(data: Optional[str] = None, preset: str = "edge-s", repeats: int = 3
     with torch.inference_mode():
         results["score_step"] = median_time(lambda: model.stream_step(clips[:1], {}), repeats)
     ref_wall, ref_cpu = results["mnad_train_step"]
-    return {name: {"wall_s": round(w, 4), "cpu_s": round(c, 4), "cpu_ratio_to_mnad_step": round(c / ref_cpu, 3)}
-            for name, (w, c) in results.items()}
+    return {
+        name: {"wall_s": round(w, 4), "cpu_s": round(c, 4), "cpu_ratio_to_mnad_step": round(c / ref_cpu, 3)}
+        for name, (w, c) in results.items()
+    }
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m vadedge.train.experiments.mpn_steptime", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m vadedge.train.experiments.mpn_steptime",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--data", default=None)
     p.add_argument("--preset", default="edge-s")
     p.add_argument("--repeats", type=int, default=3)

@@ -1,4 +1,5 @@
 """Built-in model families; importing registers them."""
+
 from . import (
     dlan_ac,  # noqa: F401
     lai,  # noqa: F401

@@ -39,6 +39,7 @@ Choices where the paper is silent (also in docs/models/dlan-ac.md):
   both features and prototypes (prototypes are network outputs). Weights 1 / 1 / 0.01 / 0.01 as the
   paper; unlike the authors' code, L_gd stays in the formal stage (the paper's Eq. 15).
 """
+
 from __future__ import annotations
 
 import logging
@@ -76,6 +77,7 @@ def netvlad_residuals(features: torch.Tensor, assignment: torch.Tensor, centres:
 
 def gradient_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Eq. 10 (Frame-Pred): mean |(|∂I|) − (|∂Î|)| over horizontal and vertical image gradients."""
+
     def grads(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return (x[..., :, 1:] - x[..., :, :-1]).abs(), (x[..., 1:, :] - x[..., :-1, :]).abs()
 
@@ -187,8 +189,14 @@ class DLANAC(nn.Module):
 class DLANTask:
     """Training logic: the AC stage in `prepare`, then L_int + λ_gd·L_gd + λ_cp·L_cp + λ_sp·L_sp."""
 
-    def __init__(self, model: DLANAC, train_cfg: dict, generator: Optional[torch.Generator] = None,
-                 stage: Optional[str] = None, **_: object) -> None:
+    def __init__(
+        self,
+        model: DLANAC,
+        train_cfg: dict,
+        generator: Optional[torch.Generator] = None,
+        stage: Optional[str] = None,
+        **_: object,
+    ) -> None:
         self.model = model
         self.cfg = train_cfg
         self.stage = stage or "full"
@@ -247,7 +255,7 @@ class DLANTask:
         m.eval()
         out = []
         for s in range(0, len(idx), 32):
-            clips = torch.stack([dataset[int(i)] for i in idx[s:s + 32]])
+            clips = torch.stack([dataset[int(i)] for i in idx[s : s + 32]])
             context, _ = split_clip(clips, m.spec.frames)
             out.append(m.encode(context)[0].numpy())
         m.train(was_training)
@@ -256,11 +264,22 @@ class DLANTask:
     def cluster(self, dataset: ClipDataset) -> None:
         """Run the SOM over training features; set M and the initial centres of the model."""
         feats = self.features(dataset, self.cfg["ac_max_maps"])
-        res = adaptive_cluster(feats, self.model.num_clusters, iterations=self.cfg["som_iterations"],
-                               sigma=self.cfg["som_sigma"], learning_rate=self.cfg["som_lr"], seed=self.seed)
+        res = adaptive_cluster(
+            feats,
+            self.model.num_clusters,
+            iterations=self.cfg["som_iterations"],
+            sigma=self.cfg["som_sigma"],
+            learning_rate=self.cfg["som_lr"],
+            seed=self.seed,
+        )
         self.model.set_clusters(res.centres, res.num_kept)
-        logger.info("Adaptive Clusterer: M = %d of %d clusters kept (mean %.2f distinct winners over %d feature "
-                    "maps)", res.num_kept, self.model.num_clusters, res.mean_winners, len(feats))
+        logger.info(
+            "Adaptive Clusterer: M = %d of %d clusters kept (mean %.2f distinct winners over %d feature maps)",
+            res.num_kept,
+            self.model.num_clusters,
+            res.mean_winners,
+            len(feats),
+        )
 
     # -- formal training -------------------------------------------------------------------------
     def training_step(self, frames: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
@@ -272,24 +291,49 @@ class DLANTask:
         l_int, l_gd = F.mse_loss(pred, target), gradient_loss(pred, target)
         l_cp = prototype_compactness(query, protos)
         l_sp = prototype_separateness(query, protos, self.cfg["margin"])
-        loss = (self.cfg["lambda_int"] * l_int + self.cfg["lambda_gd"] * l_gd
-                + self.cfg["lambda_compact"] * l_cp + self.cfg["lambda_separate"] * l_sp)
-        return loss, {"loss": loss.item(), "int": l_int.item(), "gd": l_gd.item(), "compact": l_cp.item(),
-                      "separate": l_sp.item()}
+        loss = (
+            self.cfg["lambda_int"] * l_int
+            + self.cfg["lambda_gd"] * l_gd
+            + self.cfg["lambda_compact"] * l_cp
+            + self.cfg["lambda_separate"] * l_sp
+        )
+        return loss, {
+            "loss": loss.item(),
+            "int": l_int.item(),
+            "gd": l_gd.item(),
+            "compact": l_cp.item(),
+            "separate": l_sp.item(),
+        }
 
 
 def _dlan_presets() -> dict[str, dict]:
     """`paper` = the published Ped2 setting (10 AC + 80 formal epochs); edge presets as MNAD's."""
     base_model = {
-        "height": 256, "width": 256, "color": "rgb", "frames": 4, "width_mult": 1.0, "batchnorm": True,
+        "height": 256,
+        "width": 256,
+        "color": "rgb",
+        "frames": 4,
+        "width_mult": 1.0,
+        "batchnorm": True,
         "num_clusters": 25,  # L: SOM neurons = NetVLAD clusters incl. ghosts
         "num_prototypes": None,  # M: set by the Adaptive Clusterer (an int here = fixed M, random centres)
         "vlad_alpha": 10.0,
     }
     base_train = {
-        "lr": 2e-4, "batch_size": 8, "epochs": 80, "weight_decay": 0.0, "ac_epochs": 10,
-        "lambda_int": 1.0, "lambda_gd": 1.0, "lambda_compact": 0.01, "lambda_separate": 0.01, "margin": 1.0,
-        "som_iterations": 5000, "som_sigma": 0.5, "som_lr": 0.5, "ac_max_maps": 512,
+        "lr": 2e-4,
+        "batch_size": 8,
+        "epochs": 80,
+        "weight_decay": 0.0,
+        "ac_epochs": 10,
+        "lambda_int": 1.0,
+        "lambda_gd": 1.0,
+        "lambda_compact": 0.01,
+        "lambda_separate": 0.01,
+        "margin": 1.0,
+        "som_iterations": 5000,
+        "som_sigma": 0.5,
+        "som_lr": 0.5,
+        "ac_max_maps": 512,
     }
     presets = {"paper": {"model": base_model, "train": base_train}}
     edge = {  # name: (size, width multiplier, colour, epochs, AC epochs, lr) — MNAD's edge grid
@@ -305,8 +349,12 @@ def _dlan_presets() -> dict[str, dict]:
     return presets
 
 
-@register_model("dlan-ac", task=DLANTask, presets=_dlan_presets(),
-                description="DLAN-AC: 4 frames → 5th, SOM-initialised NetVLAD prototypes with ghost clusters, "
-                            "read + concat, PSNR score")
+@register_model(
+    "dlan-ac",
+    task=DLANTask,
+    presets=_dlan_presets(),
+    description="DLAN-AC: 4 frames → 5th, SOM-initialised NetVLAD prototypes with ghost clusters, "
+    "read + concat, PSNR score",
+)
 def build_dlan_ac(cfg: dict) -> DLANAC:
     return DLANAC(cfg)

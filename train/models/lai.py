@@ -33,6 +33,7 @@ Choices where the paper is silent (also in docs/models/lai.md):
   reconstruction losses are MSE (what the MNAD code optimises), weighted 1 / 0.1 / 1 as the paper.
 * DIST is the paper's mean L2 distance (not MNAD's MSE) between each query and its nearest item.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -165,8 +166,7 @@ class Lai(PsnrFeatureScoring, nn.Module):
 class LaiTask:
     """Training: λ_pred·L_pred + λ_diff·L_diff + λ_dis·L_dis, items written by the Eq. 11–12 rule."""
 
-    def __init__(self, model: Lai, train_cfg: dict, generator: Optional[torch.Generator] = None,
-                 **_: object) -> None:
+    def __init__(self, model: Lai, train_cfg: dict, generator: Optional[torch.Generator] = None, **_: object) -> None:
         self.model = model
         self.cfg = train_cfg
         if train_cfg["item_grad"] not in ITEM_GRAD_MODES:
@@ -206,8 +206,7 @@ class LaiTask:
         l_pred = F.mse_loss(pred, target)
         l_diff = F.mse_loss(diff, target_diff)
         l_dis = trace_ratio_loss(query, items if mode in ("dis", "all") else items.detach()).mean()
-        loss = (self.cfg["lambda_pred"] * l_pred + self.cfg["lambda_diff"] * l_diff
-                + self.cfg["lambda_dis"] * l_dis)
+        loss = self.cfg["lambda_pred"] * l_pred + self.cfg["lambda_diff"] * l_diff + self.cfg["lambda_dis"] * l_dis
         with torch.no_grad():
             self.pending = lai_memory_delta(query.detach(), items.detach(), self.cfg["write_rule"]).sum(0)
         return loss, {"loss": loss.item(), "pred": l_pred.item(), "diff": l_diff.item(), "dis": l_dis.item()}
@@ -216,13 +215,24 @@ class LaiTask:
 def _lai_presets() -> dict[str, dict]:
     """`paper` = the published setting (epochs not stated: 60 as MNAD); edge presets as MNAD's."""
     base_model = {
-        "height": 256, "width": 256, "color": "rgb", "frames": 4, "width_mult": 1.0, "batchnorm": True,
+        "height": 256,
+        "width": 256,
+        "color": "rgb",
+        "frames": 4,
+        "width_mult": 1.0,
+        "batchnorm": True,
         "memory_size": 100,
         "score_weight": 0.6,  # γ in S = γP + (1 − γ)(1 − D)
     }
     base_train = {
-        "lr": 2e-4, "batch_size": 4, "epochs": 60, "weight_decay": 0.0,
-        "lambda_pred": 1.0, "lambda_diff": 0.1, "lambda_dis": 1.0, "item_grad": "dis",
+        "lr": 2e-4,
+        "batch_size": 4,
+        "epochs": 60,
+        "weight_decay": 0.0,
+        "lambda_pred": 1.0,
+        "lambda_diff": 0.1,
+        "lambda_dis": 1.0,
+        "item_grad": "dis",
         "write_rule": "assigned",  # "paper" collapses the items onto the mean query (docs/models/lai.md)
     }
     presets = {"paper": {"model": base_model, "train": base_train}}
@@ -239,8 +249,12 @@ def _lai_presets() -> dict[str, dict]:
     return presets
 
 
-@register_model("lai", task=LaiTask, presets=_lai_presets(),
-                description="Lai et al.: 4 frames → 5th, 100-item prototype memory (read replaces query), "
-                            "trace-ratio loss, RGB-difference training branch")
+@register_model(
+    "lai",
+    task=LaiTask,
+    presets=_lai_presets(),
+    description="Lai et al.: 4 frames → 5th, 100-item prototype memory (read replaces query), "
+    "trace-ratio loss, RGB-difference training branch",
+)
 def build_lai(cfg: dict) -> Lai:
     return Lai(cfg)

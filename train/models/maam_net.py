@@ -36,6 +36,7 @@ N(0, 0.02²) (code); ε = 1e-12; PSCD patch ≈ a person (paper preset: the code
 8×5, ψ = 10/11 on raw errors; edge presets: the same person size at their resolution, ψ = 0.5 on
 errors divided by their typical worst-patch value on normal training frames, see `pscd_normalize`).
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -102,8 +103,14 @@ class MAAMDecoder(nn.Module):
 
     WIDTHS = (256, 256, 128, 64)
 
-    def __init__(self, in_channels: int, out_channels: int, frame_hw: tuple[int, int], width_mult: float = 1.0,
-                 dropout: float = 0.3) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        frame_hw: tuple[int, int],
+        width_mult: float = 1.0,
+        dropout: float = 0.3,
+    ) -> None:
         super().__init__()
         hs, ws = feature_sizes(frame_hw[0]), feature_sizes(frame_hw[1])
         blocks, cin = [], in_channels
@@ -111,9 +118,14 @@ class MAAMDecoder(nn.Module):
             c = _ch(c, width_mult)
             src, dst = 4 - i, 3 - i  # index into the size lists: /16 → /8 → … → /1
             pad = (hs[dst] - (2 * hs[src] - 1), ws[dst] - (2 * ws[src] - 1))
-            blocks.append(nn.Sequential(
-                nn.ConvTranspose2d(cin, c, 3, stride=2, padding=1, output_padding=pad, bias=False),
-                nn.BatchNorm2d(c), nn.Dropout(dropout), nn.ReLU(inplace=True)))
+            blocks.append(
+                nn.Sequential(
+                    nn.ConvTranspose2d(cin, c, 3, stride=2, padding=1, output_padding=pad, bias=False),
+                    nn.BatchNorm2d(c),
+                    nn.Dropout(dropout),
+                    nn.ReLU(inplace=True),
+                )
+            )
             cin = c
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Conv2d(cin, out_channels, 3, 1, 1)
@@ -122,8 +134,9 @@ class MAAMDecoder(nn.Module):
         return self.head(self.blocks(z))
 
 
-def hard_shrink_address(z: torch.Tensor, memory: torch.Tensor, lam: float,
-                        eps: float = EPS) -> tuple[torch.Tensor, torch.Tensor]:
+def hard_shrink_address(
+    z: torch.Tensor, memory: torch.Tensor, lam: float, eps: float = EPS
+) -> tuple[torch.Tensor, torch.Tensor]:
     """MAAM-Net / MemAE read (paper Eq. 1–4) as dense ops; z (B, K, C), memory (N, C).
 
     s = cos(z, m_i); s̃ = softmax_i(s); ŝ = max(s̃ − λ, 0)·s̃ / (|s̃ − λ| + ε); w = ŝ / Σŝ (the sum
@@ -177,8 +190,7 @@ class MAAMNet(nn.Module):
         self.memory_size = int(cfg["memory_size"])
         if self.memory_size < 1:
             raise ConfigError(f"memory_size must be >= 1, got {self.memory_size}")
-        self.memory = nn.Parameter(nn.init.trunc_normal_(torch.empty(self.memory_size, dim), std=0.02,
-                                                         a=-0.04, b=0.04))
+        self.memory = nn.Parameter(nn.init.trunc_normal_(torch.empty(self.memory_size, dim), std=0.02, a=-0.04, b=0.04))
         lam = cfg.get("shrink_lambda")
         self.shrink_lambda = 1.0 / self.memory_size if lam is None else float(lam)
         self.app_decoder = MAAMDecoder(dim, c, hw, cfg["width_mult"], cfg["dropout"])
@@ -198,9 +210,14 @@ class MAAMNet(nn.Module):
     def side_inputs(self) -> dict[str, dict[str, Any]]:
         """Graph inputs computed on the host (numpy/OpenCV) next to `frames`, for export and the runtime."""
         s = self.spec
-        return {"flow": {"shape": [self.clip_length - 1, s.height, s.width, 2], "dtype": "float32",
-                         "layout": "velocity of each frame since the previous one, pixels/frame, (dx, dy)",
-                         "provider": self.flow_provider.config()}}
+        return {
+            "flow": {
+                "shape": [self.clip_length - 1, s.height, s.width, 2],
+                "dtype": "float32",
+                "layout": "velocity of each frame since the previous one, pixels/frame, (dx, dy)",
+                "provider": self.flow_provider.config(),
+            }
+        }
 
     def host_inputs(self, frames: torch.Tensor | np.ndarray) -> dict[str, torch.Tensor]:
         """{"flow": float32 (B, N−1, H, W, 2)} for uint8 clips (B, N, H, W, C), by the configured provider."""
@@ -223,8 +240,13 @@ class MAAMNet(nn.Module):
         q = z.flatten(2).transpose(1, 2)
         z_hat, weights = hard_shrink_address(q, self.memory, self.shrink_lambda)
         latent = z_hat.transpose(1, 2).reshape(b, d, h, w)
-        return {"recon": self.app_decoder(latent), "flow": self.mot_decoder(latent), "z": q, "z_hat": z_hat,
-                "w": weights}
+        return {
+            "recon": self.app_decoder(latent),
+            "flow": self.mot_decoder(latent),
+            "z": q,
+            "z_hat": z_hat,
+            "w": weights,
+        }
 
     def errors(self, x: torch.Tensor, out: dict[str, torch.Tensor], flow: torch.Tensor) -> dict[str, torch.Tensor]:
         """PSCD outputs for a forward pass (see train/pscd.py); normalised by `pscd_scale` when configured."""
@@ -245,8 +267,9 @@ class MAAMNet(nn.Module):
         """PSCD fuses inside the graph (ψ), so the frame score is `pscd`; the branches are diagnostics."""
         return {"pscd": 1.0, "pscd_app": 0.0, "pscd_mot": 0.0}
 
-    def stream_step(self, frames: torch.Tensor, state: dict[str, torch.Tensor],
-                    flow: Optional[torch.Tensor] = None) -> dict:
+    def stream_step(
+        self, frames: torch.Tensor, state: dict[str, torch.Tensor], flow: Optional[torch.Tensor] = None
+    ) -> dict:
         """Score the last frame of B clips: frames uint8 (B, 2, H, W, C), flow float32 (B, 1, H, W, 2).
 
         `flow` is a host input (see `host_inputs`); if omitted in eager mode it is computed here with
@@ -255,8 +278,10 @@ class MAAMNet(nn.Module):
         """
         if flow is None:
             if torch.jit.is_tracing() or torch.compiler.is_exporting() or torch.compiler.is_compiling():
-                raise ConfigError("MAAM-Net takes optical flow as a graph input: pass flow=(B, 1, H, W, 2) "
-                                  "(see model.side_inputs); it cannot be computed inside the graph")
+                raise ConfigError(
+                    "MAAM-Net takes optical flow as a graph input: pass flow=(B, 1, H, W, 2) "
+                    "(see model.side_inputs); it cannot be computed inside the graph"
+                )
             flow = self.host_inputs(frames)["flow"]
         x = self.frame_input(frames)
         target_flow = self.flow_target(flow)
@@ -290,9 +315,12 @@ class FlowClipDataset(Dataset):
             if need <= FLOW_CACHE_LIMIT_BYTES:
                 from vadedge.progress import progress_bar
 
-                self.flows = [provider.video_flow(v) for v in
-                              progress_bar(base.cache, total=len(base.cache), desc=f"optical flow ({provider.name})",
-                                           enabled=progress)]
+                self.flows = [
+                    provider.video_flow(v)
+                    for v in progress_bar(
+                        base.cache, total=len(base.cache), desc=f"optical flow ({provider.name})", enabled=progress
+                    )
+                ]
 
     def __len__(self) -> int:
         return len(self.base)
@@ -301,7 +329,7 @@ class FlowClipDataset(Dataset):
         clip = self.base[i]
         if self.flows is not None:
             vi, start = self.base.index[i]
-            flow = self.flows[vi][start:start + self.base.clip_length - 1]
+            flow = self.flows[vi][start : start + self.base.clip_length - 1]
         else:
             flow = self.provider.clip_flow(clip.numpy())
         return {"frames": clip, "flow": torch.from_numpy(np.ascontiguousarray(flow))}
@@ -315,8 +343,9 @@ class MAAMTask:
     the typical score of a normal frame, used to balance the branches when `pscd_normalize` is set.
     """
 
-    def __init__(self, model: MAAMNet, train_cfg: dict, generator: Optional[torch.Generator] = None,
-                 **_: object) -> None:
+    def __init__(
+        self, model: MAAMNet, train_cfg: dict, generator: Optional[torch.Generator] = None, **_: object
+    ) -> None:
         self.model = model
         self.cfg = train_cfg
         if train_cfg["latent_form"] not in LATENT_FORMS:
@@ -332,8 +361,9 @@ class MAAMTask:
 
     def make_loader(self, dataset: ClipDataset, batch_size: int, seed: int, workers: Optional[int]):
         """Clips with their flow (computed once by the model's provider), shuffled and seeded."""
-        return make_loader(FlowClipDataset(dataset, self.model.flow_provider), batch_size, shuffle=True,
-                           seed=seed, workers=workers)
+        return make_loader(
+            FlowClipDataset(dataset, self.model.flow_provider), batch_size, shuffle=True, seed=seed, workers=workers
+        )
 
     def losses(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         m, c = self.model, self.cfg
@@ -348,8 +378,15 @@ class MAAMTask:
         with torch.no_grad():
             items = (out["w"] > 0).sum(-1).float().mean().item()
             cos = cosine(out["z_hat"], out["z"]).mean().item()
-        return loss, {"loss": loss.item(), "app": l_app.item(), "mot": l_mot.item(), "spa": l_spa.item(),
-                      "lat": l_lat.item(), "items": items, "cos": cos}
+        return loss, {
+            "loss": loss.item(),
+            "app": l_app.item(),
+            "mot": l_mot.item(),
+            "spa": l_spa.item(),
+            "lat": l_lat.item(),
+            "items": items,
+            "cos": cos,
+        }
 
     @torch.no_grad()
     def update_scale(self, batch: dict[str, torch.Tensor]) -> None:
@@ -388,31 +425,60 @@ def _presets() -> dict[str, dict]:
     person-sized patch relative to the frame (so `--input-size` keeps it), stride = a quarter of
     the patch, ψ = 0.5 on normalised branch errors."""
     model = {
-        "height": 240, "width": 360, "color": "gray", "width_mult": 1.0, "memory_size": 500,
+        "height": 240,
+        "width": 360,
+        "color": "gray",
+        "width_mult": 1.0,
+        "memory_size": 500,
         "shrink_lambda": None,  # None → 1/N
-        "dropout": 0.3, "flow": dict(PAPER_FLOW),
-        "pscd_patch": [30, 20], "pscd_stride": [8, 5], "pscd_psi": round(10 / 11, 4), "pscd_normalize": False,
+        "dropout": 0.3,
+        "flow": dict(PAPER_FLOW),
+        "pscd_patch": [30, 20],
+        "pscd_stride": [8, 5],
+        "pscd_psi": round(10 / 11, 4),
+        "pscd_normalize": False,
     }
     train = {
-        "lr": 2e-5, "batch_size": 15, "epochs": 50, "weight_decay": 0.0,
-        "lambda_motion": 2.0, "alpha": 3e-4, "beta": 1e-3, "zeta": 0.1, "latent_form": "tolerance",
-        "scale_every": 10, "scale_momentum": 0.9,
+        "lr": 2e-5,
+        "batch_size": 15,
+        "epochs": 50,
+        "weight_decay": 0.0,
+        "lambda_motion": 2.0,
+        "alpha": 3e-4,
+        "beta": 1e-3,
+        "zeta": 0.1,
+        "latent_form": "tolerance",
+        "scale_every": 10,
+        "scale_momentum": 0.9,
     }
     presets = {"paper": {"model": model, "train": train}}
     edge = {  # name: ((height, width), width multiplier, epochs, lr) — sizes as MNAD's edge presets
-        "edge-xs": ((96, 96), 0.125, 30, 1e-3), "edge-s": ((128, 192), 0.25, 20, 1e-3),
-        "edge-m": ((192, 192), 0.5, 10, 5e-4)}
+        "edge-xs": ((96, 96), 0.125, 30, 1e-3),
+        "edge-s": ((128, 192), 0.25, 20, 1e-3),
+        "edge-m": ((192, 192), 0.5, 10, 5e-4),
+    }
     for name, ((h, w), width, epochs, lr) in edge.items():
         presets[name] = {
-            "model": {**model, "height": h, "width": w, "width_mult": width,
-                      "pscd_patch": list(PED2_PERSON), "pscd_stride": [0.25, 0.25],
-                      "pscd_psi": 0.5, "pscd_normalize": True},
+            "model": {
+                **model,
+                "height": h,
+                "width": w,
+                "width_mult": width,
+                "pscd_patch": list(PED2_PERSON),
+                "pscd_stride": [0.25, 0.25],
+                "pscd_psi": 0.5,
+                "pscd_normalize": True,
+            },
             "train": {**train, "lr": lr, "batch_size": 8, "epochs": epochs},
         }
     return presets
 
 
-@register_model("maam-net", task=MAAMTask, presets=_presets(),
-                description="MAAM-Net: 1 frame → frame + optical flow, hard-shrinkage memory, PSCD patch score")
+@register_model(
+    "maam-net",
+    task=MAAMTask,
+    presets=_presets(),
+    description="MAAM-Net: 1 frame → frame + optical flow, hard-shrinkage memory, PSCD patch score",
+)
 def build_maam_net(cfg: dict) -> MAAMNet:
     return MAAMNet(cfg)

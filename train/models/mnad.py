@@ -4,6 +4,7 @@
 holds the training logic (losses, the memory carried across batches). Registered as `mnad-pred`
 (4 frames → 5th, skips) and `mnad-recon` (1 frame, no skips).
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -32,8 +33,9 @@ class MNAD(PsnrFeatureScoring, nn.Module):
         self.encoder = Encoder(c * self.spec.frames, cfg["width_mult"], cfg["batchnorm"])
         self.memory_dim = self.encoder.out_channels
         self.memory_size = int(cfg["memory_size"])
-        self.decoder = Decoder(2 * self.memory_dim, c, cfg["width_mult"], cfg["skips"], cfg["batchnorm"],
-                               cfg.get("upsample", "deconv"))
+        self.decoder = Decoder(
+            2 * self.memory_dim, c, cfg["width_mult"], cfg["skips"], cfg["batchnorm"], cfg.get("upsample", "deconv")
+        )
         self.score_weight = float(cfg["score_weight"])
         self.update_threshold = float(cfg["update_threshold"])
 
@@ -56,8 +58,9 @@ class MNAD(PsnrFeatureScoring, nn.Module):
         q = l2_normalize(z.flatten(2).transpose(1, 2))
         return q, skips
 
-    def decode(self, query: torch.Tensor, memory: torch.Tensor, skips: list[torch.Tensor],
-               hw: tuple[int, int]) -> torch.Tensor:
+    def decode(
+        self, query: torch.Tensor, memory: torch.Tensor, skips: list[torch.Tensor], hw: tuple[int, int]
+    ) -> torch.Tensor:
         read, _ = memory_read(query, memory)
         fused = torch.cat([query, read], dim=-1).transpose(1, 2).reshape(query.shape[0], -1, *hw)
         return self.decoder(fused, skips)
@@ -100,8 +103,7 @@ class MNADTask:
     the batch) and is applied after the losses used the old items, as in the reference code.
     """
 
-    def __init__(self, model: MNAD, train_cfg: dict, generator: Optional[torch.Generator] = None,
-                 **_: object) -> None:
+    def __init__(self, model: MNAD, train_cfg: dict, generator: Optional[torch.Generator] = None, **_: object) -> None:
         self.model = model
         self.cfg = train_cfg
         self.memory = init_memory(model.memory_size, model.memory_dim, generator)
@@ -123,24 +125,33 @@ class MNADTask:
         with torch.no_grad():
             delta = memory_delta(query.detach(), mem).sum(0)
             self.memory = l2_normalize(self.memory + delta)
-        return loss, {"loss": loss.item(), "rec": rec.item(), "compact": compact.item(),
-                      "separate": separate.item()}
+        return loss, {"loss": loss.item(), "rec": rec.item(), "compact": compact.item(), "separate": separate.item()}
 
 
 def _mnad_presets(predict: bool) -> dict[str, dict]:
     """`paper` = the published setting; edge presets = smaller inputs/widths measured in docs/results.md."""
     base_model = {
-        "height": 256, "width": 256, "color": "rgb", "frames": 4 if predict else 1,
-        "predict_future": predict, "width_mult": 1.0, "skips": predict, "batchnorm": True,
+        "height": 256,
+        "width": 256,
+        "color": "rgb",
+        "frames": 4 if predict else 1,
+        "predict_future": predict,
+        "width_mult": 1.0,
+        "skips": predict,
+        "batchnorm": True,
         "memory_size": 10,
         "upsample": "deconv",  # the papers' transposed conv; "resize" = 1×1 conv + nearest ×2 (int8-friendly)
         "score_weight": 0.6 if predict else 0.7,  # λ in S_t = λ(1 − g(PSNR)) + (1 − λ) g(D)
         "update_threshold": 0.01 if predict else 0.015,  # γ: write only when E_t < γ
     }
     base_train = {
-        "lr": 2e-4 if predict else 2e-5, "batch_size": 4, "epochs": 60,
-        "lambda_compact": 0.1 if predict else 0.01, "lambda_separate": 0.1 if predict else 0.01,
-        "margin": 1.0, "weight_decay": 0.0,
+        "lr": 2e-4 if predict else 2e-5,
+        "batch_size": 4,
+        "epochs": 60,
+        "lambda_compact": 0.1 if predict else 0.01,
+        "lambda_separate": 0.1 if predict else 0.01,
+        "margin": 1.0,
+        "weight_decay": 0.0,
     }
     presets = {"paper": {"model": base_model, "train": base_train}}
     edge = {
@@ -157,13 +168,21 @@ def _mnad_presets(predict: bool) -> dict[str, dict]:
     return presets
 
 
-@register_model("mnad-pred", task=MNADTask, presets=_mnad_presets(True),
-                description="MNAD prediction: 4 frames → 5th, U-Net skips, 10-item memory")
+@register_model(
+    "mnad-pred",
+    task=MNADTask,
+    presets=_mnad_presets(True),
+    description="MNAD prediction: 4 frames → 5th, U-Net skips, 10-item memory",
+)
 def build_mnad_pred(cfg: dict) -> MNAD:
     return MNAD(cfg)
 
 
-@register_model("mnad-recon", task=MNADTask, presets=_mnad_presets(False),
-                description="MNAD reconstruction: 1 frame, no skips, 10-item memory")
+@register_model(
+    "mnad-recon",
+    task=MNADTask,
+    presets=_mnad_presets(False),
+    description="MNAD reconstruction: 1 frame, no skips, 10-item memory",
+)
 def build_mnad_recon(cfg: dict) -> MNAD:
     return MNAD(cfg)

@@ -3,6 +3,7 @@
 The network is `mpn_model.MPN`, the prototype unit `mpn_dpu`, the training stages `mpn_task`,
 scene shifts `mpn_shifts`; docs/models/mpn.md explains them.
 """
+
 from __future__ import annotations
 
 from ..registry import register_model
@@ -13,12 +14,18 @@ from .mpn_task import STAGES, EpisodeLoader, MPNTask, stage_value  # noqa: F401 
 def _mpn_presets() -> dict[str, dict]:
     """`paper` = the published setting (code where the paper is silent); edge presets as MNAD's."""
     base_model = {
-        "height": 256, "width": 256, "color": "rgb", "frames": 4, "width_mult": 1.0,
+        "height": 256,
+        "width": 256,
+        "color": "rgb",
+        "frames": 4,
+        "width_mult": 1.0,
         "batchnorm": False,  # the authors' code removes every BatchNorm
-        "prototypes": 10, "dpu_tap": 1,  # full-resolution tap (Table 5: best)
+        "prototypes": 10,
+        "dpu_tap": 1,  # full-resolution tap (Table 5: best)
         "score_weight": 0.5,  # S = S_fra + λs·S_fea, λs = 1 → equal weights after min-max
         "feature_score": "mse",  # paper: S_fea = L_c; "psnr" = the code's Test.py
-        "lambda_feature": 1.0, "lambda_diversity": 0.01,  # λ1, λ2 (paper)
+        "lambda_feature": 1.0,
+        "lambda_diversity": 0.01,  # λ1, λ2 (paper)
         "alpha_init": 1e-6,  # code's meta_alpha_init
     }
     base_train = {
@@ -39,17 +46,30 @@ def _mpn_presets() -> dict[str, dict]:
     }
     for name, ((h, w), width) in edge.items():
         presets[name] = {
-            "model": {**base_model, "height": h, "width": w, "width_mult": width, "color": "gray",
-                      "batchnorm": True, "alpha_init": 1e-2},
-            "train": {**base_train,
-                      "epochs": {"pretrain": 8, "dpu": 6, "meta": 25},
-                      "lr": {"pretrain": 1e-3, "dpu": 5e-4, "meta": 1e-4},
-                      "batch_size": {"pretrain": 8, "dpu": 8, "meta": 8}},
+            "model": {
+                **base_model,
+                "height": h,
+                "width": w,
+                "width_mult": width,
+                "color": "gray",
+                "batchnorm": True,
+                "alpha_init": 1e-2,
+            },
+            "train": {
+                **base_train,
+                "epochs": {"pretrain": 8, "dpu": 6, "meta": 25},
+                "lr": {"pretrain": 1e-3, "dpu": 5e-4, "meta": 1e-4},
+                "batch_size": {"pretrain": 8, "dpu": 8, "meta": 8},
+            },
         }
     return presets
 
 
-@register_model("mpn", task=MPNTask, presets=_mpn_presets(),
-                description="MPN: U-Net + dynamic prototype unit (full-resolution tap), Meta-SGD few-shot adaptation")
+@register_model(
+    "mpn",
+    task=MPNTask,
+    presets=_mpn_presets(),
+    description="MPN: U-Net + dynamic prototype unit (full-resolution tap), Meta-SGD few-shot adaptation",
+)
 def build_mpn(cfg: dict) -> MPN:
     return MPN(cfg)

@@ -14,6 +14,7 @@ input, so the unit is stateless. Two exportable pieces:
 
 Both reductions are matmuls, never the (B, N, M, C) broadcast of the authors' code.
 """
+
 from __future__ import annotations
 
 import math

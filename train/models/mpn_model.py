@@ -7,6 +7,7 @@ which can be called with explicit parameter tensors (`stream_step(..., params=θ
 parameters of `vadedge.train.adapt.adapt`. The learned Meta-SGD step sizes α live in the model
 (`meta_alpha`, same shapes as θ) so a checkpoint carries everything adaptation needs.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -61,8 +62,9 @@ class MPN(nn.Module):
         self.lambda_diversity = float(cfg["lambda_diversity"])
         self._adaptable = self._adaptable_names()
         named = dict(self.named_parameters())
-        self.meta_alpha = nn.ParameterDict({alpha_key(n): nn.Parameter(torch.full_like(named[n], cfg["alpha_init"]))
-                                            for n in self._adaptable})
+        self.meta_alpha = nn.ParameterDict(
+            {alpha_key(n): nn.Parameter(torch.full_like(named[n], cfg["alpha_init"])) for n in self._adaptable}
+        )
 
     # ----- structure -------------------------------------------------------------------------------
     def _steps(self) -> list:
@@ -73,7 +75,7 @@ class MPN(nn.Module):
     def _adaptable_names(self) -> list[str]:
         names = ["dpu.weight"]
         steps = {id(m): n for n, m in self.decoder.named_children()}
-        for step in self._steps()[TAPS[self.tap]:]:
+        for step in self._steps()[TAPS[self.tap] :]:
             if isinstance(step, nn.Module):
                 names += [f"decoder.{steps[id(step)]}.{p}" for p, _ in step.named_parameters()]
         return names
@@ -115,18 +117,22 @@ class MPN(nn.Module):
     def forward(self, x: torch.Tensor, skips: list[torch.Tensor]) -> tuple[torch.Tensor, DPUOutput]:
         """Adaptable part f_θ: DPU + the rest of the decoder → predicted frame in [-1, 1] and DPU output."""
         d = self.dpu(x, self.dpu_gate)
-        return self._run(d.out, skips, self._steps()[TAPS[self.tap]:]), d
+        return self._run(d.out, skips, self._steps()[TAPS[self.tap] :]), d
 
-    def head(self, x: torch.Tensor, skips: list[torch.Tensor],
-             params: Optional[Mapping[str, torch.Tensor]] = None) -> tuple[torch.Tensor, DPUOutput]:
+    def head(
+        self, x: torch.Tensor, skips: list[torch.Tensor], params: Optional[Mapping[str, torch.Tensor]] = None
+    ) -> tuple[torch.Tensor, DPUOutput]:
         """`forward` with the adaptable parameters replaced by `params` (explicit inputs) when given."""
         if params is None:
             return self(x, skips)
         return functional_call(self, dict(params), (x, skips))
 
     def loss_terms(self, pred: torch.Tensor, target: torch.Tensor, d: DPUOutput) -> dict[str, torch.Tensor]:
-        return {"frame": F.mse_loss(pred, target), "compact": compactness_loss(d.query, d.prototypes),
-                "diversity": diversity_loss(d.prototypes)}
+        return {
+            "frame": F.mse_loss(pred, target),
+            "compact": compactness_loss(d.query, d.prototypes),
+            "diversity": diversity_loss(d.prototypes),
+        }
 
     def total_loss(self, terms: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Eq. 3: L_fra + λ1 (L_c + λ2 L_d), all MSE-based as in the code (see docs/models/mpn.md)."""
@@ -169,8 +175,9 @@ class MPN(nn.Module):
             return {"psnr": 1.0, self.feature_component: 0.0}
         return {"psnr": self.score_weight, self.feature_component: 1.0 - self.score_weight}
 
-    def stream_step(self, frames: torch.Tensor, state: dict[str, torch.Tensor],
-                    params: Optional[Mapping[str, torch.Tensor]] = None) -> dict:
+    def stream_step(
+        self, frames: torch.Tensor, state: dict[str, torch.Tensor], params: Optional[Mapping[str, torch.Tensor]] = None
+    ) -> dict:
         """Score B clips: uint8 (B, N, H, W, C) → {"scores": {psnr, feature_*} (B,), "state": {}, ...}.
 
         `params` (name → tensor, a subset of `adaptable_names`) are the adapted θ' of one stream;
@@ -181,8 +188,13 @@ class MPN(nn.Module):
         pred, d = self.head(x, skips, params)
         fmse = feature_distance(d.query, d.prototypes)
         feature = fmse if self.cfg["feature_score"] == "mse" else -10.0 * torch.log10(fmse.clamp_min(1e-10))
-        return {"scores": {"psnr": psnr(pred, target), self.feature_component: feature}, "state": {},
-                "aux": {"feature_mse": fmse}, "pred": pred, "target": target}
+        return {
+            "scores": {"psnr": psnr(pred, target), self.feature_component: feature},
+            "state": {},
+            "aux": {"feature_mse": fmse},
+            "pred": pred,
+            "target": target,
+        }
 
     # ----- per-stream adaptation (evaluation / runtime) --------------------------------------------
     def with_params(self, params: Mapping[str, torch.Tensor]) -> AdaptedMPN:
@@ -198,7 +210,7 @@ class MPN(nn.Module):
         if k == 0:
             return self.with_params({})
         video = torch.as_tensor(np.asarray(frames)) if not torch.is_tensor(frames) else frames
-        clips = torch.stack([video[i:i + n] for i in range(k)])
+        clips = torch.stack([video[i : i + n] for i in range(k)])
         return self.with_params(adapt(self, self.adaptable_parameters(), self.alphas(), clips))
 
 
@@ -213,5 +225,3 @@ class AdaptedMPN:
 
     def stream_step(self, frames: torch.Tensor, state: dict[str, torch.Tensor]) -> dict:
         return self.model.stream_step(frames, state, params=self.params or None)
-
-

@@ -15,6 +15,7 @@ size), so it applies after `prepare_frame` and before the model, exactly where a
 | blur                | σ ~ U(0.8, 2.0) pixels of the model input          | Gaussian blur |
 | noise               | σ ~ U(4, 12) grey levels, seed                     | additive Gaussian noise, fresh per frame |
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -29,8 +30,13 @@ SHIFT_KINDS = ("none", "crop", "flip", "scale", "brightness_contrast", "blur", "
 
 # Parameters when a shift is named without values (e.g. `--test-shift blur`).
 DEFAULT_PARAMS: dict[str, tuple[float, ...]] = {
-    "none": (), "flip": (), "crop": (0.8, 0.5, 0.5), "scale": (0.75, 0.5, 0.5),
-    "brightness_contrast": (30.0, 1.3), "blur": (1.5,), "noise": (8.0, 0.0),
+    "none": (),
+    "flip": (),
+    "crop": (0.8, 0.5, 0.5),
+    "scale": (0.75, 0.5, 0.5),
+    "brightness_contrast": (30.0, 1.3),
+    "blur": (1.5,),
+    "noise": (8.0, 0.0),
 }
 
 
@@ -71,14 +77,26 @@ class Shift:
         if k == "crop":
             ch, cw = max(1, round(h * p[0])), max(1, round(w * p[0]))
             y0, x0 = round(p[1] * (h - ch)), round(p[2] * (w - cw))
-            return _per_frame(frames, lambda f: cv2.resize(np.ascontiguousarray(f[y0:y0 + ch, x0:x0 + cw]), (w, h),
-                                                            interpolation=cv2.INTER_LINEAR))
+            return _per_frame(
+                frames,
+                lambda f: cv2.resize(
+                    np.ascontiguousarray(f[y0 : y0 + ch, x0 : x0 + cw]), (w, h), interpolation=cv2.INTER_LINEAR
+                ),
+            )
         if k == "scale":
             sh, sw = max(1, round(h * p[0])), max(1, round(w * p[0]))
             y0, x0 = round(p[1] * (h - sh)), round(p[2] * (w - sw))
-            return _per_frame(frames, lambda f: cv2.copyMakeBorder(
-                cv2.resize(f, (sw, sh), interpolation=cv2.INTER_AREA), y0, h - sh - y0, x0, w - sw - x0,
-                cv2.BORDER_REPLICATE))
+            return _per_frame(
+                frames,
+                lambda f: cv2.copyMakeBorder(
+                    cv2.resize(f, (sw, sh), interpolation=cv2.INTER_AREA),
+                    y0,
+                    h - sh - y0,
+                    x0,
+                    w - sw - x0,
+                    cv2.BORDER_REPLICATE,
+                ),
+            )
         if k == "brightness_contrast":
             x = (frames.astype(np.float32) - 128.0) * p[1] + 128.0 + p[0]
             return np.clip(np.rint(x), 0, 255).astype(np.uint8)
@@ -94,7 +112,8 @@ def sample_shift(kind: str, rng: np.random.Generator) -> Shift:
     """A random draw of `kind` from the training ranges of the module table."""
     u = rng.uniform
     draws = {
-        "none": lambda: (), "flip": lambda: (),
+        "none": lambda: (),
+        "flip": lambda: (),
         "crop": lambda: (u(0.7, 0.9), u(0, 1), u(0, 1)),
         "scale": lambda: (u(0.6, 0.85), u(0, 1), u(0, 1)),
         "brightness_contrast": lambda: (u(-40, 40), u(0.6, 1.4)),
@@ -117,7 +136,7 @@ def parse_shift(text: str) -> Shift:
     except ValueError as exc:
         raise ConfigError(f"bad shift parameters in {text!r}: {exc}") from exc
     defaults = DEFAULT_PARAMS[kind]
-    return Shift(kind, given + defaults[len(given):])
+    return Shift(kind, given + defaults[len(given) :])
 
 
 def check_kinds(kinds: Sequence[str]) -> list[str]:

@@ -4,6 +4,7 @@
 = the authors' Train.py) and `meta` (second-order Meta-SGD on K-shot episodes from one video under
 a random scene shift; only θ and α learn, the frozen part runs without gradients).
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -30,8 +31,9 @@ class EpisodeLoader:
     {"support": uint8 (E, K, N, H, W, C), "query": same}. Seeded; each epoch draws new episodes.
     """
 
-    def __init__(self, dataset: ClipDataset, episodes: int, shots: int, batches: int, shifts: list[str],
-                 seed: int) -> None:
+    def __init__(
+        self, dataset: ClipDataset, episodes: int, shots: int, batches: int, shifts: list[str], seed: int
+    ) -> None:
         self.dataset, self.episodes, self.shots, self.batches = dataset, episodes, shots, batches
         self.shifts = check_kinds(shifts) or ["none"]
         by_video: dict[int, list[int]] = {}
@@ -39,8 +41,10 @@ class EpisodeLoader:
             by_video.setdefault(vi, []).append(i)
         self.by_video = {v: idx for v, idx in by_video.items() if len(idx) >= 2 * shots}
         if not self.by_video:
-            raise DataError(f"meta-training needs a video with at least {2 * shots} clips "
-                            f"({2 * shots + dataset.clip_length - 1} frames)")
+            raise DataError(
+                f"meta-training needs a video with at least {2 * shots} clips "
+                f"({2 * shots + dataset.clip_length - 1} frames)"
+            )
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -51,7 +55,7 @@ class EpisodeLoader:
         clips = np.stack([self.dataset[int(i)].numpy() for i in idx])
         shift = sample_shift(str(self.rng.choice(self.shifts)), self.rng)
         clips = shift.apply(clips.reshape(-1, *clips.shape[2:])).reshape(clips.shape)
-        return clips[: self.shots], clips[self.shots:]
+        return clips[: self.shots], clips[self.shots :]
 
     def __iter__(self):
         videos = sorted(self.by_video)
@@ -73,8 +77,14 @@ class MPNTask:
     config shows what ran). In the meta stage `batch_size` is the number of episodes per batch.
     """
 
-    def __init__(self, model: MPN, train_cfg: dict, generator: Optional[torch.Generator] = None,
-                 stage: Optional[str] = None, **_: object) -> None:
+    def __init__(
+        self,
+        model: MPN,
+        train_cfg: dict,
+        generator: Optional[torch.Generator] = None,
+        stage: Optional[str] = None,
+        **_: object,
+    ) -> None:
         self.stage = stage or "dpu"
         if self.stage not in STAGES:
             raise ConfigError(f"MPN stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
@@ -90,8 +100,9 @@ class MPNTask:
         if self.stage != "meta":
             return make_loader(dataset, batch_size, shuffle=True, seed=seed, workers=workers)
         batches = self.cfg["meta_batches_per_epoch"] or len(dataset.videos)  # null: one per training video
-        return EpisodeLoader(dataset, batch_size, int(self.cfg["shots"]), int(batches),
-                             list(self.cfg["episode_shifts"]), seed)
+        return EpisodeLoader(
+            dataset, batch_size, int(self.cfg["shots"]), int(batches), list(self.cfg["episode_shifts"]), seed
+        )
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         m = self.model
@@ -133,12 +144,15 @@ class MPNTask:
 
         episodes = [(part(i), part(e + i)) for i in range(e)]
         params, alphas = m.adaptable_parameters(), m.alphas()
-        outer, inner = meta_batch_loss(m.adaptation_loss, params, alphas, episodes,
-                                       second_order=bool(self.cfg["second_order"]))
+        outer, inner = meta_batch_loss(
+            m.adaptation_loss, params, alphas, episodes, second_order=bool(self.cfg["second_order"])
+        )
         with torch.no_grad():  # the query loss without adaptation: outer < before means adaptation helps
             before = torch.stack([m.adaptation_loss(params, q) for _, q in episodes]).mean()
         mean_alpha = torch.cat([a.detach().abs().flatten() for a in alphas.values()]).mean()
-        return outer, {"loss": outer.item(), "inner": inner.item(), "query_unadapted": before.item(),
-                       "alpha_abs_mean": mean_alpha.item()}
-
-
+        return outer, {
+            "loss": outer.item(),
+            "inner": inner.item(),
+            "query_unadapted": before.item(),
+            "alpha_abs_mean": mean_alpha.item(),
+        }

@@ -7,6 +7,7 @@ interleaved round by round, so the printed ratio is robust to machine load; abso
 on the machine. Needs a bundle exported with `--batch dynamic` (or a static batch >= --streams).
 Without BUNDLE a synthetic bundle (`synthetic_bundle.write_synthetic_bundle`, needs `onnx`) is used.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,14 +20,14 @@ from ..runtime.detector import Detector
 from .measure import streams_pass, synthetic_frames
 
 
-def compare_batching(bundle: Path, streams: int, steps: int, rounds: int, threads: Optional[int] = None
-                     ) -> tuple[str, float, float]:
+def compare_batching(
+    bundle: Path, streams: int, steps: int, rounds: int, threads: Optional[int] = None
+) -> tuple[str, float, float]:
     """(detector description, median ms per frame with one call per stream, ... with one batched call)."""
     det = Detector.load(bundle, backend="onnxruntime", device="cpu", threads=threads, heatmap=False)
     if det.backend.batch is not None and det.backend.batch < streams:
         raise SystemExit(f"bundle batch {det.backend.batch} < --streams {streams}: export with --batch dynamic")
-    frames = synthetic_frames(steps + det.clip_length + 7 * streams, max(det.spec.height, 96),
-                              max(det.spec.width, 128))
+    frames = synthetic_frames(steps + det.clip_length + 7 * streams, max(det.spec.height, 96), max(det.spec.width, 128))
     per: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(rounds):
         for batched in (False, True):
@@ -47,8 +48,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     if bundle is None:
         from .synthetic_bundle import write_synthetic_bundle
 
-        bundle = write_synthetic_bundle(Path(tempfile.mkdtemp()) / "synthetic", batch="dynamic", height=128,
-                                        width=128)
+        bundle = write_synthetic_bundle(Path(tempfile.mkdtemp()) / "synthetic", batch="dynamic", height=128, width=128)
     described, a, b = compare_batching(bundle, args.streams, args.steps, args.rounds, args.threads)
     print(described)
     print(f"{args.streams} streams x {args.steps} frames, {args.rounds} interleaved rounds (median):")

@@ -7,6 +7,7 @@ rows alike) → SGEMM peak again (the higher of the two is the peak) → residen
 fresh interpreter → optional throughput vs streams and vs input size. Returns a JSON-able dict
 (schema in `vadedge.bench.report.SCHEMA`).
 """
+
 from __future__ import annotations
 
 import logging
@@ -102,8 +103,14 @@ def parse_sizes(text: Optional[str]) -> list[tuple[int, int]]:
 
 
 def machine_info(threads: Optional[int]) -> dict:
-    info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count(),
-            "python": platform.python_version(), "threads": threads, "cpu": platform.processor() or None}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "threads": threads,
+        "cpu": platform.processor() or None,
+    }
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -136,10 +143,14 @@ def run_bench(cfg: BenchConfig, progress: bool = True) -> dict:
     source = resolve_source(cfg.model, cfg.preset, workdir, report)
     rows, variant_dir = _prepare_rows(cfg, source, workdir, report)
     dets = _load_rows(rows, threads)
-    result: dict = {"schema_version": SCHEMA_VERSION, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "machine": machine_info(threads), "model": _model_info(source, dets),
-                    "config": {k: v for k, v in asdict(cfg).items() if k not in ("workdir",)},
-                    "workdir": str(workdir)}
+    result: dict = {
+        "schema_version": SCHEMA_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine_info(threads),
+        "model": _model_info(source, dets),
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("workdir",)},
+        "workdir": str(workdir),
+    }
     first = next(iter(dets.values()), None)
     if first is None:
         result["rows"] = [_row_dict(r, None) for r in rows]
@@ -183,12 +194,21 @@ class _Timed:
         return max(self.peaks, key=lambda p: p.gflops)
 
 
-def _prepare_rows(cfg: BenchConfig, source: ModelSource, workdir: Path, report: Progress
-                  ) -> tuple[list[Row], Optional[Path]]:
+def _prepare_rows(
+    cfg: BenchConfig, source: ModelSource, workdir: Path, report: Progress
+) -> tuple[list[Row], Optional[Path]]:
     """Every requested row, with the derived models it needs (and the '+ab' twins of `--ab`)."""
     rows, variant_dir = prepare_rows(
-        list(cfg.backends), source, workdir, fp16=_p(cfg.fp16), int8=_p(cfg.int8), engine=_p(cfg.engine),
-        calib_data=_p(cfg.calib_data), calib_clips=cfg.calib_clips, report=report)
+        list(cfg.backends),
+        source,
+        workdir,
+        fp16=_p(cfg.fp16),
+        int8=_p(cfg.int8),
+        engine=_p(cfg.engine),
+        calib_data=_p(cfg.calib_data),
+        calib_clips=cfg.calib_clips,
+        report=report,
+    )
     if cfg.ab:
         from .variants import add_ab_rows
 
@@ -210,8 +230,15 @@ def _load_rows(rows: list[Row], threads: int) -> dict[str, Detector]:
     return dets
 
 
-def _timed_rounds(cfg: BenchConfig, dets: dict[str, Detector], raw: list[np.ndarray], frames_label: str, workdir: Path,
-                  threads: int, report: Progress) -> _Timed:
+def _timed_rounds(
+    cfg: BenchConfig,
+    dets: dict[str, Detector],
+    raw: list[np.ndarray],
+    frames_label: str,
+    workdir: Path,
+    threads: int,
+    report: Progress,
+) -> _Timed:
     """SGEMM peak → warm-up → R rounds (model-only blocks, then end-to-end passes) → SGEMM peak again."""
     import zlib
 
@@ -226,12 +253,13 @@ def _timed_rounds(cfg: BenchConfig, dets: dict[str, Detector], raw: list[np.ndar
     timed = _Timed({k: [] for k in dets}, {k: [] for k in dets}, {k: [] for k in dets}, peaks)
     names = list(dets)
     for r in range(cfg.rounds):
-        report.info(f"round {r + 1}/{cfg.rounds}: model-only (interleaved in blocks of 25 calls) "
-                    "and end-to-end passes ...")
+        report.info(
+            f"round {r + 1}/{cfg.rounds}: model-only (interleaved in blocks of 25 calls) and end-to-end passes ..."
+        )
         for name, times in measure.model_only_interleaved(dets, clips, settle=cfg.settle).items():
             timed.calls[name].extend(times)
             timed.round_fps[name].append(len(times) / sum(times))
-        order = names[r % len(names):] + names[:r % len(names)]  # rotate who runs first
+        order = names[r % len(names) :] + names[: r % len(names)]  # rotate who runs first
         for name in order:
             time.sleep(cfg.settle)
             timed.e2e[name].append(measure.end_to_end(dets[name], video))
@@ -246,15 +274,30 @@ def _result_rows(rows: list[Row], timed: _Timed, gmac: Optional[float]) -> list[
     for row in rows:
         d = _row_dict(row, gmac)
         if row.backend in timed.calls:
-            d.update(_stats(timed.calls[row.backend], timed.round_fps[row.backend], timed.e2e[row.backend], gmac,
-                            timed.peak.gflops))
+            d.update(
+                _stats(
+                    timed.calls[row.backend],
+                    timed.round_fps[row.backend],
+                    timed.e2e[row.backend],
+                    gmac,
+                    timed.peak.gflops,
+                )
+            )
         out.append(d)
     return out
 
 
-def _scaling_tables(cfg: BenchConfig, rows: list[Row], dets: dict[str, Detector], source: ModelSource,
-                    variant_dir: Optional[Path], raw: list[np.ndarray], workdir: Path, threads: int,
-                    report: Progress) -> dict:
+def _scaling_tables(
+    cfg: BenchConfig,
+    rows: list[Row],
+    dets: dict[str, Detector],
+    source: ModelSource,
+    variant_dir: Optional[Path],
+    raw: list[np.ndarray],
+    workdir: Path,
+    threads: int,
+    report: Progress,
+) -> dict:
     """{"streams": throughput vs streams of the ORT rows, "sizes": throughput vs input size} (None = skipped)."""
     from .scaling import sizes_table, streams_table
 
@@ -262,8 +305,9 @@ def _scaling_tables(cfg: BenchConfig, rows: list[Row], dets: dict[str, Detector]
     ort_rows = [r.backend for r in rows if r.backend in ("ort-fp32", "ort-fp16", "ort-int8") and r.backend in dets]
     if cfg.streams and ort_rows and variant_dir is not None:
         report.info("throughput vs streams ...")
-        out["streams"] = streams_table(variant_dir, ort_rows, raw, stream_counts(cfg.streams),
-                                       cfg.stream_steps, cfg.rounds, threads)
+        out["streams"] = streams_table(
+            variant_dir, ort_rows, raw, stream_counts(cfg.streams), cfg.stream_steps, cfg.rounds, threads
+        )
     if cfg.sizes:
         report.info("throughput vs input size ...")
         out["sizes"] = sizes_table(source, cfg.sizes, workdir, raw, cfg.rounds, threads, report)
@@ -275,8 +319,11 @@ def _p(x: Optional[str]) -> Optional[Path]:
 
 
 def _model_info(source: ModelSource, dets: dict[str, Detector]) -> dict:
-    info: dict[str, Any] = {"source": source.label, "kind": source.kind,
-                            "checkpoint": str(source.checkpoint) if source.checkpoint else None}
+    info: dict[str, Any] = {
+        "source": source.label,
+        "kind": source.kind,
+        "checkpoint": str(source.checkpoint) if source.checkpoint else None,
+    }
     det = next(iter(dets.values()), None)
     if det is not None:
         m = det.bundle.manifest
@@ -285,9 +332,20 @@ def _model_info(source: ModelSource, dets: dict[str, Detector]) -> dict:
 
 
 def _row_dict(row: Row, gmac: Optional[float]) -> dict:
-    return {"backend": row.backend, "available": row.available, "reason": row.reason, "detail": row.detail,
-            "gmac_per_frame": gmac, "latency_ms": None, "fps": None, "e2e_fps": None, "e2e_ratio": None,
-            "gflops": None, "peak_share": None, "rss_mb": None}
+    return {
+        "backend": row.backend,
+        "available": row.available,
+        "reason": row.reason,
+        "detail": row.detail,
+        "gmac_per_frame": gmac,
+        "latency_ms": None,
+        "fps": None,
+        "e2e_fps": None,
+        "e2e_ratio": None,
+        "gflops": None,
+        "peak_share": None,
+        "rss_mb": None,
+    }
 
 
 def _stats(calls: list[float], round_fps: list[float], e2e: list[dict], gmac: Optional[float], peak: float) -> dict:
@@ -295,10 +353,19 @@ def _stats(calls: list[float], round_fps: list[float], e2e: list[dict], gmac: Op
     ms = [c * 1e3 for c in calls]
     fps = float(np.median(round_fps))
     e2e_fps = float(np.median([e["scored"] / e["seconds"] for e in e2e]))
-    out = {"latency_ms": {"p50": round(measure.percentile(ms, 50), 3), "p95": round(measure.percentile(ms, 95), 3),
-                          "mean": round(float(np.mean(ms)), 3), "calls": len(ms)},
-           "fps": round(fps, 2), "fps_rounds": [round(f, 2) for f in round_fps],
-           "e2e_fps": round(e2e_fps, 2), "e2e_ratio": round(e2e_fps / fps, 4), "e2e_runs": e2e}
+    out = {
+        "latency_ms": {
+            "p50": round(measure.percentile(ms, 50), 3),
+            "p95": round(measure.percentile(ms, 95), 3),
+            "mean": round(float(np.mean(ms)), 3),
+            "calls": len(ms),
+        },
+        "fps": round(fps, 2),
+        "fps_rounds": [round(f, 2) for f in round_fps],
+        "e2e_fps": round(e2e_fps, 2),
+        "e2e_ratio": round(e2e_fps / fps, 4),
+        "e2e_runs": e2e,
+    }
     if gmac:
         g = achieved_gflops(gmac, fps)
         out.update(gflops=round(g, 2), peak_share=round(peak_share(g, peak), 4))

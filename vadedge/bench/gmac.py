@@ -5,6 +5,7 @@ Convolutions, transposed convolutions, MatMul and Gemm nodes of the top-level gr
 at batch 1 with the inputs of those nodes exposed as extra outputs, so dynamic shapes need no shape
 inference. Q/DQ (INT8) graphs do the same work as the FP32 graph they came from: count that one.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

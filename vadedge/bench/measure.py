@@ -9,6 +9,7 @@
 * resident memory: a fresh interpreter per backend (`python -m vadedge.bench.rss`), so rows do not
   share (or inherit) each other's allocations.
 """
+
 from __future__ import annotations
 
 import json
@@ -121,8 +122,9 @@ def model_only(det: Detector, clips: np.ndarray) -> list[float]:
     return [runner.call(c) for c in clips]
 
 
-def model_only_interleaved(dets: Mapping[str, Detector], clips: np.ndarray, block: int = 25, settle: float = 0.2
-                           ) -> dict[str, list[float]]:
+def model_only_interleaved(
+    dets: Mapping[str, Detector], clips: np.ndarray, block: int = 25, settle: float = 0.2
+) -> dict[str, list[float]]:
     """Every Detector in turn on the same clips, `block` calls at a time, so background load hits all rows
     alike. Blocks, and an untimed `settle` pause before each, because thread pools (ONNX Runtime's, torch's
     OpenMP, the BLAS of the SGEMM) spin for a while after a call, and a call of another session started right
@@ -133,7 +135,7 @@ def model_only_interleaved(dets: Mapping[str, Detector], clips: np.ndarray, bloc
         for k, r in runners.items():
             if settle:
                 time.sleep(settle)
-            times[k].extend(r.call(c) for c in clips[start:start + block])
+            times[k].extend(r.call(c) for c in clips[start : start + block])
     return times
 
 
@@ -198,8 +200,15 @@ def rss_mb() -> float:
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
-def measure_rss(model: Path, backend: str, precision: Optional[str], frames: int, threads: Optional[int],
-                sample_every: int = 0, timeout: float = 900.0) -> dict:
+def measure_rss(
+    model: Path,
+    backend: str,
+    precision: Optional[str],
+    frames: int,
+    threads: Optional[int],
+    sample_every: int = 0,
+    timeout: float = 900.0,
+) -> dict:
     """Run `python -m vadedge.bench.rss` in a fresh interpreter and return its JSON report."""
     cmd = [sys.executable, "-m", "vadedge.bench.rss", str(model), "--backend", backend, "--frames", str(frames)]
     if precision:

@@ -5,6 +5,7 @@ A benchmark row's "share of peak" is `achieved GFLOP/s / SGEMM GFLOP/s`, where a
 and the SGEMM figure is measured in the same run, with the same thread count, so both numbers see
 the same clock, turbo state and background load.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -102,8 +103,9 @@ def torch_sgemm(n: int = 2048, threads: Optional[int] = None, repeats: int = 5) 
     return gemm_gflops(n, seconds)
 
 
-def measure_peak(threads: Optional[int] = None, n: int = 2048, repeats: int = 5,
-                 libraries: tuple[str, ...] = ("numpy", "torch")) -> PeakResult:
+def measure_peak(
+    threads: Optional[int] = None, n: int = 2048, repeats: int = 5, libraries: tuple[str, ...] = ("numpy", "torch")
+) -> PeakResult:
     """SGEMM peak of this machine now: the best of numpy (its BLAS) and torch, same thread count."""
     by: dict[str, float] = {}
     controlled: dict[str, bool] = {}

@@ -7,6 +7,7 @@ the kernel time of every node by op type (and lists the slowest single nodes). K
 to less than the call's wall time; the difference (session overhead, I/O copies, thread hand-offs)
 is printed as "outside kernels".
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import Optional
 
 
-def profile_bundle(bundle: Path, precision: str = "fp32", calls: int = 100, threads: Optional[int] = None,
-                   warmup: int = 10) -> dict:
+def profile_bundle(
+    bundle: Path, precision: str = "fp32", calls: int = 100, threads: Optional[int] = None, warmup: int = 10
+) -> dict:
     """{"ops": {op_type: ms per call}, "nodes": [(name, op_type, ms per call)], "wall_ms": per call, ...}."""
     from ..bundle import load_bundle
     from ..runtime.backends.onnxruntime import OnnxRuntimeBackend
@@ -28,14 +30,19 @@ def profile_bundle(bundle: Path, precision: str = "fp32", calls: int = 100, thre
 
     b = load_bundle(bundle)
     tmp = tempfile.mkdtemp(prefix="vadedge-profile-")
-    backend = OnnxRuntimeBackend.for_model(b.model_file(precision), b.manifest.graph, precision=precision,
-                                           threads=threads, profile_prefix=str(Path(tmp) / "ort"))
+    backend = OnnxRuntimeBackend.for_model(
+        b.model_file(precision),
+        b.manifest.graph,
+        precision=precision,
+        threads=threads,
+        profile_prefix=str(Path(tmp) / "ort"),
+    )
     runner = StreamRunner(backend, b.state, b.clip_length, side_providers(b.manifest.graph, f"bundle {b.path}"))
     clips = clips_of(synthetic_frames(warmup + calls + b.clip_length), b.input_spec, b.clip_length)
     model = ModelOnly(runner)
     for clip in clips[:warmup]:  # first-call allocations stay out of the wall time (not out of the trace)
         model.call(clip)
-    t_sum = sum(model.call(clip) for clip in clips[warmup:warmup + calls])
+    t_sum = sum(model.call(clip) for clip in clips[warmup : warmup + calls])
     trace = json.loads(Path(backend.session.end_profiling()).read_text())
     per_op: dict[str, float] = defaultdict(float)
     per_node: dict[tuple[str, str], float] = defaultdict(float)
@@ -51,13 +58,23 @@ def profile_bundle(bundle: Path, precision: str = "fp32", calls: int = 100, thre
     runs = max(n_runs, 1)
     ops = {k: v / runs / 1e3 for k, v in sorted(per_op.items(), key=lambda kv: -kv[1])}
     nodes = sorted(((n, op, v / runs / 1e3) for (n, op), v in per_node.items()), key=lambda x: -x[2])
-    return {"precision": precision, "threads": threads, "calls": calls, "runs_profiled": n_runs,
-            "wall_ms": t_sum / calls * 1e3, "kernel_ms": sum(ops.values()), "ops": ops, "nodes": nodes}
+    return {
+        "precision": precision,
+        "threads": threads,
+        "calls": calls,
+        "runs_profiled": n_runs,
+        "wall_ms": t_sum / calls * 1e3,
+        "kernel_ms": sum(ops.values()),
+        "ops": ops,
+        "nodes": nodes,
+    }
 
 
 def format_profile(p: dict, top: int = 12) -> str:
-    lines = [f"{p['precision']}: {p['wall_ms']:.2f} ms per call (wall, profiling on), kernels {p['kernel_ms']:.2f} ms, "
-             f"outside kernels {p['wall_ms'] - p['kernel_ms']:.2f} ms"]
+    lines = [
+        f"{p['precision']}: {p['wall_ms']:.2f} ms per call (wall, profiling on), kernels {p['kernel_ms']:.2f} ms, "
+        f"outside kernels {p['wall_ms'] - p['kernel_ms']:.2f} ms"
+    ]
     for op, ms in list(p["ops"].items())[:top]:
         lines.append(f"  {op:<24} {ms:8.3f} ms  {100 * ms / p['kernel_ms']:5.1f} %")
     lines.append("  slowest nodes:")

@@ -7,6 +7,7 @@ Loads a Detector, feeds `--frames` synthetic frames (240x360, cycled) through `p
 stream, and prints one JSON line: RSS before loading, after loading, after the first 1,000
 frames (or the first sample) and at the end, the growth between those two, and the samples.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     from vadedge.runtime import Detector
 
     base = rss_mb()
-    det = Detector.load(args.model, backend=args.backend, device="cpu" if args.backend != "tensorrt" else "auto",
-                        precision=args.precision, threads=args.threads)
+    det = Detector.load(
+        args.model,
+        backend=args.backend,
+        device="cpu" if args.backend != "tensorrt" else "auto",
+        precision=args.precision,
+        threads=args.threads,
+    )
     loaded = rss_mb()
     frames = synthetic_frames(64)
     every = args.sample_every or max(1, args.frames)
@@ -47,11 +53,23 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             print(f"frame {i + 1}: RSS {samples[-1][1]:.2f} MB", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - t1
     end = rss_mb()
-    print(json.dumps({"backend": args.backend, "precision": args.precision, "frames": args.frames,
-                      "rss_import_mb": round(base, 2),
-                      "rss_loaded_mb": round(loaded, 2), "rss_ref_mb": round(ref or end, 2), "ref_frame": ref_at,
-                      "rss_end_mb": round(end, 2), "growth_mb": round(end - (ref or end), 2),
-                      "seconds": round(seconds, 2), "samples": samples}))
+    print(
+        json.dumps(
+            {
+                "backend": args.backend,
+                "precision": args.precision,
+                "frames": args.frames,
+                "rss_import_mb": round(base, 2),
+                "rss_loaded_mb": round(loaded, 2),
+                "rss_ref_mb": round(ref or end, 2),
+                "ref_frame": ref_at,
+                "rss_end_mb": round(end, 2),
+                "growth_mb": round(end - (ref or end), 2),
+                "seconds": round(seconds, 2),
+                "samples": samples,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Throughput vs number of streams (one batched call per step) and vs input size (the same family re-exported)."""
+
 from __future__ import annotations
 
 import json
@@ -13,13 +14,24 @@ from .gmac import bundle_gmac
 from .variants import PRECISION, ModelSource
 
 
-def streams_table(variant_dir: Path, backends: Sequence[str], frames: Sequence[np.ndarray], counts: Sequence[int],
-                  steps: int, rounds: int, threads: int) -> dict:
+def streams_table(
+    variant_dir: Path,
+    backends: Sequence[str],
+    frames: Sequence[np.ndarray],
+    counts: Sequence[int],
+    steps: int,
+    rounds: int,
+    threads: int,
+) -> dict:
     """Frames/s of every ORT row at each stream count, interleaved (round → backend → count)."""
     from ..runtime import Detector
 
-    dets = {b: Detector.load(variant_dir, backend="onnxruntime", device="cpu", precision=PRECISION[b],
-                             threads=threads, heatmap=False) for b in backends}
+    dets = {
+        b: Detector.load(
+            variant_dir, backend="onnxruntime", device="cpu", precision=PRECISION[b], threads=threads, heatmap=False
+        )
+        for b in backends
+    }
     batch = next(iter(dets.values())).backend.batch
     fps: dict[str, dict[int, list[float]]] = {b: {s: [] for s in counts} for b in dets}
     for _ in range(rounds):
@@ -28,12 +40,23 @@ def streams_table(variant_dir: Path, backends: Sequence[str], frames: Sequence[n
                 fps[b][s].append(measure.streams_pass(det, frames, s, steps))
     for det in dets.values():
         det.close()
-    return {"counts": list(counts), "steps": steps, "batch": "dynamic" if batch is None else batch,
-            "fps": {b: {str(s): round(float(np.median(v)), 2) for s, v in per.items()} for b, per in fps.items()}}
+    return {
+        "counts": list(counts),
+        "steps": steps,
+        "batch": "dynamic" if batch is None else batch,
+        "fps": {b: {str(s): round(float(np.median(v)), 2) for s, v in per.items()} for b, per in fps.items()},
+    }
 
 
-def sizes_table(source: ModelSource, sizes: Sequence[tuple[int, int]], workdir: Path, frames: Sequence[np.ndarray],
-                rounds: int, threads: int, report: Progress) -> dict:
+def sizes_table(
+    source: ModelSource,
+    sizes: Sequence[tuple[int, int]],
+    workdir: Path,
+    frames: Sequence[np.ndarray],
+    rounds: int,
+    threads: int,
+    report: Progress,
+) -> dict:
     """Model-only FPS and GMAC of the ORT FP32 graph of the same family at each input size (random weights)."""
     import importlib.util
 
@@ -63,9 +86,16 @@ def sizes_table(source: ModelSource, sizes: Sequence[tuple[int, int]], workdir: 
     for hw, d in dets.items():
         gmac = bundle_gmac(bundles[hw])
         fps = len(times[hw]) / sum(times[hw])
-        rows.append({"height": hw[0], "width": hw[1], "gmac_per_frame": gmac, "fps": round(fps, 2),
-                     "p50_ms": round(measure.percentile([t * 1e3 for t in times[hw]], 50), 3),
-                     "gflops": round(2 * gmac * fps, 2) if gmac else None})
+        rows.append(
+            {
+                "height": hw[0],
+                "width": hw[1],
+                "gmac_per_frame": gmac,
+                "fps": round(fps, 2),
+                "p50_ms": round(measure.percentile([t * 1e3 for t in times[hw]], 50), 3),
+                "gflops": round(2 * gmac * fps, 2) if gmac else None,
+            }
+        )
         d.close()
     return {"backend": "ort-fp32", "family": cfg["name"], "preset": cfg.get("preset"), "rows": rows}
 
@@ -81,7 +111,17 @@ def _size_checkpoint(cfg: dict, h: int, w: int, out: Path) -> Path:
     model_cfg = {**cfg["model"], "height": h, "width": w}
     torch.manual_seed(0)
     model = get_model_entry(cfg["name"]).build(model_cfg).eval()
-    save_checkpoint(out, model, model.initial_state(),
-                    {"name": cfg["name"], "preset": cfg.get("preset"), "model": model_cfg,
-                     "train": cfg.get("train", {}), "data": None, "seed": 0})
+    save_checkpoint(
+        out,
+        model,
+        model.initial_state(),
+        {
+            "name": cfg["name"],
+            "preset": cfg.get("preset"),
+            "model": model_cfg,
+            "train": cfg.get("train", {}),
+            "data": None,
+            "seed": 0,
+        },
+    )
     return out

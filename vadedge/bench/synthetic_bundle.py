@@ -7,6 +7,7 @@ small amount of real work per clip: the error map is the squared difference betw
 frame and the mean of the context frames, `psnr` its PSNR, and the memory an EMA of the frame
 error that feeds `feature_distance`. Per-stream state and its isolation are therefore observable.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,9 +46,19 @@ def graph_parts(batch: Batch, n: int, h: int, w: int, c: int, m: int, d: int) ->
     b = batch if isinstance(batch, int) else "batch"
     const = lambda name, v: helper.make_tensor(name, TP.FLOAT, [], [float(v)])  # noqa: E731
     ints = lambda name, v: helper.make_tensor(name, TP.INT64, [len(v)], list(v))  # noqa: E731
-    inits = [const("k255", 255.0), const("eps", 1e-10), const("k_psnr", -10.0 / math.log(10.0)),
-             const("k_mem", 0.1), const("k_keep", 0.9), ints("s_last", [n - 1]), ints("e_last", [n]),
-             ints("s_ctx", [0]), ints("e_ctx", [n - 1]), ints("ax1", [1]), ints("ax12", [1, 2])]
+    inits = [
+        const("k255", 255.0),
+        const("eps", 1e-10),
+        const("k_psnr", -10.0 / math.log(10.0)),
+        const("k_mem", 0.1),
+        const("k_keep", 0.9),
+        ints("s_last", [n - 1]),
+        ints("e_last", [n]),
+        ints("s_ctx", [0]),
+        ints("e_ctx", [n - 1]),
+        ints("ax1", [1]),
+        ints("ax12", [1, 2]),
+    ]
     nodes = [
         helper.make_node("Cast", ["frames"], ["xf"], to=TP.FLOAT),
         helper.make_node("Div", ["xf", "k255"], ["x"]),
@@ -69,12 +80,16 @@ def graph_parts(batch: Batch, n: int, h: int, w: int, c: int, m: int, d: int) ->
         helper.make_node("Mul", ["mse_b", "k_mem"], ["mem_add"]),
         helper.make_node("Add", ["mem_keep", "mem_add"], ["memory_out"]),
     ]
-    inputs = [helper.make_tensor_value_info("frames", TP.UINT8, [b, n, h, w, c]),
-              helper.make_tensor_value_info("memory_in", TP.FLOAT, [b, m, d])]
-    outputs = [helper.make_tensor_value_info("psnr", TP.FLOAT, [b]),
-               helper.make_tensor_value_info("feature_distance", TP.FLOAT, [b]),
-               helper.make_tensor_value_info("memory_out", TP.FLOAT, [b, m, d]),
-               helper.make_tensor_value_info("error_map", TP.FLOAT, [b, h, w])]
+    inputs = [
+        helper.make_tensor_value_info("frames", TP.UINT8, [b, n, h, w, c]),
+        helper.make_tensor_value_info("memory_in", TP.FLOAT, [b, m, d]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info("psnr", TP.FLOAT, [b]),
+        helper.make_tensor_value_info("feature_distance", TP.FLOAT, [b]),
+        helper.make_tensor_value_info("memory_out", TP.FLOAT, [b, m, d]),
+        helper.make_tensor_value_info("error_map", TP.FLOAT, [b, h, w]),
+    ]
     return GraphParts(nodes, inputs, outputs, inits)
 
 
@@ -90,35 +105,64 @@ def build_model(parts: GraphParts, producer: str = "vadedge.bench.synthetic_bund
     return model
 
 
-def synthetic_manifest(*, batch: Batch, height: int, width: int, color: str, frames: int, memory: tuple[int, int],
-                       calibration: Optional[dict] = None, threshold: Optional[tuple[float, float]] = None,
-                       smoothing: float = 1.0, min_event_frames: int = 1,
-                       params: tuple[TensorSpec, ...] = (), side_inputs: tuple = (), family: str = FAMILY,
-                       created_by: str = "vadedge.bench.synthetic_bundle") -> Manifest:
+def synthetic_manifest(
+    *,
+    batch: Batch,
+    height: int,
+    width: int,
+    color: str,
+    frames: int,
+    memory: tuple[int, int],
+    calibration: Optional[dict] = None,
+    threshold: Optional[tuple[float, float]] = None,
+    smoothing: float = 1.0,
+    min_event_frames: int = 1,
+    params: tuple[TensorSpec, ...] = (),
+    side_inputs: tuple = (),
+    family: str = FAMILY,
+    created_by: str = "vadedge.bench.synthetic_bundle",
+) -> Manifest:
     """The vadedge.json of a synthetic bundle (calibration: {component: {"location", "scale"}})."""
     m, d = memory
     return Manifest(
-        family=family, preset=None,
+        family=family,
+        preset=None,
         input=InputSection(height, width, color, frames, frames + 1),
-        graph=GraphSpec(batch=batch, frames_input="frames",
-                        state=(TensorSpec("memory", "memory_in", "memory_out", (m, d)),), params=params,
-                        scores={"psnr": "psnr", "feature_distance": "feature_distance"},
-                        extra_outputs={"error_map": "error_map"}, side_inputs=side_inputs),
+        graph=GraphSpec(
+            batch=batch,
+            frames_input="frames",
+            state=(TensorSpec("memory", "memory_in", "memory_out", (m, d)),),
+            params=params,
+            scores={"psnr": "psnr", "feature_distance": "feature_distance"},
+            extra_outputs={"error_map": "error_map"},
+            side_inputs=side_inputs,
+        ),
         models={"fp32": "model.onnx"},
-        score=ScoreSpec(signs={"psnr": -1, "feature_distance": 1}, weights={"psnr": 0.6, "feature_distance": 0.4},
-                        calibration=None if calibration is None else
-                        {k: Stats(float(v["location"]), float(v["scale"])) for k, v in calibration.items()},
-                        smoothing=float(smoothing),
-                        threshold=None if threshold is None else ThresholdSpec(float(threshold[0]),
-                                                                               float(threshold[1])),
-                        min_event_frames=int(min_event_frames)),
+        score=ScoreSpec(
+            signs={"psnr": -1, "feature_distance": 1},
+            weights={"psnr": 0.6, "feature_distance": 0.4},
+            calibration=None
+            if calibration is None
+            else {k: Stats(float(v["location"]), float(v["scale"])) for k, v in calibration.items()},
+            smoothing=float(smoothing),
+            threshold=None if threshold is None else ThresholdSpec(float(threshold[0]), float(threshold[1])),
+            min_event_frames=int(min_event_frames),
+        ),
         provenance={"vadedge_version": __version__, "opset": 17, "created_by": created_by},
     )
 
 
-def write_synthetic_bundle(path: Union[str, Path], *, batch: Batch = "dynamic", height: int = 128, width: int = 128,
-                           color: str = "gray", frames: int = 4, memory: tuple[int, int] = (4, 8),
-                           seed: int = 0) -> Path:
+def write_synthetic_bundle(
+    path: Union[str, Path],
+    *,
+    batch: Batch = "dynamic",
+    height: int = 128,
+    width: int = 128,
+    color: str = "gray",
+    frames: int = 4,
+    memory: tuple[int, int] = (4, 8),
+    seed: int = 0,
+) -> Path:
     """Write a synthetic bundle to `path` (needs `onnx`); returns the folder."""
     onnx = require("onnx")
     path = Path(path)

@@ -5,6 +5,7 @@ once in turn, so background load hits all of them alike); the report gives media
 milliseconds per call and each model's speed relative to the first. `median_time`: median wall and
 process-CPU seconds of a callable (the step-time experiments of `vadedge.train.experiments`).
 """
+
 from __future__ import annotations
 
 import statistics
@@ -24,12 +25,18 @@ class Latency:
     name: str
     median_ms: float
     p10_ms: float
-    cpu_ms: float   # median CPU time of the calling thread per call (threads=1: the whole computation)
+    cpu_ms: float  # median CPU time of the calling thread per call (threads=1: the whole computation)
     speedup: float  # vs the first model: ratio of cpu_ms when threads == 1, else of median_ms
 
 
-def compare_latency(models: dict[str, Union[str, Path]], feeds: dict[str, np.ndarray], *, rounds: int = 50,
-                    warmup: int = 5, threads: Optional[int] = 1) -> list[Latency]:
+def compare_latency(
+    models: dict[str, Union[str, Path]],
+    feeds: dict[str, np.ndarray],
+    *,
+    rounds: int = 50,
+    warmup: int = 5,
+    threads: Optional[int] = 1,
+) -> list[Latency]:
     """Median/p10 wall ms and median CPU ms per call of each model on `feeds`, interleaved round by round.
 
     With `threads=1` ONNX Runtime computes on the calling thread, so its CPU time measures the work
@@ -48,14 +55,21 @@ def compare_latency(models: dict[str, Union[str, Path]], feeds: dict[str, np.nda
                 cpu[name].append(dc * 1e3)
     key = cpu if threads == 1 else wall
     base = float(np.median(next(iter(key.values()))))
-    return [Latency(k, float(np.median(wall[k])), float(np.percentile(wall[k], 10)), float(np.median(cpu[k])),
-                    base / float(np.median(key[k]))) for k in sessions]
+    return [
+        Latency(
+            k,
+            float(np.median(wall[k])),
+            float(np.percentile(wall[k], 10)),
+            float(np.median(cpu[k])),
+            base / float(np.median(key[k])),
+        )
+        for k in sessions
+    ]
 
 
 def format_latency(rows: list[Latency]) -> str:
     lines = [f"{'model':<24} {'wall median ms':>14} {'wall p10 ms':>11} {'cpu ms':>8} {'speed vs ' + rows[0].name:>16}"]
-    lines += [f"{r.name:<24} {r.median_ms:>14.2f} {r.p10_ms:>11.2f} {r.cpu_ms:>8.2f} {r.speedup:>15.2f}x"
-              for r in rows]
+    lines += [f"{r.name:<24} {r.median_ms:>14.2f} {r.p10_ms:>11.2f} {r.cpu_ms:>8.2f} {r.speedup:>15.2f}x" for r in rows]
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ FP32 graph, INT8 quantised from it (the `cpu` profile, calibrated on the checkpo
 training footage, `--calib-data`, or synthetic frames). `--fp16` / `--int8` / `--engine` take
 ready-made files instead. A row that cannot run is kept with the reason (never dropped).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -72,8 +73,9 @@ def _checkpoint_of_bundle(path: Path) -> Optional[Path]:
         return None
 
 
-def resolve_source(model: Optional[Union[str, Path]], preset: Optional[str], workdir: Path,
-                   report: Progress = _SILENT) -> ModelSource:
+def resolve_source(
+    model: Optional[Union[str, Path]], preset: Optional[str], workdir: Path, report: Progress = _SILENT
+) -> ModelSource:
     """Bundle folder, checkpoint folder or `MODEL:PRESET` (random weights) → a ModelSource with an FP32 bundle."""
     if model is not None and preset is not None:
         raise ConfigError("pass either --model or --preset, not both")
@@ -88,8 +90,9 @@ def resolve_source(model: Optional[Union[str, Path]], preset: Optional[str], wor
     else:
         path = Path(model)
         if not path.exists():
-            raise ConfigError(f"model path {path} does not exist (pass a bundle folder, a checkpoint folder "
-                              f"or --preset MODEL:PRESET)")
+            raise ConfigError(
+                f"model path {path} does not exist (pass a bundle folder, a checkpoint folder or --preset MODEL:PRESET)"
+            )
         if (path / BUNDLE_FILE).is_file():
             load_bundle(path)  # validate now: a broken bundle is a user error
             return ModelSource(str(path), "bundle", bundle=path, checkpoint=_checkpoint_of_bundle(path))
@@ -171,8 +174,9 @@ class VariantBundle:
         save_bundle(self.path, dataclasses.replace(b.manifest, engines=(*b.manifest.engines, entry)), b.state)
 
 
-def calibration_footage(source: ModelSource, calib_data: Optional[Path], workdir: Path, spec: InputSpec,
-                        videos: int = 4) -> tuple[Path, str]:
+def calibration_footage(
+    source: ModelSource, calib_data: Optional[Path], workdir: Path, spec: InputSpec, videos: int = 4
+) -> tuple[Path, str]:
     """Normal footage for INT8: --calib-data, else the checkpoint's training data (first `videos`), else synthetic."""
     from ..calibration.footage import open_normal_footage
 
@@ -194,8 +198,9 @@ def calibration_footage(source: ModelSource, calib_data: Optional[Path], workdir
 
     out = workdir / "calib-synthetic"
     if not (out / "training").is_dir():
-        generate_dataset(out, train_videos=2, test_videos=1, frames_per_video=40, height=spec.height,
-                         width=spec.width, seed=0)
+        generate_dataset(
+            out, train_videos=2, test_videos=1, frames_per_video=40, height=spec.height, width=spec.width, seed=0
+        )
     return out, "synthetic frames (vadedge.synthetic)"
 
 
@@ -216,8 +221,15 @@ def derive_int8(vb: VariantBundle, footage: Path, max_clips: int = 64) -> dict:
 
     b = vb.bundle()
     opts = Int8Options.for_target("cpu", max_clips=max_clips)
-    reader = ClipFeeds(b.model_file("fp32"), b.manifest.graph, b.input_spec, b.clip_length,
-                       {k: np.asarray(v) for k, v in b.state.items()}, footage, max_clips=max_clips)
+    reader = ClipFeeds(
+        b.model_file("fp32"),
+        b.manifest.graph,
+        b.input_spec,
+        b.clip_length,
+        {k: np.asarray(v) for k, v in b.state.items()},
+        footage,
+        max_clips=max_clips,
+    )
     out = vb.path / "model.int8.onnx"
     report = quantize_int8(b.model_file("fp32"), out, reader, options=opts)
     vb.add_model("int8", out)
@@ -238,10 +250,18 @@ class Row:
         return self.reason is None
 
 
-def prepare_rows(backends: list[str], source: ModelSource, workdir: Path, *, fp16: Optional[Path] = None,
-                 int8: Optional[Path] = None, engine: Optional[Path] = None, calib_data: Optional[Path] = None,
-                 calib_clips: int = 64, report: Progress = _SILENT
-                 ) -> tuple[list[Row], Optional[Path]]:
+def prepare_rows(
+    backends: list[str],
+    source: ModelSource,
+    workdir: Path,
+    *,
+    fp16: Optional[Path] = None,
+    int8: Optional[Path] = None,
+    engine: Optional[Path] = None,
+    calib_data: Optional[Path] = None,
+    calib_clips: int = 64,
+    report: Progress = _SILENT,
+) -> tuple[list[Row], Optional[Path]]:
     """One Row per requested backend (same order); returns them and the variant bundle's folder."""
     vb: Optional[VariantBundle] = VariantBundle(source.bundle, workdir) if source.bundle is not None else None
     rows: list[Row] = []
@@ -279,8 +299,16 @@ def _torch_row(row: Row, source: ModelSource) -> None:
     row.load, row.detail = load, {"checkpoint": str(ckpt)}
 
 
-def _ort_row(row: Row, vb: Optional[VariantBundle], source: ModelSource, workdir: Path, given: dict,
-             calib_data: Optional[Path], calib_clips: int, report: Progress) -> None:
+def _ort_row(
+    row: Row,
+    vb: Optional[VariantBundle],
+    source: ModelSource,
+    workdir: Path,
+    given: dict,
+    calib_data: Optional[Path],
+    calib_clips: int,
+    report: Progress,
+) -> None:
     if not _has("onnxruntime"):
         row.reason = "onnxruntime is not installed (pip install onnxruntime)"
         return
@@ -308,8 +336,7 @@ def _ort_row(row: Row, vb: Optional[VariantBundle], source: ModelSource, workdir
     row.load = ort_loader(vb.path, precision)
 
 
-def ort_loader(path: Path, precision: str, session_config: Optional[dict] = None
-               ) -> Loader:
+def ort_loader(path: Path, precision: str, session_config: Optional[dict] = None) -> Loader:
     """A Detector factory for ONNX Runtime on the CPU, optionally with extra session config entries."""
 
     def load(threads: Optional[int]) -> Detector:
@@ -321,8 +348,9 @@ def ort_loader(path: Path, precision: str, session_config: Optional[dict] = None
         from ..runtime.scoring import ScoreRecipe
 
         bundle = load_bundle(path)
-        be = OnnxRuntimeBackend(bundle, device="cpu", precision=precision, threads=threads,
-                                session_config=session_config)
+        be = OnnxRuntimeBackend(
+            bundle, device="cpu", precision=precision, threads=threads, session_config=session_config
+        )
         return Detector(bundle, be, ScoreRecipe.from_manifest(bundle.manifest.score))
 
     return load
@@ -348,8 +376,11 @@ def add_ab_rows(rows: list[Row], session_config: dict) -> list[Row]:
         out.append(row)
         if row.backend in PRECISION and row.available and "model" in row.detail:
             path = Path(row.detail["model"]).parent
-            twin = Row(f"{row.backend}+ab", load=ort_loader(path, PRECISION[row.backend], session_config),
-                       detail={**row.detail, "session_config": session_config})
+            twin = Row(
+                f"{row.backend}+ab",
+                load=ort_loader(path, PRECISION[row.backend], session_config),
+                detail={**row.detail, "session_config": session_config},
+            )
             out.append(twin)
     return out
 
@@ -360,8 +391,9 @@ def source_models(source: ModelSource) -> dict:
     return dict(load_bundle(source.bundle).manifest.models)
 
 
-def _trt_row(row: Row, vb: Optional[VariantBundle], source: ModelSource, engine: Optional[Path],
-             report: Progress) -> None:
+def _trt_row(
+    row: Row, vb: Optional[VariantBundle], source: ModelSource, engine: Optional[Path], report: Progress
+) -> None:
     if not _has("tensorrt"):
         row.reason = "TensorRT is not installed (pip install 'vadedge[trt]'; needs an NVIDIA GPU)"
         return

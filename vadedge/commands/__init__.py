@@ -1,5 +1,6 @@
 """CLI subcommands, one module each. A module imports only click at import time (heavy imports go
 inside the command) and exposes `command`; add its name to COMMANDS to register it."""
+
 from __future__ import annotations
 
 import importlib

@@ -1,4 +1,5 @@
 """Shared CLI error handling: user mistakes print 'Error: …' and exit with code 2, never a traceback."""
+
 from __future__ import annotations
 
 import functools

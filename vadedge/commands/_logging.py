@@ -15,6 +15,7 @@ silenced by default (a damaged stream prints a line per broken macroblock; vaded
 a short read, a lost source); with -v it keeps its own default (errors, on stderr). Setting any level
 routes FFmpeg's messages through OpenCV's callback, which prints them on stdout, so -v sets none.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -81,8 +82,9 @@ def console_logging(verbosity: int) -> Iterator[None]:
     root, pkg = logging.getLogger(), logging.getLogger("vadedge")
     saved_levels = root.level, pkg.level
     handler = _ConsoleHandler()
-    handler.setFormatter(logging.Formatter("%(message)s" if verbosity <= DEFAULT
-                                           else "%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        logging.Formatter("%(message)s" if verbosity <= DEFAULT else "%(levelname)s %(name)s: %(message)s")
+    )
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbosity >= DEBUG_ALL else logging.WARNING)
     pkg.setLevel({QUIET: logging.WARNING, DEFAULT: logging.INFO}.get(verbosity, logging.DEBUG))
@@ -108,8 +110,12 @@ def verbosity_options(fn: Callable) -> Callable:
     """
     wants_quiet = "quiet" in inspect.signature(fn).parameters
 
-    @click.option("-v", "--verbose", count=True,
-                  help="More log output: -v debug messages of vadedge, -vv also of the libraries it uses.")
+    @click.option(
+        "-v",
+        "--verbose",
+        count=True,
+        help="More log output: -v debug messages of vadedge, -vv also of the libraries it uses.",
+    )
     @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors: no progress messages or bars.")
     @functools.wraps(fn)
     def wrapper(*args: Any, verbose: int, quiet: bool, **kwargs: Any) -> Any:
@@ -121,4 +127,3 @@ def verbosity_options(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
 
     return wrapper
-

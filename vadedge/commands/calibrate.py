@@ -1,4 +1,5 @@
 """`vadedge calibrate BUNDLE FOOTAGE...`: re-fit a bundle's score statistics and threshold on normal footage."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,29 +15,58 @@ from ._params import FiniteFloatRange
 @click.command("calibrate")
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.argument("footage", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Write the calibrated bundle to this new folder (the bundle is copied).")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the calibrated bundle to this new folder (the bundle is copied).",
+)
 @click.option("--in-place", is_flag=True, help="Update BUNDLE's vadedge.json instead of writing a copy.")
-@click.option("--target-fa", "target_fa", type=FiniteFloatRange(0, 0.5, min_open=True, max_open=True),
-              default=0.01, show_default=True,
-              help="Target false-alarm rate: the fraction of normal frames whose smoothed score may reach "
-                   "the threshold.")
-@click.option("--fps", type=FiniteFloatRange(min=0, min_open=True), default=None,
-              help="Frame rate of frame folders (default: the bundle's rate); video files report their own.")
-@click.option("--mask", "mask_file", type=click.Path(path_type=Path), default=None,
-              help="ROI / privacy mask JSON (as for vadedge run --mask): stored in the bundle and applied while "
-                   "calibrating its local score components.")
-@click.option("--select", is_flag=True,
-              help="Also choose the score components on the footage: hold out its last 25 %% of videos (at "
-                   "least one), drop components that are degenerate there (recorded in score.dropped with the "
-                   "reason), weight the others equally, fit on the rest, and report the expected false alarms "
-                   "per hour on the held-out videos.")
+@click.option(
+    "--target-fa",
+    "target_fa",
+    type=FiniteFloatRange(0, 0.5, min_open=True, max_open=True),
+    default=0.01,
+    show_default=True,
+    help="Target false-alarm rate: the fraction of normal frames whose smoothed score may reach the threshold.",
+)
+@click.option(
+    "--fps",
+    type=FiniteFloatRange(min=0, min_open=True),
+    default=None,
+    help="Frame rate of frame folders (default: the bundle's rate); video files report their own.",
+)
+@click.option(
+    "--mask",
+    "mask_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="ROI / privacy mask JSON (as for vadedge run --mask): stored in the bundle and applied while "
+    "calibrating its local score components.",
+)
+@click.option(
+    "--select",
+    is_flag=True,
+    help="Also choose the score components on the footage: hold out its last 25 %% of videos (at "
+    "least one), drop components that are degenerate there (recorded in score.dropped with the "
+    "reason), weight the others equally, fit on the rest, and report the expected false alarms "
+    "per hour on the held-out videos.",
+)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="ONNX Runtime threads.")
 @verbosity_options
 @user_errors
-def calibrate_cmd(bundle: Path, footage: tuple[Path, ...], out: Optional[Path], in_place: bool, target_fa: float,
-                  fps: Optional[float], mask_file: Optional[Path], select: bool, threads: Optional[int],
-                  quiet: bool) -> None:
+def calibrate_cmd(
+    bundle: Path,
+    footage: tuple[Path, ...],
+    out: Optional[Path],
+    in_place: bool,
+    target_fa: float,
+    fps: Optional[float],
+    mask_file: Optional[Path],
+    select: bool,
+    threads: Optional[int],
+    quiet: bool,
+) -> None:
     """Re-fit BUNDLE's score statistics and threshold on NORMAL FOOTAGE of a camera (no torch needed).
 
     \b
@@ -66,9 +96,18 @@ def calibrate_cmd(bundle: Path, footage: tuple[Path, ...], out: Optional[Path], 
         from vadedge.roi import read_mask
 
         mask = read_mask(mask_file)
-    report = calibrate_bundle(bundle, footage, out=out, in_place=in_place, target=target_fa, fps=fps,
-                              threads=threads, mask=mask, select=select,
-                              progress=not quiet)
+    report = calibrate_bundle(
+        bundle,
+        footage,
+        out=out,
+        in_place=in_place,
+        target=target_fa,
+        fps=fps,
+        threads=threads,
+        mask=mask,
+        select=select,
+        progress=not quiet,
+    )
     click.echo(report.format())
 
 

@@ -1,4 +1,5 @@
 """`vadedge fit FOOTAGE... --out BUNDLE`: normal footage of a camera → a calibrated, verified bundle."""
+
 from __future__ import annotations
 
 import sys
@@ -17,31 +18,68 @@ INTERRUPTED_EXIT = 130  # Ctrl-C: the best checkpoint so far was still exported
 @click.command("fit")
 @click.argument("footage", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bundle folder to write (new).")
-@click.option("--fps", type=FiniteFloatRange(min=0, min_open=True), default=None,
-              help="Frame rate of frame folders, and the rate to train at (default: the video files' lowest "
-                   "rate); recorded as the bundle's input.fps.")
-@click.option("--budget-min", type=FiniteFloatRange(min=0, min_open=True), default=15.0, show_default=True,
-              help="Wall-time budget for training, in minutes (epochs adapt to it).")
-@click.option("--base", default="none", show_default=True, metavar="none|default|PATH",
-              help="Start from scratch (none), or fine-tune a checkpoint folder (PATH). 'default' is refused: "
-                   "the shipped bundle carries no torch weights.")
-@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
-              help="Model the bundle runs (int8: calibrated on the same footage).")
+@click.option(
+    "--fps",
+    type=FiniteFloatRange(min=0, min_open=True),
+    default=None,
+    help="Frame rate of frame folders, and the rate to train at (default: the video files' lowest "
+    "rate); recorded as the bundle's input.fps.",
+)
+@click.option(
+    "--budget-min",
+    type=FiniteFloatRange(min=0, min_open=True),
+    default=15.0,
+    show_default=True,
+    help="Wall-time budget for training, in minutes (epochs adapt to it).",
+)
+@click.option(
+    "--base",
+    default="none",
+    show_default=True,
+    metavar="none|default|PATH",
+    help="Start from scratch (none), or fine-tune a checkpoint folder (PATH). 'default' is refused: "
+    "the shipped bundle carries no torch weights.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "int8"]),
+    default="fp32",
+    show_default=True,
+    help="Model the bundle runs (int8: calibrated on the same footage).",
+)
 @click.option("--family", default="mnad-pred", show_default=True, help="Registered model family.")
 @click.option("--preset", default="edge-s", show_default=True, help="Preset of the family.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
-              help="Where torch trains.")
-@click.option("--target-fa", "target_fa", type=FiniteFloatRange(0, 0.5, min_open=True, max_open=True),
-              default=0.01, show_default=True,
-              help="Target false-alarm rate (fraction of normal frames); the held-out part must give "
-                   "max(100, 2 / target) scored frames.")
+@click.option(
+    "--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Where torch trains."
+)
+@click.option(
+    "--target-fa",
+    "target_fa",
+    type=FiniteFloatRange(0, 0.5, min_open=True, max_open=True),
+    default=0.01,
+    show_default=True,
+    help="Target false-alarm rate (fraction of normal frames); the held-out part must give "
+    "max(100, 2 / target) scored frames.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch / ONNX Runtime threads.")
 @verbosity_options
 @user_errors
-def fit_cmd(footage: tuple[Path, ...], out: Path, fps: Optional[float], budget_min: float, base: str,
-            precision: str, family: str, preset: str, device: str, target_fa: float, seed: int,
-            threads: Optional[int], quiet: bool) -> None:
+def fit_cmd(
+    footage: tuple[Path, ...],
+    out: Path,
+    fps: Optional[float],
+    budget_min: float,
+    base: str,
+    precision: str,
+    family: str,
+    preset: str,
+    device: str,
+    target_fa: float,
+    seed: int,
+    threads: Optional[int],
+    quiet: bool,
+) -> None:
     """Train, export and calibrate a bundle for one camera from its NORMAL FOOTAGE.
 
     \b
@@ -60,8 +98,21 @@ def fit_cmd(footage: tuple[Path, ...], out: Path, fps: Optional[float], budget_m
     """
     from vadedge.train.fit import fit
 
-    report = fit(footage, out, fps=fps, budget_min=budget_min, base=base, precision=precision, family=family,
-                 preset=preset, device=device, target=target_fa, seed=seed, threads=threads, progress=not quiet)
+    report = fit(
+        footage,
+        out,
+        fps=fps,
+        budget_min=budget_min,
+        base=base,
+        precision=precision,
+        family=family,
+        preset=preset,
+        device=device,
+        target=target_fa,
+        seed=seed,
+        threads=threads,
+        progress=not quiet,
+    )
     click.echo(report.format())
     if report.interrupted:
         sys.exit(INTERRUPTED_EXIT)

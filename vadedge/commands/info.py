@@ -1,4 +1,5 @@
 """`vadedge info BUNDLE`: what a bundle holds (family, I/O, models, calibration) after checking it."""
+
 from __future__ import annotations
 
 from pathlib import Path

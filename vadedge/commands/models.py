@@ -1,4 +1,5 @@
 """`vadedge models`: list registered families and presets with their cost."""
+
 from __future__ import annotations
 
 import click
@@ -21,8 +22,10 @@ def models() -> None:
         for preset in sorted(entry.presets):
             cfg = entry.presets[preset]["model"]
             net = entry.build(cfg)
-            click.echo(f"  {preset:8s} {cfg['height']}x{cfg['width']} {cfg['color']:4s} width {cfg['width_mult']:<5}"
-                       f" {count_parameters(net) / 1e6:6.2f} M params  {gmac_per_frame(net):7.3f} GMAC/frame")
+            click.echo(
+                f"  {preset:8s} {cfg['height']}x{cfg['width']} {cfg['color']:4s} width {cfg['width_mult']:<5}"
+                f" {count_parameters(net) / 1e6:6.2f} M params  {gmac_per_frame(net):7.3f} GMAC/frame"
+            )
 
 
 command = models

@@ -4,6 +4,7 @@ Needs only numpy, OpenCV and ONNX Runtime; TensorRT (+ cuda-python or pycuda) an
 imported only by the backends that use them. Main entry points: `Detector.load`, `open_source`,
 `default_bundle`.
 """
+
 from ..scoring import CausalScorer, EventTracker, ScoreRecipe
 from .buffer import FrameRing
 from .defaults import default_bundle
@@ -12,5 +13,18 @@ from .results import Event, FrameResult
 from .runner import StreamRunner
 from .sources import Frame, Source, open_source
 
-__all__ = ["Detector", "StreamHandle", "FrameResult", "Event", "FrameRing", "ScoreRecipe", "EventTracker",
-           "CausalScorer", "open_source", "Source", "Frame", "default_bundle", "StreamRunner"]
+__all__ = [
+    "Detector",
+    "StreamHandle",
+    "FrameResult",
+    "Event",
+    "FrameRing",
+    "ScoreRecipe",
+    "EventTracker",
+    "CausalScorer",
+    "open_source",
+    "Source",
+    "Frame",
+    "default_bundle",
+    "StreamRunner",
+]

@@ -6,6 +6,7 @@ checkpoint (BUNDLE/checkpoint, `provenance.checkpoint`, or a checkpoint folder l
 the result is plain numpy arrays that the detector feeds to the backend (ONNX Runtime: graph
 inputs; TensorRT: refit). Manifest `graph.params[*].name` must be the torch parameter names.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -24,16 +25,17 @@ def adapt_parameters(bundle: Bundle, clips: np.ndarray, base: Mapping[str, np.nd
     spec = bundle.input_spec
     want = (n, spec.height, spec.width, spec.channels)
     if clips.dtype != np.uint8 or clips.ndim != 5 or clips.shape[1:] != want:
-        raise DataError(f"adaptation clips must be uint8 (K, {', '.join(map(str, want))}), "
-                        f"got {clips.dtype} {clips.shape}")
+        raise DataError(
+            f"adaptation clips must be uint8 (K, {', '.join(map(str, want))}), got {clips.dtype} {clips.shape}"
+        )
     try:
         torch = require("torch")
         from vadedge.train.adapt import adapt
         from vadedge.train.protocols import AdaptableModel
     except (MissingDependencyError, ImportError) as exc:
         raise MissingDependencyError(
-            "MPN adaptation needs torch and the MPN model code (vadedge.train): "
-            "pip install 'vadedge[train]'") from exc
+            "MPN adaptation needs torch and the MPN model code (vadedge.train): pip install 'vadedge[train]'"
+        ) from exc
     from .backends.torch import _load, checkpoint_of
 
     model = _load(checkpoint_of(bundle)).model

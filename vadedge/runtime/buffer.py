@@ -6,6 +6,7 @@ block is full, the newest clip_length − 1 frames are copied to the front (once
 can go straight into an inference call. Each frame is preprocessed once (by the detector) and
 copied into its slot once; clips are never assembled frame by frame.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -41,7 +42,7 @@ class FrameRing:
         if self._end == len(self._buf):
             keep = self.clip_length - 1
             if keep:
-                self._buf[:keep] = self._buf[self._end - keep:self._end]
+                self._buf[:keep] = self._buf[self._end - keep : self._end]
             self._end = keep
             self.compactions += 1
         return self._buf[self._end]
@@ -53,8 +54,9 @@ class FrameRing:
     def push(self, frame: np.ndarray) -> None:
         """Copy one preprocessed frame in (shape and dtype must match)."""
         if frame.shape != self.frame_shape or frame.dtype != np.uint8:
-            raise DataError(f"frame of shape {frame.shape} / {frame.dtype} does not fit a buffer of "
-                            f"{self.frame_shape} uint8")
+            raise DataError(
+                f"frame of shape {frame.shape} / {frame.dtype} does not fit a buffer of {self.frame_shape} uint8"
+            )
         self.next_slot()[...] = frame
         self.commit()
 
@@ -62,7 +64,7 @@ class FrameRing:
         """The last clip_length frames, oldest first: a read-only view (N, H, W, C)."""
         if not self.ready:
             raise DataError(f"the buffer holds {self._filled} of the {self.clip_length} frames a clip needs")
-        view = self._buf[self._end - self.clip_length:self._end]
+        view = self._buf[self._end - self.clip_length : self._end]
         view.flags.writeable = False
         return view
 

@@ -13,6 +13,7 @@ later, is retried in the background with capped exponential backoff while the ot
 error at start. Ctrl-C / SIGTERM / SIGHUP stop every camera cleanly (open events end with reason
 "interrupted"), like the single-camera loop (`vadedge.runtime.pipeline`).
 """
+
 from __future__ import annotations
 
 import json
@@ -137,9 +138,28 @@ class _Camera:
 
 def _detector_key(cam: Any) -> str:
     """Cameras with equal keys can share one Detector (one batched inference call per step)."""
-    return json.dumps(cam.model_dump(include={"bundle", "server", "backend", "device", "precision", "engine",
-                                              "plugins", "threads", "threshold", "smoothing", "min_event_frames",
-                                              "adapt_k", "heatmap", "mask"}, mode="json"), sort_keys=True)
+    return json.dumps(
+        cam.model_dump(
+            include={
+                "bundle",
+                "server",
+                "backend",
+                "device",
+                "precision",
+                "engine",
+                "plugins",
+                "threads",
+                "threshold",
+                "smoothing",
+                "min_event_frames",
+                "adapt_k",
+                "heatmap",
+                "mask",
+            },
+            mode="json",
+        ),
+        sort_keys=True,
+    )
 
 
 def _describe(det: Any) -> str:
@@ -154,14 +174,26 @@ def _load_detector(cam: Any) -> Any:
 
     if cam.server is not None:
         return Detector.connect(cam.server, model=cam.bundle or "vadedge")
-    return Detector.load(cam.bundle, backend=cam.backend, device=cam.device, precision=cam.precision,
-                         threshold=cam.thresholds(), smoothing=cam.smoothing, min_event_frames=cam.min_event_frames,
-                         heatmap=cam.heatmap, threads=cam.threads, plugin_libraries=list(cam.plugins),
-                         engine=cam.engine, adapt_k=cam.adapt_k, mask=cam.mask_spec())
+    return Detector.load(
+        cam.bundle,
+        backend=cam.backend,
+        device=cam.device,
+        precision=cam.precision,
+        threshold=cam.thresholds(),
+        smoothing=cam.smoothing,
+        min_event_frames=cam.min_event_frames,
+        heatmap=cam.heatmap,
+        threads=cam.threads,
+        plugin_libraries=list(cam.plugins),
+        engine=cam.engine,
+        adapt_k=cam.adapt_k,
+        mask=cam.mask_spec(),
+    )
 
 
-def run_cameras(config: Any, *, feed: Any = None, metrics: Any = None, retry_initial: float = 1.0,
-                retry_max: float = 30.0) -> MultiSummary:
+def run_cameras(
+    config: Any, *, feed: Any = None, metrics: Any = None, retry_initial: float = 1.0, retry_max: float = 30.0
+) -> MultiSummary:
     """Run every enabled camera of `config` (a `vadedge.runconfig.RunConfig`) until all ended or a
     stop signal; see the module doc. feed / metrics: an EventFeed and Metrics (closed here).
 
@@ -173,9 +205,10 @@ def run_cameras(config: Any, *, feed: Any = None, metrics: Any = None, retry_ini
     opened: list[Any] = []
     try:
         for c in config.enabled:
-            check_outputs({"events": c.events, "scores": c.scores, "video": c.save_video},
-                          inputs=[None if c.live else c.source, None if c.server else c.bundle, c.engine,
-                                  *c.plugins])
+            check_outputs(
+                {"events": c.events, "scores": c.scores, "video": c.save_video},
+                inputs=[None if c.live else c.source, None if c.server else c.bundle, c.engine, *c.plugins],
+            )
             key = _detector_key(c)
             if key not in detectors:
                 detectors[key] = _load_detector(c)
@@ -193,8 +226,9 @@ def run_cameras(config: Any, *, feed: Any = None, metrics: Any = None, retry_ini
                 opened.append(cam.log)
             if cam.cfg.scores:
                 det = cam.det
-                cam.csv = ScoreCSV(cam.cfg.scores, [c for c, _ in det.backend.io.scores]
-                                   + list(det.bundle.manifest.score.local))
+                cam.csv = ScoreCSV(
+                    cam.cfg.scores, [c for c, _ in det.backend.io.scores] + list(det.bundle.manifest.score.local)
+                )
                 opened.append(cam.csv)
             if cam.cfg.save_video:
                 fps = cam.source.output_fps if cam.source is not None else None
@@ -203,8 +237,9 @@ def run_cameras(config: Any, *, feed: Any = None, metrics: Any = None, retry_ini
             if cam.cfg.show:
                 cam.window = Window()
                 opened.append(cam.window)
-            cam.viewer = cam.video or (AnnotatedVideo("unused.mp4", threshold=cam.det.recipe.on)
-                                       if cam.cfg.show else None)
+            cam.viewer = cam.video or (
+                AnnotatedVideo("unused.mp4", threshold=cam.det.recipe.on) if cam.cfg.show else None
+            )
             if metrics is not None:
                 metrics.camera(cam.name)
     except BaseException:
@@ -230,8 +265,10 @@ def run_cameras(config: Any, *, feed: Any = None, metrics: Any = None, retry_ini
 
     for det in detectors.values():
         det.on_event(on_event)
-    summary = MultiSummary({c.name: c.summary for c in cams},
-                           [(_describe(det), [c.name for c in cams if c.det is det]) for det in detectors.values()])
+    summary = MultiSummary(
+        {c.name: c.summary for c in cams},
+        [(_describe(det), [c.name for c in cams if c.det is det]) for det in detectors.values()],
+    )
     t0 = time.perf_counter()
     failure: Optional[BaseException] = None
 
@@ -266,8 +303,15 @@ def run_cameras(config: Any, *, feed: Any = None, metrics: Any = None, retry_ini
     return summary
 
 
-def _loop(cams: list[_Camera], detectors: dict[str, Any], stop: Any, feed: Any, metrics: Any,
-          retry_initial: float, retry_max: float) -> None:
+def _loop(
+    cams: list[_Camera],
+    detectors: dict[str, Any],
+    stop: Any,
+    feed: Any,
+    metrics: Any,
+    retry_initial: float,
+    retry_max: float,
+) -> None:
     groups = [(det, [c for c in cams if c.det is det]) for det in detectors.values()]
     while not stop.requested and not all(c.done for c in cams):
         active = False
@@ -303,8 +347,12 @@ def _loop(cams: list[_Camera], detectors: dict[str, Any], stop: Any, feed: Any, 
                     cam.detach()
                     continue
                 if f is None:
-                    if (cam.source is not None and cam.source.live and not cam.lost
-                            and time.monotonic() - cam.last_frame >= cam.cfg.source_lost_after):
+                    if (
+                        cam.source is not None
+                        and cam.source.live
+                        and not cam.lost
+                        and time.monotonic() - cam.last_frame >= cam.cfg.source_lost_after
+                    ):
                         _camera_lost(cam, metrics)
                     continue
                 cam.last_frame, cam.lost = time.monotonic(), False

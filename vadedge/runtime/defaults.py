@@ -3,6 +3,7 @@
 `VADEDGE_DEFAULT_BUNDLE=/path/to/bundle` overrides it (handy for tests and for fleets that pin
 their own model without passing --model everywhere).
 """
+
 from __future__ import annotations
 
 import os
@@ -26,6 +27,8 @@ def default_bundle() -> Path:
     path = default_bundle_path()
     if not (path / BUNDLE_FILE).is_file():
         where = f"${ENV_VAR}={path}" if os.environ.get(ENV_VAR) else str(path)
-        raise BundleError(f"no default model in this vadedge installation ({where} has no {BUNDLE_FILE}); "
-                          f"pass --model BUNDLE (a folder written by `vadedge export`)")
+        raise BundleError(
+            f"no default model in this vadedge installation ({where} has no {BUNDLE_FILE}); "
+            f"pass --model BUNDLE (a folder written by `vadedge export`)"
+        )
     return path

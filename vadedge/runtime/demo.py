@@ -6,6 +6,7 @@ few normal videos of the same scene (other seeds than the test clip), calibrates
 bundle on them with `vadedge calibrate`'s library function (into OUT/calibrated-bundle/, the
 given or shipped bundle is never modified), and runs that copy on the test clip.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,10 @@ def find_ped2(data: Optional[Path] = None) -> Optional[Path]:
         return Path(data)
     env = os.environ.get(PED2_ENV)
     cands: list[Path] = [Path(env)] if env else []
-    cands += [Path.cwd().parent / "shared" / "datasets" / "ped2",
-              Path(__file__).resolve().parents[3] / "shared" / "datasets" / "ped2"]
+    cands += [
+        Path.cwd().parent / "shared" / "datasets" / "ped2",
+        Path(__file__).resolve().parents[3] / "shared" / "datasets" / "ped2",
+    ]
     for c in cands:
         if (c / "testing" / "frames").is_dir():
             return c
@@ -68,9 +71,11 @@ class SceneFit:
     seconds: float
 
     def format(self) -> str:
-        return (f"fitted to the generated scene: {self.videos} normal videos ({self.frames} frames, "
-                f"{self.scored} scored) calibrated {self.source} in {self.seconds:.1f} s -> {self.bundle}\n"
-                f"threshold: {self.threshold:.3f} (the bundle's own: {self.previous_threshold:.3f})")
+        return (
+            f"fitted to the generated scene: {self.videos} normal videos ({self.frames} frames, "
+            f"{self.scored} scored) calibrated {self.source} in {self.seconds:.1f} s -> {self.bundle}\n"
+            f"threshold: {self.threshold:.3f} (the bundle's own: {self.previous_threshold:.3f})"
+        )
 
 
 @dataclass
@@ -88,17 +93,20 @@ class DemoResult:
         return "\n".join(head + [self.summary.format()])
 
 
-def synthetic_clip(height: int = SCENE_SIZE[0], width: int = SCENE_SIZE[1], frames: int = 150,
-                   seed: int = SCENE_SEED) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_clip(
+    height: int = SCENE_SIZE[0], width: int = SCENE_SIZE[1], frames: int = 150, seed: int = SCENE_SEED
+) -> tuple[np.ndarray, np.ndarray]:
     """A generated scene (vadedge.synthetic) with a large box crossing the walkway from frame 60."""
     from ..synthetic import SceneGenerator
 
-    return SceneGenerator(height, width, seed=seed).render(frames, seed=seed * 1000 + 1, anomaly="shape",
-                                                           anomaly_start=frames * 2 // 5)
+    return SceneGenerator(height, width, seed=seed).render(
+        frames, seed=seed * 1000 + 1, anomaly="shape", anomaly_start=frames * 2 // 5
+    )
 
 
-def synthetic_normal_footage(folder: Path, videos: int = NORMAL_VIDEOS, frames: int = NORMAL_FRAMES,
-                             seed: int = SCENE_SEED) -> Path:
+def synthetic_normal_footage(
+    folder: Path, videos: int = NORMAL_VIDEOS, frames: int = NORMAL_FRAMES, seed: int = SCENE_SEED
+) -> Path:
     """Normal videos of `synthetic_clip`'s scene (same generator, render seeds the clip does not use),
     written losslessly as frame folders FOLDER/NN/TTT.png; returns FOLDER."""
     import cv2
@@ -128,14 +136,31 @@ def fit_to_scene(bundle: Path, out: Path, progress: bool = False) -> SceneFit:
     synthetic_normal_footage(footage)
     logger.info("calibrating %s on %d generated normal videos of the demo scene", bundle, NORMAL_VIDEOS)
     rep = calibrate_bundle(bundle, [footage], out=dest, progress=progress)
-    return SceneFit(bundle, dest, footage, len(rep.videos), rep.frames_read, rep.calibration.frames,
-                    float(rep.calibration.threshold["on"]), float((rep.before or {})["threshold"]["on"]),
-                    time.perf_counter() - t0)
+    return SceneFit(
+        bundle,
+        dest,
+        footage,
+        len(rep.videos),
+        rep.frames_read,
+        rep.calibration.frames,
+        float(rep.calibration.threshold["on"]),
+        float((rep.before or {})["threshold"]["on"]),
+        time.perf_counter() - t0,
+    )
 
 
-def run_demo(out: str | Path, *, model: Optional[str | Path] = None, data: Optional[Path] = None,
-             video: Optional[str] = None, synthetic: bool = False, backend: str = "auto", device: str = "auto",
-             threshold: Optional[tuple[float, float]] = None, progress: bool = True) -> DemoResult:
+def run_demo(
+    out: str | Path,
+    *,
+    model: Optional[str | Path] = None,
+    data: Optional[Path] = None,
+    video: Optional[str] = None,
+    synthetic: bool = False,
+    backend: str = "auto",
+    device: str = "auto",
+    threshold: Optional[tuple[float, float]] = None,
+    progress: bool = True,
+) -> DemoResult:
     """Run and write OUT/demo.mp4, events.jsonl, scores.csv and scores.png."""
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -151,8 +176,9 @@ def run_demo(out: str | Path, *, model: Optional[str | Path] = None, data: Optio
 
         source = Path(model) if model is not None else default_bundle()
         if backend == "torch" or not (source / BUNDLE_FILE).is_file():
-            logger.warning("%s is not an exported bundle: running it on the generated scene without "
-                           "calibrating it there", source)
+            logger.warning(
+                "%s is not an exported bundle: running it on the generated scene without calibrating it there", source
+            )
         else:
             fit = fit_to_scene(source, out, progress=progress)
             model = fit.bundle
@@ -172,21 +198,44 @@ def run_demo(out: str | Path, *, model: Optional[str | Path] = None, data: Optio
     else:
         frames, labels = synthetic_clip()
         src = IterableSource(list(frames), name="synthetic", fps=25.0).open()
-        desc = f"generated synthetic clip ({len(frames)} frames, anomaly at frames " \
-               f"{int(np.argmax(labels))}-{len(labels) - 1 - int(np.argmax(labels[::-1]))})"
+        desc = (
+            f"generated synthetic clip ({len(frames)} frames, anomaly at frames "
+            f"{int(np.argmax(labels))}-{len(labels) - 1 - int(np.argmax(labels[::-1]))})"
+        )
     per_frame: list[tuple[int, Optional[float]]] = []
 
     def keep(_f: object, r: FrameResult) -> None:
         per_frame.append((r.frame_index, r.score))
 
-    paths = {k: out / n for k, n in (("video", "demo.mp4"), ("events", "events.jsonl"),
-                                      ("scores", "scores.csv"), ("plot", "scores.png"))}
+    paths = {
+        k: out / n
+        for k, n in (
+            ("video", "demo.mp4"),
+            ("events", "events.jsonl"),
+            ("scores", "scores.csv"),
+            ("plot", "scores.png"),
+        )
+    }
     try:
-        summary = run_source(det, src, events=paths["events"], scores=paths["scores"], video=paths["video"],
-                             progress=progress, on_result=keep)
+        summary = run_source(
+            det,
+            src,
+            events=paths["events"],
+            scores=paths["scores"],
+            video=paths["video"],
+            progress=progress,
+            on_result=keep,
+        )
     finally:
         det.close()
-    plot_scores(paths["plot"], [f for f, _ in per_frame], [s for _, s in per_frame], threshold=det.recipe.on,
-                labels=labels, events=summary.events, title=f"{det.bundle.manifest.family} on {desc}")
+    plot_scores(
+        paths["plot"],
+        [f for f, _ in per_frame],
+        [s for _, s in per_frame],
+        threshold=det.recipe.on,
+        labels=labels,
+        events=summary.events,
+        title=f"{det.bundle.manifest.family} on {desc}",
+    )
     summary.outputs["plot"] = str(paths["plot"])
     return DemoResult(desc, summary, paths["video"], paths["events"], paths["scores"], paths["plot"], fit)

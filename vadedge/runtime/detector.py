@@ -14,6 +14,7 @@ discarded); batch-1 bundles fall back to one call per stream; dynamic bundles ta
 Call a detector from one thread; its methods take an internal lock, so calls from several threads
 are serialised rather than interleaved. Event callbacks run on the calling thread.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -61,8 +62,9 @@ class StreamHandle:
         self.adapted = False
         # host-computed side inputs (e.g. MAAM-Net's optical flow): one value per consecutive frame
         # pair, computed once when the frame arrives, the last clip_length − 1 kept
-        self.side_history: dict[str, deque] = {k: deque(maxlen=detector.clip_length - 1)
-                                                for k in detector.runner.side_providers}
+        self.side_history: dict[str, deque] = {
+            k: deque(maxlen=detector.clip_length - 1) for k in detector.runner.side_providers
+        }
         self._prev: Optional[np.ndarray] = None
 
     def process(self, frame: np.ndarray, timestamp: Optional[float] = None) -> FrameResult:
@@ -97,8 +99,16 @@ class StreamHandle:
 class Detector:
     """Runs a bundle on frames of one or more streams; see the module docstring."""
 
-    def __init__(self, bundle: Bundle, backend: Backend, recipe: ScoreRecipe, *, heatmap: bool = True,
-                 adapt_k: Optional[int] = None, mask: Optional[MaskSpec] = None) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        backend: Backend,
+        recipe: ScoreRecipe,
+        *,
+        heatmap: bool = True,
+        adapt_k: Optional[int] = None,
+        mask: Optional[MaskSpec] = None,
+    ) -> None:
         self.bundle = bundle
         self.backend = backend
         self.recipe = recipe
@@ -106,13 +116,19 @@ class Detector:
         self.spec: InputSpec = bundle.input_spec
         self.clip_length = bundle.clip_length
         # the one state-carrying loop (runtime/runner.py); the detector adds buffers, batching and scoring
-        self.runner = StreamRunner(backend, bundle.state, self.clip_length,
-                                   side_providers(bundle.manifest.graph, f"bundle {bundle.path}"),
-                                   LocalScores.of(bundle, mask))
+        self.runner = StreamRunner(
+            backend,
+            bundle.state,
+            self.clip_length,
+            side_providers(bundle.manifest.graph, f"bundle {bundle.path}"),
+            LocalScores.of(bundle, mask),
+        )
         if adapt_k is not None:
             if not self.runner.base_params:
-                raise ConfigError(f"adapt_k: bundle {bundle.path} ({bundle.manifest.family}) has no "
-                                  f"adaptable parameters; only MPN bundles adapt")
+                raise ConfigError(
+                    f"adapt_k: bundle {bundle.path} ({bundle.manifest.family}) has no "
+                    f"adaptable parameters; only MPN bundles adapt"
+                )
             if adapt_k < 1:
                 raise ConfigError(f"adapt_k must be >= 1, got {adapt_k}")
         self.adapt_k = adapt_k
@@ -124,13 +140,27 @@ class Detector:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def load(cls, bundle: Union[str, Path, Bundle, None] = None, backend: str = "auto", device: str = "auto", *,
-             precision: Optional[str] = None, threshold: Union[float, tuple[float, float], None] = None,
-             smoothing: Optional[float] = None, min_event_frames: Optional[int] = None, heatmap: bool = True,
-             threads: Optional[int] = None, plugin_libraries: Sequence[str] = (), engine: Union[str, Path, None] = None,
-             providers: Optional[Sequence[Any]] = None, provider_options: Optional[Mapping] = None,
-             cuda_graphs: bool = True, adapt_k: Optional[int] = None,
-             calibration: Optional[Mapping[str, Any]] = None, mask: Optional[MaskSpec] = None) -> Detector:
+    def load(
+        cls,
+        bundle: Union[str, Path, Bundle, None] = None,
+        backend: str = "auto",
+        device: str = "auto",
+        *,
+        precision: Optional[str] = None,
+        threshold: Union[float, tuple[float, float], None] = None,
+        smoothing: Optional[float] = None,
+        min_event_frames: Optional[int] = None,
+        heatmap: bool = True,
+        threads: Optional[int] = None,
+        plugin_libraries: Sequence[str] = (),
+        engine: Union[str, Path, None] = None,
+        providers: Optional[Sequence[Any]] = None,
+        provider_options: Optional[Mapping] = None,
+        cuda_graphs: bool = True,
+        adapt_k: Optional[int] = None,
+        calibration: Optional[Mapping[str, Any]] = None,
+        mask: Optional[MaskSpec] = None,
+    ) -> Detector:
         """Load a bundle folder (None = the default bundle shipped with vadedge) on a backend.
 
         backend: "auto" (a TensorRT engine of the bundle if tensorrt is installed, else ONNX Runtime
@@ -160,11 +190,25 @@ class Detector:
                 bundle = load_bundle(path)
         if backend == "auto":
             backend, device = _auto_backend(bundle, device)
-        be = _make_backend(backend, bundle, device, precision=precision, threads=threads,
-                           plugin_libraries=plugin_libraries, engine=engine, providers=providers,
-                           provider_options=provider_options, cuda_graphs=cuda_graphs)
-        recipe = ScoreRecipe.from_manifest(bundle.manifest.score, threshold=threshold, smoothing=smoothing,
-                                           min_event_frames=min_event_frames, calibration=calibration)
+        be = _make_backend(
+            backend,
+            bundle,
+            device,
+            precision=precision,
+            threads=threads,
+            plugin_libraries=plugin_libraries,
+            engine=engine,
+            providers=providers,
+            provider_options=provider_options,
+            cuda_graphs=cuda_graphs,
+        )
+        recipe = ScoreRecipe.from_manifest(
+            bundle.manifest.score,
+            threshold=threshold,
+            smoothing=smoothing,
+            min_event_frames=min_event_frames,
+            calibration=calibration,
+        )
         return cls(bundle, be, recipe, heatmap=heatmap, adapt_k=adapt_k, mask=mask)
 
     @staticmethod
@@ -237,8 +281,9 @@ class Detector:
         """Feed one frame of the default stream."""
         return self.stream("default").process(frame, timestamp)
 
-    def process_many(self, frames: Mapping[StreamKey, np.ndarray],
-                     timestamps: Optional[Mapping[StreamKey, float]] = None) -> dict[str, FrameResult]:
+    def process_many(
+        self, frames: Mapping[StreamKey, np.ndarray], timestamps: Optional[Mapping[StreamKey, float]] = None
+    ) -> dict[str, FrameResult]:
         """Feed one frame to each of several streams; all ready streams share batched inference calls.
 
         Returns {stream name: FrameResult}. Frames and timestamps are validated before any stream
@@ -272,8 +317,13 @@ class Detector:
                 if h.ring.ready:
                     ready.append(h)
                 else:
-                    results[h.name] = FrameResult(h.name, h.frame_index, ts.get(h.name, now), warmup=True,
-                                                  latency_ms=(time.perf_counter() - t0) * 1e3)
+                    results[h.name] = FrameResult(
+                        h.name,
+                        h.frame_index,
+                        ts.get(h.name, now),
+                        warmup=True,
+                        latency_ms=(time.perf_counter() - t0) * 1e3,
+                    )
             for group in self._groups(ready):
                 out = self._infer(group)
                 for i, h in enumerate(group):
@@ -290,8 +340,10 @@ class Detector:
         if frame.size == 0:
             raise DataError(f"stream {h.name!r}: empty frame of shape {frame.shape}")
         if h.frame_shape is not None and frame.shape != h.frame_shape:
-            raise DataError(f"stream {h.name!r}: got a frame of shape {frame.shape} after frames of "
-                            f"{h.frame_shape}; a new resolution needs reset() (or a new stream)")
+            raise DataError(
+                f"stream {h.name!r}: got a frame of shape {frame.shape} after frames of "
+                f"{h.frame_shape}; a new resolution needs reset() (or a new stream)"
+            )
         try:
             pf = prepare_frame(frame, self.spec)
         except DataError as exc:
@@ -313,7 +365,7 @@ class Detector:
         chunks: list[list[StreamHandle]] = []
         for bucket in buckets:
             step = size or len(bucket)
-            chunks.extend(bucket[i:i + step] for i in range(0, len(bucket), step))
+            chunks.extend(bucket[i : i + step] for i in range(0, len(bucket), step))
         return chunks
 
     def _infer(self, group: list[StreamHandle]) -> BackendOutput:
@@ -323,10 +375,12 @@ class Detector:
         state = {k: np.stack([h.state[k] for h in padded]) for k in self.runner.state_names}
         params = None
         if self.base_params:
-            params = ({k: np.stack([h.params[k] for h in padded]) for k in self.base_params}
-                      if self.backend.params_batched else group[0].params)
-        side = {k: np.stack([np.stack(h.side_history[k]) for h in padded])
-                for k in self.runner.side_providers} or None
+            params = (
+                {k: np.stack([h.params[k] for h in padded]) for k in self.base_params}
+                if self.backend.params_batched
+                else group[0].params
+            )
+        side = {k: np.stack([np.stack(h.side_history[k]) for h in padded]) for k in self.runner.side_providers} or None
         out = self.runner.step(frames, state, params, side)
         self.calls += 1
         return out
@@ -338,9 +392,19 @@ class Detector:
         heat = None
         if self.heatmap and "error_map" in out.extras:
             heat = np.array(out.extras["error_map"][i], dtype=np.float32, copy=True)
-        res = FrameResult(h.name, h.frame_index, t, score=score, raw_score=raw, components=comps,
-                          is_anomaly=flag, event_started=started, event_ended=ended, heatmap=heat,
-                          latency_ms=(time.perf_counter() - t0) * 1e3)
+        res = FrameResult(
+            h.name,
+            h.frame_index,
+            t,
+            score=score,
+            raw_score=raw,
+            components=comps,
+            is_anomaly=flag,
+            event_started=started,
+            event_ended=ended,
+            heatmap=heat,
+            latency_ms=(time.perf_counter() - t0) * 1e3,
+        )
         if ended is not None:
             self._emit(ended)
         if started is not None:
@@ -400,8 +464,9 @@ class Detector:
         self.close()
 
     # ------------------------------------------------------------------ adaptation (MPN)
-    def adapt(self, stream: StreamKey = "default", k: Optional[int] = None,
-              clips: Optional[np.ndarray] = None) -> dict[str, np.ndarray]:
+    def adapt(
+        self, stream: StreamKey = "default", k: Optional[int] = None, clips: Optional[np.ndarray] = None
+    ) -> dict[str, np.ndarray]:
         """Few-shot adapt a stream's parameters (MPN) on `clips` uint8 [K, N, H, W, C].
 
         Without `clips`, uses the stream's buffered clip (k = 1) — pass clips, or load with
@@ -417,8 +482,10 @@ class Detector:
 
         h = self._handle(stream)
         if not self.base_params:
-            raise ConfigError(f"bundle {self.bundle.path} ({self.bundle.manifest.family}) has no adaptable "
-                              f"parameters; only MPN bundles adapt")
+            raise ConfigError(
+                f"bundle {self.bundle.path} ({self.bundle.manifest.family}) has no adaptable "
+                f"parameters; only MPN bundles adapt"
+            )
         if clips is None:
             if not h.ring.ready:
                 raise DataError(f"stream {h.name!r} has no full clip yet to adapt on")
@@ -452,9 +519,11 @@ class Detector:
     def describe(self) -> str:
         m = self.bundle.manifest
         batch = m.graph.batch
-        return (f"{m.family} ({m.preset or 'custom'}) {self.spec.height}x{self.spec.width} "
-                f"{self.spec.color}, clip {self.clip_length}, {self.frame_rate:g} fps, batch {batch}, "
-                f"{self.backend.describe()}")
+        return (
+            f"{m.family} ({m.preset or 'custom'}) {self.spec.height}x{self.spec.width} "
+            f"{self.spec.color}, clip {self.clip_length}, {self.frame_rate:g} fps, batch {batch}, "
+            f"{self.backend.describe()}"
+        )
 
 
 def _timestamp(value: Any, stream: Any) -> float:
@@ -492,11 +561,17 @@ def _auto_backend(bundle: Bundle, device: str) -> tuple[str, str]:
 def _warn_ignored_trt_options(device: str, engine: Any, plugin_libraries: Sequence[str]) -> None:
     """ONNX Runtime never reads a TensorRT engine file, and loads plugins only through its TensorRT EP."""
     if engine is not None:
-        logger.warning("engine %s is ignored: the ONNX Runtime backend runs the bundle's ONNX model "
-                       "(use backend 'tensorrt' to run an engine)", engine)
+        logger.warning(
+            "engine %s is ignored: the ONNX Runtime backend runs the bundle's ONNX model "
+            "(use backend 'tensorrt' to run an engine)",
+            engine,
+        )
     if plugin_libraries and not str(device).lower().startswith(("tensorrt", "trt")):
-        logger.warning("plugin libraries are ignored on ONNX Runtime device %r: only its TensorRT "
-                       "provider (device tensorrt[:N]) or backend 'tensorrt' loads them", device)
+        logger.warning(
+            "plugin libraries are ignored on ONNX Runtime device %r: only its TensorRT "
+            "provider (device tensorrt[:N]) or backend 'tensorrt' loads them",
+            device,
+        )
 
 
 def _make_backend(name: str, bundle: Bundle, device: str, **kw: Any) -> Backend:
@@ -505,15 +580,27 @@ def _make_backend(name: str, bundle: Bundle, device: str, **kw: Any) -> Backend:
 
         dev = "cpu" if device in (None, "auto") else device
         _warn_ignored_trt_options(dev, kw["engine"], kw["plugin_libraries"])
-        return OnnxRuntimeBackend(bundle, device=dev, precision=kw["precision"], providers=kw["providers"],
-                                  threads=kw["threads"], plugin_libraries=kw["plugin_libraries"],
-                                  provider_options=kw["provider_options"])
+        return OnnxRuntimeBackend(
+            bundle,
+            device=dev,
+            precision=kw["precision"],
+            providers=kw["providers"],
+            threads=kw["threads"],
+            plugin_libraries=kw["plugin_libraries"],
+            provider_options=kw["provider_options"],
+        )
     if name == "tensorrt":
         from .backends.tensorrt import TensorRTBackend
 
         dev = "cuda:0" if device in (None, "auto") else device
-        return TensorRTBackend(bundle, engine=kw["engine"], device=dev, precision=kw["precision"],
-                               plugin_libraries=kw["plugin_libraries"], cuda_graphs=kw["cuda_graphs"])
+        return TensorRTBackend(
+            bundle,
+            engine=kw["engine"],
+            device=dev,
+            precision=kw["precision"],
+            plugin_libraries=kw["plugin_libraries"],
+            cuda_graphs=kw["cuda_graphs"],
+        )
     if name == "torch":
         from .backends.torch import TorchBackend
 

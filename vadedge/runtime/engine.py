@@ -12,6 +12,7 @@
 module. It needs only numpy: TensorRT is imported when a function is called with no `trt` module
 given (tests pass the fake in tests/fakes/tensorrt.py; nothing here has run on a GPU).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -110,8 +111,9 @@ def write_sidecar(engine_path: str | Path, doc: Mapping[str, Any]) -> dict:
     return out
 
 
-def load_sidecar(engine_path: str | Path, *, tensorrt_version: Optional[str] = None,
-                 device_name: Optional[str] = None) -> dict:
+def load_sidecar(
+    engine_path: str | Path, *, tensorrt_version: Optional[str] = None, device_name: Optional[str] = None
+) -> dict:
     """Read and check an engine's sidecar; EngineError names what is missing, corrupt or mismatched.
 
     With `tensorrt_version` / `device_name` (those of the running machine) it also rejects an engine
@@ -136,25 +138,32 @@ def load_sidecar(engine_path: str | Path, *, tensorrt_version: Optional[str] = N
     if doc["engine"] != engine.name:
         raise EngineError(f"{side} describes {doc['engine']}, not {engine.name}")
     if sha256_file(engine) != doc["engine_sha256"]:
-        raise EngineError(f"engine {engine.name} does not match its sidecar (SHA-256 differs): the file is "
-                          f"corrupt or was replaced; rebuild it")
+        raise EngineError(
+            f"engine {engine.name} does not match its sidecar (SHA-256 differs): the file is "
+            f"corrupt or was replaced; rebuild it"
+        )
     if tensorrt_version is not None:
         built = ".".join(str(doc["tensorrt"]).split(".")[:2])
         here = ".".join(str(tensorrt_version).split(".")[:2])
         if built != here and not doc.get("version_compatible", False):
-            raise EngineError(f"engine {engine.name} was built with TensorRT {doc['tensorrt']} but this machine "
-                              f"has {tensorrt_version}; rebuild it here (engines are not portable)")
+            raise EngineError(
+                f"engine {engine.name} was built with TensorRT {doc['tensorrt']} but this machine "
+                f"has {tensorrt_version}; rebuild it here (engines are not portable)"
+            )
     if device_name is not None:
         built_dev = (doc.get("device") or {}).get("name") if isinstance(doc.get("device"), dict) else doc["device"]
         if built_dev and built_dev != device_name and not doc.get("hardware_compatibility"):
-            raise EngineError(f"engine {engine.name} was built on {built_dev}, this GPU is {device_name}; "
-                              f"rebuild it here (or build with hardware compatibility)")
+            raise EngineError(
+                f"engine {engine.name} was built on {built_dev}, this GPU is {device_name}; "
+                f"rebuild it here (or build with hardware compatibility)"
+            )
     return doc
 
 
 # --------------------------------------------------------------------------- plugins
-def load_plugin_libraries(trt: Any, libraries: Sequence[str | Path], *, registry: Any = None,
-                          dlopen: Optional[Callable[[str], Any]] = None) -> list[dict]:
+def load_plugin_libraries(
+    trt: Any, libraries: Sequence[str | Path], *, registry: Any = None, dlopen: Optional[Callable[[str], Any]] = None
+) -> list[dict]:
     """Load vadedge plugin libraries so TensorRT finds their creators; return [{file, path, sha256, loader}].
 
     A library that exports `getCreators` (libvadedge_plugins_dynamic.so) goes through the plugin
@@ -179,8 +188,7 @@ def load_plugin_libraries(trt: Any, libraries: Sequence[str | Path], *, registry
                 raise EngineError(f"TensorRT's plugin registry could not load {lib_path}")
             loader = "registry"
         logger.debug("plugin library %s loaded (%s)", lib_path, loader)
-        loaded.append({"file": lib_path.name, "path": str(lib_path), "sha256": sha256_file(lib_path),
-                       "loader": loader})
+        loaded.append({"file": lib_path.name, "path": str(lib_path), "sha256": sha256_file(lib_path), "loader": loader})
     return loaded
 
 
@@ -196,15 +204,19 @@ def sidecar_plugin_libraries(engine_path: str | Path, sidecar: Mapping[str, Any]
     found = []
     for name in sidecar.get("plugin_libraries") or []:
         if not (isinstance(name, str) and name == Path(name).name):
-            raise EngineError(f"the sidecar of {engine.name} names plugin library {name!r}: only file names "
-                              f"beside the engine are allowed")
+            raise EngineError(
+                f"the sidecar of {engine.name} names plugin library {name!r}: only file names "
+                f"beside the engine are allowed"
+            )
         path = engine.parent / name
         if not path.is_file():
             continue
         want = recorded.get(name)
         if want and sha256_file(path) != want:
-            raise EngineError(f"plugin library {name} beside {engine.name} does not match the SHA-256 recorded "
-                              f"when the engine was built: the file is corrupt or was replaced")
+            raise EngineError(
+                f"plugin library {name} beside {engine.name} does not match the SHA-256 recorded "
+                f"when the engine was built: the file is corrupt or was replaced"
+            )
         found.append(path)
     return found
 
@@ -221,8 +233,10 @@ def deserialize_engine(trt: Any, path: str | Path, log: Any, *, version_compatib
     engine = runtime.deserialize_cuda_engine(path.read_bytes())
     if engine is None:
         errors = "; ".join(log.errors()[-3:]) if hasattr(log, "errors") else ""
-        raise EngineError(f"TensorRT could not deserialise {path.name}: engines only run with the TensorRT "
-                          f"version and GPU they were built for (rebuild it on this device) {errors}".rstrip())
+        raise EngineError(
+            f"TensorRT could not deserialise {path.name}: engines only run with the TensorRT "
+            f"version and GPU they were built for (rebuild it on this device) {errors}".rstrip()
+        )
     _RUNTIMES.append(runtime)
     return engine
 
@@ -249,8 +263,10 @@ def refit_weights(trt: Any, engine: Any, weights: Mapping[str, np.ndarray], log:
         arr = np.ascontiguousarray(value)
         keep_alive.append(arr)
         if not refitter.set_named_weights(name, trt.Weights(arr)):
-            raise EngineError(f"TensorRT rejected new weights for {name} (shape {arr.shape}, {arr.dtype}): the "
-                              f"element count and type must match the weights the engine was built with")
+            raise EngineError(
+                f"TensorRT rejected new weights for {name} (shape {arr.shape}, {arr.dtype}): the "
+                f"element count and type must match the weights the engine was built with"
+            )
     missing = list(refitter.get_missing_weights())
     if missing:
         raise EngineError(f"these weights must be supplied together with the ones given: {', '.join(missing)}")
@@ -259,8 +275,14 @@ def refit_weights(trt: Any, engine: Any, weights: Mapping[str, np.ndarray], log:
         raise EngineError(f"TensorRT failed to refit the engine {errors}".rstrip())
 
 
-def refit_engine(engine: str | Path | Any, weights: Mapping[str, np.ndarray], *, trt: Any = None,
-                 out_path: str | Path | None = None, logger: Any = None) -> Any:
+def refit_engine(
+    engine: str | Path | Any,
+    weights: Mapping[str, np.ndarray],
+    *,
+    trt: Any = None,
+    out_path: str | Path | None = None,
+    logger: Any = None,
+) -> Any:
     """Refit `engine` (a path or a deserialised ICudaEngine) with `weights` {name: array}; return the engine.
 
     With `out_path` the refitted plan is serialised there (and its sidecar copied with the new SHA-256

@@ -8,6 +8,7 @@ nothing reported is lost even on a hard kill. A live source that stops deliverin
 `source_lost_after` seconds (it is reconnecting) closes an open event with reason "source_lost".
 A sink that fails (disk full) stops the run with a DataError after every sink was closed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -60,15 +61,22 @@ class RunSummary:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def format(self) -> str:
-        lines = [f"{'interrupted after' if self.interrupted else 'processed'} {self.frames} frames "
-                 f"({self.scored} scored) of {self.source} in {self.seconds:.1f} s, {self.fps:.1f} frames/s"]
+        lines = [
+            f"{'interrupted after' if self.interrupted else 'processed'} {self.frames} frames "
+            f"({self.scored} scored) of {self.source} in {self.seconds:.1f} s, {self.fps:.1f} frames/s"
+        ]
         if self.skipped:
             lines.append(f"sampling: {self.skipped} frames skipped to keep the model's frame rate")
         if self.dropped or self.reconnects:
             lines.append(f"live source: {self.dropped} frames dropped, {self.reconnects} reconnects")
-        lines.append(f"events: {len(self.events)}" + "".join(
-            f"\n  #{e.id}: frames {e.start_frame}-{e.end_frame} (t {e.start_time:.2f}-{e.end_time:.2f} s), "
-            f"peak {e.peak_score:.2f} at frame {e.peak_frame}" for e in self.events))
+        lines.append(
+            f"events: {len(self.events)}"
+            + "".join(
+                f"\n  #{e.id}: frames {e.start_frame}-{e.end_frame} (t {e.start_time:.2f}-{e.end_time:.2f} s), "
+                f"peak {e.peak_score:.2f} at frame {e.peak_frame}"
+                for e in self.events
+            )
+        )
         for kind, path in self.outputs.items():
             lines.append(f"{kind}: {path}")
         return "\n".join(lines)
@@ -96,8 +104,10 @@ class _Status:
             bar = "#" * int(frac * 24)
             line = f"[{bar:<24}] {n}/{self.total} {fps:5.1f} fps  {score}  events {events}"
         else:
-            line = (f"{src.name}: {n} frames {fps:5.1f} fps  dropped {src.dropped}  reconnects {src.reconnects}  "
-                    f"{score}  events {events}")
+            line = (
+                f"{src.name}: {n} frames {fps:5.1f} fps  dropped {src.dropped}  reconnects {src.reconnects}  "
+                f"{score}  events {events}"
+            )
         self.out.write("\r" + line[:150].ljust(100))
         self.out.flush()
 
@@ -186,12 +196,23 @@ def _close_all(sinks: Sequence[Any]) -> Optional[BaseException]:
     return first
 
 
-def run_source(detector: Detector, source: Source, *, stream: Optional[str] = None,
-               events: Optional[str | Path] = None, scores: Optional[str | Path] = None,
-               video: Optional[str | Path] = None, show: bool = False, max_frames: Optional[int] = None,
-               progress: bool = True, status_out: Optional[TextIO] = None,
-               on_result: Optional[Callable[[Any, FrameResult], None]] = None,
-               source_lost_after: float = SOURCE_LOST_AFTER, feed: Any = None, metrics: Any = None) -> RunSummary:
+def run_source(
+    detector: Detector,
+    source: Source,
+    *,
+    stream: Optional[str] = None,
+    events: Optional[str | Path] = None,
+    scores: Optional[str | Path] = None,
+    video: Optional[str | Path] = None,
+    show: bool = False,
+    max_frames: Optional[int] = None,
+    progress: bool = True,
+    status_out: Optional[TextIO] = None,
+    on_result: Optional[Callable[[Any, FrameResult], None]] = None,
+    source_lost_after: float = SOURCE_LOST_AFTER,
+    feed: Any = None,
+    metrics: Any = None,
+) -> RunSummary:
     """Run `source` through `detector` as one stream, writing the requested sinks; see module doc.
 
     feed (a `vadedge.delivery.EventFeed`) receives the events and frames for new / update / end
@@ -204,14 +225,21 @@ def run_source(detector: Detector, source: Source, *, stream: Optional[str] = No
     if metrics is not None:
         metrics.camera(handle.name)
     summary = RunSummary(source.name)
-    status = _Status(source.total if max_frames is None else min(source.total or max_frames, max_frames),
-                     source.live, status_out or sys.stderr, progress)  # stderr now, not at import
+    status = _Status(
+        source.total if max_frames is None else min(source.total or max_frames, max_frames),
+        source.live,
+        status_out or sys.stderr,
+        progress,
+    )  # stderr now, not at import
     opened: list[Any] = []
     try:
         log = EventLog(events, identify=feed.describe if feed is not None else None) if events else None
         opened.append(log)
-        csvw = ScoreCSV(scores, [c for c, _ in detector.backend.io.scores] + list(detector.bundle.manifest.score.local)
-                        ) if scores else None
+        csvw = (
+            ScoreCSV(scores, [c for c, _ in detector.backend.io.scores] + list(detector.bundle.manifest.score.local))
+            if scores
+            else None
+        )
         opened.append(csvw)
         vid = AnnotatedVideo(video, fps=source.output_fps or 25.0, threshold=detector.recipe.on) if video else None
         opened.append(vid)
@@ -237,8 +265,9 @@ def run_source(detector: Detector, source: Source, *, stream: Optional[str] = No
             status.message(f"event #{e.id} started at frame {e.start_frame} (t {e.start_time:.2f} s)")
         else:
             summary.events.append(e)
-            status.message(f"event #{e.id} ended at frame {e.end_frame}: {e.frames} frames, "
-                           f"peak {e.peak_score:.2f} ({e.reason})")
+            status.message(
+                f"event #{e.id} ended at frame {e.end_frame}: {e.frames} frames, peak {e.peak_score:.2f} ({e.reason})"
+            )
 
     detector.on_event(on_event)
     t0 = time.perf_counter()
@@ -265,8 +294,7 @@ def run_source(detector: Detector, source: Source, *, stream: Optional[str] = No
                         summary.scored += 1
                         summary.max_score = r.score if summary.max_score is None else max(summary.max_score, r.score)
                     if feed is not None:
-                        feed.frame(handle.name, r.frame_index, r.timestamp, r.score, r.heatmap, f.image.shape,
-                                   f.image)
+                        feed.frame(handle.name, r.frame_index, r.timestamp, r.score, r.heatmap, f.image.shape, f.image)
                     if metrics is not None:
                         metrics.frame(handle.name, r.score is not None, r.latency_ms)
                         metrics.source(handle.name, source.dropped, source.reconnects)

@@ -1,4 +1,5 @@
 """A score-over-time PNG drawn with OpenCV only (the runtime does not depend on matplotlib)."""
+
 from __future__ import annotations
 
 import math
@@ -12,9 +13,17 @@ import numpy as np
 from .results import Event
 
 
-def plot_scores(path: str | Path, frames: Sequence[int], scores: Sequence[Optional[float]], *,
-                threshold: Optional[float] = None, labels: Optional[np.ndarray] = None,
-                events: Sequence[Event] = (), title: str = "", size: tuple[int, int] = (960, 360)) -> Path:
+def plot_scores(
+    path: str | Path,
+    frames: Sequence[int],
+    scores: Sequence[Optional[float]],
+    *,
+    threshold: Optional[float] = None,
+    labels: Optional[np.ndarray] = None,
+    events: Sequence[Event] = (),
+    title: str = "",
+    size: tuple[int, int] = (960, 360),
+) -> Path:
     """Write the per-frame score curve; ground-truth anomalies shaded red, detected events as bars."""
     w, h = size
     left, right, top, bottom = 60, 20, 50, 46
@@ -50,8 +59,9 @@ def plot_scores(path: str | Path, frames: Sequence[int], scores: Sequence[Option
     if len(pts) > 1:
         cv2.polylines(img, [np.array(pts, np.int32)], False, (160, 60, 0), 2, cv2.LINE_AA)
     legend = "score (blue), threshold (orange), ground truth (shaded), events (red bars)"
-    cv2.putText(img, title or "anomaly score per frame", (left, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1,
-                cv2.LINE_AA)
+    cv2.putText(
+        img, title or "anomaly score per frame", (left, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA
+    )
     cv2.putText(img, legend, (left, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (80, 80, 80), 1, cv2.LINE_AA)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

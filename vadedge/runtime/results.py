@@ -1,4 +1,5 @@
 """What the runtime hands back: one `FrameResult` per frame and an `Event` per detected anomaly."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -38,9 +39,14 @@ class FrameResult:
     def to_dict(self) -> dict:
         """JSON-friendly view (no heatmap)."""
         return {
-            "stream": self.stream, "frame": self.frame_index, "timestamp": self.timestamp,
-            "warmup": self.warmup, "score": self.score, "raw_score": self.raw_score,
-            "components": dict(self.components), "is_anomaly": self.is_anomaly,
+            "stream": self.stream,
+            "frame": self.frame_index,
+            "timestamp": self.timestamp,
+            "warmup": self.warmup,
+            "score": self.score,
+            "raw_score": self.raw_score,
+            "components": dict(self.components),
+            "is_anomaly": self.is_anomaly,
             "event_started": self.event_started.id if self.event_started else None,
             "event_ended": self.event_ended.id if self.event_ended else None,
             "latency_ms": self.latency_ms,

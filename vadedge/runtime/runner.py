@@ -10,6 +10,7 @@ Key convention: state, adapted parameters and side inputs are keyed by their vad
 Only the backend's `GraphIO` maps names to tensors (`GraphIO.feeds` in, `Backend._split` out).
 Batched arrays have the batch first; an unbatched state is one stream's (the shapes in state.npz).
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -30,13 +31,17 @@ if TYPE_CHECKING:
     from ..flow import FlowProvider
 
 
-
 class StreamRunner:
     """A Backend plus the initial state, adapted parameters and host side inputs of its graph."""
 
-    def __init__(self, backend: Backend, state: Mapping[str, np.ndarray], clip_length: int,
-                 side_providers: Optional[Mapping[str, FlowProvider]] = None,
-                 local: Optional[LocalScores] = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        state: Mapping[str, np.ndarray],
+        clip_length: int,
+        side_providers: Optional[Mapping[str, FlowProvider]] = None,
+        local: Optional[LocalScores] = None,
+    ) -> None:
         """`state`: the bundle's state.npz contents (initial stream state and default adapted parameters);
         `local`: derived components added to every call's scores (a bundle's `score.local`)."""
         self.backend = backend
@@ -52,19 +57,32 @@ class StreamRunner:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_bundle(cls, bundle: Bundle, precision: Optional[str] = None, threads: Optional[int] = None
-                    ) -> StreamRunner:
+    def from_bundle(
+        cls, bundle: Bundle, precision: Optional[str] = None, threads: Optional[int] = None
+    ) -> StreamRunner:
         """ONNX Runtime on the CPU running the bundle's `precision` model (default: what it was exported to run)."""
         from .backends.onnxruntime import OnnxRuntimeBackend
 
         backend = OnnxRuntimeBackend(bundle, device="cpu", precision=precision, threads=threads)
-        return cls(backend, bundle.state, bundle.clip_length, side_providers(bundle.manifest.graph, backend.label),
-                   LocalScores.of(bundle))
+        return cls(
+            backend,
+            bundle.state,
+            bundle.clip_length,
+            side_providers(bundle.manifest.graph, backend.label),
+            LocalScores.of(bundle),
+        )
 
     @classmethod
-    def for_model(cls, model: Union[str, Path, bytes], graph: Union[GraphSpec, Mapping], clip_length: int,
-                  state: Mapping[str, np.ndarray], *, precision: str = "fp32", threads: Optional[int] = None
-                  ) -> StreamRunner:
+    def for_model(
+        cls,
+        model: Union[str, Path, bytes],
+        graph: Union[GraphSpec, Mapping],
+        clip_length: int,
+        state: Mapping[str, np.ndarray],
+        *,
+        precision: str = "fp32",
+        threads: Optional[int] = None,
+    ) -> StreamRunner:
         """ONNX Runtime on the CPU for a model file not yet in a bundle (the exporter, INT8 calibration)."""
         from .backends.onnxruntime import OnnxRuntimeBackend
 
@@ -73,8 +91,9 @@ class StreamRunner:
         return cls(backend, state, clip_length, side_providers(graph, backend.label))
 
     @classmethod
-    def for_torch(cls, model: StreamModel, state: Optional[Mapping] = None, *, device: str = "cpu",
-                  threads: Optional[int] = None) -> StreamRunner:
+    def for_torch(
+        cls, model: StreamModel, state: Optional[Mapping] = None, *, device: str = "cpu", threads: Optional[int] = None
+    ) -> StreamRunner:
         """A torch stream model in memory (train/protocols.py `StreamModel`) run as it is, from its
         unbatched `state` (default: `model.initial_state()`): the torch reference that export parity
         checks compare ONNX against, and the loop experiments score with. Needs vadedge[train]."""
@@ -98,14 +117,14 @@ class StreamRunner:
         """A fresh copy of one stream's initial state (unbatched)."""
         return {k: v.copy() for k, v in self._state0.items()}
 
-    def batched_state(self, batch: int = 1, state: Optional[Mapping[str, np.ndarray]] = None
-                      ) -> dict[str, np.ndarray]:
+    def batched_state(self, batch: int = 1, state: Optional[Mapping[str, np.ndarray]] = None) -> dict[str, np.ndarray]:
         """One stream's state (default: the initial one) repeated into `batch` slots: {name: [batch, ...]}."""
         state = self._state0 if state is None else state
         return {k: np.repeat(np.asarray(state[k])[None], batch, axis=0) for k in self._state0}  # copies
 
-    def call_params(self, batch: int = 1, params: Optional[Mapping[str, np.ndarray]] = None
-                    ) -> Optional[dict[str, np.ndarray]]:
+    def call_params(
+        self, batch: int = 1, params: Optional[Mapping[str, np.ndarray]] = None
+    ) -> Optional[dict[str, np.ndarray]]:
         """Adapted parameters (default: the bundle's) as a call takes them: per slot if the graph batches
         them, else shared; None for graphs without adapted parameters."""
         if not self.base_params:
@@ -116,9 +135,13 @@ class StreamRunner:
         return {k: np.repeat(np.asarray(params[k])[None], batch, axis=0) for k in self.base_params}
 
     # ------------------------------------------------------------------ calls
-    def step(self, clips: np.ndarray, state: Mapping[str, np.ndarray],
-             params: Optional[Mapping[str, np.ndarray]] = None,
-             side: Optional[Mapping[str, np.ndarray]] = None) -> BackendOutput:
+    def step(
+        self,
+        clips: np.ndarray,
+        state: Mapping[str, np.ndarray],
+        params: Optional[Mapping[str, np.ndarray]] = None,
+        side: Optional[Mapping[str, np.ndarray]] = None,
+    ) -> BackendOutput:
         """One model call: uint8 clips [B, N, H, W, C] and batched state → components, next state, extras.
 
         No buffering and no scoring (what the bench times as a model-only call). `side` None on a graph
@@ -134,16 +157,23 @@ class StreamRunner:
         """The side inputs of whole clips [B, N, H, W, C] computed on the host: {name: [B, N − 1, ...]}."""
         if not self.side_providers:
             return None
-        return {name: np.ascontiguousarray(provider.clip_flow(clips), dtype=np.float32)
-                for name, provider in self.side_providers.items()}
+        return {
+            name: np.ascontiguousarray(provider.clip_flow(clips), dtype=np.float32)
+            for name, provider in self.side_providers.items()
+        }
 
-    def graph_feeds(self, clips: np.ndarray, state: Mapping[str, np.ndarray],
-                    params: Optional[Mapping[str, np.ndarray]] = None) -> dict[str, np.ndarray]:
+    def graph_feeds(
+        self, clips: np.ndarray, state: Mapping[str, np.ndarray], params: Optional[Mapping[str, np.ndarray]] = None
+    ) -> dict[str, np.ndarray]:
         """Graph input tensors of one call, side inputs computed (what ONNX Runtime's INT8 calibration reads)."""
         return self.backend.io.feeds(clips, state, params, self.clip_side_inputs(clips))
 
-    def score_frames(self, frames: np.ndarray, state: Optional[Mapping[str, np.ndarray]] = None,
-                     params: Optional[Mapping[str, np.ndarray]] = None) -> dict[str, np.ndarray]:
+    def score_frames(
+        self,
+        frames: np.ndarray,
+        state: Optional[Mapping[str, np.ndarray]] = None,
+        params: Optional[Mapping[str, np.ndarray]] = None,
+    ) -> dict[str, np.ndarray]:
         """Components of one stream over preprocessed uint8 frames (T, H, W, C), state carried from
         `state` (unbatched; default: the initial state): one value per frame from clip_length − 1 on.
 
@@ -162,9 +192,11 @@ class StreamRunner:
                     history[k].append(provider(frames[t - 1], frames[t]))
             if t < n - 1:
                 continue
-            clip = np.ascontiguousarray(np.broadcast_to(frames[t - n + 1:t + 1], (b, n, *frames.shape[1:])))
-            side = {k: np.ascontiguousarray(np.broadcast_to(np.stack(h), (b, *np.shape(np.stack(h)))))
-                    for k, h in history.items()} or None
+            clip = np.ascontiguousarray(np.broadcast_to(frames[t - n + 1 : t + 1], (b, n, *frames.shape[1:])))
+            side = {
+                k: np.ascontiguousarray(np.broadcast_to(np.stack(h), (b, *np.shape(np.stack(h)))))
+                for k, h in history.items()
+            } or None
             out = self.step(clip, carried, call_params, side)
             carried = out.state or carried
             for k, v in out.scores.items():
@@ -185,8 +217,9 @@ class LocalScores:
     (1 = scored, 0 = ignored, at the error map's resolution) is multiplied into the map first.
     """
 
-    def __init__(self, local: Mapping[str, LocalSpec], input_hw: tuple[int, int],
-                 mask: Optional[MaskSpec] = None) -> None:
+    def __init__(
+        self, local: Mapping[str, LocalSpec], input_hw: tuple[int, int], mask: Optional[MaskSpec] = None
+    ) -> None:
         self.windows = {name: spec.window for name, spec in local.items()}
         self.sources = {name: spec.source for name, spec in local.items()}
         self.input_hw = input_hw
@@ -201,8 +234,10 @@ class LocalScores:
         score = bundle.manifest.score
         if not score.local:
             if mask is not None:
-                raise ConfigError(f"bundle {bundle.path} has no local score components (score.local), so a "
-                                  f"mask would change nothing; re-score it with local components first")
+                raise ConfigError(
+                    f"bundle {bundle.path} has no local score components (score.local), so a "
+                    f"mask would change nothing; re-score it with local components first"
+                )
             return None
         inp = bundle.manifest.input
         return cls(score.local, (inp.height, inp.width), mask if mask is not None else score.mask)
@@ -222,8 +257,9 @@ class LocalScores:
         out: dict[str, np.ndarray] = {}
         for source in sorted(set(self.sources.values())):
             if source not in extras:
-                raise BundleError(f"{label}: score.local needs the graph output '{source}', which this "
-                                  f"model did not return")
+                raise BundleError(
+                    f"{label}: score.local needs the graph output '{source}', which this model did not return"
+                )
             windows = {n: w for n, w in self.windows.items() if self.sources[n] == source}
             maps = np.asarray(extras[source], dtype=np.float64)
             maps = maps.reshape(maps.shape[0], *maps.shape[-2:])  # [B, 1, h, w] or [B, h, w]
@@ -240,8 +276,7 @@ def side_providers(graph: GraphSpec, label: str) -> dict[str, FlowProvider]:
     out = {}
     for item in graph.side_inputs:
         if item.provider is None:
-            raise BundleError(f"{label}: side input '{item.name}' names no provider, so the runtime "
-                              f"cannot compute it")
+            raise BundleError(f"{label}: side input '{item.name}' names no provider, so the runtime cannot compute it")
         from ..flow import get_flow_provider
 
         out[item.name] = get_flow_provider(dict(item.provider))

@@ -13,6 +13,7 @@ sampled up (no frames are invented): every frame is kept and the sampler warns O
 scores will read high. Used by `Source` (the decoder thread, so a live source that falls behind
 still drops unkept frames first, never kept ones unevenly) and by `sample_indices` for arrays.
 """
+
 from __future__ import annotations
 
 import logging
@@ -52,11 +53,13 @@ def trained_fps(config: Mapping[str, Any], fps: Optional[float] = None) -> float
 
 def slow_source_message(name: str, source_fps: float, target_fps: float) -> str:
     """What a source slower than the trained rate means and what vadedge does about it."""
-    return (f"{name} delivers {source_fps:.3g} frames/s, slower than the {target_fps:g} frames/s the model "
-            f"was trained at; every frame is scored (none can be invented), so objects move "
-            f"{target_fps / source_fps:.2g}x farther between frames than in training and scores read high "
-            f"(more false alarms). Use a source at >= {target_fps:g} fps, or calibrate the bundle on footage "
-            f"at this rate (vadedge calibrate BUNDLE FOOTAGE --out NEW)")
+    return (
+        f"{name} delivers {source_fps:.3g} frames/s, slower than the {target_fps:g} frames/s the model "
+        f"was trained at; every frame is scored (none can be invented), so objects move "
+        f"{target_fps / source_fps:.2g}x farther between frames than in training and scores read high "
+        f"(more false alarms). Use a source at >= {target_fps:g} fps, or calibrate the bundle on footage "
+        f"at this rate (vadedge calibrate BUNDLE FOOTAGE --out NEW)"
+    )
 
 
 class FrameSampler:

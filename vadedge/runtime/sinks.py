@@ -9,6 +9,7 @@ is an input, two outputs that are one file, a folder or a path under a file, and
 extension OpenCV cannot write. `AnnotatedVideo` draws the error map as a heatmap over the frame
 and a strip with the recent score history (threshold line, anomalous stretches in red).
 """
+
 from __future__ import annotations
 
 import csv
@@ -51,8 +52,10 @@ def check_outputs(outputs: Mapping[str, Optional[PathLike]], inputs: Iterable[Op
                     raise ConfigError(f"cannot write --{what} {path}: {parent} is a file, not a folder")
                 break
         if what == "video" and path.suffix.lower() not in VIDEO_SUFFIXES:
-            raise ConfigError(f"--save-video {path}: unsupported extension {path.suffix or '(none)'!r}; "
-                              f"use {' or '.join(VIDEO_SUFFIXES)}")
+            raise ConfigError(
+                f"--save-video {path}: unsupported extension {path.suffix or '(none)'!r}; "
+                f"use {' or '.join(VIDEO_SUFFIXES)}"
+            )
         for src in ins:
             if _same_file(path, src) or (src.is_dir() and path.exists() and _is_under(path, src)):
                 raise ConfigError(f"--{what} {path} would overwrite the input {src}")
@@ -146,8 +149,12 @@ class EventLog(_TextSink):
     what = "events"
     mode = "ab+"
 
-    def __init__(self, path: str | Path, extra: Optional[dict] = None,
-                 identify: Optional[Callable[[Event], Optional[Mapping[str, Any]]]] = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        extra: Optional[dict] = None,
+        identify: Optional[Callable[[Event], Optional[Mapping[str, Any]]]] = None,
+    ) -> None:
         super().__init__(path)
         self._extra = dict(extra or {})
         self._identify = identify
@@ -191,8 +198,15 @@ class EventLog(_TextSink):
         if self.failed is not None:
             return
         ident = self._ident(event)
-        record = {"type": "start" if event.is_open else "end", **event.to_dict(), "camera": event.stream,
-                  "event": event.id, **ident, **fields, **self._extra}
+        record = {
+            "type": "start" if event.is_open else "end",
+            **event.to_dict(),
+            "camera": event.stream,
+            "event": event.id,
+            **ident,
+            **fields,
+            **self._extra,
+        }
         record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
         data = (json.dumps(record, allow_nan=False, default=float) + "\n").encode()
 
@@ -220,15 +234,37 @@ class ScoreCSV(_TextSink):
         super().__init__(path)
         self._w = csv.writer(self._fh)
         self.components = list(components)
-        self._guard(lambda: self._w.writerow(["stream", "frame", "timestamp", "warmup", "score", "raw_score",
-                                              "is_anomaly", *self.components, "latency_ms"]))
+        self._guard(
+            lambda: self._w.writerow(
+                [
+                    "stream",
+                    "frame",
+                    "timestamp",
+                    "warmup",
+                    "score",
+                    "raw_score",
+                    "is_anomaly",
+                    *self.components,
+                    "latency_ms",
+                ]
+            )
+        )
         self.flush_every = flush_every
         self._n = 0
 
     def write(self, r: FrameResult) -> None:
         fmt = lambda v: "" if v is None else f"{v:.6g}"  # noqa: E731
-        row = [r.stream, r.frame_index, f"{r.timestamp:.3f}", int(r.warmup), fmt(r.score), fmt(r.raw_score),
-               int(r.is_anomaly), *[fmt(r.components.get(c)) for c in self.components], f"{r.latency_ms:.2f}"]
+        row = [
+            r.stream,
+            r.frame_index,
+            f"{r.timestamp:.3f}",
+            int(r.warmup),
+            fmt(r.score),
+            fmt(r.raw_score),
+            int(r.is_anomaly),
+            *[fmt(r.components.get(c)) for c in self.components],
+            f"{r.latency_ms:.2f}",
+        ]
 
         def put() -> None:
             self._w.writerow(row)
@@ -264,9 +300,15 @@ def blend_heatmap(img: np.ndarray, heat01: np.ndarray, opacity: float = 0.45) ->
     return (img.astype(np.float32) * (1 - weight) + colour.astype(np.float32) * weight).astype(np.uint8)
 
 
-def draw_overlay(frame: np.ndarray, result: Optional[FrameResult], heat01: Optional[np.ndarray],
-                 history: Sequence[tuple[Optional[float], bool]], threshold: Optional[float],
-                 strip_height: int = 48, opacity: float = 0.45) -> np.ndarray:
+def draw_overlay(
+    frame: np.ndarray,
+    result: Optional[FrameResult],
+    heat01: Optional[np.ndarray],
+    history: Sequence[tuple[Optional[float], bool]],
+    threshold: Optional[float],
+    strip_height: int = 48,
+    opacity: float = 0.45,
+) -> np.ndarray:
     """The annotated frame: heatmap overlay, status text and a score strip appended below."""
     img = frame if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     img = img.copy()
@@ -308,8 +350,14 @@ def draw_overlay(frame: np.ndarray, result: Optional[FrameResult], heat01: Optio
 class AnnotatedVideo:
     """MP4 (mp4v) or AVI (MJPG) with heatmap overlay + score strip; frame size fixed by the first frame."""
 
-    def __init__(self, path: str | Path, fps: float = 25.0, threshold: Optional[float] = None,
-                 history: int = 200, strip_height: int = 48) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        fps: float = 25.0,
+        threshold: Optional[float] = None,
+        history: int = 200,
+        strip_height: int = 48,
+    ) -> None:
         self.path = Path(path)
         self.fps = fps if fps and fps > 0 else 25.0
         self.threshold = threshold
@@ -359,8 +407,10 @@ class Window:
         try:
             cv2.namedWindow(self.title, cv2.WINDOW_NORMAL)
         except cv2.error as exc:
-            raise ConfigError("--show needs an OpenCV build with GUI support (pip install opencv-python, "
-                              "not opencv-python-headless) and a display") from exc
+            raise ConfigError(
+                "--show needs an OpenCV build with GUI support (pip install opencv-python, "
+                "not opencv-python-headless) and a display"
+            ) from exc
 
     def show(self, image: np.ndarray) -> bool:
         """Display; False when the user pressed q / Esc."""

@@ -22,6 +22,7 @@ iterable of frames. Decoding runs in its own thread, so inference never waits on
         for f in src:                  # Frame(image BGR uint8, index, timestamp)
             det.process(f.image, f.timestamp)
 """
+
 from __future__ import annotations
 
 import logging
@@ -117,8 +118,11 @@ class Source:
             self.sampler.note_source_fps(self.fps)
         elif not self.live:
             self._assumed_fps = self.sampler.target_fps
-            logger.info("%s reports no frame rate: taken to run at the model's %g fps (pass fps / --fps "
-                        "to say otherwise)", self.name, self.sampler.target_fps)
+            logger.info(
+                "%s reports no frame rate: taken to run at the model's %g fps (pass fps / --fps to say otherwise)",
+                self.name,
+                self.sampler.target_fps,
+            )
         return self
 
     # public -----------------------------------------------------------------------
@@ -257,8 +261,9 @@ def open_capture(target: Union[int, str], timeout: float = OPEN_TIMEOUT_S) -> An
     """cv2.VideoCapture; URLs get FFmpeg open / read timeouts of `timeout` seconds."""
     if isinstance(target, str) and target.lower().startswith(URL_SCHEMES):
         ms = int(timeout * 1000)
-        return cv2.VideoCapture(target, cv2.CAP_FFMPEG,
-                                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        return cv2.VideoCapture(
+            target, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+        )
     return cv2.VideoCapture(target)
 
 
@@ -270,10 +275,19 @@ class CaptureSource(Source):
     that bring no frame (None = forever).
     """
 
-    def __init__(self, target: Union[int, str], *, live: Optional[bool], name: Optional[str] = None,
-                 fps: Optional[float] = None, queue_size: Optional[int] = None,
-                 capture_factory: Optional[CaptureFactory] = None, backoff: tuple[float, float] = (0.5, 10.0),
-                 max_reconnects: Optional[int] = None, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        target: Union[int, str],
+        *,
+        live: Optional[bool],
+        name: Optional[str] = None,
+        fps: Optional[float] = None,
+        queue_size: Optional[int] = None,
+        capture_factory: Optional[CaptureFactory] = None,
+        backoff: tuple[float, float] = (0.5, 10.0),
+        max_reconnects: Optional[int] = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._auto_live = live is None
         self.live = True if live is None else live
         self._queue_size = queue_size
@@ -307,8 +321,13 @@ class CaptureSource(Source):
 
     def _open(self) -> None:
         if not self._connect_interruptibly():
-            hint = (" (is it connected, and not in use by another program?)" if isinstance(self.target, int)
-                    else " (is the URL reachable?)" if self.live else " (not a video, or a codec OpenCV lacks)")
+            hint = (
+                " (is it connected, and not in use by another program?)"
+                if isinstance(self.target, int)
+                else " (is the URL reachable?)"
+                if self.live
+                else " (not a video, or a codec OpenCV lacks)"
+            )
             raise DataError(f"cannot open {self._describe()}{hint}")
         if self.fps is None:
             fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
@@ -320,8 +339,12 @@ class CaptureSource(Source):
             logger.info("%s: %s", self.target, "live stream" if self.live else f"finite video of {n} frames")
         if not self.live:
             self.total = n
-        logger.debug("opened %s: %s frames, %s fps", self._describe(), n if n is not None else "unknown",
-                     f"{self.fps:g}" if self.fps else "unknown")
+        logger.debug(
+            "opened %s: %s frames, %s fps",
+            self._describe(),
+            n if n is not None else "unknown",
+            f"{self.fps:g}" if self.fps else "unknown",
+        )
 
     def _connect_interruptibly(self) -> bool:
         """`_connect` in a helper thread, waited on in short slices so that a signal handler (Ctrl-C,
@@ -382,11 +405,14 @@ class CaptureSource(Source):
         limit = "" if self.max_reconnects is None else f"/{self.max_reconnects}"
         while not self._stop.is_set():
             if self.max_reconnects is not None and self._failures >= self.max_reconnects:
-                raise DataError(f"lost {self._describe()} and could not reconnect after {self._failures} "
-                                f"attempts without a frame (max_reconnects={self.max_reconnects})")
+                raise DataError(
+                    f"lost {self._describe()} and could not reconnect after {self._failures} "
+                    f"attempts without a frame (max_reconnects={self.max_reconnects})"
+                )
             self._failures += 1
-            logger.warning("%s: no frame; reconnecting in %.1f s (attempt %d%s)", self._describe(), delay,
-                           self._failures, limit)
+            logger.warning(
+                "%s: no frame; reconnecting in %.1f s (attempt %d%s)", self._describe(), delay, self._failures, limit
+            )
             self._sleep(delay)
             if self._stop.is_set():
                 return False
@@ -406,8 +432,15 @@ class CaptureSource(Source):
 class IterableSource(Source):
     """Any iterable of BGR uint8 frames (or (frame, timestamp) pairs): a custom source."""
 
-    def __init__(self, frames: Iterable, *, name: str = "iterable", live: bool = False,
-                 fps: Optional[float] = None, queue_size: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        frames: Iterable,
+        *,
+        name: str = "iterable",
+        live: bool = False,
+        fps: Optional[float] = None,
+        queue_size: Optional[int] = None,
+    ) -> None:
         self.live = live
         super().__init__(name, queue_size=queue_size, fps=fps)
         self._iterable = frames
@@ -452,10 +485,17 @@ def parse_camera(spec: Union[str, int]) -> Optional[int]:
     return int(m.group(1)) if m else None
 
 
-def open_source(spec: Union[str, int, Path, Iterable, Source], *, fps: Optional[float] = None,
-                queue_size: Optional[int] = None, capture_factory: Optional[CaptureFactory] = None,
-                backoff: tuple[float, float] = (0.5, 10.0), max_reconnects: Optional[int] = DEFAULT_MAX_RECONNECTS,
-                live: Optional[bool] = None, sample_fps: Optional[float] = None) -> Source:
+def open_source(
+    spec: Union[str, int, Path, Iterable, Source],
+    *,
+    fps: Optional[float] = None,
+    queue_size: Optional[int] = None,
+    capture_factory: Optional[CaptureFactory] = None,
+    backoff: tuple[float, float] = (0.5, 10.0),
+    max_reconnects: Optional[int] = DEFAULT_MAX_RECONNECTS,
+    live: Optional[bool] = None,
+    sample_fps: Optional[float] = None,
+) -> Source:
     """Open a frame source from a CLI-style spec, a Path, or an iterable of frames (see module doc).
 
     live=None: cameras are live, local files are not, a URL is live unless it reports a frame count.
@@ -464,14 +504,28 @@ def open_source(spec: Union[str, int, Path, Iterable, Source], *, fps: Optional[
     Raises DataError for a missing file/folder, an unknown spec, or a camera / URL that cannot be
     opened (checked here, before any frame is read).
     """
-    src = _open_source(spec, fps=fps, queue_size=queue_size, capture_factory=capture_factory, backoff=backoff,
-                       max_reconnects=max_reconnects, live=live)
+    src = _open_source(
+        spec,
+        fps=fps,
+        queue_size=queue_size,
+        capture_factory=capture_factory,
+        backoff=backoff,
+        max_reconnects=max_reconnects,
+        live=live,
+    )
     return src.sample_at(sample_fps) if sample_fps is not None else src
 
 
-def _open_source(spec: Union[str, int, Path, Iterable, Source], *, fps: Optional[float],
-                 queue_size: Optional[int], capture_factory: Optional[CaptureFactory],
-                 backoff: tuple[float, float], max_reconnects: Optional[int], live: Optional[bool]) -> Source:
+def _open_source(
+    spec: Union[str, int, Path, Iterable, Source],
+    *,
+    fps: Optional[float],
+    queue_size: Optional[int],
+    capture_factory: Optional[CaptureFactory],
+    backoff: tuple[float, float],
+    max_reconnects: Optional[int],
+    live: Optional[bool],
+) -> Source:
     if isinstance(spec, Source):
         return spec.open()
     if not isinstance(spec, (str, int, Path)):
@@ -484,8 +538,14 @@ def _open_source(spec: Union[str, int, Path, Iterable, Source], *, fps: Optional
         dev = Path(f"/dev/video{cam}")
         if isinstance(spec, str) and spec.startswith("/dev/") and not dev.exists() and capture_factory is None:
             raise DataError(f"camera {spec} does not exist (no such device)")
-        return CaptureSource(cam, live=True if live is None else live, name=f"camera{cam}", backoff=backoff,
-                             max_reconnects=max_reconnects, **kw).open()
+        return CaptureSource(
+            cam,
+            live=True if live is None else live,
+            name=f"camera{cam}",
+            backoff=backoff,
+            max_reconnects=max_reconnects,
+            **kw,
+        ).open()
     text = str(spec)
     if text.lower().startswith(URL_SCHEMES):
         return CaptureSource(text, live=live, backoff=backoff, max_reconnects=max_reconnects, **kw).open()
@@ -494,5 +554,7 @@ def _open_source(spec: Union[str, int, Path, Iterable, Source], *, fps: Optional
         return FolderSource(path, fps=fps, queue_size=queue_size).open()
     if path.is_file():
         return CaptureSource(str(path), live=bool(live), name=path.name, **kw).open()
-    raise DataError(f"source {text!r} not found: give a video file, a folder of frames, a camera "
-                    f"(camera0, 0, /dev/video0) or an rtsp:// / http:// URL")
+    raise DataError(
+        f"source {text!r} not found: give a video file, a folder of frames, a camera "
+        f"(camera0, 0, /dev/video0) or an rtsp:// / http:// URL"
+    )

@@ -12,6 +12,7 @@ same run, times:
 
 Frames are already at the bundle's size (edge-resized), identical for both paths.
 """
+
 from __future__ import annotations
 
 import functools
@@ -63,8 +64,13 @@ def run_local(bundle: Union[str, Path, Bundle], frames: np.ndarray, threads: int
         lat.append((time.perf_counter() - t) * 1e3)
     wall = time.perf_counter() - t0
     det.close()
-    return Row("local Detector", frames.shape[0], frames.size / frames[0, 0].size / wall,
-               float(np.percentile(lat, 95)), float(frames.shape[0]))
+    return Row(
+        "local Detector",
+        frames.shape[0],
+        frames.size / frames[0, 0].size / wall,
+        float(np.percentile(lat, 95)),
+        float(frames.shape[0]),
+    )
 
 
 def _record(into: list[float], t0: float, _fut: object) -> None:
@@ -103,8 +109,14 @@ def run_triton(server: TritonServer, model: str, label: str, frames: np.ndarray,
     return Row(label, frames.shape[0], n / wall, float(np.percentile(lat, 95)), count / max(execs, 1))
 
 
-def compare(bundle: Union[str, Path], cameras: Sequence[int] = (1, 4, 16), frames_per_camera: int = 60,
-            threads: int = 1, max_in_flight: int = 4, instances: Sequence[int] = ()) -> list[Row]:
+def compare(
+    bundle: Union[str, Path],
+    cameras: Sequence[int] = (1, 4, 16),
+    frames_per_camera: int = 60,
+    threads: int = 1,
+    max_in_flight: int = 4,
+    instances: Sequence[int] = (),
+) -> list[Row]:
     """The rows of the table in docs/benchmarks.md (see the module docstring)."""
     from ..bundle import load_bundle
 
@@ -118,18 +130,21 @@ def compare(bundle: Union[str, Path], cameras: Sequence[int] = (1, 4, 16), frame
         write_model_repository(b, repo, RepoOptions(name="single", max_batch_size=1, threads=threads))
         multi = [n for n in instances if n > 1]  # also: dynamic batching with n model instances
         for n in multi:
-            write_model_repository(b, repo, RepoOptions(name=f"batched_x{n}", max_batch_size=top, threads=threads,
-                                                        instances=n))
+            write_model_repository(
+                b, repo, RepoOptions(name=f"batched_x{n}", max_batch_size=top, threads=threads, instances=n)
+            )
         with TritonServer(repo, ["batched", "single", *(f"batched_x{n}" for n in multi)]) as server:
             for k in cameras:
                 fr = _frames(spec.height, spec.width, spec.channels, frames_per_camera, k)
                 rows.append(run_local(b, fr, threads))
                 rows.append(run_triton(server, "batched", "Triton, dynamic batching", fr, max_in_flight))
-                rows.append(run_triton(server, "single", "Triton, no batching (max_batch_size 1)", fr,
-                                       max_in_flight))
+                rows.append(run_triton(server, "single", "Triton, no batching (max_batch_size 1)", fr, max_in_flight))
                 for n in multi:
-                    rows.append(run_triton(server, f"batched_x{n}", f"Triton, dynamic batching, {n} instances", fr,
-                                           max_in_flight))
-                for r in rows[-3 - len(multi):]:
+                    rows.append(
+                        run_triton(
+                            server, f"batched_x{n}", f"Triton, dynamic batching, {n} instances", fr, max_in_flight
+                        )
+                    )
+                for r in rows[-3 - len(multi) :]:
                     logger.info("%s", r.format())
     return rows

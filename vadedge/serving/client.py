@@ -19,6 +19,7 @@ the frames that had no result yet as the first frames of that sequence — so th
 warm-up again — and closes an open event with reason "server_restart" (reported on the stream's
 next result and to `on_event` callbacks). No result is computed from state the server lost.
 """
+
 from __future__ import annotations
 
 import functools
@@ -124,8 +125,12 @@ class RemoteStream:
         d = {k: v for k, v in d.items() if k != "frames"}
         self._max_event = max(self._max_event, int(d["id"]))
         off = self.sequence_start
-        d.update(stream=self.name, id=self._event_base + int(d["id"]), start_frame=d["start_frame"] + off,
-                 peak_frame=d["peak_frame"] + off)
+        d.update(
+            stream=self.name,
+            id=self._event_base + int(d["id"]),
+            start_frame=d["start_frame"] + off,
+            peak_frame=d["peak_frame"] + off,
+        )
         if d.get("end_frame") is not None:
             d["end_frame"] += off
         return Event(**d)
@@ -137,9 +142,16 @@ class RemoteStream:
 class RemoteDetector:
     """Streams frames to a Triton model written by `vadedge triton-repo`; see the module docstring."""
 
-    def __init__(self, url: str, model: str = "vadedge", *, max_in_flight: int = 8,
-                 reconnect_timeout: float = 60.0, request_timeout: float = 60.0,
-                 connect_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        model: str = "vadedge",
+        *,
+        max_in_flight: int = 8,
+        reconnect_timeout: float = 60.0,
+        request_timeout: float = 60.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
         self._grpc = require("tritonclient.grpc")
         self.address = _grpc_address(url)
         self.model = model
@@ -203,8 +215,11 @@ class RemoteDetector:
     def describe(self) -> str:
         return f"{self._describe}, Triton model {self.model!r} at grpc://{self.address}"
 
-    def process_many(self, frames: Mapping[Union[str, RemoteStream], np.ndarray],
-                     timestamps: Optional[Mapping[Union[str, RemoteStream], float]] = None) -> dict[str, FrameResult]:
+    def process_many(
+        self,
+        frames: Mapping[Union[str, RemoteStream], np.ndarray],
+        timestamps: Optional[Mapping[Union[str, RemoteStream], float]] = None,
+    ) -> dict[str, FrameResult]:
         """One frame per stream, sent together (the server batches them); {stream name: result}."""
         ts = {(k.name if isinstance(k, RemoteStream) else str(k)): v for k, v in (timestamps or {}).items()}
         futs = {}
@@ -237,8 +252,14 @@ class RemoteDetector:
         ts.set_data_from_numpy(np.array([[np.nan]], np.float64))
         self._ending.add(h.corrid)
         try:
-            self._client.async_stream_infer(self.model, [frame, ts], request_id=f"{self._gen}:{h.corrid}:end",
-                                            sequence_id=h.corrid, sequence_start=False, sequence_end=True)
+            self._client.async_stream_infer(
+                self.model,
+                [frame, ts],
+                request_id=f"{self._gen}:{h.corrid}:end",
+                sequence_id=h.corrid,
+                sequence_start=False,
+                sequence_end=True,
+            )
         except Exception as exc:  # noqa: BLE001 - the server will drop the sequence when it idles out
             logger.debug("ending sequence of %s: %s", h.name, exc)
         h._sent = 0  # a later frame would START a sequence again
@@ -250,8 +271,14 @@ class RemoteDetector:
             self._wait(h.pending[0].future)
         with self._lock:
             h.frame_index += 1
-            p = _Pending(h, small, time.time() if timestamp is None else float(timestamp), h.frame_index, Future(),
-                         time.perf_counter())
+            p = _Pending(
+                h,
+                small,
+                time.time() if timestamp is None else float(timestamp),
+                h.frame_index,
+                Future(),
+                time.perf_counter(),
+            )
             h.pending.append(p)
             if self._broken is None:
                 self._send(p)
@@ -268,8 +295,14 @@ class RemoteDetector:
         rid = f"{self._gen}:{self._next_id}"
         self._inflight[rid] = p
         try:
-            self._client.async_stream_infer(self.model, [frame, ts], request_id=rid, sequence_id=h.corrid,
-                                            sequence_start=h._sent == 0, sequence_end=False)
+            self._client.async_stream_infer(
+                self.model,
+                [frame, ts],
+                request_id=rid,
+                sequence_id=h.corrid,
+                sequence_start=h._sent == 0,
+                sequence_end=False,
+            )
             h._sent += 1
         except Exception as exc:  # noqa: BLE001 - any failure to send means: reconnect and resend
             self._inflight.pop(rid, None)
@@ -324,10 +357,19 @@ class RemoteDetector:
         h._last = (p.index, p.timestamp)
         score = None if warm else float(result.as_numpy("SCORE").reshape(-1)[0])
         raw = None if warm else float(result.as_numpy("RAW_SCORE").reshape(-1)[0])
-        res = FrameResult(h.name, p.index, p.timestamp, score=score, raw_score=raw,
-                          components={} if warm else {c: float(v) for c, v in zip(self.components, comps)},
-                          is_anomaly=bool(flags & FLAG_ANOMALY), warmup=warm, event_started=started,
-                          event_ended=ended, latency_ms=(time.perf_counter() - p.sent_at) * 1e3)
+        res = FrameResult(
+            h.name,
+            p.index,
+            p.timestamp,
+            score=score,
+            raw_score=raw,
+            components={} if warm else {c: float(v) for c, v in zip(self.components, comps)},
+            is_anomaly=bool(flags & FLAG_ANOMALY),
+            warmup=warm,
+            event_started=started,
+            event_ended=ended,
+            latency_ms=(time.perf_counter() - p.sent_at) * 1e3,
+        )
         return res, fresh
 
     def _wait(self, fut: Future) -> FrameResult:
@@ -429,7 +471,7 @@ class RemoteDetector:
 
 
 def _grpc_address(url: str) -> str:
-    """"grpc://host:port" or "host:port" -> "host:port" (only gRPC: streaming keeps sequences in order)."""
+    """ "grpc://host:port" or "host:port" -> "host:port" (only gRPC: streaming keeps sequences in order)."""
     if "://" in url:
         scheme, _, rest = url.partition("://")
         if scheme != "grpc":

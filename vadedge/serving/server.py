@@ -6,6 +6,7 @@ version lies in `python_backend_stubs/<major.minor>/` and must sit next to `libt
 so a private backend folder is assembled (symlinks) in a temporary directory. The server binds
 127.0.0.1 only and runs with `--model-control-mode explicit`, loading only the models asked for.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -57,7 +58,8 @@ def check_stub_numpy(paths: Sequence[str]) -> None:
     raise ConfigError(
         f"the tritonserver Python backend bundled with nvidia-pytriton needs NumPy < 2 (this environment has "
         f"{numpy.__version__}; with it the server answers with empty tensors). Install one for the server only: "
-        f"pip install --no-deps --target DIR 'numpy<2' and set {STUB_PATH_ENV}=DIR")
+        f"pip install --no-deps --target DIR 'numpy<2' and set {STUB_PATH_ENV}=DIR"
+    )
 
 
 def backend_directory(root: Path, into: Path) -> Path:
@@ -101,10 +103,18 @@ class TritonServer:
     The stub runs our model code, so PYTHONPATH names where vadedge and its dependencies are.
     """
 
-    def __init__(self, repository: os.PathLike, models: Sequence[str], *, http_port: Optional[int] = None,
-                 grpc_port: Optional[int] = None, metrics_port: Optional[int] = None,
-                 log_path: Optional[os.PathLike] = None, extra_args: Sequence[str] = (),
-                 exit_timeout: int = 5) -> None:
+    def __init__(
+        self,
+        repository: os.PathLike,
+        models: Sequence[str],
+        *,
+        http_port: Optional[int] = None,
+        grpc_port: Optional[int] = None,
+        metrics_port: Optional[int] = None,
+        log_path: Optional[os.PathLike] = None,
+        extra_args: Sequence[str] = (),
+        exit_timeout: int = 5,
+    ) -> None:
         root = pytriton_root()
         if root is None:
             raise ConfigError("tritonserver not found: pip install nvidia-pytriton (it bundles the server)")
@@ -134,13 +144,22 @@ class TritonServer:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def command(self) -> list[str]:
-        cmd = [str(self.root / "bin" / "tritonserver"), f"--model-repository={self.repository}",
-               f"--backend-directory={self.backends}", "--model-control-mode=explicit",
-               "--http-address=127.0.0.1", f"--http-port={self.http_port}",
-               "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
-               "--metrics-address=127.0.0.1", f"--metrics-port={self.metrics_port}",
-               "--allow-metrics=true", "--allow-cpu-metrics=false", "--allow-gpu-metrics=false",
-               f"--exit-timeout-secs={self.exit_timeout}"]
+        cmd = [
+            str(self.root / "bin" / "tritonserver"),
+            f"--model-repository={self.repository}",
+            f"--backend-directory={self.backends}",
+            "--model-control-mode=explicit",
+            "--http-address=127.0.0.1",
+            f"--http-port={self.http_port}",
+            "--grpc-address=127.0.0.1",
+            f"--grpc-port={self.grpc_port}",
+            "--metrics-address=127.0.0.1",
+            f"--metrics-port={self.metrics_port}",
+            "--allow-metrics=true",
+            "--allow-cpu-metrics=false",
+            "--allow-gpu-metrics=false",
+            f"--exit-timeout-secs={self.exit_timeout}",
+        ]
         cmd += [f"--load-model={m}" for m in self.models]
         return cmd + self.extra_args
 
@@ -151,8 +170,9 @@ class TritonServer:
         env["PYTHONPATH"] = os.pathsep.join(paths)
         env.setdefault("OMP_NUM_THREADS", "1")
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

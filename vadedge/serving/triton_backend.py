@@ -15,6 +15,7 @@ answer is an empty warm-up result.
 
 `SequenceStreams` needs no Triton; `TritonPythonModel` adapts it to `triton_python_backend_utils`.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,7 @@ def encode_result(r: FrameResult, components: list[str]) -> dict[str, np.ndarray
     """A FrameResult as this model's output tensors (no batch dimension)."""
     nan = float("nan")
     flags = (FLAG_WARMUP if r.warmup else 0) | (FLAG_ANOMALY if r.is_anomaly else 0)
-    events = {"started": event_dict(r.event_started), "ended": event_dict(r.event_ended),
-              "frame": r.frame_index}
+    events = {"started": event_dict(r.event_started), "ended": event_dict(r.event_ended), "frame": r.frame_index}
     return {
         OUT_SCORE: np.array([nan if r.score is None else r.score], np.float32),
         OUT_RAW: np.array([nan if r.raw_score is None else r.raw_score], np.float32),
@@ -96,8 +96,9 @@ class SequenceStreams:
             for i, f in batch:
                 if f.end and math.isnan(f.timestamp):  # end only: drop the state, score nothing
                     self._drop(f.corrid, "stream_end")
-                    results[i] = encode_result(FrameResult(self._name(f.corrid), -1, f.timestamp, warmup=True),
-                                               self.components)
+                    results[i] = encode_result(
+                        FrameResult(self._name(f.corrid), -1, f.timestamp, warmup=True), self.components
+                    )
             batch = [(i, f) for i, f in batch if results[i] is None]
             pending = rest
             if not batch:
@@ -107,8 +108,9 @@ class SequenceStreams:
                     self._drop(f.corrid, "stream_end")
                 self._last_seen[f.corrid] = now
             # a bad frame (DataError) fails this call for every request in it: no partial state change
-            out = self.det.process_many({self._name(f.corrid): f.frame for _, f in batch},
-                                        {self._name(f.corrid): f.timestamp for _, f in batch})
+            out = self.det.process_many(
+                {self._name(f.corrid): f.frame for _, f in batch}, {self._name(f.corrid): f.timestamp for _, f in batch}
+            )
             for i, f in batch:
                 results[i] = encode_result(out[self._name(f.corrid)], self.components)
                 if f.end:
@@ -156,17 +158,25 @@ class TritonPythonModel:
         frames = []
         for req in requests:
             frame = pb_utils.get_input_tensor_by_name(req, IN_FRAME).as_numpy()
-            frames.append(SequenceFrame(int(scalar(req, "CORRID")), bool(scalar(req, "START")),
-                                        bool(scalar(req, "END")), frame[0] if frame.ndim == 4 else frame,
-                                        float(scalar(req, IN_TIMESTAMP))))
+            frames.append(
+                SequenceFrame(
+                    int(scalar(req, "CORRID")),
+                    bool(scalar(req, "START")),
+                    bool(scalar(req, "END")),
+                    frame[0] if frame.ndim == 4 else frame,
+                    float(scalar(req, IN_TIMESTAMP)),
+                )
+            )
         try:
             outs = self.streams.step(frames)
         except Exception as exc:  # noqa: BLE001 - reported to every client of this batch
             logger.warning("vadedge model: batch failed: %s", exc)
             err = pb_utils.TritonError(f"vadedge: {exc}")
             return [pb_utils.InferenceResponse(output_tensors=[], error=err) for _ in requests]
-        return [pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(k, v[None]) for k, v in out.items()])
-                for out in outs]
+        return [
+            pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(k, v[None]) for k, v in out.items()])
+            for out in outs
+        ]
 
     def finalize(self) -> None:
         self.streams.det.close()

@@ -11,6 +11,7 @@ the previous request's `<state>_out`, initialised from the bundle's state.npz); 
 graph's raw components only (no smoothing / events: the client-side scorer is not wired to them)
 and are checked against Triton's model-config schema but not run here (no GPU).
 """
+
 from __future__ import annotations
 
 import json
@@ -66,17 +67,21 @@ class RepoOptions:
 
 def _sequence_block(opts: RepoOptions, state: str = "") -> str:
     if opts.dynamic_batching:
-        strategy = (f"  oldest {{\n    max_candidate_sequences: {opts.max_sequences}\n"
-                    f"    preferred_batch_size: [ {opts.max_batch_size} ]\n"
-                    f"    max_queue_delay_microseconds: {opts.max_queue_delay_us}\n  }}\n")
+        strategy = (
+            f"  oldest {{\n    max_candidate_sequences: {opts.max_sequences}\n"
+            f"    preferred_batch_size: [ {opts.max_batch_size} ]\n"
+            f"    max_queue_delay_microseconds: {opts.max_queue_delay_us}\n  }}\n"
+        )
     else:
         strategy = "  direct { }\n"
-    return (f"sequence_batching {{\n  max_sequence_idle_microseconds: {opts.idle_us}\n{strategy}"
-            "  control_input [\n"
-            '    { name: "START" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] },\n'
-            '    { name: "END" control [ { kind: CONTROL_SEQUENCE_END int32_false_true: [ 0, 1 ] } ] },\n'
-            '    { name: "CORRID" control [ { kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_UINT64 } ] }\n'
-            f"  ]\n{state}}}\n")
+    return (
+        f"sequence_batching {{\n  max_sequence_idle_microseconds: {opts.idle_us}\n{strategy}"
+        "  control_input [\n"
+        '    { name: "START" control [ { kind: CONTROL_SEQUENCE_START int32_false_true: [ 0, 1 ] } ] },\n'
+        '    { name: "END" control [ { kind: CONTROL_SEQUENCE_END int32_false_true: [ 0, 1 ] } ] },\n'
+        '    { name: "CORRID" control [ { kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_UINT64 } ] }\n'
+        f"  ]\n{state}}}\n"
+    )
 
 
 def client_info(bundle: Bundle) -> dict:
@@ -84,33 +89,38 @@ def client_info(bundle: Bundle) -> dict:
     drawing, calibration note), the model frame rate and a description."""
     m = bundle.manifest
     spec = bundle.input_spec
-    return {"score": m.score.to_dict(), "frame_rate": m.input.frame_rate,
-            "describe": f"{m.family} ({m.preset or 'custom'}) {spec.height}x{spec.width} {spec.color}, "
-                        f"clip {bundle.clip_length}"}
+    return {
+        "score": m.score.to_dict(),
+        "frame_rate": m.input.frame_rate,
+        "describe": f"{m.family} ({m.preset or 'custom'}) {spec.height}x{spec.width} {spec.color}, "
+        f"clip {bundle.clip_length}",
+    }
 
 
 def python_config(bundle: Bundle, opts: RepoOptions) -> str:
     spec = bundle.input_spec
     comps = list(bundle.manifest.graph.scores)
     c = 1 if spec.color == "gray" else 3
-    return (f'name: "{opts.name}"\nbackend: "python"\nmax_batch_size: {opts.max_batch_size}\n'
-            "input [\n"
-            f'  {{ name: "FRAME" data_type: TYPE_UINT8 dims: [ {spec.height}, {spec.width}, {c} ] }},\n'
-            '  { name: "TIMESTAMP" data_type: TYPE_FP64 dims: [ 1 ] }\n]\n'
-            "output [\n"
-            '  { name: "SCORE" data_type: TYPE_FP32 dims: [ 1 ] },\n'
-            '  { name: "RAW_SCORE" data_type: TYPE_FP32 dims: [ 1 ] },\n'
-            f'  {{ name: "COMPONENTS" data_type: TYPE_FP32 dims: [ {len(comps)} ] }},\n'
-            '  { name: "FLAGS" data_type: TYPE_INT32 dims: [ 1 ] },\n'
-            '  { name: "EVENTS" data_type: TYPE_STRING dims: [ 1 ] }\n]\n'
-            + _sequence_block(opts)
-            + f"instance_group [ {{ count: {opts.instances} kind: {opts.instance_kind} }} ]\n"
-            "parameters [\n"
-            '  { key: "bundle" value: { string_value: "bundle" } },\n'
-            f'  {{ key: "components" value: {{ string_value: "{",".join(comps)}" }} }},\n'
-            f'  {{ key: "vadedge" value: {{ string_value: {json.dumps(json.dumps(client_info(bundle)))} }} }},\n'
-            f'  {{ key: "device" value: {{ string_value: "{opts.device}" }} }},\n'
-            f'  {{ key: "threads" value: {{ string_value: "{opts.threads}" }} }}\n]\n')
+    return (
+        f'name: "{opts.name}"\nbackend: "python"\nmax_batch_size: {opts.max_batch_size}\n'
+        "input [\n"
+        f'  {{ name: "FRAME" data_type: TYPE_UINT8 dims: [ {spec.height}, {spec.width}, {c} ] }},\n'
+        '  { name: "TIMESTAMP" data_type: TYPE_FP64 dims: [ 1 ] }\n]\n'
+        "output [\n"
+        '  { name: "SCORE" data_type: TYPE_FP32 dims: [ 1 ] },\n'
+        '  { name: "RAW_SCORE" data_type: TYPE_FP32 dims: [ 1 ] },\n'
+        f'  {{ name: "COMPONENTS" data_type: TYPE_FP32 dims: [ {len(comps)} ] }},\n'
+        '  { name: "FLAGS" data_type: TYPE_INT32 dims: [ 1 ] },\n'
+        '  { name: "EVENTS" data_type: TYPE_STRING dims: [ 1 ] }\n]\n'
+        + _sequence_block(opts)
+        + f"instance_group [ {{ count: {opts.instances} kind: {opts.instance_kind} }} ]\n"
+        "parameters [\n"
+        '  { key: "bundle" value: { string_value: "bundle" } },\n'
+        f'  {{ key: "components" value: {{ string_value: "{",".join(comps)}" }} }},\n'
+        f'  {{ key: "vadedge" value: {{ string_value: {json.dumps(json.dumps(client_info(bundle)))} }} }},\n'
+        f'  {{ key: "device" value: {{ string_value: "{opts.device}" }} }},\n'
+        f'  {{ key: "threads" value: {{ string_value: "{opts.threads}" }} }}\n]\n'
+    )
 
 
 def graph_config(bundle: Bundle, opts: RepoOptions, backend: str) -> str:
@@ -118,8 +128,10 @@ def graph_config(bundle: Bundle, opts: RepoOptions, backend: str) -> str:
     m = bundle.manifest
     g = m.graph
     if g.params or g.side_inputs:
-        raise ConfigError(f"bundle {bundle.path}: graphs with adapted parameters or side inputs need the "
-                          f"Python-backend model (their inputs are computed per stream on the host)")
+        raise ConfigError(
+            f"bundle {bundle.path}: graphs with adapted parameters or side inputs need the "
+            f"Python-backend model (their inputs are computed per stream on the host)"
+        )
     spec = bundle.input_spec
     c = 1 if spec.color == "gray" else 3
     states = []
@@ -128,29 +140,35 @@ def graph_config(bundle: Bundle, opts: RepoOptions, backend: str) -> str:
         if dt is None:
             raise ConfigError(f"state {s.name}: dtype {s.dtype} has no Triton type here")
         dims = ", ".join(str(d) for d in s.shape)
-        states.append(f'    {{ input_name: "{s.input}" output_name: "{s.output}" data_type: {dt} dims: [ {dims} ]\n'
-                      f'      initial_state: {{ name: "{s.name}" data_type: {dt} dims: [ {dims} ] '
-                      f'data_file: "{s.name}" }} }}')
+        states.append(
+            f'    {{ input_name: "{s.input}" output_name: "{s.output}" data_type: {dt} dims: [ {dims} ]\n'
+            f'      initial_state: {{ name: "{s.name}" data_type: {dt} dims: [ {dims} ] '
+            f'data_file: "{s.name}" }} }}'
+        )
     state = "  state [\n" + ",\n".join(states) + "\n  ]\n" if states else ""
-    outputs = ",\n".join(f'  {{ name: "{t}" data_type: TYPE_FP32 dims: [ 1 ] reshape: {{ shape: [ ] }} }}'
-                          for t in g.scores.values())
+    outputs = ",\n".join(
+        f'  {{ name: "{t}" data_type: TYPE_FP32 dims: [ 1 ] reshape: {{ shape: [ ] }} }}' for t in g.scores.values()
+    )
     name = f"{opts.name}_{'onnx' if backend == 'onnxruntime' else 'trt'}"
     platform = 'platform: "onnxruntime_onnx"' if backend == "onnxruntime" else 'platform: "tensorrt_plan"'
-    return (f'name: "{name}"\n{platform}\nmax_batch_size: {opts.max_batch_size}\n'
-            "input [\n"
-            f'  {{ name: "{g.frames_input}" data_type: TYPE_UINT8 '
-            f"dims: [ {m.input.clip_length}, {spec.height}, {spec.width}, {c} ] }}\n]\n"
-            f"output [\n{outputs}\n]\n" + _sequence_block(opts, state)
-            + "instance_group [ { count: 1 kind: KIND_GPU } ]\n")
+    return (
+        f'name: "{name}"\n{platform}\nmax_batch_size: {opts.max_batch_size}\n'
+        "input [\n"
+        f'  {{ name: "{g.frames_input}" data_type: TYPE_UINT8 '
+        f"dims: [ {m.input.clip_length}, {spec.height}, {spec.width}, {c} ] }}\n]\n"
+        f"output [\n{outputs}\n]\n" + _sequence_block(opts, state) + "instance_group [ { count: 1 kind: KIND_GPU } ]\n"
+    )
 
 
-def write_model_repository(bundle: Union[str, Path, Bundle], out: Union[str, Path],
-                           opts: RepoOptions = RepoOptions()) -> Path:
+def write_model_repository(
+    bundle: Union[str, Path, Bundle], out: Union[str, Path], opts: RepoOptions = RepoOptions()
+) -> Path:
     """Write (or overwrite the models of) a Triton model repository for `bundle`; returns `out`."""
     b = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     if opts.max_batch_size < 1 or opts.max_sequences < 1:
-        raise ConfigError(f"max_batch_size and max_sequences must be >= 1, got {opts.max_batch_size}, "
-                          f"{opts.max_sequences}")
+        raise ConfigError(
+            f"max_batch_size and max_sequences must be >= 1, got {opts.max_batch_size}, {opts.max_sequences}"
+        )
     gb = b.manifest.graph.static_batch
     if gb is not None and gb != 1 and gb < opts.max_batch_size:
         logger.info("bundle graph batch %d < max_batch_size %d: the model splits batches", gb, opts.max_batch_size)
@@ -185,7 +203,8 @@ def _write_graph_model(b: Bundle, out: Path, opts: RepoOptions, backend: str) ->
         if not engines:
             (model / "1" / "README.txt").write_text(
                 "Build model.plan on the GPU host: vadedge export ... --engine tensorrt (or trtexec "
-                "--onnx=model.onnx --saveEngine=model.plan) and place it here.\n")
+                "--onnx=model.onnx --saveEngine=model.plan) and place it here.\n"
+            )
         else:
             src = b.file(engines[0].file, "engine")  # an engine runs only on the GPU it was built for
             if src.is_file():

@@ -2,6 +2,7 @@
 
 Each backend module imports its heavy dependency lazily, so importing this package costs nothing.
 """
+
 from .base import Backend, BackendOutput, GraphIO
 
 __all__ = ["Backend", "BackendOutput", "GraphIO"]

@@ -5,6 +5,7 @@ A backend runs the bundle's pure model function on a batch of clips: frames uint
 components, new state and optional extras (error map) out. It never keeps per-stream state itself:
 the detector owns it, which is what makes batching several cameras into one call safe.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -59,9 +60,13 @@ class GraphIO:
             param_shapes=tuple((p.name, tuple(p.shape)) for p in g.params),
         )
 
-    def feeds(self, frames: np.ndarray, state: Mapping[str, np.ndarray],
-              params: Optional[Mapping[str, np.ndarray]] = None,
-              side: Optional[Mapping[str, np.ndarray]] = None) -> dict[str, np.ndarray]:
+    def feeds(
+        self,
+        frames: np.ndarray,
+        state: Mapping[str, np.ndarray],
+        params: Optional[Mapping[str, np.ndarray]] = None,
+        side: Optional[Mapping[str, np.ndarray]] = None,
+    ) -> dict[str, np.ndarray]:
         """Graph input tensors {tensor name: array} of one call from arrays keyed by state / param / side names.
 
         The one place that maps vadedge.json names to graph tensor names on the way in (`Backend._split`
@@ -108,9 +113,13 @@ class Backend:
         """Whether adapted parameters carry a per-stream batch dimension in the graph."""
         return True
 
-    def run(self, frames: np.ndarray, state: Mapping[str, np.ndarray],
-            params: Optional[Mapping[str, np.ndarray]] = None,
-            side: Optional[Mapping[str, np.ndarray]] = None) -> BackendOutput:
+    def run(
+        self,
+        frames: np.ndarray,
+        state: Mapping[str, np.ndarray],
+        params: Optional[Mapping[str, np.ndarray]] = None,
+        side: Optional[Mapping[str, np.ndarray]] = None,
+    ) -> BackendOutput:
         """One inference call on B clips; `state` and `side` arrays are [B, ...], params per the graph."""
         raise NotImplementedError
 

@@ -6,6 +6,7 @@ fake. `load_cuda_api()` picks cuda-python (`cuda.bindings.runtime`, or the older
 and falls back to pycuda (no CUDA graphs unless its Stream has begin_capture). NVIDIA's own
 TensorRT samples moved from pycuda to cuda-python in TensorRT 10.13/10.14 (see docs/runtime.md).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -27,22 +28,53 @@ class CudaApi:
     name = "abstract"
     supports_graphs = False
 
-    def set_device(self, index: int) -> None: raise NotImplementedError
-    def device_name(self, index: int) -> str: raise NotImplementedError
-    def malloc(self, nbytes: int) -> int: raise NotImplementedError
-    def free(self, ptr: int) -> None: raise NotImplementedError
-    def host_empty(self, shape: tuple, dtype: Any) -> np.ndarray: raise NotImplementedError  # pinned
-    def free_host(self, array: np.ndarray) -> None: raise NotImplementedError
-    def stream(self) -> Any: raise NotImplementedError
-    def stream_handle(self, stream: Any) -> int: raise NotImplementedError
-    def destroy_stream(self, stream: Any) -> None: raise NotImplementedError
-    def htod(self, dst: int, src: np.ndarray, stream: Any) -> None: raise NotImplementedError
-    def dtoh(self, dst: np.ndarray, src: int, stream: Any) -> None: raise NotImplementedError
-    def sync(self, stream: Any) -> None: raise NotImplementedError
-    def begin_capture(self, stream: Any) -> None: raise NotImplementedError
-    def end_capture(self, stream: Any) -> Any: raise NotImplementedError  # -> graph exec handle
-    def launch(self, graph_exec: Any, stream: Any) -> None: raise NotImplementedError
-    def destroy_graph(self, graph_exec: Any) -> None: raise NotImplementedError
+    def set_device(self, index: int) -> None:
+        raise NotImplementedError
+
+    def device_name(self, index: int) -> str:
+        raise NotImplementedError
+
+    def malloc(self, nbytes: int) -> int:
+        raise NotImplementedError
+
+    def free(self, ptr: int) -> None:
+        raise NotImplementedError
+
+    def host_empty(self, shape: tuple, dtype: Any) -> np.ndarray:
+        raise NotImplementedError  # pinned
+
+    def free_host(self, array: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def stream(self) -> Any:
+        raise NotImplementedError
+
+    def stream_handle(self, stream: Any) -> int:
+        raise NotImplementedError
+
+    def destroy_stream(self, stream: Any) -> None:
+        raise NotImplementedError
+
+    def htod(self, dst: int, src: np.ndarray, stream: Any) -> None:
+        raise NotImplementedError
+
+    def dtoh(self, dst: np.ndarray, src: int, stream: Any) -> None:
+        raise NotImplementedError
+
+    def sync(self, stream: Any) -> None:
+        raise NotImplementedError
+
+    def begin_capture(self, stream: Any) -> None:
+        raise NotImplementedError
+
+    def end_capture(self, stream: Any) -> Any:
+        raise NotImplementedError  # -> graph exec handle
+
+    def launch(self, graph_exec: Any, stream: Any) -> None:
+        raise NotImplementedError
+
+    def destroy_graph(self, graph_exec: Any) -> None:
+        raise NotImplementedError
 
 
 class CudaPythonApi(CudaApi):
@@ -102,12 +134,18 @@ class CudaPythonApi(CudaApi):
         self._call(self.rt.cudaStreamDestroy(stream))
 
     def htod(self, dst: int, src: np.ndarray, stream: Any) -> None:
-        self._call(self.rt.cudaMemcpyAsync(dst, src.ctypes.data, src.nbytes,
-                                           self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream))
+        self._call(
+            self.rt.cudaMemcpyAsync(
+                dst, src.ctypes.data, src.nbytes, self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream
+            )
+        )
 
     def dtoh(self, dst: np.ndarray, src: int, stream: Any) -> None:
-        self._call(self.rt.cudaMemcpyAsync(dst.ctypes.data, src, dst.nbytes,
-                                           self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream))
+        self._call(
+            self.rt.cudaMemcpyAsync(
+                dst.ctypes.data, src, dst.nbytes, self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream
+            )
+        )
 
     def sync(self, stream: Any) -> None:
         self._call(self.rt.cudaStreamSynchronize(stream))
@@ -211,5 +249,7 @@ def load_cuda_api(prefer: Optional[str] = None) -> CudaApi:
             return PyCudaApi(importlib.import_module("pycuda.driver"))
         except ImportError as exc:
             errors.append(f"{name}: {exc}")
-    raise MissingDependencyError("the TensorRT backend needs cuda-python (pip install cuda-python) or pycuda "
-                                 "for device buffers (" + "; ".join(errors) + ")")
+    raise MissingDependencyError(
+        "the TensorRT backend needs cuda-python (pip install cuda-python) or pycuda "
+        "for device buffers (" + "; ".join(errors) + ")"
+    )

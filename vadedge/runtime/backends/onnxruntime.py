@@ -6,6 +6,7 @@ Runtime inlines, so the plain CPU wheel runs every bundle. On a GPU build (`onnx
 (with CUDA and CPU as fallbacks for unsupported subgraphs); plugin libraries for graphs exported
 with `--plugins` reach TensorRT through `trt_extra_plugin_lib_paths`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -23,9 +24,17 @@ ProviderSpec = Any  # a provider name or (name, options) as onnxruntime accepts 
 CPU = ("CPUExecutionProvider",)
 
 
-def make_session(model: Union[str, Path, bytes], *, threads: Optional[int] = None, optimize: bool = True,
-                 providers: Sequence[ProviderSpec] = CPU, session_config: Optional[Mapping[str, str]] = None,
-                 profile_prefix: Optional[str] = None, log_severity: int = 3, ort: Any = None) -> Any:
+def make_session(
+    model: Union[str, Path, bytes],
+    *,
+    threads: Optional[int] = None,
+    optimize: bool = True,
+    providers: Sequence[ProviderSpec] = CPU,
+    session_config: Optional[Mapping[str, str]] = None,
+    profile_prefix: Optional[str] = None,
+    log_severity: int = 3,
+    ort: Any = None,
+) -> Any:
     """The one place vadedge builds an `onnxruntime.InferenceSession` (runtime, export, calibration, bench).
 
     model: a file path or serialized ONNX bytes. threads: intra-op threads with one inter-op thread
@@ -63,9 +72,14 @@ def parse_device(device: str) -> tuple[str, int]:
         raise ConfigError(f"bad device index in {device!r}") from None
 
 
-def default_providers(device: str, *, precision: str = "fp32", plugin_libraries: Sequence[str] = (),
-                      cache_dir: Optional[Path] = None, provider_options: Optional[Mapping] = None
-                      ) -> list[ProviderSpec]:
+def default_providers(
+    device: str,
+    *,
+    precision: str = "fp32",
+    plugin_libraries: Sequence[str] = (),
+    cache_dir: Optional[Path] = None,
+    provider_options: Optional[Mapping] = None,
+) -> list[ProviderSpec]:
     """Execution providers for a device, most specific first, CPU last."""
     kind, idx = parse_device(device)
     extra = dict(provider_options or {})
@@ -74,11 +88,18 @@ def default_providers(device: str, *, precision: str = "fp32", plugin_libraries:
     cuda = ("CUDAExecutionProvider", {"device_id": idx, **(extra if kind == "cuda" else {})})
     if kind == "cuda":
         return [cuda, "CPUExecutionProvider"]
-    trt_opts: dict[str, Any] = {"device_id": idx, "trt_fp16_enable": precision == "fp16",
-                                "trt_int8_enable": precision == "int8"}
+    trt_opts: dict[str, Any] = {
+        "device_id": idx,
+        "trt_fp16_enable": precision == "fp16",
+        "trt_int8_enable": precision == "int8",
+    }
     if cache_dir is not None:
-        trt_opts.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache_dir),
-                        trt_timing_cache_enable=True, trt_timing_cache_path=str(cache_dir))
+        trt_opts.update(
+            trt_engine_cache_enable=True,
+            trt_engine_cache_path=str(cache_dir),
+            trt_timing_cache_enable=True,
+            trt_timing_cache_path=str(cache_dir),
+        )
     if plugin_libraries:
         trt_opts["trt_extra_plugin_lib_paths"] = ";".join(str(p) for p in plugin_libraries)
     trt_opts.update(extra)
@@ -101,29 +122,46 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     model_path: Optional[Path]  # None for a model given as bytes
 
-    def __init__(self, bundle: Bundle, *, device: str = "cpu", precision: Optional[str] = None,
-                 providers: Optional[Sequence[ProviderSpec]] = None, threads: Optional[int] = None,
-                 plugin_libraries: Sequence[str] = (), provider_options: Optional[Mapping] = None,
-                 cache_dir: Optional[Path] = None, ort: Any = None,
-                 session_config: Optional[Mapping[str, str]] = None) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        *,
+        device: str = "cpu",
+        precision: Optional[str] = None,
+        providers: Optional[Sequence[ProviderSpec]] = None,
+        threads: Optional[int] = None,
+        plugin_libraries: Sequence[str] = (),
+        provider_options: Optional[Mapping] = None,
+        cache_dir: Optional[Path] = None,
+        ort: Any = None,
+        session_config: Optional[Mapping[str, str]] = None,
+    ) -> None:
         super().__init__(bundle)
         ort = ort or require("onnxruntime")
         self.precision = precision or bundle.precision  # default: what the bundle was exported to run
         path = self.model_path = bundle.model_file(self.precision)
         if providers is None:
-            providers = default_providers(device, precision=self.precision, plugin_libraries=plugin_libraries,
-                                          cache_dir=cache_dir or user_cache_dir("ort-trt", bundle),
-                                          provider_options=provider_options)
+            providers = default_providers(
+                device,
+                precision=self.precision,
+                plugin_libraries=plugin_libraries,
+                cache_dir=cache_dir or user_cache_dir("ort-trt", bundle),
+                provider_options=provider_options,
+            )
         available = set(ort.get_available_providers())
-        missing = [p if isinstance(p, str) else p[0] for p in providers
-                   if (p if isinstance(p, str) else p[0]) not in available]
+        missing = [
+            p if isinstance(p, str) else p[0] for p in providers if (p if isinstance(p, str) else p[0]) not in available
+        ]
         if missing:
-            raise ConfigError(f"ONNX Runtime here has no {', '.join(missing)} (available: "
-                              f"{', '.join(sorted(available))}); for GPUs install onnxruntime-gpu, or use "
-                              f"--device cpu")
+            raise ConfigError(
+                f"ONNX Runtime here has no {', '.join(missing)} (available: "
+                f"{', '.join(sorted(available))}); for GPUs install onnxruntime-gpu, or use "
+                f"--device cpu"
+            )
         try:
-            self.session = make_session(path, threads=threads, providers=providers,
-                                        session_config=session_config, ort=ort)
+            self.session = make_session(
+                path, threads=threads, providers=providers, session_config=session_config, ort=ort
+            )
         except Exception as exc:  # onnxruntime raises its own exception types for bad models
             raise BundleError(f"ONNX Runtime cannot load {path}: {exc}") from exc
         self.device = device
@@ -131,8 +169,15 @@ class OnnxRuntimeBackend(Backend):
         self._check_io(bundle, path)
 
     @classmethod
-    def for_model(cls, model: Union[str, Path, bytes], graph: Union[GraphSpec, Mapping], *, precision: str = "fp32",
-                  threads: Optional[int] = None, profile_prefix: Optional[str] = None) -> OnnxRuntimeBackend:
+    def for_model(
+        cls,
+        model: Union[str, Path, bytes],
+        graph: Union[GraphSpec, Mapping],
+        *,
+        precision: str = "fp32",
+        threads: Optional[int] = None,
+        profile_prefix: Optional[str] = None,
+    ) -> OnnxRuntimeBackend:
         """ONNX Runtime on the CPU for a model and its `graph` section, without the bundle's manifest check.
 
         The exporter's score calibration and INT8 calibration run the graph they are writing (the
@@ -157,12 +202,12 @@ class OnnxRuntimeBackend(Backend):
         self._outputs = [o.name for o in self.session.get_outputs()]
         shapes = dict(self.io.param_shapes)
         self._params_batched = all(
-            t in self._inputs and len(self._inputs[t].shape) == len(shapes[n]) + 1 for n, t in self.io.params)
+            t in self._inputs and len(self._inputs[t].shape) == len(shapes[n]) + 1 for n, t in self.io.params
+        )
 
     def _check_io(self, bundle: Bundle, path: Path) -> None:
         """The same model-vs-manifest check as `vadedge info`, on the session that will run."""
-        check_graph_io(f"bundle {bundle.path}: {path.name}", self.session.get_inputs(), self._outputs,
-                       bundle.manifest)
+        check_graph_io(f"bundle {bundle.path}: {path.name}", self.session.get_inputs(), self._outputs, bundle.manifest)
 
     @property
     def params_batched(self) -> bool:
@@ -175,9 +220,13 @@ class OnnxRuntimeBackend(Backend):
     def describe(self) -> str:
         return f"onnxruntime {self.precision} ({', '.join(self.providers)})"
 
-    def run(self, frames: np.ndarray, state: Mapping[str, np.ndarray],
-            params: Optional[Mapping[str, np.ndarray]] = None,
-            side: Optional[Mapping[str, np.ndarray]] = None) -> BackendOutput:
+    def run(
+        self,
+        frames: np.ndarray,
+        state: Mapping[str, np.ndarray],
+        params: Optional[Mapping[str, np.ndarray]] = None,
+        side: Optional[Mapping[str, np.ndarray]] = None,
+    ) -> BackendOutput:
         feed = self.io.feeds(frames, state, params, side)
         wanted = self.io.output_names
         wanted = [w for w in wanted if w in self._outputs]

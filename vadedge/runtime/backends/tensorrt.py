@@ -15,6 +15,7 @@ Plugin loading, sidecar validation, deserialisation and refit are `vadedge.runti
 with the exporter). Neither TensorRT nor a GPU exist on the development machines: this module is
 tested against the fake `tensorrt` module and `FakeCuda` of tests/fakes/tensorrt.py, never on hardware.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,8 +43,9 @@ from .cuda import CudaApi, load_cuda_api
 logger = logging.getLogger(__name__)
 
 
-def pick_engine(bundle: Bundle, engine: Optional[str | Path], device_name: str,
-                precision: Optional[str] = None) -> tuple[Path, Optional[EngineSpec]]:
+def pick_engine(
+    bundle: Bundle, engine: Optional[str | Path], device_name: str, precision: Optional[str] = None
+) -> tuple[Path, Optional[EngineSpec]]:
     """The engine file to load and its manifest entry: explicit, else the bundle's best match for this GPU."""
     if engine is not None:
         path = Path(engine)
@@ -55,8 +57,10 @@ def pick_engine(bundle: Bundle, engine: Optional[str | Path], device_name: str,
         return path, entry
     engines = bundle.manifest.engines
     if not engines:
-        raise BundleError(f"bundle {bundle.path} has no TensorRT engine: build one on this device with "
-                          f"`vadedge export MODEL --engine trt` or pass --engine FILE")
+        raise BundleError(
+            f"bundle {bundle.path} has no TensorRT engine: build one on this device with "
+            f"`vadedge export MODEL --engine trt` or pass --engine FILE"
+        )
 
     def rank(e: EngineSpec) -> tuple:
         return (e.device == device_name, precision is None or e.precision == precision)
@@ -65,8 +69,11 @@ def pick_engine(bundle: Bundle, engine: Optional[str | Path], device_name: str,
     if best.device not in (None, device_name):
         import warnings
 
-        warnings.warn(f"engine {best.file} was built for {best.device}, this GPU is {device_name}; "
-                      f"TensorRT engines are not portable across GPUs", stacklevel=3)
+        warnings.warn(
+            f"engine {best.file} was built for {best.device}, this GPU is {device_name}; "
+            f"TensorRT engines are not portable across GPUs",
+            stacklevel=3,
+        )
     path = bundle.file(best.file, "engine")
     if not path.is_file():
         raise BundleError(f"bundle {bundle.path}: engine file {best.file} is missing")
@@ -88,9 +95,19 @@ class TensorRTBackend(Backend):
     name = "tensorrt"
     bundle: Bundle  # never None here: an engine always belongs to a bundle
 
-    def __init__(self, bundle: Bundle, *, engine: Optional[str | Path] = None, device: str = "cuda:0",
-                 precision: Optional[str] = None, plugin_libraries: Sequence[str] = (), cuda_graphs: bool = True,
-                 trt: Any = None, cuda: Optional[CudaApi] = None, dlopen: Any = None) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        *,
+        engine: Optional[str | Path] = None,
+        device: str = "cuda:0",
+        precision: Optional[str] = None,
+        plugin_libraries: Sequence[str] = (),
+        cuda_graphs: bool = True,
+        trt: Any = None,
+        cuda: Optional[CudaApi] = None,
+        dlopen: Any = None,
+    ) -> None:
         super().__init__(bundle)
         self.trt = import_tensorrt(trt)
         self.cuda = cuda or load_cuda_api()
@@ -101,15 +118,17 @@ class TensorRTBackend(Backend):
         self.cuda.set_device(self.device_index)
         self.device = f"cuda:{self.device_index}"
         self.gpu_name = self.cuda.device_name(self.device_index)
-        self.engine_path, self.engine_entry = pick_engine(bundle, engine, self.gpu_name,
-                                                          precision or bundle.manifest.precision)
+        self.engine_path, self.engine_entry = pick_engine(
+            bundle, engine, self.gpu_name, precision or bundle.manifest.precision
+        )
         info = self._checked_sidecar()
         self.logger = make_logger(self.trt)
         libs = list(plugin_libraries) + [str(p) for p in sidecar_plugin_libraries(self.engine_path, info)]
         self.plugins = load_plugin_libraries(self.trt, libs, dlopen=dlopen)
         entry_vc = self.engine_entry is not None and self.engine_entry.version_compatible
-        self.engine = deserialize_engine(self.trt, self.engine_path, self.logger,
-                                         version_compatible=bool(info.get("version_compatible") or entry_vc))
+        self.engine = deserialize_engine(
+            self.trt, self.engine_path, self.logger, version_compatible=bool(info.get("version_compatible") or entry_vc)
+        )
         self.context = self.engine.create_execution_context()
         self.stream = self.cuda.stream()
         self._tensors = self._discover()
@@ -127,10 +146,10 @@ class TensorRTBackend(Backend):
         passed by hand without a sidecar (say from trtexec) loads with a warning, unchecked.
         """
         if sidecar_path(self.engine_path).is_file() or (self.engine_entry is not None and self.engine_entry.sidecar):
-            return load_sidecar(self.engine_path, tensorrt_version=str(self.trt.__version__),
-                                device_name=self.gpu_name)
-        logger.warning("engine %s has no sidecar: its SHA-256, TensorRT version and GPU are not checked",
-                       self.engine_path.name)
+            return load_sidecar(self.engine_path, tensorrt_version=str(self.trt.__version__), device_name=self.gpu_name)
+        logger.warning(
+            "engine %s has no sidecar: its SHA-256, TensorRT version and GPU are not checked", self.engine_path.name
+        )
         return {}
 
     # ---------------------------------------------------------------- engine I/O
@@ -146,12 +165,18 @@ class TensorRTBackend(Backend):
 
     def _check_io(self) -> None:
         names = set(self._tensors)
-        need = [self.io.frames] + [i for _, i, _ in self.io.state] + [t for _, t in self.io.scores] + \
-               [o for _, _, o in self.io.state] + [t for _, t in self.io.side]
+        need = (
+            [self.io.frames]
+            + [i for _, i, _ in self.io.state]
+            + [t for _, t in self.io.scores]
+            + [o for _, _, o in self.io.state]
+            + [t for _, t in self.io.side]
+        )
         missing = [n for n in need if n not in names]
         if missing:
-            raise BundleError(f"engine {self.engine_path} lacks tensors {missing} named in vadedge.json "
-                              f"(has {sorted(names)})")
+            raise BundleError(
+                f"engine {self.engine_path} lacks tensors {missing} named in vadedge.json (has {sorted(names)})"
+            )
         frames = self._tensors[self.io.frames]
         self.dynamic = any(d < 0 for t in self._tensors.values() if t.is_input for d in t.shape)
         if self.dynamic:
@@ -232,9 +257,13 @@ class TensorRTBackend(Backend):
         self.cuda.launch(self._graph, self.stream)
         self.graph_launches += 1
 
-    def run(self, frames: np.ndarray, state: Mapping[str, np.ndarray],
-            params: Optional[Mapping[str, np.ndarray]] = None,
-            side: Optional[Mapping[str, np.ndarray]] = None) -> BackendOutput:
+    def run(
+        self,
+        frames: np.ndarray,
+        state: Mapping[str, np.ndarray],
+        params: Optional[Mapping[str, np.ndarray]] = None,
+        side: Optional[Mapping[str, np.ndarray]] = None,
+    ) -> BackendOutput:
         b = int(frames.shape[0])
         if self.dynamic and b > self.max_batch:
             raise ConfigError(f"batch {b} exceeds the engine's profile maximum {self.max_batch}")
@@ -268,8 +297,15 @@ class TensorRTBackend(Backend):
         if not self.refit_params:
             return False
         self.cuda.sync(self.stream)
-        refit_weights(self.trt, self.engine, {weights_name: np.ascontiguousarray(params[name], dtype=np.float32)
-                                              for name, weights_name in self.refit_params.items()}, self.logger)
+        refit_weights(
+            self.trt,
+            self.engine,
+            {
+                weights_name: np.ascontiguousarray(params[name], dtype=np.float32)
+                for name, weights_name in self.refit_params.items()
+            },
+            self.logger,
+        )
         if self._graph is not None:  # recapture after new weights
             self.cuda.destroy_graph(self._graph)
             self._graph = None

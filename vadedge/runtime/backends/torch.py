@@ -4,6 +4,7 @@ through its MODEL PROTOCOL (train/protocols.py `StreamModel`).
 For research and for checking an exported bundle against its source model; needs vadedge[train].
 A checkpoint has no score calibration, so pass a threshold (or run through a bundle for events).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -55,8 +56,10 @@ def checkpoint_of(bundle: Bundle) -> Path:
     for c in cands:
         if (c / "config.json").is_file() and (c / "model.safetensors").is_file():
             return c
-    raise BundleError(f"no training checkpoint found for bundle {bundle.path} (looked in "
-                      f"{', '.join(str(c) for c in cands)}); the torch backend and MPN adaptation need it")
+    raise BundleError(
+        f"no training checkpoint found for bundle {bundle.path} (looked in "
+        f"{', '.join(str(c) for c in cands)}); the torch backend and MPN adaptation need it"
+    )
 
 
 def model_graph(model: Any, state: Mapping[str, np.ndarray], *, adaptable: bool = False) -> GraphSpec:
@@ -69,11 +72,19 @@ def model_graph(model: Any, state: Mapping[str, np.ndarray], *, adaptable: bool 
     params = []
     if adaptable and isinstance(model, AdaptableModel):
         params = [TensorSpec(n, n, n, tuple(p.shape)) for n, p in model.adaptable_parameters().items()]
-    side = [SideInputSpec(k, k, tuple(v["shape"]), provider=v.get("provider"))
-            for k, v in (model.side_inputs if isinstance(model, HostInputs) else {}).items()]
-    return GraphSpec(batch="dynamic", frames_input="frames", state=tuple(items), params=tuple(params),
-                     scores={c: c for c in model.score_components}, extra_outputs={"error_map": "error_map"},
-                     side_inputs=tuple(side))
+    side = [
+        SideInputSpec(k, k, tuple(v["shape"]), provider=v.get("provider"))
+        for k, v in (model.side_inputs if isinstance(model, HostInputs) else {}).items()
+    ]
+    return GraphSpec(
+        batch="dynamic",
+        frames_input="frames",
+        state=tuple(items),
+        params=tuple(params),
+        scores={c: c for c in model.score_components},
+        extra_outputs={"error_map": "error_map"},
+        side_inputs=tuple(side),
+    )
 
 
 def numpy_state(state: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -95,12 +106,16 @@ def bundle_from_checkpoint(path: str | Path) -> Bundle:
     if isinstance(model, AdaptableModel):
         state.update(numpy_state(model.adaptable_parameters()))
     manifest = Manifest(
-        family=ckpt.config.get("name", "unknown"), preset=ckpt.config.get("preset"),
-        input=InputSection(**model.spec.to_dict(), clip_length=int(model.clip_length),
-                           fps=trained_fps(ckpt.config)),
-        graph=graph, models={"fp32": "model.safetensors"}, state_file="state.safetensors",
-        score=ScoreSpec(signs={k: int(v) for k, v in model.score_components.items()},
-                        weights={k: float(v) for k, v in model.score_weights.items()}),
+        family=ckpt.config.get("name", "unknown"),
+        preset=ckpt.config.get("preset"),
+        input=InputSection(**model.spec.to_dict(), clip_length=int(model.clip_length), fps=trained_fps(ckpt.config)),
+        graph=graph,
+        models={"fp32": "model.safetensors"},
+        state_file="state.safetensors",
+        score=ScoreSpec(
+            signs={k: int(v) for k, v in model.score_components.items()},
+            weights={k: float(v) for k, v in model.score_weights.items()},
+        ),
         provenance={"vadedge_version": __version__, "checkpoint": {"name": ckpt.config.get("name")}},
     ).validated()
     return Bundle(Path(path), manifest, state)
@@ -126,8 +141,9 @@ class TorchBackend(Backend):
         self.model = self.ckpt.model.to(device)
 
     @classmethod
-    def for_model(cls, model: StreamModel, state: Mapping[str, Any], *, device: str = "cpu",
-                  threads: Optional[int] = None) -> TorchBackend:
+    def for_model(
+        cls, model: StreamModel, state: Mapping[str, Any], *, device: str = "cpu", threads: Optional[int] = None
+    ) -> TorchBackend:
         """A backend for a stream model in memory, run as it is (its own weights; an adapted scorer such
         as MPN's `adapt_stream` result carries its θ'), so the graph takes no adapted parameters.
 
@@ -159,9 +175,13 @@ class TorchBackend(Backend):
     def params_batched(self) -> bool:
         return False
 
-    def run(self, frames: np.ndarray, state: Mapping[str, np.ndarray],
-            params: Optional[Mapping[str, np.ndarray]] = None,
-            side: Optional[Mapping[str, np.ndarray]] = None) -> BackendOutput:
+    def run(
+        self,
+        frames: np.ndarray,
+        state: Mapping[str, np.ndarray],
+        params: Optional[Mapping[str, np.ndarray]] = None,
+        side: Optional[Mapping[str, np.ndarray]] = None,
+    ) -> BackendOutput:
         torch = self.torch
         with torch.inference_mode():
             x = self._tensor(frames)
