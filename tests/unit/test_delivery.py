@@ -311,7 +311,7 @@ def test_metrics_endpoint_and_healthz():
         m.frame("cam1", scored=True, latency_ms=12.0)
         m.frame("cam1", scored=False, latency_ms=3.0)
         m.source("cam1", dropped=4, reconnects=1)
-        m.source("cam1", dropped=4, reconnects=2)
+        m.source("cam1", dropped=4, reconnects=2, queued=3)
         m.event("cam1", "new")
         m.failure("webhook-x")
         m.watch_spool("webhook-x", lambda: 7)
@@ -326,6 +326,7 @@ def test_metrics_endpoint_and_healthz():
         'vadedge_frames_dropped_total{camera="cam1"} 4.0',
         'vadedge_reconnects_total{camera="cam1"} 2.0',
         'vadedge_camera_up{camera="cam1"} 1.0',
+        'vadedge_queue_depth{camera="cam1"} 3.0',
         'vadedge_events_total{camera="cam1",type="new"} 1.0',
         'vadedge_sink_delivery_failures_total{sink="webhook-x"} 1.0',
         'vadedge_spool_messages{sink="webhook-x"} 7.0',

@@ -50,6 +50,7 @@ class Metrics:
         self.dropped = pc.Counter("vadedge_frames_dropped", "Frames a live source dropped", ["camera"], registry=r)
         self.reconnects = pc.Counter("vadedge_reconnects", "Live source reconnects", ["camera"], registry=r)
         self.up = pc.Gauge("vadedge_camera_up", "1 while the camera delivers frames", ["camera"], registry=r)
+        self.queued = pc.Gauge("vadedge_queue_depth", "Decoded frames waiting to be scored", ["camera"], registry=r)
         self.latency = pc.Histogram(
             "vadedge_inference_latency_seconds",
             "Inference latency per frame",
@@ -73,6 +74,7 @@ class Metrics:
         for c in (self.frames, self.scored, self.dropped, self.reconnects):
             c.labels(name)
         self.up.labels(name).set(0)
+        self.queued.labels(name).set(0)
         with self._lock:
             self._last_frame.setdefault(name, float("-inf"))
 
@@ -85,8 +87,10 @@ class Metrics:
         with self._lock:
             self._last_frame[camera] = time.monotonic()
 
-    def source(self, camera: str, dropped: int, reconnects: int) -> None:
-        """A source's running totals; the counters advance by the difference."""
+    def source(self, camera: str, dropped: int, reconnects: int, queued: Optional[int] = None) -> None:
+        """A source's running totals (the counters advance by the difference) and its queue depth now."""
+        if queued is not None:
+            self.queued.labels(camera).set(queued)
         with self._lock:
             d0, r0 = self._seen.get(camera, (0, 0))
             self._seen[camera] = (max(d0, dropped), max(r0, reconnects))

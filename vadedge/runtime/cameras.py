@@ -387,7 +387,12 @@ def _record(cam: _Camera, r: Any, image: Any, feed: Any, metrics: Any) -> None:
     if metrics is not None:
         metrics.frame(cam.name, r.score is not None, r.latency_ms)
         if cam.source is not None:
-            metrics.source(cam.name, s.dropped + cam.source.dropped, cam.reconnects + cam.source.reconnects)
+            metrics.source(
+                cam.name,
+                s.dropped + cam.source.dropped,
+                cam.reconnects + cam.source.reconnects,
+                cam.source.queue_depth,
+            )
     if cam.csv is not None:
         cam.csv.write(r)
     closed = False

@@ -297,7 +297,7 @@ def run_source(
                         feed.frame(handle.name, r.frame_index, r.timestamp, r.score, r.heatmap, f.image.shape, f.image)
                     if metrics is not None:
                         metrics.frame(handle.name, r.score is not None, r.latency_ms)
-                        metrics.source(handle.name, source.dropped, source.reconnects)
+                        metrics.source(handle.name, source.dropped, source.reconnects, source.queue_depth)
                     if csvw is not None:
                         csvw.write(r)
                     if viewer is not None:

@@ -165,6 +165,11 @@ class Source:
                 raise item
             yield item
 
+    @property
+    def queue_depth(self) -> int:
+        """Decoded frames waiting in the queue for the consumer (approximate, like `Queue.qsize`)."""
+        return self._queue.qsize()
+
     def request_stop(self) -> None:
         """Ask the decoder and the iterator to stop soon (safe to call from a signal handler)."""
         self._stop.set()
