@@ -31,6 +31,26 @@ def wait_for(cond: Callable[[], bool], timeout: float = 20.0, what: str = "condi
         time.sleep(0.05)
 
 
+def check_in_order(received: list[dict], expected: list[dict], *, others: bool = False) -> None:
+    """Every expected message arrived (at least once, same id and type), in order per camera.
+
+    `others=True` lets `received` also hold messages not in `expected` (one caught by a SIGKILL
+    can reach a sink without reaching the JSON-lines file); they are ignored in the order check.
+    """
+    seen: dict[str, dict] = {}
+    for m in received:
+        seen.setdefault(m["message_id"], m)
+    assert [m["message_id"] for m in expected if m["message_id"] not in seen] == []
+    for cam in {m["camera"] for m in expected}:
+        want = [m["message_id"] for m in expected if m["camera"] == cam]
+        order = list(dict.fromkeys(m["message_id"] for m in received if m["camera"] == cam))
+        if others:
+            order = [i for i in order if i in set(want)]
+        assert order == want, cam
+    for m in expected:
+        assert seen[m["message_id"]]["id"] == m["id"] and seen[m["message_id"]]["type"] == m["type"]
+
+
 class Receiver:
     """A webhook receiver on 127.0.0.1:port that records every JSON body (in arrival order)."""
 

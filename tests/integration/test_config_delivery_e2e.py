@@ -26,7 +26,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.delivery_helpers import MOSQUITTO, Broker, Receiver, Subscriber, free_port, wait_for
+from tests.delivery_helpers import (
+    MOSQUITTO,
+    Broker,
+    Receiver,
+    Subscriber,
+    check_in_order,
+    free_port,
+    wait_for,
+)
 
 pytest.importorskip("onnx")
 pytest.importorskip("pydantic")
@@ -102,20 +110,6 @@ def _strict_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in data.decode().splitlines()]  # a torn line inside fails here
 
 
-def _check_in_order(received: list[dict], expected: list[dict]) -> None:
-    """Every expected message arrived (at least once, same id), in order per camera."""
-    seen: dict[str, dict] = {}
-    for m in received:
-        seen.setdefault(m["message_id"], m)
-    assert [m["message_id"] for m in expected if m["message_id"] not in seen] == []
-    for cam in CAMERAS:
-        order = list(dict.fromkeys(m["message_id"] for m in received if m["camera"] == cam))
-        want = [m["message_id"] for m in expected if m["camera"] == cam]
-        assert [i for i in order if i in set(want)] == want, cam
-    for m in expected:
-        assert seen[m["message_id"]]["id"] == m["id"] and seen[m["message_id"]]["type"] == m["type"]
-
-
 @pytest.fixture
 def loopback(tmp_path):
     rx = Receiver(free_port()).start()
@@ -189,9 +183,9 @@ def test_nothing_lost_across_receiver_and_broker_outages_and_a_sigkill(site, tmp
     expected = _strict_jsonl(log)
     assert len(expected) > len(before)
     assert len({m["message_id"] for m in expected}) == len(expected)
-    _check_in_order(rx.bodies, expected)
+    check_in_order(rx.bodies, expected, others=True)
     wait_for(lambda: len(set(sub.on("nvr/events"))) >= len(expected), 20, "MQTT events")
-    _check_in_order([json.loads(p) for p in sub.on("nvr/events")], expected)
+    check_in_order([json.loads(p) for p in sub.on("nvr/events")], expected, others=True)
     # ids survive the restart: the second run's events are numbered after the first run's
     for cam in CAMERAS:
         seqs = [m["seq"] for m in expected if m["camera"] == cam and m["type"] == "new"]

@@ -15,7 +15,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from tests.delivery_helpers import MOSQUITTO, Broker, Receiver, Subscriber, free_port, wait_for
+from tests.delivery_helpers import MOSQUITTO, Broker, Receiver, Subscriber, check_in_order, free_port, wait_for
 from vadedge.delivery import (
     EventFeed,
     EventIds,
@@ -44,19 +44,6 @@ def _feed_events(feed: EventFeed, camera: str, n: int, first: int = 0) -> None:
         feed.event(start)
         feed.frame(camera, start.start_frame, start.start_time, start.peak_score)
         feed.event(end)
-
-
-def _check_in_order(received: list[dict], expected: list[dict]) -> None:
-    """Every expected message arrived (at least once, same id), in order per camera."""
-    seen: dict[str, dict] = {}
-    for m in received:
-        seen.setdefault(m["message_id"], m)
-    assert [m["message_id"] for m in expected if m["message_id"] not in seen] == []
-    for cam in {m["camera"] for m in expected}:
-        order = list(dict.fromkeys(m["message_id"] for m in received if m["camera"] == cam))
-        assert order == [m["message_id"] for m in expected if m["camera"] == cam]
-    for m in expected:
-        assert seen[m["message_id"]]["id"] == m["id"] and seen[m["message_id"]]["type"] == m["type"]
 
 
 def _jsonl(path) -> list[dict]:
@@ -171,7 +158,7 @@ def test_webhook_receiver_down_then_up_delivers_everything_in_order(tmp_path):
     rx.start()
     feed.close()  # drains the spool
     rx.stop()
-    _check_in_order(rx.bodies, _jsonl(log))
+    check_in_order(rx.bodies, _jsonl(log))
     assert len(_jsonl(log)) == 12 and hook.pending == 0
 
 
@@ -274,9 +261,9 @@ def test_nothing_lost_across_receiver_broker_restarts_and_sigkill(tmp_path):
         assert w.wait(60) == 0
         expected = _jsonl(tmp_path / "ev.jsonl")
         assert len(expected) >= 4 * 8 + 12
-        _check_in_order(rx.bodies, expected)
+        check_in_order(rx.bodies, expected)
         wait_for(lambda: len(set(sub.on("vad/events"))) >= len(expected), 20, "MQTT events")
-        _check_in_order([json.loads(p) for p in sub.on("vad/events")], expected)
+        check_in_order([json.loads(p) for p in sub.on("vad/events")], expected)
         n_new = sum(m["type"] == "new" for m in expected if m["camera"] == "cam1")
         assert sub.on("vad/cam1/anomaly").count("ON") >= n_new and sub.on("vad/cam1/anomaly")[-1] == "OFF"
         assert sub.on("vad/available")[-1] == "offline"  # the clean close
